@@ -1,0 +1,27 @@
+# Two commands on a fresh machine with python3: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
+DEMO_DIR ?= demo_out
+
+.PHONY: demo test install clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+# Main job end to end on the embedded corpus: data -> tokenizers -> train (AR + MDM) -> decode -> WAV.
+demo: $(STAMP)
+	DEMO_DIR=$(DEMO_DIR) PY=$(PY) bash launch/demo.sh
+
+# Whole suite (slow tests included) with 8 fake CPU devices for real sharding.
+test: $(STAMP)
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -ra tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) workdirs

@@ -1,0 +1,169 @@
+"""Decoder building blocks: RMSNorm, RoPE, grouped-query attention with a KV cache, SwiGLU.
+
+Every parameter carries logical axis names (`embed`, `mlp`, `heads`, `kv_heads`, `kv`,
+`vocab`) and activations are constrained to (`batch`, `length`, ...), so the
+rules table in the config decides how they are laid out on the mesh.
+
+Attention always takes an explicit boolean mask, so the same module serves causal
+AR training, block-causal MDM training and cached decoding; the KV cache is plain
+arrays passed in and returned (no mutable collections), which keeps decoding loops
+pure functions that `lax.scan` / `lax.while_loop` can carry.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+DType = jnp.dtype
+
+_NEG_INF = -1e30
+
+
+def _kernel(names: tuple, scale: float = 1.0) -> nn.initializers.Initializer:
+  return nn.with_logical_partitioning(
+      nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal"), names)
+
+
+class KVCache(NamedTuple):
+  """Preallocated keys/values of one attention layer."""
+  k: Array  # [batch, max_len, kv_heads, head_dim]
+  v: Array  # [batch, max_len, kv_heads, head_dim]
+
+
+def init_kv_cache(batch: int, max_len: int, num_layers: int, num_kv_heads: int,
+                  head_dim: int, dtype: DType = jnp.float32) -> list[KVCache]:
+  """Zero KV cache for every layer of a decoder."""
+  shape = (batch, max_len, num_kv_heads, head_dim)
+  return [KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(num_layers)]
+
+
+class RMSNorm(nn.Module):
+  """Root-mean-square layer norm (Llama / Qwen2)."""
+  eps: float = 1e-6
+  dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+                       (x.shape[-1],), jnp.float32)
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (y * scale).astype(self.dtype)
+
+
+def apply_rope(x: Array, positions: Array, theta: float) -> Array:
+  """Rotary embedding in the HF `rotate_half` convention.
+
+  x: [batch, length, heads, head_dim]; positions: [batch, length] (int).
+  """
+  head_dim = x.shape[-1]
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [batch, length, head_dim/2]
+  angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]  # [batch, length, 1, head_dim]
+  x32 = x.astype(jnp.float32)
+  x1, x2 = jnp.split(x32, 2, axis=-1)
+  rotated = jnp.concatenate([-x2, x1], axis=-1)
+  return (x32 * jnp.cos(angles) + rotated * jnp.sin(angles)).astype(x.dtype)
+
+
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+  """Grouped-query attention with a boolean mask.
+
+  q: [batch, q_len, heads, head_dim]; k, v: [batch, k_len, kv_heads, head_dim];
+  mask: [batch, q_len, k_len] (True = may attend). Returns [batch, q_len, heads, head_dim].
+  Rows with no visible key (padding queries) return zeros instead of NaNs.
+  """
+  b, q_len, heads, head_dim = q.shape
+  kv_heads = k.shape[2]
+  groups = heads // kv_heads
+  q = q.reshape(b, q_len, kv_heads, groups, head_dim)
+  logits = jnp.einsum("bqhgd,bkhd->bhgqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
+  logits = jnp.where(mask[:, None, None, :, :], logits, _NEG_INF)
+  weights = jax.nn.softmax(logits, axis=-1)
+  weights = jnp.where(mask[:, None, None, :, :], weights, 0.0).astype(v.dtype)
+  out = jnp.einsum("bhgqk,bkhd->bqhgd", weights, v)
+  return out.reshape(b, q_len, heads, head_dim)
+
+
+class Attention(nn.Module):
+  """Multi-head attention with grouped KV heads, RoPE and an optional KV cache."""
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  rope_theta: float = 10000.0
+  qkv_bias: bool = False
+  dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, positions: Array, mask: Array,
+               cache: Optional[KVCache] = None,
+               cache_index: Optional[Array] = None) -> tuple[Array, Optional[KVCache]]:
+    """x: [batch, length, embed]; mask: [batch, length, k_len] where k_len is
+    `length` without a cache and the cache length with one. With a cache, the new
+    K/V are written at `cache_index` and attention runs over the whole cache."""
+    def proj(name, heads, axes):
+      return nn.DenseGeneral((heads, self.head_dim), use_bias=self.qkv_bias, dtype=self.dtype,
+                             kernel_init=_kernel(("embed",) + axes),
+                             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes),
+                             name=name)(x)
+
+    q = proj("q_proj", self.num_heads, ("heads", "kv"))  # [batch, length, heads, head_dim]
+    k = proj("k_proj", self.num_kv_heads, ("kv_heads", "kv"))  # [batch, length, kv_heads, head_dim]
+    v = proj("v_proj", self.num_kv_heads, ("kv_heads", "kv"))
+    q = apply_rope(q, positions, self.rope_theta)
+    k = apply_rope(k, positions, self.rope_theta)
+    q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
+    new_cache = None
+    if cache is not None:
+      start = (0, cache_index, 0, 0)
+      k = jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), start)
+      v = jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), start)
+      new_cache = KVCache(k, v)
+    out = dot_product_attention(q, k.astype(self.dtype), v.astype(self.dtype), mask)
+    out = nn.DenseGeneral(x.shape[-1], axis=(-2, -1), use_bias=False, dtype=self.dtype,
+                          kernel_init=_kernel(("heads", "kv", "embed")), name="o_proj")(out)
+    return out, new_cache
+
+
+class SwiGLU(nn.Module):
+  """Gated MLP: down(silu(gate(x)) * up(x))."""
+  mlp_dim: int
+  dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    dense = lambda features, names, name: nn.Dense(  # noqa: E731
+        features, use_bias=False, dtype=self.dtype, kernel_init=_kernel(names), name=name)
+    h = nn.silu(dense(self.mlp_dim, ("embed", "mlp"), "gate_proj")(x)) * dense(
+        self.mlp_dim, ("embed", "mlp"), "up_proj")(x)  # [batch, length, mlp]
+    h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
+    return dense(x.shape[-1], ("mlp", "embed"), "down_proj")(h)
+
+
+class DecoderLayer(nn.Module):
+  """Pre-norm transformer block: x + attn(norm(x)); x + mlp(norm(x))."""
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  mlp_dim: int
+  rope_theta: float = 10000.0
+  qkv_bias: bool = False
+  norm_eps: float = 1e-6
+  dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, positions: Array, mask: Array, cache: Optional[KVCache] = None,
+               cache_index: Optional[Array] = None) -> tuple[Array, Optional[KVCache]]:
+    h, new_cache = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.rope_theta,
+                             self.qkv_bias, self.dtype, name="self_attn")(
+                                 RMSNorm(self.norm_eps, self.dtype, name="input_norm")(x),
+                                 positions, mask, cache, cache_index)
+    x = x + h
+    x = x + SwiGLU(self.mlp_dim, self.dtype, name="mlp")(
+        RMSNorm(self.norm_eps, self.dtype, name="post_attention_norm")(x))
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return x, new_cache
