@@ -1,0 +1,165 @@
+"""Offline speech synthesis with espeak-ng (via ctypes) at 16 kHz.
+
+Why: the embedded spoken-QA corpus and the vocoder tests need speech without
+any download. The `espeakng-loader` pip package ships `libespeak-ng.so` and
+its voice data; we drive it through ctypes in synchronous mode, collect the
+int16 samples it hands to our callback (22050 Hz), and resample to 16 kHz.
+
+Public API
+----------
+``synthesize(text: str, speaker: Speaker = DEFAULT_SPEAKER, sample_rate: int = 16000)
+-> np.ndarray``
+    float32 mono waveform in [-1, 1], shape [num_samples], at ``sample_rate``.
+    Deterministic: the same (text, speaker) always gives the same samples.
+
+``Speaker(voice="en-us", variant=None, rate=175, pitch=50, pitch_range=50)``
+    A "speaker" is an espeak voice + optional variant (e.g. "f3", "m2", "klatt")
+    + speaking rate (words/minute, 80..450) + pitch and pitch range (0..100).
+
+``speaker_pool(num_speakers: int, seed: int) -> list[Speaker]``
+    ``num_speakers`` distinct speakers drawn deterministically from ``seed``.
+
+espeak-ng keeps global state, so calls are serialised with a lock inside one
+process; use several processes for parallel synthesis.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import threading
+
+import numpy as np
+import soxr
+
+ESPEAK_SAMPLE_RATE = 22050
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE, _PARAM_PITCH, _PARAM_RANGE = 1, 3, 4
+_EE_OK = 0
+
+# int callback(short *wav, int numsamples, espeak_EVENT *events)
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+
+# English accents and voice variants that ship with espeakng-loader.
+ENGLISH_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc")
+VARIANTS = (None, "f1", "f2", "f3", "f4", "m1", "m2", "m3", "m4", "m5", "klatt", "klatt2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Speaker:
+  """espeak voice parameters that together act as one speaker identity."""
+
+  voice: str = "en-us"
+  variant: str | None = None
+  rate: int = 175  # words per minute, espeak accepts 80..450
+  pitch: int = 50  # 0..100
+  pitch_range: int = 50  # 0..100
+
+  @property
+  def name(self) -> str:
+    """Stable, human-readable id, e.g. 'en-us+f3_r175_p50_g50'."""
+    voice = self.voice + (f"+{self.variant}" if self.variant else "")
+    return f"{voice}_r{self.rate}_p{self.pitch}_g{self.pitch_range}"
+
+
+DEFAULT_SPEAKER = Speaker()
+
+
+class _Engine:
+  """Process-wide espeak-ng handle; initialised on first use."""
+
+  def __init__(self) -> None:
+    import espeakng_loader  # pylint: disable=g-import-not-at-top
+
+    self._lock = threading.Lock()
+    self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    self._lib.espeak_Initialize.restype = ctypes.c_int
+    self._lib.espeak_Initialize.argtypes = [
+        ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int
+    ]
+    self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    self._lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    self._lib.espeak_Synth.argtypes = [
+        ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+        ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+    ]
+    rate = self._lib.espeak_Initialize(
+        _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
+    )
+    if rate != ESPEAK_SAMPLE_RATE:
+      raise RuntimeError(f"espeak_Initialize returned {rate}, expected {ESPEAK_SAMPLE_RATE}")
+    self._chunks: list[np.ndarray] = []
+    self._callback = _SYNTH_CALLBACK(self._on_samples)  # keep a reference alive
+    self._lib.espeak_SetSynthCallback(self._callback)
+
+  def _on_samples(self, wav, num_samples: int, _events) -> int:
+    if num_samples > 0:
+      self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+    return 0  # 0 = continue synthesis
+
+  def _check(self, err: int, what: str) -> None:
+    if err != _EE_OK:
+      raise RuntimeError(f"espeak-ng {what} failed with error {err}")
+
+  def synthesize_int16(self, text: str, speaker: Speaker) -> np.ndarray:
+    """Raw espeak output: int16 samples at 22050 Hz, shape [samples]."""
+    voice = speaker.voice + (f"+{speaker.variant}" if speaker.variant else "")
+    data = text.encode("utf-8") + b"\0"
+    with self._lock:
+      self._check(self._lib.espeak_SetVoiceByName(voice.encode()), f"voice {voice!r}")
+      self._check(self._lib.espeak_SetParameter(_PARAM_RATE, speaker.rate, 0), "rate")
+      self._check(self._lib.espeak_SetParameter(_PARAM_PITCH, speaker.pitch, 0), "pitch")
+      self._check(self._lib.espeak_SetParameter(_PARAM_RANGE, speaker.pitch_range, 0), "range")
+      self._chunks = []
+      self._check(
+          self._lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None),
+          "synth",
+      )
+      self._lib.espeak_Synchronize()
+      chunks, self._chunks = self._chunks, []
+    return np.concatenate(chunks) if chunks else np.zeros((0,), np.int16)
+
+
+_ENGINE: _Engine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def _engine() -> _Engine:
+  global _ENGINE
+  with _ENGINE_LOCK:
+    if _ENGINE is None:
+      _ENGINE = _Engine()
+    return _ENGINE
+
+
+def synthesize(
+    text: str, speaker: Speaker = DEFAULT_SPEAKER, sample_rate: int = 16000
+) -> np.ndarray:
+  """Speaks `text` with `speaker`; returns float32 [samples] in [-1, 1] at `sample_rate`."""
+  if not text.strip():
+    raise ValueError("synthesize: text is empty")
+  pcm = _engine().synthesize_int16(text, speaker)  # [samples_22k] int16
+  wav = pcm.astype(np.float32) / 32768.0
+  if sample_rate != ESPEAK_SAMPLE_RATE:
+    wav = soxr.resample(wav, ESPEAK_SAMPLE_RATE, sample_rate, quality="HQ")
+  return np.clip(wav, -1.0, 1.0).astype(np.float32)
+
+
+def speaker_pool(num_speakers: int, seed: int) -> list[Speaker]:
+  """`num_speakers` distinct speakers (voice, variant, rate, pitch) drawn from `seed`."""
+  rng = np.random.default_rng(seed)
+  speakers: dict[str, Speaker] = {}
+  while len(speakers) < num_speakers:
+    speaker = Speaker(
+        voice=ENGLISH_VOICES[rng.integers(len(ENGLISH_VOICES))],
+        variant=VARIANTS[rng.integers(len(VARIANTS))],
+        rate=int(rng.integers(14, 23)) * 10,  # 140..220 wpm
+        pitch=int(rng.integers(6, 15)) * 5,  # 30..70
+        pitch_range=int(rng.integers(6, 15)) * 5,
+    )
+    speakers.setdefault(speaker.name, speaker)
+  return list(speakers.values())
