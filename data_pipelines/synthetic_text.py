@@ -1,0 +1,114 @@
+"""A procedural text question -> answer task for training the Thinker LM without speech.
+
+Examples are generated from (seed, index), so the source is random access,
+deterministic and unbounded: grain can shuffle, shard and checkpoint it like any
+on-disk dataset. Tasks need the whole answer to be computed from the prompt
+(addition, reversal, sorting, counting, doubling), so a model must learn the rule.
+
+Example layout (the LM batch contract also used by the speech corpus):
+  prompt          [prompt_len] int32   left-padded with pad_id, starts with bos
+  prompt_valid    [prompt_len] bool
+  response        [response_len] int32 answer + eos, right-padded with pad_id
+  response_valid  [response_len] bool  answer + eos positions
+"""
+from __future__ import annotations
+
+import dataclasses
+import string
+
+import numpy as np
+
+TASKS = ("add", "reverse", "sort", "count", "double")
+
+
+@dataclasses.dataclass(frozen=True)
+class CharTokenizer:
+  """Character tokenizer with the special ids the models need."""
+  specials: tuple[str, ...] = ("<pad>", "<unk>", "<bos>", "<eos>", "<mask>", "<|user|>",
+                               "<|assistant|>")
+  chars: str = string.digits + string.ascii_lowercase + " +=:?-"
+
+  pad_id = 0
+  unk_id = 1
+  bos_id = 2
+  eos_id = 3
+  mask_id = 4
+  user_id = 5
+  assistant_id = 6
+
+  @property
+  def vocab_size(self) -> int:
+    return len(self.specials) + len(self.chars)
+
+  def encode(self, text: str) -> list[int]:
+    offset = len(self.specials)
+    return [offset + self.chars.index(c) if c in self.chars else self.unk_id for c in text]
+
+  def decode(self, ids) -> str:
+    offset = len(self.specials)
+    return "".join(self.chars[i - offset] for i in ids if offset <= i < self.vocab_size)
+
+
+def make_qa(rng: np.random.Generator, task: str) -> tuple[str, str]:
+  """One (question, answer) pair of `task`."""
+  letters = string.ascii_lowercase
+  if task == "add":
+    a, b = rng.integers(0, 1000, size=2)
+    return f"{a}+{b}=?", str(a + b)
+  if task == "reverse":
+    word = "".join(rng.choice(list(letters), size=rng.integers(3, 9)))
+    return f"reverse {word}", word[::-1]
+  if task == "sort":
+    digits = "".join(map(str, rng.integers(0, 10, size=rng.integers(3, 10))))
+    return f"sort {digits}", "".join(sorted(digits))
+  if task == "count":
+    word = "".join(rng.choice(list("abc"), size=rng.integers(4, 12)))
+    ch = letters[rng.integers(0, 3)]
+    return f"count {ch} in {word}", str(word.count(ch))
+  if task == "double":
+    word = "".join(rng.choice(list(letters), size=rng.integers(2, 6)))
+    return f"double {word}", f"{word} {word}"
+  raise ValueError(f"unknown synthetic task {task!r}; choose from {TASKS}")
+
+
+class SyntheticTextSource:
+  """Random-access source of tokenized QA examples with fixed prompt/response lengths."""
+
+  def __init__(self, num_examples: int, prompt_len: int, response_len: int, seed: int = 0,
+               tasks: tuple[str, ...] = TASKS, tokenizer: CharTokenizer | None = None):
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+      raise ValueError(f"data.tasks has unknown task(s) {sorted(unknown)}; choose from {TASKS}")
+    self.num_examples, self.prompt_len, self.response_len = num_examples, prompt_len, response_len
+    self.seed, self.tasks = seed, tuple(tasks)
+    self.tokenizer = tokenizer or CharTokenizer()
+
+  def __len__(self) -> int:
+    return self.num_examples
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([self.seed, int(index)])
+    question, answer = make_qa(rng, self.tasks[int(rng.integers(len(self.tasks)))])
+    tok = self.tokenizer
+    prompt = [tok.bos_id, tok.user_id] + tok.encode(question) + [tok.assistant_id]
+    response = tok.encode(answer) + [tok.eos_id]
+    if len(prompt) > self.prompt_len or len(response) > self.response_len:
+      raise ValueError(f"example {index} does not fit: prompt {len(prompt)} > "
+                       f"data.prompt_len={self.prompt_len} or response {len(response)} > "
+                       f"data.response_len={self.response_len}")
+    return pack_example(prompt, response, self.prompt_len, self.response_len, tok.pad_id)
+
+
+def pack_example(prompt: list[int], response: list[int], prompt_len: int, response_len: int,
+                 pad_id: int) -> dict[str, np.ndarray]:
+  """Left-pads the prompt and right-pads the response to fixed lengths."""
+  p = np.full(prompt_len, pad_id, np.int32)
+  p[prompt_len - len(prompt):] = prompt
+  r = np.full(response_len, pad_id, np.int32)
+  r[:len(response)] = response
+  return {
+      "prompt": p,  # [prompt_len]
+      "prompt_valid": np.arange(prompt_len) >= prompt_len - len(prompt),  # [prompt_len]
+      "response": r,  # [response_len]
+      "response_valid": np.arange(response_len) < len(response),  # [response_len]
+  }
