@@ -19,13 +19,14 @@ Public API
 ``speaker_pool(num_speakers: int, seed: int) -> list[Speaker]``
     ``num_speakers`` distinct speakers drawn deterministically from ``seed``.
 
-espeak-ng keeps global state, so calls are serialised with a lock inside one
+espeak-ng is not thread-safe, so calls are serialised with a lock inside one
 process; use several processes for parallel synthesis.
 """
 
 from __future__ import annotations
 
 import ctypes
+import _ctypes
 import dataclasses
 import threading
 
@@ -69,71 +70,69 @@ class Speaker:
 DEFAULT_SPEAKER = Speaker()
 
 
-class _Engine:
-  """Process-wide espeak-ng handle; initialised on first use."""
+def _load_library(path: str) -> ctypes.CDLL:
+  """Opens a fresh copy of libespeak-ng with argument types declared."""
+  lib = ctypes.CDLL(path)
+  lib.espeak_Initialize.restype = ctypes.c_int
+  lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+  lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+  lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+  lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+  lib.espeak_Synth.argtypes = [
+      ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+  ]
+  return lib
 
-  def __init__(self) -> None:
-    import espeakng_loader  # pylint: disable=g-import-not-at-top
 
-    self._lock = threading.Lock()
-    self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
-    self._lib.espeak_Initialize.restype = ctypes.c_int
-    self._lib.espeak_Initialize.argtypes = [
-        ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int
-    ]
-    self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-    self._lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-    self._lib.espeak_Synth.argtypes = [
-        ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-        ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
-    ]
-    rate = self._lib.espeak_Initialize(
-        _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
-    )
-    if rate != ESPEAK_SAMPLE_RATE:
-      raise RuntimeError(f"espeak_Initialize returned {rate}, expected {ESPEAK_SAMPLE_RATE}")
-    self._chunks: list[np.ndarray] = []
-    self._callback = _SYNTH_CALLBACK(self._on_samples)  # keep a reference alive
-    self._lib.espeak_SetSynthCallback(self._callback)
+def _check(err: int, what: str) -> None:
+  if err != _EE_OK:
+    raise RuntimeError(f"espeak-ng {what} failed with error {err}")
 
-  def _on_samples(self, wav, num_samples: int, _events) -> int:
+
+_LOCK = threading.Lock()
+
+
+def synthesize_int16(text: str, speaker: Speaker) -> np.ndarray:
+  """Raw espeak output: int16 samples at 22050 Hz, shape [samples].
+
+  espeak-ng keeps static state (pitch flutter phase, glottal wave phase) that
+  survives espeak_Terminate, so consecutive calls in one process differ. We
+  load a fresh copy of the library for every call and unload it afterwards
+  (about 5 ms), which makes the output a pure function of (text, speaker).
+  """
+  import espeakng_loader  # pylint: disable=g-import-not-at-top
+
+  voice = speaker.voice + (f"+{speaker.variant}" if speaker.variant else "")
+  data = text.encode("utf-8") + b"\0"
+  chunks: list[np.ndarray] = []
+
+  def on_samples(wav, num_samples: int, _events) -> int:
     if num_samples > 0:
-      self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+      chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
     return 0  # 0 = continue synthesis
 
-  def _check(self, err: int, what: str) -> None:
-    if err != _EE_OK:
-      raise RuntimeError(f"espeak-ng {what} failed with error {err}")
-
-  def synthesize_int16(self, text: str, speaker: Speaker) -> np.ndarray:
-    """Raw espeak output: int16 samples at 22050 Hz, shape [samples]."""
-    voice = speaker.voice + (f"+{speaker.variant}" if speaker.variant else "")
-    data = text.encode("utf-8") + b"\0"
-    with self._lock:
-      self._check(self._lib.espeak_SetVoiceByName(voice.encode()), f"voice {voice!r}")
-      self._check(self._lib.espeak_SetParameter(_PARAM_RATE, speaker.rate, 0), "rate")
-      self._check(self._lib.espeak_SetParameter(_PARAM_PITCH, speaker.pitch, 0), "pitch")
-      self._check(self._lib.espeak_SetParameter(_PARAM_RANGE, speaker.pitch_range, 0), "range")
-      self._chunks = []
-      self._check(
-          self._lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None),
-          "synth",
-      )
-      self._lib.espeak_Synchronize()
-      chunks, self._chunks = self._chunks, []
-    return np.concatenate(chunks) if chunks else np.zeros((0,), np.int16)
-
-
-_ENGINE: _Engine | None = None
-_ENGINE_LOCK = threading.Lock()
-
-
-def _engine() -> _Engine:
-  global _ENGINE
-  with _ENGINE_LOCK:
-    if _ENGINE is None:
-      _ENGINE = _Engine()
-    return _ENGINE
+  callback = _SYNTH_CALLBACK(on_samples)
+  with _LOCK:
+    lib = _load_library(espeakng_loader.get_library_path())
+    try:
+      rate = lib.espeak_Initialize(
+          _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
+      if rate != ESPEAK_SAMPLE_RATE:
+        raise RuntimeError(f"espeak_Initialize returned {rate}, expected {ESPEAK_SAMPLE_RATE}")
+      lib.espeak_SetSynthCallback(callback)
+      lib.espeak_ng_SetRandSeed(0)  # breath/roughness noise of some variants
+      _check(lib.espeak_SetVoiceByName(voice.encode()), f"voice {voice!r}")
+      _check(lib.espeak_SetParameter(_PARAM_RATE, speaker.rate, 0), "rate")
+      _check(lib.espeak_SetParameter(_PARAM_PITCH, speaker.pitch, 0), "pitch")
+      _check(lib.espeak_SetParameter(_PARAM_RANGE, speaker.pitch_range, 0), "range")
+      _check(lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None),
+             "synth")
+      lib.espeak_Synchronize()
+      lib.espeak_Terminate()
+    finally:
+      _ctypes.dlclose(lib._handle)  # pylint: disable=protected-access
+  return np.concatenate(chunks) if chunks else np.zeros((0,), np.int16)
 
 
 def synthesize(
@@ -142,7 +141,7 @@ def synthesize(
   """Speaks `text` with `speaker`; returns float32 [samples] in [-1, 1] at `sample_rate`."""
   if not text.strip():
     raise ValueError("synthesize: text is empty")
-  pcm = _engine().synthesize_int16(text, speaker)  # [samples_22k] int16
+  pcm = synthesize_int16(text, speaker)  # [samples_22k] int16
   wav = pcm.astype(np.float32) / 32768.0
   if sample_rate != ESPEAK_SAMPLE_RATE:
     wav = soxr.resample(wav, ESPEAK_SAMPLE_RATE, sample_rate, quality="HQ")
