@@ -61,10 +61,14 @@ class Speaker:
   pitch_range: int = 50  # 0..100
 
   @property
+  def voice_name(self) -> str:
+    """espeak voice name with variant, e.g. 'en-us+f3'."""
+    return self.voice + (f"+{self.variant}" if self.variant else "")
+
+  @property
   def name(self) -> str:
     """Stable, human-readable id, e.g. 'en-us+f3_r175_p50_g50'."""
-    voice = self.voice + (f"+{self.variant}" if self.variant else "")
-    return f"{voice}_r{self.rate}_p{self.pitch}_g{self.pitch_range}"
+    return f"{self.voice_name}_r{self.rate}_p{self.pitch}_g{self.pitch_range}"
 
 
 DEFAULT_SPEAKER = Speaker()
@@ -103,7 +107,7 @@ def synthesize_int16(text: str, speaker: Speaker) -> np.ndarray:
   """
   import espeakng_loader  # pylint: disable=g-import-not-at-top
 
-  voice = speaker.voice + (f"+{speaker.variant}" if speaker.variant else "")
+  voice = speaker.voice_name
   data = text.encode("utf-8") + b"\0"
   chunks: list[np.ndarray] = []
 
