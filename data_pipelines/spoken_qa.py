@@ -1,0 +1,221 @@
+"""Embedded spoken question -> answer corpus: text generator (speech comes from `tts`).
+
+Why: training needs conversations whose answers follow from the question, with
+nothing downloaded. Every answer is computed from the question (arithmetic,
+comparisons, parity, spelling, first letters, calendar order, unit conversions,
+facts stated inside the question, counting), so a model must use what it heard.
+
+Each template has several phrasings (question wordings). A *combination* is a
+(template, phrasing) pair. The held-out split uses only combinations that the
+train split never contains: for template i the phrasing `i % num_phrasings(i)`
+is held out, so every template and every phrasing style is still seen in
+training, but not together (systematic generalisation).
+
+Examples are a pure function of (seed, split, index): random access,
+deterministic, shardable. Speakers are drawn per example from a speaker pool
+(`tts.speaker_pool`); the `heldout` split may use speakers never seen in train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+SPLITS = ("train", "test", "heldout")
+
+NAMES = (
+    "alice", "bob", "carol", "david", "emma", "frank", "grace", "henry", "irene", "jack",
+    "karen", "liam", "maria", "noah", "olivia", "peter", "quinn", "rachel", "sam", "tina",
+    "victor", "wendy", "xavier", "yvonne", "zoe", "oscar", "nina", "paul", "ruth", "steve",
+    "laura", "mike", "julia", "kevin", "hannah", "ivan", "sofia", "tom", "uma", "george",
+)
+CITIES = (
+    "paris", "london", "berlin", "madrid", "rome", "vienna", "prague", "dublin", "oslo",
+    "lisbon", "tokyo", "seoul", "delhi", "cairo", "lima", "toronto", "chicago", "boston",
+    "denver", "sydney", "moscow", "athens", "warsaw", "zurich", "geneva", "milan", "munich",
+    "helsinki", "stockholm", "amsterdam",
+)
+OBJECTS = (
+    "car", "house", "ball", "book", "chair", "table", "door", "cup", "hat", "shirt", "boat",
+    "bike", "lamp", "pen", "bag", "box", "kite", "shoe", "bottle", "phone", "clock", "bird",
+    "flower", "apple", "train", "truck", "coat", "fence", "roof", "window",
+)
+COLORS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple", "pink",
+          "brown", "gray", "silver")
+WORDS = (
+    "cat", "dog", "sun", "moon", "tree", "fish", "milk", "rain", "snow", "wind", "star",
+    "bread", "water", "music", "river", "stone", "cloud", "light", "night", "green", "happy",
+    "table", "garden", "window", "pencil", "rabbit", "orange", "planet", "summer", "winter",
+    "yellow", "bottle", "doctor", "market", "silver", "forest", "island", "coffee", "butter",
+    "number", "letter", "animal", "friend", "school", "family", "mother", "father", "sister",
+    "brother", "dinner", "answer", "people", "little", "simple", "middle", "castle", "jacket",
+    "kitchen", "morning", "evening", "picture", "teacher", "weather", "country", "village",
+)
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december")
+FRUITS = ("apples", "oranges", "pears", "bananas", "plums", "lemons", "cherries", "peaches")
+# (from unit, to unit, factor)
+CONVERSIONS = (("hours", "minutes", 60), ("minutes", "seconds", 60), ("meters", "centimeters", 100),
+               ("kilograms", "grams", 1000), ("days", "hours", 24), ("weeks", "days", 7),
+               ("kilometers", "meters", 1000), ("dollars", "cents", 100))
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+  """A question family: `make(rng)` -> (slots, answer); phrasings format the slots."""
+
+  name: str
+  phrasings: tuple[str, ...]
+  make: Callable[[np.random.Generator], tuple[dict[str, object], str]]
+
+
+def _pick(rng: np.random.Generator, values: tuple[str, ...]) -> str:
+  return values[int(rng.integers(len(values)))]
+
+
+def _add(rng):
+  a, b = (int(x) for x in rng.integers(0, 100, size=2))
+  return {"a": a, "b": b}, f"{a} plus {b} is {a + b}."
+
+
+def _subtract(rng):
+  a, b = sorted(int(x) for x in rng.integers(0, 100, size=2))[::-1]
+  return {"a": a, "b": b}, f"{a} minus {b} is {a - b}."
+
+
+def _multiply(rng):
+  a, b = (int(x) for x in rng.integers(2, 13, size=2))
+  return {"a": a, "b": b}, f"{a} times {b} is {a * b}."
+
+
+def _compare(rng):
+  a, b = (int(x) for x in rng.choice(1000, size=2, replace=False))
+  return {"a": a, "b": b}, f"{max(a, b)} is larger."
+
+
+def _parity(rng):
+  n = int(rng.integers(0, 1000))
+  return {"n": n}, f"{n} is {'even' if n % 2 == 0 else 'odd'}."
+
+
+def _spell(rng):
+  word = _pick(rng, WORDS)
+  return {"word": word}, f"{word} is spelled {' '.join(word.upper())}."
+
+
+def _first_letter(rng):
+  word = _pick(rng, WORDS)
+  return {"word": word}, f"the first letter of {word} is {word[0].upper()}."
+
+
+def _next_day(rng):
+  i = int(rng.integers(len(DAYS)))
+  return {"day": DAYS[i]}, f"the day after {DAYS[i]} is {DAYS[(i + 1) % 7]}."
+
+
+def _next_month(rng):
+  i = int(rng.integers(len(MONTHS)))
+  return {"month": MONTHS[i]}, f"the month after {MONTHS[i]} is {MONTHS[(i + 1) % 12]}."
+
+
+def _convert(rng):
+  src, dst, factor = CONVERSIONS[int(rng.integers(len(CONVERSIONS)))]
+  n = int(rng.integers(1, 13))
+  return {"n": n, "src": src, "dst": dst}, f"{n} {src} is {n * factor} {dst}."
+
+
+def _lives_in(rng):
+  name, city = _pick(rng, NAMES), _pick(rng, CITIES)
+  return {"name": name, "city": city}, f"{name} lives in {city}."
+
+
+def _color(rng):
+  obj, color = _pick(rng, OBJECTS), _pick(rng, COLORS)
+  return {"obj": obj, "color": color}, f"the {obj} is {color}."
+
+
+def _count(rng):
+  name, fruit = _pick(rng, NAMES), _pick(rng, FRUITS)
+  a, b = (int(x) for x in rng.integers(1, 20, size=2))
+  return {"name": name, "fruit": fruit, "a": a, "b": b}, f"{name} has {a + b} {fruit}."
+
+
+TEMPLATES: tuple[Template, ...] = (
+    Template("add", ("what is {a} plus {b}?", "add {a} and {b}.",
+                     "what do you get when you add {a} to {b}?"), _add),
+    Template("subtract", ("what is {a} minus {b}?", "subtract {b} from {a}.",
+                          "take {b} away from {a}. what is left?"), _subtract),
+    Template("multiply", ("what is {a} times {b}?", "multiply {a} by {b}.",
+                          "what is the product of {a} and {b}?"), _multiply),
+    Template("compare", ("which is larger, {a} or {b}?", "which number is bigger: {a} or {b}?",
+                         "tell me the larger of {a} and {b}."), _compare),
+    Template("parity", ("is {n} even or odd?", "tell me whether {n} is odd or even.",
+                        "{n}: odd or even?"), _parity),
+    Template("spell", ("how do you spell {word}?", "please spell the word {word}.",
+                       "spell {word} for me."), _spell),
+    Template("first_letter", ("what is the first letter of {word}?",
+                              "which letter does {word} start with?",
+                              "tell me the first letter of the word {word}."), _first_letter),
+    Template("next_day", ("what day comes after {day}?", "which day follows {day}?",
+                          "if today is {day}, what day is tomorrow?"), _next_day),
+    Template("next_month", ("what month comes after {month}?", "which month follows {month}?",
+                            "if this month is {month}, what is next month?"), _next_month),
+    Template("convert", ("how many {dst} are in {n} {src}?", "convert {n} {src} to {dst}.",
+                         "{n} {src} is how many {dst}?"), _convert),
+    Template("lives_in", ("{name} lives in {city}. where does {name} live?",
+                          "remember that {name} lives in {city}. which city is {name} in?",
+                          "{name} has a home in {city}. tell me where {name} lives."), _lives_in),
+    Template("color", ("the {obj} is {color}. what color is the {obj}?",
+                       "i painted the {obj} {color}. which color is the {obj}?",
+                       "look, a {color} {obj}. what color is that {obj}?"), _color),
+    Template("count", ("{name} has {a} {fruit} and gets {b} more. how many {fruit} does "
+                       "{name} have?", "{name} buys {a} {fruit}, then {b} more. how many "
+                       "{fruit} now?", "{name} starts with {a} {fruit} and adds {b}. how "
+                       "many {fruit} does {name} have?"), _count),
+)
+
+
+def heldout_combinations() -> frozenset[tuple[str, int]]:
+  """The (template name, phrasing index) pairs reserved for the held-out split."""
+  return frozenset((t.name, i % len(t.phrasings)) for i, t in enumerate(TEMPLATES))
+
+
+def split_combinations(split: str) -> tuple[tuple[str, int], ...]:
+  """(template name, phrasing index) pairs a split draws from, in a fixed order."""
+  if split not in SPLITS:
+    raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
+  held = heldout_combinations()
+  every = [(t.name, p) for t in TEMPLATES for p in range(len(t.phrasings))]
+  return tuple(c for c in every if (c in held) == (split == "heldout"))
+
+
+@dataclasses.dataclass(frozen=True)
+class QAText:
+  """One text example before speech synthesis."""
+
+  id: str
+  split: str
+  template: str  # "<template name>/<phrasing index>", the combination
+  question: str
+  answer: str
+  speaker_index: int  # index into the split's speaker pool
+
+
+def make_example(seed: int, split: str, index: int, num_speakers: int) -> QAText:
+  """Example `index` of `split`; a pure function of its arguments."""
+  combos = split_combinations(split)
+  rng = np.random.default_rng([seed, SPLITS.index(split), index])
+  name, phrasing = combos[int(rng.integers(len(combos)))]
+  template = next(t for t in TEMPLATES if t.name == name)
+  slots, answer = template.make(rng)
+  return QAText(
+      id=f"{split}-{index:08d}",
+      split=split,
+      template=f"{name}/{phrasing}",
+      question=template.phrasings[phrasing].format(**slots),
+      answer=answer,
+      speaker_index=int(rng.integers(num_speakers)),
+  )

@@ -1,0 +1,57 @@
+"""Embedded spoken-QA text generator: determinism, answers, held-out combinations."""
+
+import re
+
+import pytest
+
+from data_pipelines import spoken_qa
+
+
+def test_at_least_ten_templates_with_several_phrasings():
+  assert len(spoken_qa.TEMPLATES) >= 10
+  assert all(len(t.phrasings) >= 2 for t in spoken_qa.TEMPLATES)
+
+
+def test_generation_is_deterministic_from_seed():
+  a = [spoken_qa.make_example(7, "train", i, 16) for i in range(50)]
+  b = [spoken_qa.make_example(7, "train", i, 16) for i in range(50)]
+  c = [spoken_qa.make_example(8, "train", i, 16) for i in range(50)]
+  assert a == b
+  assert [x.question for x in a] != [x.question for x in c]
+
+
+def test_heldout_combinations_never_in_train_or_test():
+  held = {f"{n}/{p}" for n, p in spoken_qa.heldout_combinations()}
+  for split in ("train", "test"):
+    seen = {spoken_qa.make_example(0, split, i, 4).template for i in range(2000)}
+    assert not seen & held
+    assert len(seen) == len(spoken_qa.split_combinations(split))  # every combination is used
+  heldout = {spoken_qa.make_example(0, "heldout", i, 4).template for i in range(500)}
+  assert heldout == held
+  # Every template and every phrasing index still appears in training.
+  train = spoken_qa.split_combinations("train")
+  assert {n for n, _ in train} == {t.name for t in spoken_qa.TEMPLATES}
+  assert {p for _, p in train} == {0, 1, 2}
+
+
+def test_answers_follow_from_questions():
+  for i in range(300):
+    ex = spoken_qa.make_example(1, "train", i, 4)
+    nums = [int(x) for x in re.findall(r"\d+", ex.question)]
+    name = ex.template.split("/")[0]
+    if name == "add":
+      assert ex.answer.endswith(f" {sum(nums)}.")
+    elif name == "multiply":
+      assert ex.answer.endswith(f" {nums[0] * nums[1]}.")
+    elif name == "compare":
+      assert ex.answer == f"{max(nums)} is larger."
+    elif name == "count":
+      assert f" {sum(nums)} " in ex.answer
+    elif name == "lives_in":
+      city = ex.answer.split()[-1].rstrip(".")
+      assert city in ex.question
+
+
+def test_unknown_split_is_rejected():
+  with pytest.raises(ValueError, match="unknown split"):
+    spoken_qa.make_example(0, "validation", 0, 4)
