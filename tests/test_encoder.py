@@ -1,0 +1,68 @@
+"""Audio encoder and adaptor: shapes, validity masks, padding invariance, frame grouping."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vocalnet_jax.models.encoder import Adaptor, AudioEncoder, stack_frames
+
+N_MELS, FRAMES = 8, 23
+
+
+@pytest.fixture(scope="module")
+def encoder_and_params():
+  enc = AudioEncoder(embed_dim=16, num_layers=2, num_heads=4, mlp_dim=32)
+  params = jax.jit(enc.init)(jax.random.key(0), jnp.zeros((1, FRAMES, N_MELS)),
+                            jnp.ones((1, FRAMES), bool))
+  return jax.jit(enc.apply), params
+
+
+def test_encoder_shapes_and_mask(encoder_and_params):
+  apply, params = encoder_and_params
+  lengths = jnp.array([FRAMES, 11])
+  mel_mask = jnp.arange(FRAMES)[None] < lengths[:, None]  # [2, 23]
+  mel = jax.random.normal(jax.random.key(1), (2, FRAMES, N_MELS))
+  hidden, mask = apply(params, mel, mel_mask)
+  assert hidden.shape == (2, 12, 16)  # stride 2: ceil(23 / 2)
+  np.testing.assert_array_equal(mask.sum(-1), [12, 6])  # ceil(length / 2) valid frames
+  np.testing.assert_array_equal(mask[1], np.arange(12) < 6)
+  assert np.isfinite(np.asarray(hidden)).all()
+
+
+def test_encoder_padding_invariance(encoder_and_params):
+  """Valid outputs of a padded row equal the unpadded utterance's, whatever the padding holds."""
+  apply, params = encoder_and_params
+  length = 11
+  mel = jax.random.normal(jax.random.key(2), (1, FRAMES, N_MELS)) * 3.0  # garbage after `length`
+  mel_mask = jnp.arange(FRAMES)[None] < length
+  padded, mask = apply(params, mel, mel_mask)
+  alone, alone_mask = apply(params, mel[:, :length], jnp.ones((1, length), bool))
+  assert alone.shape[1] == int(mask.sum()) == int(alone_mask.sum())
+  np.testing.assert_allclose(padded[:, :alone.shape[1]], alone, atol=1e-5)
+
+
+def test_stack_frames_groups_and_mask():
+  x = jnp.arange(2 * 12 * 3, dtype=jnp.float32).reshape(2, 12, 3) + 1.0
+  mask = jnp.arange(12)[None] < jnp.array([[12], [6]])
+  stacked, group_mask = stack_frames(x, mask, 5)
+  assert stacked.shape == (2, 3, 15)
+  # Row 0: group g holds frames 5g..5g+4 in order; frames 12..14 are zero padding.
+  np.testing.assert_array_equal(stacked[0, 1], x[0, 5:10].reshape(-1))
+  np.testing.assert_array_equal(stacked[0, 2], jnp.concatenate([x[0, 10:12].reshape(-1),
+                                                                jnp.zeros(9)]))
+  # Row 1: frame 5 is the only valid frame of group 1, the rest of the group is zeroed.
+  np.testing.assert_array_equal(stacked[1, 1], jnp.concatenate([x[1, 5], jnp.zeros(12)]))
+  np.testing.assert_array_equal(group_mask, [[True, True, True], [True, True, False]])
+
+
+def test_adaptor_shapes_and_padding_invariance():
+  adaptor = Adaptor(out_dim=24, hidden_dim=32, stack=5)
+  x = jax.random.normal(jax.random.key(3), (2, 13, 16))
+  mask = jnp.arange(13)[None] < jnp.array([[13], [7]])
+  params = jax.jit(adaptor.init)(jax.random.key(4), x, mask)
+  apply = jax.jit(adaptor.apply)
+  out, out_mask = apply(params, x, mask)
+  assert out.shape == (2, 3, 24)
+  np.testing.assert_array_equal(out_mask, [[True, True, True], [True, True, False]])
+  alone, _ = apply(params, x[1:, :7], jnp.ones((1, 7), bool))
+  np.testing.assert_allclose(out[1:, :2], alone, atol=1e-6)
