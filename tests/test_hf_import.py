@@ -38,8 +38,12 @@ def _save(model, path, **kwargs) -> str:
 def llama(tmp_path_factory):
   cfg = transformers.LlamaConfig(
       vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-      num_attention_heads=4, num_key_value_heads=2, head_dim=12, rope_theta=500.0,
-      rms_norm_eps=1e-5, tie_word_embeddings=False)
+      num_attention_heads=4, num_key_value_heads=2, head_dim=12, rms_norm_eps=1e-5,
+      tie_word_embeddings=False,
+      # Llama-3 scaling; with head_dim 12 and theta 500 the wavelengths 6.3, 17.7, 49.9.. fall
+      # in the kept (< 32/4), interpolated and divided (> 32/1) bands.
+      rope_parameters=dict(rope_type="llama3", rope_theta=500.0, factor=8.0, low_freq_factor=1.0,
+                           high_freq_factor=4.0, original_max_position_embeddings=32))
   model = transformers.LlamaForCausalLM(cfg).eval()
   _randomize(model)
   # Small shards: exercises model.safetensors.index.json.
@@ -86,6 +90,7 @@ def test_llama_parity(llama):
   hp, _ = hf_import.load_hf_decoder(path)
   assert (hp["num_kv_heads"], hp["head_dim"], hp["rope_theta"], hp["qkv_bias"],
           hp["tie_embeddings"], hp["norm_eps"]) == (2, 12, 500.0, False, False, 1e-5)
+  assert hp["rope_scaling"] == (8.0, 1.0, 4.0, 32.0)
   logit_diff, hidden_diff = _decoder_parity(model, path)
   print(f"llama max abs diff: logits {logit_diff:.2e} hidden {hidden_diff:.2e}")
   assert logit_diff <= TOL and hidden_diff <= TOL
@@ -114,10 +119,12 @@ def test_whisper_encoder_parity(whisper):
   assert hidden.shape == ref.shape and bool(mask.all()) and diff <= TOL
 
 
-def test_sharded_placement(qwen2, devices):
+def test_sharded_placement(qwen2):
+  if jax.device_count() < 8:
+    pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8")
   model, path = qwen2
   hp, _ = hf_import.load_hf_decoder(path)
-  mesh = jax.sharding.Mesh(np.array(devices).reshape(2, 4), ("data", "model"))
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("data", "model"))
   rules = (("embed", "data"), ("mlp", "model"), ("heads", "model"), ("vocab", "model"))
   tokens = jnp.zeros((1, 1), jnp.int32)
   boxed = jax.eval_shape(Decoder(**hp).init, jax.random.key(0), tokens, tokens,

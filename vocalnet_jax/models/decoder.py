@@ -34,6 +34,7 @@ class Decoder(nn.Module):
   norm_eps: float = 1e-6
   remat: bool = False
   dtype: jnp.dtype = jnp.float32
+  rope_scaling: layers.RopeScaling = None  # Llama-3 RoPE scaling, see layers.rope_inv_freq
 
   def setup(self):
     self.embedder = nn.Embed(
@@ -44,7 +45,8 @@ class Decoder(nn.Module):
     layer_cls = nn.remat(layers.DecoderLayer) if self.remat else layers.DecoderLayer
     self.blocks = [
         layer_cls(self.num_heads, self.num_kv_heads, self.head_dim, self.mlp_dim,
-                  self.rope_theta, self.qkv_bias, self.norm_eps, self.dtype, name=f"layers_{i}")
+                  self.rope_theta, self.qkv_bias, self.norm_eps, self.dtype, self.rope_scaling,
+                  name=f"layers_{i}")
         for i in range(self.num_layers)
     ]
     self.final_norm = layers.RMSNorm(self.norm_eps, self.dtype, name="norm")
@@ -96,7 +98,8 @@ def decoder_from_config(cfg: ml_collections.ConfigDict, vocab_size: int) -> Deco
       num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim,
       mlp_dim=cfg.mlp_dim, rope_theta=cfg.rope_theta, qkv_bias=cfg.qkv_bias,
       tie_embeddings=cfg.tie_embeddings, norm_eps=cfg.norm_eps, remat=cfg.remat,
-      dtype=jnp.dtype(cfg.dtype))
+      dtype=jnp.dtype(cfg.dtype),
+      rope_scaling=tuple(cfg.rope_scaling) if cfg.get("rope_scaling") else None)
 
 
 def init_decoder_cache(model: Decoder, batch: int, max_len: int,

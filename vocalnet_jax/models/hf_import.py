@@ -155,10 +155,17 @@ def decoder_hparams_from_hf_config(config: dict) -> dict:
     raise NotImplementedError(f"hidden_act {config['hidden_act']!r} is not supported")
   if model_type == "qwen2" and config.get("use_sliding_window"):
     raise NotImplementedError("Qwen2 sliding-window attention is not supported")
+  # transformers >= 5 writes `rope_parameters`; older Llama-3 files `rope_theta` + `rope_scaling`.
   rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
   rope_type = rope.get("rope_type", rope.get("type", "default"))
-  if rope_type != "default":
-    raise NotImplementedError(f"rope_type {rope_type!r} is not supported (only 'default')")
+  if rope_type == "llama3":
+    rope_scaling = (float(rope["factor"]), float(rope["low_freq_factor"]),
+                    float(rope["high_freq_factor"]),
+                    float(rope["original_max_position_embeddings"]))
+  elif rope_type == "default":
+    rope_scaling = None
+  else:
+    raise NotImplementedError(f"rope_type {rope_type!r} is not supported (default, llama3)")
   num_heads = config["num_attention_heads"]
   return dict(
       vocab_size=config["vocab_size"], embed_dim=config["hidden_size"],
@@ -168,7 +175,7 @@ def decoder_hparams_from_hf_config(config: dict) -> dict:
       mlp_dim=config["intermediate_size"],
       rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
       qkv_bias=model_type == "qwen2", tie_embeddings=bool(config.get("tie_word_embeddings")),
-      norm_eps=float(config["rms_norm_eps"]))
+      norm_eps=float(config["rms_norm_eps"]), rope_scaling=rope_scaling)
 
 
 def load_hf_decoder(path: str, dtype: jnp.dtype = jnp.float32,

@@ -55,13 +55,31 @@ class RMSNorm(nn.Module):
     return (y * scale).astype(self.dtype)
 
 
-def apply_rope(x: Array, positions: Array, theta: float) -> Array:
+# Llama-3 RoPE frequency scaling as a hashable module field:
+# (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings).
+RopeScaling = Optional[tuple[float, float, float, float]]
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling = None) -> Array:
+  """Inverse frequencies [head_dim/2]; with `scaling`, HF's `llama3` rule: long
+  wavelengths are divided by `factor`, short ones kept, the band between interpolated."""
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  if scaling is None:
+    return inv_freq
+  factor, low_freq_factor, high_freq_factor, old_context = scaling
+  wavelen = 2 * jnp.pi / inv_freq
+  smooth = (old_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+  smoothed = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+  return jnp.where(wavelen < old_context / high_freq_factor, inv_freq,
+                   jnp.where(wavelen > old_context / low_freq_factor, inv_freq / factor, smoothed))
+
+
+def apply_rope(x: Array, positions: Array, theta: float, scaling: RopeScaling = None) -> Array:
   """Rotary embedding in the HF `rotate_half` convention.
 
   x: [batch, length, heads, head_dim]; positions: [batch, length] (int).
   """
-  head_dim = x.shape[-1]
-  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  inv_freq = rope_inv_freq(x.shape[-1], theta, scaling)  # [head_dim/2]
   angles = positions[..., None].astype(jnp.float32) * inv_freq  # [batch, length, head_dim/2]
   angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]  # [batch, length, 1, head_dim]
   x32 = x.astype(jnp.float32)
@@ -97,6 +115,7 @@ class Attention(nn.Module):
   rope_theta: float = 10000.0
   qkv_bias: bool = False
   dtype: DType = jnp.float32
+  rope_scaling: RopeScaling = None
 
   @nn.compact
   def __call__(self, x: Array, positions: Array, mask: Array,
@@ -114,8 +133,8 @@ class Attention(nn.Module):
     q = proj("q_proj", self.num_heads, ("heads", "kv"))  # [batch, length, heads, head_dim]
     k = proj("k_proj", self.num_kv_heads, ("kv_heads", "kv"))  # [batch, length, kv_heads, head_dim]
     v = proj("v_proj", self.num_kv_heads, ("kv_heads", "kv"))
-    q = apply_rope(q, positions, self.rope_theta)
-    k = apply_rope(k, positions, self.rope_theta)
+    q = apply_rope(q, positions, self.rope_theta, self.rope_scaling)
+    k = apply_rope(k, positions, self.rope_theta, self.rope_scaling)
     q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
     new_cache = None
     if cache is not None:
@@ -154,12 +173,13 @@ class DecoderLayer(nn.Module):
   qkv_bias: bool = False
   norm_eps: float = 1e-6
   dtype: DType = jnp.float32
+  rope_scaling: RopeScaling = None
 
   @nn.compact
   def __call__(self, x: Array, positions: Array, mask: Array, cache: Optional[KVCache] = None,
                cache_index: Optional[Array] = None) -> tuple[Array, Optional[KVCache]]:
     h, new_cache = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.rope_theta,
-                             self.qkv_bias, self.dtype, name="self_attn")(
+                             self.qkv_bias, self.dtype, self.rope_scaling, name="self_attn")(
                                  RMSNorm(self.norm_eps, self.dtype, name="input_norm")(x),
                                  positions, mask, cache, cache_index)
     x = x + h
