@@ -27,8 +27,7 @@ Array = jax.Array
 exact_gelu: Callable[[Array], Array] = lambda x: nn.gelu(x, approximate=False)  # noqa: E731
 
 
-def _kernel(names: tuple) -> nn.initializers.Initializer:
-  return nn.with_logical_partitioning(nn.initializers.lecun_normal(), names)
+_kernel = layers._kernel  # fan-in truncated normal with logical axis names
 
 
 def _zeros(names: tuple) -> nn.initializers.Initializer:

@@ -103,15 +103,13 @@ class TalkerFusion(nn.Module):
   @nn.compact
   def __call__(self, text_embeddings: Array, thinker_hidden: Array) -> Array:
     """text_embeddings: [batch, N, d_emb]; thinker_hidden: [batch, N, d_thinker] -> [batch, N, out]."""
-    kernel = lambda names: nn.with_logical_partitioning(  # noqa: E731
-        nn.initializers.lecun_normal(), names)
     bias = lambda names: nn.with_logical_partitioning(nn.initializers.zeros, names)  # noqa: E731
     x = jnp.concatenate([text_embeddings.astype(self.dtype), thinker_hidden.astype(self.dtype)],
                         axis=-1)  # [batch, N, d_emb + d_thinker]
-    h = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=kernel((None, "mlp")),
+    h = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=layers._kernel((None, "mlp")),
                  bias_init=bias(("mlp",)), name="fc1")(x)  # [batch, N, hidden]
     h = nn.with_logical_constraint(self.activation(h), ("batch", "length", "mlp"))
-    out = nn.Dense(self.out_dim, dtype=self.dtype, kernel_init=kernel(("mlp", "embed")),
+    out = nn.Dense(self.out_dim, dtype=self.dtype, kernel_init=layers._kernel(("mlp", "embed")),
                    bias_init=bias(("embed",)), name="fc2")(h)  # [batch, N, out]
     return nn.with_logical_constraint(out, ("batch", "length", "embed"))
 
