@@ -1,0 +1,126 @@
+"""TFDS builders: ArrayRecord round trip, validation report per bad-input kind, atomicity."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from data_pipelines import features, tfds_builders as tb, tts
+
+
+def _tone(seconds: float, amplitude: float = 0.3, rate: int = 16000) -> np.ndarray:
+  t = np.arange(int(seconds * rate)) / rate
+  return (amplitude * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+
+
+def test_embedded_corpus_array_record_round_trip(tmp_path):
+  config = tb.SpokenQAConfig(name="rt", num_examples=(("train", 4), ("heldout", 2)),
+                             num_speakers=3, num_heldout_speakers=2, num_workers=1)
+  builder = tb.SpokenQA(config=config, data_dir=str(tmp_path))
+  report = tb.build(builder)
+  assert report["kept"] == {"train": 4, "heldout": 2} and report["skipped"] == {}
+  assert glob.glob(os.path.join(builder.data_dir, "*.array_record*"))
+  assert json.load(open(os.path.join(builder.data_dir, "build_report.json")))["kept"]["train"] == 4
+  source = builder.as_data_source("train")
+  stored = {source[i]["id"].decode(): source[i] for i in range(len(source))}
+  for i in range(4):
+    example_id, expected = tb.synthesize_example(config, "train", i)
+    got = stored[example_id]
+    for key in ("question_audio", "answer_audio"):
+      assert got[key].dtype == np.float32
+      np.testing.assert_array_equal(got[key], expected[key])
+    for key in ("speaker", "template", "question_text", "answer_text"):
+      assert got[key].decode() == expected[key]
+  # Heldout speakers are never train speakers.
+  held = builder.as_data_source("heldout")
+  train_speakers = {s.name for s in tb.split_speakers(config, "train")}
+  assert not {held[i]["speaker"].decode() for i in range(len(held))} & train_speakers
+
+
+@pytest.fixture()
+def manifest(tmp_path):
+  """A manifest with two good examples and one of every bad kind."""
+  d = str(tmp_path)
+  good = tts.synthesize("hello there")
+  sf.write(os.path.join(d, "good.wav"), good, 16000)
+  sf.write(os.path.join(d, "answer.wav"), _tone(0.8), 16000)
+  sf.write(os.path.join(d, "empty.wav"), np.zeros((0,), np.float32), 16000)
+  sf.write(os.path.join(d, "silent.wav"), np.zeros((16000,), np.float32), 16000)
+  sf.write(os.path.join(d, "clipped.wav"), np.sign(_tone(1.0)) * 1.0, 16000, subtype="FLOAT")
+  sf.write(os.path.join(d, "long.wav"), _tone(3.0), 16000)
+  sf.write(os.path.join(d, "rate.wav"), _tone(1.0, rate=8000), 8000)
+  with open(os.path.join(d, "garbage.wav"), "wb") as f:
+    f.write(b"this is not audio")
+  rows = [
+      {"id": "good1", "question_audio": "good.wav", "question_text": "hi", "answer_text": "yo",
+       "answer_audio": "answer.wav"},
+      {"id": "good2", "question_audio": "good.wav", "question_text": "hi", "answer_text": "yo"},
+      {"id": "unreadable", "question_audio": "garbage.wav", "question_text": "q", "answer_text": "a"},
+      {"id": "nofile", "question_audio": "nope.wav", "question_text": "q", "answer_text": "a"},
+      {"id": "empty", "question_audio": "empty.wav", "question_text": "q", "answer_text": "a"},
+      {"id": "silent", "question_audio": "silent.wav", "question_text": "q", "answer_text": "a"},
+      {"id": "clipped", "question_audio": "clipped.wav", "question_text": "q", "answer_text": "a"},
+      {"id": "long", "question_audio": "good.wav", "question_text": "q", "answer_text": "a",
+       "answer_audio": "long.wav"},
+      {"id": "rate", "question_audio": "rate.wav", "question_text": "q", "answer_text": "a"},
+      {"id": "nofield", "question_audio": "good.wav", "question_text": "q"},
+  ]
+  path = os.path.join(d, "train.jsonl")
+  with open(path, "w") as f:
+    f.write("\n".join(json.dumps(r) for r in rows) + "\n{broken json\n")
+  return path
+
+
+def test_manifest_reports_and_skips_each_bad_kind(manifest, tmp_path):
+  config = tb.ManifestConfig(name="m", splits=(("train", manifest),), cache_mel_bins=80,
+                             limits=tb.AudioLimits(max_seconds=2.0))
+  builder = tb.SpokenQAManifest(config=config, data_dir=str(tmp_path / "tfds"))
+  report = tb.build(builder)
+  assert report["kept"] == {"train": 2}
+  assert report["skipped"]["train"] == {"unreadable": 3, "empty": 1, "silent": 1, "clipped": 1,
+                                        "too_long": 1, "wrong_rate": 1, "missing_field": 1}
+  reasons = {e["id"]: (e["reason"], e["detail"]) for e in report["skipped_examples"]}
+  assert reasons["nofile"][0] == "unreadable" and "nope.wav" in reasons["nofile"][1]
+  assert reasons["rate"][0] == "wrong_rate" and "rate.wav: 8000 Hz" in reasons["rate"][1]
+  assert reasons["long"][0] == "too_long" and "long.wav" in reasons["long"][1]
+  assert "answer_text" in reasons["nofield"][1]
+  assert reasons[f"{manifest}:11"][0] == "unreadable"  # the broken JSON line
+  source = builder.as_data_source("train")
+  got = {source[i]["id"].decode(): source[i] for i in range(len(source))}
+  assert got["good2"]["answer_audio"].shape == (0,)  # optional answer audio absent
+  q = got["good1"]["question_audio"]
+  np.testing.assert_allclose(got["good1"]["question_mel"], features.log_mel(q), atol=1e-6)
+
+
+def test_interrupted_build_never_looks_complete(manifest, tmp_path, monkeypatch):
+  calls = []
+
+  def crash_on_third(*args):
+    calls.append(1)
+    if len(calls) == 3:
+      raise KeyboardInterrupt  # e.g. the user pressed Ctrl-C mid-build
+    return real(*args)
+
+  real = tb.manifest_example
+  monkeypatch.setattr(tb, "manifest_example", crash_on_third)
+  config = tb.ManifestConfig(name="crash", splits=(("train", manifest),))
+  data_dir = str(tmp_path / "tfds")
+  with pytest.raises(KeyboardInterrupt):
+    tb.build(tb.SpokenQAManifest(config=config, data_dir=data_dir))
+  fresh = tb.SpokenQAManifest(config=config, data_dir=data_dir)
+  assert not fresh.is_prepared()
+  assert not os.path.exists(fresh.data_dir)
+  monkeypatch.setattr(tb, "manifest_example", real)
+  assert tb.build(fresh)["kept"] == {"train": 3}  # a clean rerun (3 s "long" passes 30 s limit)
+
+
+def test_librispeech_record_maps_to_qa_features():
+  record = {"id": b"84-121123-0000", "speaker_id": 84, "text": b"GO DO YOU HEAR",
+            "speech": (np.ones(1600) * 16384).astype(np.int16)}
+  ex = tb.librispeech_to_qa(record)
+  assert ex["question_text"] == ex["answer_text"] == "go do you hear"
+  assert ex["question_audio"].dtype == np.float32 and np.allclose(ex["question_audio"], 0.5)
+  assert ex["template"] == "librispeech/asr" and ex["answer_audio"].shape == (0,)
