@@ -47,10 +47,10 @@ def test_ar_mask_hand_drawn_with_text_padding():
 def test_attention_mask_composes_with_any_speech_mask():
   """[x_t ; x_0] layout: the speech block is passed through, the text rule is tiled."""
   num_text, num_speech = 6, 8
-  speech_mask = jax.random.bernoulli(jax.random.key(0), 0.5, (2, 2 * num_speech, 2 * num_speech))
-  vis = jnp.tile(talker_text_visibility(num_text, num_speech, 4, 3), (2, 1))
-  speech_valid = jnp.arange(2 * num_speech)[None] < jnp.array([[16], [12]])
-  mask = talker_attention_mask(vis, speech_mask, speech_valid=speech_valid)
+  speech_mask = np.random.RandomState(0).rand(2, 2 * num_speech, 2 * num_speech) < 0.5
+  vis = np.tile(talker_text_visibility(num_text, num_speech, 4, 3), (2, 1))
+  speech_valid = np.arange(2 * num_speech)[None] < np.array([[16], [12]])
+  mask = jax.jit(talker_attention_mask)(vis, speech_mask, speech_valid=speech_valid)
   assert mask.shape == (2, num_text + 2 * num_speech, num_text + 2 * num_speech)
   np.testing.assert_array_equal(mask[:, num_text:, num_text:],
                                 speech_mask & speech_valid[:, None, :])
@@ -67,9 +67,9 @@ def test_positions_time_aligned():
 def test_fusion_shapes():
   fusion = TalkerFusion(out_dim=24, hidden_dim=40)
   text, hidden = jnp.ones((2, 5, 16)), jnp.ones((2, 5, 32))
-  params = fusion.init(jax.random.key(0), text, hidden)
-  assert params["params"]["fc1"]["kernel"].value.shape == (48, 40)
-  assert fusion.apply(params, text, hidden).shape == (2, 5, 24)
+  shapes = jax.eval_shape(fusion.init, jax.random.key(0), text, hidden)
+  assert shapes["params"]["fc1"]["kernel"].value.shape == (48, 40)
+  assert jax.eval_shape(fusion.apply, shapes, text, hidden).shape == (2, 5, 24)
 
 
 N, S, CHUNK, TPC, VOCAB = 6, 8, 4, 2, 40
@@ -79,37 +79,36 @@ N, S, CHUNK, TPC, VOCAB = 6, 8, 4, 2, 40
 def talker_setup():
   talker = Talker(Decoder(vocab_size=VOCAB, embed_dim=16, num_layers=2, num_heads=4,
                           num_kv_heads=2, head_dim=8, mlp_dim=32), fusion_hidden_dim=24)
-  keys = jax.random.split(jax.random.key(1), 3)
-  text_emb = jax.random.normal(keys[0], (2, N, 12))
-  thinker_hidden = jax.random.normal(keys[1], (2, N, 20))
-  speech = jax.random.randint(keys[2], (2, S), 0, VOCAB)
+  rng = np.random.RandomState(1)
+  text_emb = jnp.asarray(rng.randn(2, N, 12), jnp.float32)
+  thinker_hidden = jnp.asarray(rng.randn(2, N, 20), jnp.float32)
+  speech = jnp.asarray(rng.randint(0, VOCAB, (2, S)), jnp.int32)
   text_pos, speech_pos = talker_positions(N, S, CHUNK, TPC)
   positions = jnp.broadcast_to(jnp.concatenate([text_pos, speech_pos]), (2, N + S))
   mask = jnp.broadcast_to(talker_ar_mask(N, S, CHUNK, TPC), (2, N + S, N + S))
   params = jax.jit(talker.init)(jax.random.key(2), speech, positions, mask,
                                 text_embeddings=text_emb, thinker_hidden=thinker_hidden)
-  return talker, params, text_emb, thinker_hidden, speech, positions, mask
+  return talker, jax.jit(talker.apply), params, text_emb, thinker_hidden, speech, positions, mask
 
 
 def test_talker_streaming_and_causality(talker_setup):
-  talker, params, text_emb, thinker_hidden, speech, positions, mask = talker_setup
-  apply = jax.jit(lambda p, sp, te, th: talker.apply(p, sp, positions, mask, text_embeddings=te,
-                                                      thinker_hidden=th))
-  logits, hidden, cache = apply(params, speech, text_emb, thinker_hidden)
+  talker, apply, params, text_emb, thinker_hidden, speech, positions, mask = talker_setup
+  logits, hidden, cache = apply(params, speech, positions, mask, text_embeddings=text_emb,
+                                thinker_hidden=thinker_hidden)
   assert logits.shape == (2, S, VOCAB) and hidden.shape == (2, N + S, 16) and cache is None
   # Changing text positions >= TPC (invisible to chunk 0) and speech after chunk 0 leaves
   # chunk 0 untouched, and changes chunk 1.
   later_text = text_emb.at[:, TPC:].add(1.0)
   later_speech = speech.at[:, CHUNK:].set((speech[:, CHUNK:] + 1) % VOCAB)
-  changed, _, _ = apply(params, later_speech, later_text, thinker_hidden)
+  changed, _, _ = apply(params, later_speech, positions, mask, text_embeddings=later_text,
+                        thinker_hidden=thinker_hidden)
   np.testing.assert_allclose(changed[:, :CHUNK], logits[:, :CHUNK], atol=1e-5)
   assert np.abs(np.asarray(changed[:, CHUNK:] - logits[:, CHUNK:])).max() > 1e-3
 
 
 def test_talker_cached_decoding_matches_full_forward(talker_setup):
   """Prefill the conditioning into a KV cache, then feed speech one token at a time."""
-  talker, params, text_emb, thinker_hidden, speech, positions, mask = talker_setup
-  apply = jax.jit(talker.apply)
+  talker, apply, params, text_emb, thinker_hidden, speech, positions, mask = talker_setup
   full, _, _ = apply(params, speech, positions, mask, text_embeddings=text_emb,
                      thinker_hidden=thinker_hidden)
   cache = init_decoder_cache(talker.decoder, 2, N + S)
