@@ -69,6 +69,25 @@ class Decoder(nn.Module):
       out = self.lm_head(hidden)
     return nn.with_logical_constraint(out.astype(jnp.float32), ("batch", "length", "vocab"))
 
+  def hidden_states(self, tokens: Optional[Array], positions: Array, mask: Array, *,
+                    embeddings: Optional[Array] = None,
+                    cache: Optional[Sequence[layers.KVCache]] = None,
+                    cache_index: Optional[Array] = None,
+                    ) -> tuple[Array, Optional[list[layers.KVCache]]]:
+    """Final-normed hidden states [batch, length, embed] (and the updated cache).
+
+    Callers that score only part of the sequence take `logits` of that slice, so the
+    vocabulary projection is not paid on context positions.
+    """
+    x = self.embed(tokens) if embeddings is None else embeddings.astype(self.dtype)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    new_cache = [] if cache is not None else None
+    for i, block in enumerate(self.blocks):
+      x, layer_cache = block(x, positions, mask, None if cache is None else cache[i], cache_index)
+      if cache is not None:
+        new_cache.append(layer_cache)
+    return self.final_norm(x), new_cache
+
   def __call__(self, tokens: Optional[Array], positions: Array, mask: Array, *,
                embeddings: Optional[Array] = None,
                cache: Optional[Sequence[layers.KVCache]] = None,
@@ -80,14 +99,8 @@ class Decoder(nn.Module):
     positions: [batch, length] RoPE positions. mask: [batch, length, k_len] boolean.
     Returns (logits [batch, length, vocab], hidden [batch, length, embed], new cache or None).
     """
-    x = self.embed(tokens) if embeddings is None else embeddings.astype(self.dtype)
-    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-    new_cache = [] if cache is not None else None
-    for i, block in enumerate(self.blocks):
-      x, layer_cache = block(x, positions, mask, None if cache is None else cache[i], cache_index)
-      if cache is not None:
-        new_cache.append(layer_cache)
-    hidden = self.final_norm(x)
+    hidden, new_cache = self.hidden_states(tokens, positions, mask, embeddings=embeddings,
+                                           cache=cache, cache_index=cache_index)
     return self.logits(hidden), hidden, new_cache
 
 

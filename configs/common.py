@@ -1,0 +1,77 @@
+"""Shared pieces of the experiment configs: model presets, mesh, rules, training knobs.
+
+Presets: `tiny` (seconds on a laptop CPU), `small` (minutes on CPU, the benchmark
+size), `1b` (Llama-3.2-1B shapes), `8b` (Llama-3.1-8B shapes).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+PRESETS = ("tiny", "small", "1b", "8b")
+
+# name: (embed_dim, num_layers, num_heads, num_kv_heads, head_dim, mlp_dim, rope_theta, tied)
+_MODEL_SHAPES = {
+    "tiny": (64, 2, 4, 2, 16, 192, 10000.0, False),
+    "small": (256, 4, 8, 4, 32, 768, 10000.0, False),
+    "1b": (2048, 16, 32, 8, 64, 8192, 500000.0, True),
+    "8b": (4096, 32, 32, 8, 128, 14336, 500000.0, False),
+}
+
+
+def parse_arg(arg: str | None) -> dict[str, str]:
+  """`tiny` or `tiny,stage=2` -> {'preset': 'tiny', 'stage': '2'}."""
+  parts = [p for p in (arg or "tiny").split(",") if p]
+  out = {"preset": parts[0]}
+  for p in parts[1:]:
+    key, _, value = p.partition("=")
+    out[key] = value
+  if out["preset"] not in PRESETS:
+    raise ValueError(f"unknown config preset {out['preset']!r}; choose from {PRESETS}")
+  return out
+
+
+def model_config(preset: str) -> ml_collections.ConfigDict:
+  embed, layers, heads, kv_heads, head_dim, mlp, theta, tied = _MODEL_SHAPES[preset]
+  return ml_collections.ConfigDict(dict(
+      embed_dim=embed, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
+      head_dim=head_dim, mlp_dim=mlp, rope_theta=theta, tie_embeddings=tied, qkv_bias=False,
+      norm_eps=1e-5, remat=preset in ("1b", "8b"),
+      dtype="float32" if preset in ("tiny", "small") else "bfloat16",
+      vocab_multiple=64 if preset in ("tiny", "small") else 128))
+
+
+def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
+  """Everything but the objective-specific knobs."""
+  args = parse_arg(arg)
+  preset = args["preset"]
+  cpu = preset in ("tiny", "small")
+  c = ml_collections.ConfigDict()
+  c.preset = preset
+  c.objective = objective
+  c.task = "text_lm"
+  c.seed = 0
+  c.model = model_config(preset)
+  c.diffusion = ml_collections.ConfigDict(dict(
+      schedule="linear",  # linear | cosine | polyK
+      block_size=4 if preset == "tiny" else 16,
+      layout="two_stream",  # two_stream ([x_t ; x_0], BD3-LM) | single_stream
+      masking="mixed",  # uniform | hierarchical | mixed
+      hierarchical_prob=0.5,  # share of hierarchical (decoding-like) states when mixed
+      sampler_steps=4,  # S: the hierarchical current-block ratios are k/S
+  ))
+  c.data = ml_collections.ConfigDict(dict(
+      name="synthetic_text", num_examples=100_000, prompt_len=32,
+      response_len=16 if cpu else 256, tasks=("add", "reverse", "sort", "count", "double"),
+      seed=0))
+  c.train = ml_collections.ConfigDict(dict(
+      steps={"tiny": 200, "small": 2000}.get(preset, 100_000),
+      batch_size=32 if cpu else 256, grad_accum_steps=1,
+      learning_rate=3e-3 if preset == "tiny" else (1e-3 if cpu else 3e-4),
+      warmup_steps=20 if cpu else 2000, min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.98,
+      grad_clip=1.0, log_every=10 if cpu else 100, checkpoint_every=100 if cpu else 1000,
+      keep_checkpoints=3, async_checkpointing=True, progress_bar=True))
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  c.logical_axis_rules = [
+      ("batch", ["data", "fsdp"]), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
+      ("kv_heads", "tensor"), ("kv", None), ("vocab", "tensor"), ("length", None)]
+  return c

@@ -1,0 +1,37 @@
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import tiny_config
+from vocalnet_jax.training import trainer
+from vocalnet_jax.training.validate import ConfigError
+
+
+@pytest.mark.parametrize("overrides,field", [
+    (dict(diffusion__schedule="sqrt"), "diffusion.schedule"),
+    (dict(diffusion__block_size=5), "diffusion.block_size"),
+    (dict(diffusion__masking="random"), "diffusion.masking"),
+    (dict(diffusion__sampler_steps=9), "diffusion.sampler_steps"),
+    (dict(objective="gan"), "config.objective"),
+    (dict(model__num_kv_heads=3), "model.num_heads"),
+    (dict(train__grad_accum_steps=3), "train.batch_size"),
+])
+def test_bad_values_fail_early_naming_the_field(overrides, field, devices):
+  with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+    trainer.setup_experiment(tiny_config(**overrides), devices)
+
+
+def test_mesh_that_does_not_fit_names_the_field(devices):
+  with pytest.raises(ValueError, match=r"config\.mesh=.*needs 12 devices but 8"):
+    trainer.setup_experiment(tiny_config(mesh__data=3, mesh__tensor=4), devices)
+
+
+def test_launcher_reports_bad_config_without_traceback(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train", "--config=configs/mdm.py:tiny",
+       f"--workdir={tmp_path}", "--config.diffusion.schedule=sqrt"],
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert "diffusion.schedule='sqrt'" in proc.stderr
+  assert "Traceback" not in proc.stderr

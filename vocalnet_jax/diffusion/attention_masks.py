@@ -1,0 +1,65 @@
+"""Attention masks as pure functions of (query index, key index, lengths, block size).
+
+Training layout for block diffusion (BD3-LM): [prefix ; x_t ; x_0] where x_t is the
+noisy response and x_0 its clean copy, both of length L and both using positions
+P..P+L-1 for RoPE. Noisy block i sees the prefix, itself (bidirectionally) and the
+clean blocks < i; the clean half is block-causal; the prefix is causal.
+All masks are boolean, True = may attend, shaped [batch, queries, keys].
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def bd3_mask(length: int, block_size: int) -> Array:
+  """[2L, 2L] mask over [x_t ; x_0]."""
+  idx = jnp.arange(2 * length)
+  is_clean = idx >= length
+  block = (idx % length) // block_size
+  q_clean, k_clean = is_clean[:, None], is_clean[None, :]
+  q_block, k_block = block[:, None], block[None, :]
+  noisy_self = ~q_clean & ~k_clean & (q_block == k_block)  # bidirectional inside a block
+  noisy_to_clean = ~q_clean & k_clean & (k_block < q_block)  # clean context of earlier blocks
+  clean_causal = q_clean & k_clean & (k_block <= q_block)  # block-causal clean stream
+  return noisy_self | noisy_to_clean | clean_causal
+
+
+def block_causal_mask(length: int, block_size: int) -> Array:
+  """[L, L]: causal across blocks, bidirectional inside (single-stream / decoding)."""
+  block = jnp.arange(length) // block_size
+  return block[None, :] <= block[:, None]
+
+
+def causal_mask(length: int) -> Array:
+  """[L, L] lower-triangular."""
+  return jnp.tril(jnp.ones((length, length), bool))
+
+
+def with_prefix(body: Array, prefix_valid: Array, body_key_valid: Array) -> Array:
+  """Puts a causal prefix in front of a body mask and applies key validity.
+
+  body: [N, N] mask among body tokens; prefix_valid: [batch, P];
+  body_key_valid: [batch, N]. Every body token sees every valid prefix token; the
+  prefix sees itself causally and never the body. Returns [batch, P+N, P+N].
+  """
+  prefix_len, n = prefix_valid.shape[1], body.shape[0]
+  top = jnp.concatenate([causal_mask(prefix_len), jnp.zeros((prefix_len, n), bool)], axis=1)
+  bottom = jnp.concatenate([jnp.ones((n, prefix_len), bool), body], axis=1)
+  structure = jnp.concatenate([top, bottom], axis=0)  # [P+N, P+N]
+  key_valid = jnp.concatenate([prefix_valid, body_key_valid], axis=1)  # [batch, P+N]
+  return structure[None] & key_valid[:, None, :]
+
+
+def prefix_positions(prefix_valid: Array, body_len: int, repeats: int = 1) -> Array:
+  """RoPE positions: 0.. over valid (left-padded) prefix tokens, then the body continues;
+  with repeats=2 the body positions are reused for the clean copy ([x_t ; x_0]).
+
+  prefix_valid: [batch, P] -> [batch, P + repeats * body_len] int32.
+  """
+  prefix_pos = jnp.maximum(jnp.cumsum(prefix_valid, axis=1) - 1, 0)  # [batch, P]
+  start = jnp.sum(prefix_valid, axis=1, keepdims=True)  # [batch, 1]
+  body = start + jnp.arange(body_len)[None, :]  # [batch, body_len]
+  return jnp.concatenate([prefix_pos] + [body] * repeats, axis=1).astype(jnp.int32)

@@ -1,0 +1,44 @@
+"""Training objectives on logits: AR next-token CE, the MDM ELBO, reverse KL.
+
+Each returns a scalar normalised by a token count that does not depend on the noise
+draw (valid response tokens), so losses of different draws are comparable.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Array = jax.Array
+
+
+def token_cross_entropy(logits: Array, targets: Array) -> Array:
+  """logits [batch, L, vocab] float, targets [batch, L] int -> [batch, L]."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+
+
+def ar_loss(logits: Array, targets: Array, loss_mask: Array) -> Array:
+  """Mean next-token CE over `loss_mask` positions (logits already aligned to targets)."""
+  ce = token_cross_entropy(logits, targets)
+  return jnp.sum(ce * loss_mask) / jnp.maximum(jnp.sum(loss_mask), 1)
+
+
+def mdm_loss(logits: Array, targets: Array, corrupted: Array, valid: Array,
+             weight: Array) -> Array:
+  """Masked-diffusion ELBO: sum over masked valid tokens of weight * CE, per valid token.
+
+  logits [batch, L, vocab]; targets, corrupted, valid [batch, L]; weight [batch, L]
+  (-alpha'(t)/(1-alpha(t)) of the token's block).
+  """
+  ce = token_cross_entropy(logits, targets)
+  scored = corrupted & valid
+  return jnp.sum(jnp.where(scored, weight * ce, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+
+
+def reverse_kl(student_logits: Array, teacher_logits: Array, mask: Array) -> Array:
+  """Mean over `mask` positions of KL(p_student || p_teacher); mode-seeking, as used
+  for few-step distillation. logits [batch, L, vocab]; mask [batch, L]."""
+  log_p = jax.nn.log_softmax(student_logits.astype(jnp.float32), axis=-1)
+  log_q = jax.nn.log_softmax(teacher_logits.astype(jnp.float32), axis=-1)
+  kl = jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)  # [batch, L]
+  return jnp.sum(kl * mask) / jnp.maximum(jnp.sum(mask), 1)

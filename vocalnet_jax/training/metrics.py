@@ -1,0 +1,34 @@
+"""Metric sinks: `metrics.jsonl` (one JSON object per logged step) and TensorBoard."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+from tensorboardX import SummaryWriter
+
+
+class MetricWriter:
+  """Appends scalars to `<workdir>/metrics.jsonl` and TensorBoard event files."""
+
+  def __init__(self, workdir: str):
+    os.makedirs(workdir, exist_ok=True)
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.flush()
+    for k, v in scalars.items():
+      self._tb.add_scalar(k, float(v), int(step))
+
+  def close(self) -> None:
+    self._jsonl.close()
+    self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """Rows of `<workdir>/metrics.jsonl`, in order."""
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,92 @@
+"""Tasks: what a training run optimises (model + data source + loss), chosen by
+`config.task`. The trainer is generic over them; the speech stages register here too."""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from data_pipelines import synthetic_text
+from vocalnet_jax.models.decoder import Decoder, decoder_from_config
+from vocalnet_jax.training import objectives
+
+Array = jax.Array
+
+
+class Task(Protocol):
+  def source(self, split: str) -> Any: ...
+  def transform(self, example: dict) -> dict[str, np.ndarray]: ...
+  def init_params(self, rng: Array, batch: dict) -> Any: ...
+  def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]: ...
+
+
+def padded_vocab(size: int, multiple: int) -> int:
+  """Rounds the vocabulary up so the `vocab` axis shards evenly (unused ids never occur)."""
+  return -(-size // multiple) * multiple
+
+
+def decoder_fns(model: Decoder, params: Any) -> objectives.DecoderFns:
+  """Binds `params` into the three decoder entry points the objectives use."""
+  variables = {"params": params}
+  return objectives.DecoderFns(
+      embed=lambda t: model.apply(variables, t, method=Decoder.embed),
+      hidden=lambda e, p, m: model.apply(variables, None, p, m, embeddings=e,
+                                         method=Decoder.hidden_states)[0],
+      logits=lambda h: model.apply(variables, h, method=Decoder.logits))
+
+
+def lm_objective(config: ml_collections.ConfigDict, mask_id: int, eos_id: int
+                 ) -> Callable[[objectives.DecoderFns, objectives.ResponseBatch, Array],
+                               tuple[Array, dict]]:
+  """The configured objective (`ar` | `mdm`) as fn(decoder_fns, response_batch, rng)."""
+  if config.objective == "ar":
+    return lambda fns, batch, rng: objectives.ar_objective(fns, batch)
+  return lambda fns, batch, rng: objectives.mdm_objective(fns, batch, rng, config.diffusion,
+                                                          mask_id, eos_id)
+
+
+class TextLMTask:
+  """The Thinker alone on the procedural text QA task (no speech)."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.tokenizer = synthetic_text.CharTokenizer()
+    self.vocab_size = padded_vocab(self.tokenizer.vocab_size, config.model.vocab_multiple)
+    self.model = decoder_from_config(config.model, self.vocab_size)
+    self._objective = lm_objective(config, self.tokenizer.mask_id, self.tokenizer.eos_id)
+
+  def source(self, split: str) -> synthetic_text.SyntheticTextSource:
+    d = self.config.data
+    seed = d.seed if split == "train" else d.seed + 1
+    return synthetic_text.SyntheticTextSource(d.num_examples, d.prompt_len, d.response_len,
+                                              seed=seed, tasks=tuple(d.tasks),
+                                              tokenizer=self.tokenizer)
+
+  def transform(self, example: dict) -> dict[str, np.ndarray]:
+    return example
+
+  def init_params(self, rng: Array, batch: dict) -> Any:
+    tokens = jnp.asarray(batch["prompt"])
+    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    mask = jnp.ones(tokens.shape + tokens.shape[1:], bool)
+    return self.model.init(rng, tokens, positions, mask)["params"]
+
+  def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
+    fns = decoder_fns(self.model, params)
+    response_batch = objectives.ResponseBatch(
+        fns.embed(batch["prompt"]), batch["prompt_valid"], batch["response"],
+        batch["response_valid"])
+    return self._objective(fns, response_batch, rng)
+
+
+TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {"text_lm": TextLMTask}
+
+
+def build_task(config: ml_collections.ConfigDict) -> Task:
+  if config.task not in TASKS:
+    raise ValueError(f"config.task={config.task!r} is not registered; choose from {sorted(TASKS)}")
+  return TASKS[config.task](config)
+

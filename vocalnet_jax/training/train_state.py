@@ -1,0 +1,38 @@
+"""Train state and optimizer: AdamW with linear warmup + cosine decay and clipping."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import ml_collections
+import optax
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything a step changes; a checkpoint is exactly this."""
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+  def apply_gradients(self, grads: Any, tx: optax.GradientTransformation) -> "TrainState":
+    updates, opt_state = tx.update(grads, self.opt_state, self.params)
+    return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
+                        opt_state=opt_state)
+
+
+def learning_rate_schedule(train_cfg: ml_collections.ConfigDict) -> optax.Schedule:
+  """Linear warmup to `learning_rate`, cosine decay to `min_lr_ratio * learning_rate`."""
+  warmup = min(train_cfg.warmup_steps, max(train_cfg.steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=train_cfg.learning_rate, warmup_steps=warmup,
+      decay_steps=max(train_cfg.steps, warmup + 1),
+      end_value=train_cfg.learning_rate * train_cfg.min_lr_ratio)
+
+
+def make_optimizer(train_cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """clip_by_global_norm -> AdamW(schedule)."""
+  return optax.chain(
+      optax.clip_by_global_norm(train_cfg.grad_clip),
+      optax.adamw(learning_rate_schedule(train_cfg), b1=train_cfg.b1, b2=train_cfg.b2,
+                  weight_decay=train_cfg.weight_decay))

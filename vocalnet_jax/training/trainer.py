@@ -1,0 +1,198 @@
+"""Sharded training loop, generic over tasks (MaxText-style).
+
+abstract state via `jax.eval_shape` -> shardings from logical axis names -> sharded
+init with `out_shardings` -> `jax.jit(train_step, in_shardings, out_shardings,
+donate_argnums)`; compiled memory is logged before step 0; metrics go to
+`metrics.jsonl` + TensorBoard; orbax checkpoints hold the state and the grain
+iterator, so resuming from the workdir continues the exact run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import tqdm
+
+from data_pipelines import loader
+from vocalnet_jax.training import partitioning, tasks
+from vocalnet_jax.training.checkpointing import Checkpointer
+from vocalnet_jax.training.metrics import MetricWriter
+from vocalnet_jax.training.train_state import TrainState, learning_rate_schedule, make_optimizer
+from vocalnet_jax.training.validate import validate_config
+
+Array = jax.Array
+
+
+@dataclasses.dataclass
+class Experiment:
+  """The static pieces of a run: mesh, task, optimizer and shardings."""
+  config: ml_collections.ConfigDict
+  mesh: Mesh
+  rules: tuple
+  task: tasks.Task
+  tx: optax.GradientTransformation
+  example_batch: dict[str, np.ndarray]  # one per-host batch, for shapes
+  abstract_state: TrainState  # unboxed ShapeDtypeStructs carrying their shardings
+  state_shardings: TrainState
+  batch_sharding: NamedSharding
+  init_fn: Callable[[Array], TrainState]
+
+
+def setup_experiment(config: ml_collections.ConfigDict,
+                     devices: Optional[Sequence[jax.Device]] = None) -> Experiment:
+  """Validates the config and derives every sharding without allocating the model."""
+  validate_config(config)
+  mesh = partitioning.make_mesh(config.mesh, devices)
+  rules = partitioning.rules_from_config(config.logical_axis_rules)
+  task = tasks.build_task(config)
+  tx = make_optimizer(config.train)
+  per_host = config.train.batch_size // jax.process_count()
+  examples = [task.transform(task.source("train")[i]) for i in range(per_host)]
+  example_batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+  def init_fn(rng: Array) -> TrainState:
+    params = task.init_params(rng, example_batch)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+  with mesh, nn.logical_axis_rules(rules):
+    boxed = jax.eval_shape(init_fn, jax.random.key(0))
+    state_shardings = partitioning.logical_shardings(boxed, mesh, rules)
+  abstract_state = jax.tree_util.tree_map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.unbox(boxed),
+      state_shardings)
+  return Experiment(config, mesh, rules, task, tx, example_batch, abstract_state, state_shardings,
+                    loader.batch_sharding(mesh), init_fn)
+
+
+def init_state(exp: Experiment) -> TrainState:
+  """Initialises the train state directly in its sharded layout."""
+  with exp.mesh, nn.logical_axis_rules(exp.rules):
+    init = jax.jit(lambda r: nn.unbox(exp.init_fn(r)), out_shardings=exp.state_shardings)
+    return init(jax.random.key(exp.config.seed))
+
+
+def make_train_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+  """The jitted step: (state, global batch) -> (new state, metrics). State is donated."""
+  accum = exp.config.train.grad_accum_steps
+  lr_fn = learning_rate_schedule(exp.config.train)
+  base_rng = jax.random.key(exp.config.seed + 1)
+  batch_axes = exp.batch_sharding.spec[0]
+
+  def grads_and_metrics(params, batch, rng):
+    grad_fn = jax.value_and_grad(exp.task.loss, has_aux=True)
+    if accum == 1:
+      (_, metrics), grads = grad_fn(params, batch, rng)
+      return grads, metrics
+    micro = jax.tree_util.tree_map(
+        lambda x: jax.lax.with_sharding_constraint(
+            x.reshape((accum, -1) + x.shape[1:]),
+            NamedSharding(exp.mesh, PartitionSpec(None, batch_axes))), batch)
+
+    def body(carry, xs):
+      mb, i = xs
+      (_, metrics), grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
+      return jax.tree_util.tree_map(jnp.add, carry, (grads, metrics)), None
+
+    first = jax.tree_util.tree_map(lambda x: x[0], micro)
+    (_, metrics_shape), grads_shape = jax.eval_shape(grad_fn, params, first, rng)
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                   (grads_shape, metrics_shape))
+    (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
+    return jax.tree_util.tree_map(lambda x: x / accum, (grads, metrics))
+
+  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    rng = jax.random.fold_in(base_rng, state.step)
+    grads, metrics = grads_and_metrics(state.params, batch, rng)
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads), learning_rate=lr_fn(state.step))
+    return state.apply_gradients(grads, exp.tx), metrics
+
+  batch_shardings = {k: exp.batch_sharding for k in exp.example_batch}
+  return jax.jit(train_step, in_shardings=(exp.state_shardings, batch_shardings),
+                 out_shardings=(exp.state_shardings, None), donate_argnums=(0,))
+
+
+def abstract_batch(exp: Experiment) -> dict[str, jax.ShapeDtypeStruct]:
+  """The global batch as sharded ShapeDtypeStructs."""
+  return {k: jax.ShapeDtypeStruct((exp.config.train.batch_size,) + v.shape[1:], v.dtype,
+                                  sharding=exp.batch_sharding)
+          for k, v in exp.example_batch.items()}
+
+
+def compile_train_step(exp: Experiment):
+  """Ahead-of-time compiles the step for the abstract state/batch (no allocation)."""
+  with exp.mesh, nn.logical_axis_rules(exp.rules):
+    return make_train_step(exp).lower(exp.abstract_state, abstract_batch(exp)).compile()
+
+
+def log_compiled_memory(compiled) -> dict[str, int]:
+  """Reports the compiled step's memory per device (arguments, outputs, temporaries)."""
+  analysis = compiled.memory_analysis()
+  report = {name: int(getattr(analysis, f"{name}_size_in_bytes", 0)) for name in
+            ("argument", "output", "temp", "generated_code")} if analysis is not None else {}
+  logging.info("compiled train step memory per device (bytes): %s", report)
+  print(f"compiled train step memory per device: "
+        + ", ".join(f"{k}={v / 2**20:.1f} MiB" for k, v in report.items()), flush=True)
+  return report
+
+
+def count_tokens(batch: dict[str, np.ndarray]) -> int:
+  """Real (non-padding) tokens/frames in a batch: the sum of its `*_valid` masks."""
+  return int(sum(np.sum(v) for k, v in batch.items() if k.endswith("_valid")))
+
+
+def train(config: ml_collections.ConfigDict, workdir: str,
+          devices: Optional[Sequence[jax.Device]] = None,
+          stop_after_steps: Optional[int] = None) -> list[dict]:
+  """Trains (or resumes) in `workdir`; returns the metric rows logged by this call.
+
+  stop_after_steps: end this call after that many steps (simulates preemption; the
+  next call resumes from the last checkpoint).
+  """
+  exp = setup_experiment(config, devices)
+  t = config.train
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=t.keep_checkpoints,
+                      every=t.checkpoint_every, async_save=t.async_checkpointing)
+  data_iter = iter(loader.make_dataset(exp.task.source("train"), exp.task.transform,
+                                       batch_size=t.batch_size // jax.process_count(),
+                                       seed=config.seed))
+  step_fn = compile_train_step(exp)
+  log_compiled_memory(step_fn)
+  latest = ckpt.latest_step()
+  if latest is None:
+    state = init_state(exp)
+  else:
+    logging.info("resuming from step %d in %s", latest, workdir)
+    state = ckpt.restore(latest, exp.abstract_state, data_iter)
+  writer = MetricWriter(workdir)
+  history, start = [], int(state.step)
+  end = t.steps if stop_after_steps is None else min(t.steps, start + stop_after_steps)
+  tokens, tick = 0, time.perf_counter()
+  try:
+    with exp.mesh, nn.logical_axis_rules(exp.rules):
+      for step in tqdm(range(start, end), initial=start, total=t.steps, desc="train",
+                       disable=not t.progress_bar):
+        batch = next(data_iter)
+        tokens += count_tokens(batch)
+        state, metrics = step_fn(state, loader.to_global_batch(batch, exp.batch_sharding))
+        done = step + 1
+        if done % t.log_every == 0 or done == end:
+          row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          row["tokens_per_s"] = tokens / max(time.perf_counter() - tick, 1e-9)
+          writer.write(done, row)
+          history.append({"step": done, **row})
+          tokens, tick = 0, time.perf_counter()
+        ckpt.save(done, state, data_iter, force=done == end)
+  finally:
+    ckpt.close()
+    writer.close()
+  return history

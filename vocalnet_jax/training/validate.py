@@ -1,0 +1,53 @@
+"""Checks a config before anything is built, so bad values fail with one clear
+message naming the field instead of a traceback from deep inside JAX."""
+from __future__ import annotations
+
+import ml_collections
+
+from vocalnet_jax.diffusion.schedule import get_schedule
+
+OBJECTIVES = ("ar", "mdm")
+LAYOUTS = ("two_stream", "single_stream")
+MASKINGS = ("uniform", "hierarchical", "mixed")
+
+
+class ConfigError(ValueError):
+  """A config field holds a value the run cannot use."""
+
+
+def _require(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first bad field."""
+  _require(config.objective in OBJECTIVES,
+           f"config.objective={config.objective!r}; choose from {OBJECTIVES}")
+  m = config.model
+  _require(m.num_heads % m.num_kv_heads == 0,
+           f"config.model.num_heads={m.num_heads} must be a multiple of "
+           f"config.model.num_kv_heads={m.num_kv_heads}")
+  _require(m.head_dim % 2 == 0, f"config.model.head_dim={m.head_dim} must be even for RoPE")
+  t = config.train
+  _require(t.steps > 0, f"config.train.steps={t.steps} must be positive")
+  _require(t.batch_size % t.grad_accum_steps == 0,
+           f"config.train.batch_size={t.batch_size} is not divisible by "
+           f"config.train.grad_accum_steps={t.grad_accum_steps}")
+  if config.objective == "mdm":
+    d = config.diffusion
+    try:
+      get_schedule(d.schedule)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+    _require(d.layout in LAYOUTS, f"config.diffusion.layout={d.layout!r}; choose from {LAYOUTS}")
+    _require(d.masking in MASKINGS,
+             f"config.diffusion.masking={d.masking!r}; choose from {MASKINGS}")
+    _require(0.0 <= d.hierarchical_prob <= 1.0,
+             f"config.diffusion.hierarchical_prob={d.hierarchical_prob} must be in [0, 1]")
+    _require(d.block_size > 0 and config.data.response_len % d.block_size == 0,
+             f"config.diffusion.block_size={d.block_size} does not divide "
+             f"config.data.response_len={config.data.response_len}")
+    _require(1 <= d.sampler_steps <= d.block_size,
+             f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, block_size="
+             f"{d.block_size}]")
