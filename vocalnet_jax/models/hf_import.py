@@ -31,6 +31,15 @@ PyTree = Any
 Thunk = Callable[[], np.ndarray]
 
 
+def _safe_open(file: str, framework: str) -> Any:
+  """`safetensors.safe_open`, imported lazily: safetensors is an extra, like transformers."""
+  try:
+    from safetensors import safe_open
+  except ImportError as e:
+    raise ImportError("HF checkpoint import needs `safetensors` (pip install safetensors)") from e
+  return safe_open(file, framework=framework)
+
+
 class Checkpoint:
   """Name -> tensor access over the safetensors files of a local HF directory."""
 
@@ -49,32 +58,27 @@ class Checkpoint:
       files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
       if not files:
         raise FileNotFoundError(f"HF checkpoint {path!r} has no *.safetensors file")
-      from safetensors import safe_open
       self._file_of = {}
       for name in files:
-        with safe_open(os.path.join(path, name), framework="np") as f:
+        with _safe_open(os.path.join(path, name), "np") as f:
           self._file_of.update({k: os.path.join(path, name) for k in f.keys()})
 
   def keys(self) -> list[str]:
     return list(self._file_of)
 
-  def __contains__(self, name: str) -> bool:
-    return name in self._file_of
-
   def get(self, name: str) -> np.ndarray:
     """Tensor `name` as float32 numpy (bfloat16 has no numpy dtype, so it is read through
     safetensors' flax API on the host CPU and converted)."""
-    from safetensors import safe_open
     if name not in self._file_of:
       raise KeyError(f"tensor {name!r} not found in HF checkpoint {self.path!r}")
     file = self._file_of[name]
     if not os.path.isfile(file):
       raise FileNotFoundError(f"HF checkpoint {self.path!r}: file {file!r} (holding {name!r}) "
                               "is missing")
-    with safe_open(file, framework="np") as f:
+    with _safe_open(file, "np") as f:
       if f.get_slice(name).get_dtype() != "BF16":
         return f.get_tensor(name).astype(np.float32)
-    with jax.default_device(jax.devices("cpu")[0]), safe_open(file, framework="flax") as f:
+    with jax.default_device(jax.devices("cpu")[0]), _safe_open(file, "flax") as f:
       return np.asarray(f.get_tensor(name), np.float32)
 
 

@@ -25,7 +25,8 @@ Array = jax.Array
 
 def talker_text_visibility(num_text: int, num_speech: int, chunk_size: int = 15,
                            text_per_chunk: int = 5) -> Array:
-  """bool[num_speech, num_text]: speech i sees text j iff j < text_per_chunk * (i // chunk_size + 1).
+  """Streaming rule, bool[num_speech, num_text]: speech token i (chunk k = i // chunk_size)
+  sees text position j iff j < text_per_chunk * (k + 1).
 
   For the [x_t ; x_0] training layout both halves index the same speech positions,
   so use `jnp.tile(vis, (2, 1))`.
@@ -102,7 +103,8 @@ class TalkerFusion(nn.Module):
 
   @nn.compact
   def __call__(self, text_embeddings: Array, thinker_hidden: Array) -> Array:
-    """text_embeddings: [batch, N, d_emb]; thinker_hidden: [batch, N, d_thinker] -> [batch, N, out]."""
+    """text_embeddings: [batch, N, d_emb], thinker_hidden: [batch, N, d_thinker] -> [batch, N, out]
+    (the Thinker's response-text embeddings and final hidden states, position by position)."""
     bias = lambda names: nn.with_logical_partitioning(nn.initializers.zeros, names)  # noqa: E731
     x = jnp.concatenate([text_embeddings.astype(self.dtype), thinker_hidden.astype(self.dtype)],
                         axis=-1)  # [batch, N, d_emb + d_thinker]
