@@ -119,6 +119,14 @@ def test_whisper_encoder_parity(whisper):
   assert hidden.shape == ref.shape and bool(mask.all()) and diff <= TOL
 
 
+def test_whisper_encoder_only_checkpoint(whisper, tmp_path):
+  """An encoder saved on its own (no 'model.encoder.' prefix) imports to the same params."""
+  model, path = whisper
+  _, full = hf_import.load_hf_whisper_encoder(path)
+  _, alone = hf_import.load_hf_whisper_encoder(_save(model.encoder, tmp_path))
+  jax.tree_util.tree_map(np.testing.assert_array_equal, full, alone)
+
+
 def test_sharded_placement(qwen2):
   if jax.device_count() < 8:
     pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8")
