@@ -48,6 +48,14 @@ def timestep_embedding(t: Array, dim: int, max_period: float = 10000.0) -> Array
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
+def depthwise_conv(x: Array, kernel: Array) -> Array:
+  """'SAME' zero-padded depthwise conv over time as a sum of shifts (XLA:CPU's grouped conv
+  is slow). x: [batch, frames, channels]; kernel: [width, channels] (odd width)."""
+  width = kernel.shape[0]
+  padded = jnp.pad(x, ((0, 0), (width // 2, width // 2), (0, 0)))
+  return sum(padded[:, j:j + x.shape[1]] * kernel[j] for j in range(width))
+
+
 class ConvBlock(nn.Module):
   """Pre-norm residual depthwise conv over time (local smoothing the attention lacks)."""
   kernel_size: int
@@ -55,8 +63,8 @@ class ConvBlock(nn.Module):
   @nn.compact
   def __call__(self, x: Array, valid: Array) -> Array:
     h = layers.RMSNorm(name="norm")(x) * valid[..., None]  # [batch, frames, embed]
-    h = nn.Conv(x.shape[-1], (self.kernel_size,), feature_group_count=x.shape[-1],
-                name="depthwise")(h)
+    h = depthwise_conv(h, self.param("depthwise", nn.initializers.lecun_normal(),
+                                     (self.kernel_size, x.shape[-1])))
     return x + nn.Dense(x.shape[-1], name="pointwise")(nn.gelu(h))
 
 

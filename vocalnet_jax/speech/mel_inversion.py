@@ -65,7 +65,10 @@ def log_spectral_distance(mel_a: np.ndarray, mel_b: np.ndarray) -> float:
 
 
 class MelInverter(Protocol):
-  """Anything that turns a log-mel [frames, n_mels] into a waveform [samples] float32."""
+  """Turns a log-mel [frames, n_mels] into a waveform [frames * hop_length] float32.
+
+  Frame f is centred on sample f * hop_length, as in `log_mel`.
+  """
 
   def __call__(self, mel: np.ndarray) -> np.ndarray:
     ...
@@ -91,7 +94,9 @@ class GriffinLimInverter:
     if mel.ndim != 2 or mel.shape[1] != self.cfg.n_mels:
       raise ValueError(f"mel must be [frames, {self.cfg.n_mels}], got shape {mel.shape}")
     c = self.cfg
-    stft_mag = np.maximum(self._mel_pinv @ np.exp(mel.T), 0.0)  # [n_fft // 2 + 1, frames]
+    # One repeated frame at the end so F frames give exactly F * hop samples.
+    mel = np.concatenate([mel, mel[-1:]])  # [frames + 1, n_mels]
+    stft_mag = np.maximum(self._mel_pinv @ np.exp(mel.T), 0.0)  # [n_fft // 2 + 1, frames + 1]
     wave = librosa.griffinlim(
         stft_mag, n_iter=self.n_iter, hop_length=c.hop_length, win_length=c.win_length,
         n_fft=c.n_fft, length=(len(mel) - 1) * c.hop_length, random_state=self.seed)
