@@ -26,12 +26,15 @@ def host_shard_options() -> grain.sharding.ShardOptions:
 def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray]], *,
                  batch_size: int, seed: int, shuffle: bool = True,
                  num_epochs: Optional[int] = None,
-                 shard: Optional[grain.sharding.ShardOptions] = None) -> grain.IterDataset:
+                 shard: Optional[grain.sharding.ShardOptions] = None,
+                 batch_fn: Optional[Callable[[list], Batch]] = None) -> grain.IterDataset:
   """Builds the per-host pipeline.
 
   source: any random-access source (`__len__`, `__getitem__`), e.g. a TFDS
     `as_data_source` or a procedural generator. transform: one record -> dict of
     fixed-shape numpy arrays. batch_size: per-host batch. num_epochs: None repeats forever.
+    batch_fn: list of transformed examples -> batch (default: stack); e.g. pad
+    variable-length examples to a length bucket.
   """
   if len(source) == 0:
     raise ValueError("data source is empty: nothing to train on")
@@ -44,7 +47,7 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
   if shuffle:
     ds = ds.shuffle(seed=seed)
   ds = ds.repeat(num_epochs).map(transform)
-  return ds.batch(batch_size, drop_remainder=True).to_iter_dataset()
+  return ds.batch(batch_size, drop_remainder=True, batch_fn=batch_fn).to_iter_dataset()
 
 
 def batch_sharding(mesh: Mesh, batch_axes: tuple[str, ...] = ("data", "fsdp")) -> NamedSharding:
