@@ -1,0 +1,68 @@
+"""Speech data: embedded spoken-QA corpus (or a JSONL manifest), tokenizers, speech units.
+
+  python -m launch.prepare_data --config=configs/data.py:tiny --out=/tmp/data
+  python -m launch.prepare_data --config=configs/data.py:small --out=/tmp/data_small
+  python -m launch.prepare_data --config=configs/data.py:small,scale=8 --out=...  # ~tens of hours
+  python -m launch.prepare_data --config=configs/data.py:tiny \
+      --config.corpus.manifest.train=/data/train.jsonl --config.corpus.manifest.test=... --out=...
+
+Presets: `tiny` (~1 hour of audio, built in a few minutes on a 2-core CPU; used by
+`make demo`), `small` (~5.5 hours). `scale=N` multiplies the number of examples
+(one example is about 4.4 s of question + answer audio; synthesis runs at roughly
+4-6 hours of audio per minute per free core), so `small,scale=8` is ~45 hours.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+PRESETS = ("tiny", "small")
+
+
+def _parse(arg: str | None) -> tuple[str, float]:
+  """'small,scale=8' -> ('small', 8.0)."""
+  preset, *opts = (arg or "tiny").split(",")
+  if preset not in PRESETS:
+    raise ValueError(f"unknown data preset {preset!r}; choose from {PRESETS}")
+  scale = 1.0
+  for opt in opts:
+    key, _, value = opt.partition("=")
+    if key != "scale":
+      raise ValueError(f"unknown data config option {key!r} in {arg!r}; only scale=N")
+    scale = float(value)
+  return preset, scale
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  preset, scale = _parse(arg)
+  tiny = preset == "tiny"
+  n = lambda count: max(1, int(round(count * scale)))
+  c = ml_collections.ConfigDict()
+  c.preset = preset
+  c.corpus = ml_collections.ConfigDict(dict(
+      seed=0,
+      num_train=n(800 if tiny else 4000),
+      num_test=n(50 if tiny else 250),
+      num_heldout=n(50 if tiny else 250),
+      num_speakers=16 if tiny else 48,
+      num_heldout_speakers=4 if tiny else 8,
+      num_workers=1 if tiny else 2,  # synthesis processes
+      cache_mel_bins=0,  # > 0: store question_mel at build time (see the loader benchmark)
+      max_seconds=30.0,
+      # A user corpus instead of the embedded one: split -> JSONL manifest path.
+      manifest=ml_collections.ConfigDict(dict(train="", test="")),
+  ))
+  c.mel = ml_collections.ConfigDict(dict(sample_rate=16000, n_fft=400, hop_length=160, n_mels=80))
+  c.text_tokenizer = ml_collections.ConfigDict(dict(
+      path="",  # a sentencepiece .model or HF tokenizer dir to load instead of training
+      vocab_size=512, model_type="unigram"))
+  c.units = ml_collections.ConfigDict(dict(
+      num_units=512,  # 6561 = CosyVoice2's vocabulary size
+      frame_rate_hz=25,  # 25 or 50
+      n_mels=80, num_steps=200 if tiny else 500, batch_frames=4096, seed=0,
+      max_fit_frames=200_000))
+  c.batch = ml_collections.ConfigDict(dict(
+      mel_buckets=(300, 600, 1000), max_question_tokens=64, prompt_len=68, response_len=48,
+      max_units=200, use_cached_mel=True, include_answer_audio=False))
+  c.loader = ml_collections.ConfigDict(dict(batch_size=16, seed=0))
+  return c

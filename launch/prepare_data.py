@@ -1,0 +1,163 @@
+"""Builds the speech data: corpus -> TFDS ArrayRecord -> text tokenizer -> speech units.
+
+  python -m launch.prepare_data --config=configs/data.py:tiny --out=DIR
+
+Writes under DIR:
+  tfds/<builder>/<config>/1.0.0/   the dataset (+ build_report.json: kept/skipped and why)
+  tokenizer.model                  sentencepiece model (unless config.text_tokenizer.path)
+  units.npz                        speech-unit tokenizer
+  units_reconstruction.png         log-mel vs codebook reconstruction of one test answer
+  summary.json                     hours, kept/skipped, vocab sizes, codebook usage, wall times
+Rerunning with the same DIR reuses a complete dataset and refits the tokenizers.
+`prepare(config, out)` does the same from Python (e.g. a notebook).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from absl import app, flags, logging
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import ml_collections  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+import numpy as np  # noqa: E402
+import tqdm  # noqa: E402
+
+from data_pipelines import tfds_builders as tb  # noqa: E402
+from data_pipelines import text_tokenizer  # noqa: E402
+from data_pipelines.speech_loader import IndexedSource  # noqa: E402
+from vocalnet_jax.speech import units as units_lib  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Data config file[:preset].")
+_OUT = flags.DEFINE_string("out", None, "Output directory.")
+flags.mark_flags_as_required(["config", "out"])
+
+
+def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tb._QABuilder:  # pylint: disable=protected-access
+  """The embedded-corpus builder, or the manifest builder when manifests are configured."""
+  c = config.corpus
+  limits = tb.AudioLimits(max_seconds=c.max_seconds)
+  manifests = tuple((s, p) for s, p in c.manifest.items() if p)
+  if manifests:
+    return tb.SpokenQAManifest(data_dir=data_dir, config=tb.ManifestConfig(
+        name=f"manifest_mel{c.cache_mel_bins}", splits=manifests,
+        cache_mel_bins=c.cache_mel_bins, limits=limits))
+  counts = (("train", c.num_train), ("test", c.num_test), ("heldout", c.num_heldout))
+  name = (f"s{c.seed}_n{c.num_train}-{c.num_test}-{c.num_heldout}"
+          f"_spk{c.num_speakers}-{c.num_heldout_speakers}_mel{c.cache_mel_bins}")
+  return tb.SpokenQA(data_dir=data_dir, config=tb.SpokenQAConfig(
+      name=name, num_examples=counts, seed=c.seed, num_speakers=c.num_speakers,
+      num_heldout_speakers=c.num_heldout_speakers, cache_mel_bins=c.cache_mel_bins,
+      num_workers=c.num_workers, limits=limits))
+
+
+def _records(source, desc: str, limit: int | None = None):
+  n = len(source) if limit is None else min(limit, len(source))
+  for i in tqdm.trange(n, desc=desc, leave=False):
+    yield source[i]
+
+
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def save_reconstruction_png(tokenizer: units_lib.UnitTokenizer, wav: np.ndarray, title: str,
+                            path: str) -> None:
+  """Original log-mel above the mel rebuilt from the unit codebook."""
+  mel = tokenizer.stacked_frames(wav, tokenizer.config).reshape(-1, tokenizer.config.n_mels)
+  rebuilt = tokenizer.decode_mel(tokenizer.encode(wav))
+  fig, axes = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True)
+  for ax, (name, m) in zip(axes, (("log-mel", mel), ("from units", rebuilt))):
+    ax.imshow(m.T, origin="lower", aspect="auto", cmap="magma", vmin=-1.5, vmax=1.5)
+    ax.set_ylabel(f"{name}\nmel bin")
+  axes[0].set_title(title)
+  axes[-1].set_xlabel("frame (10 ms)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:
+  """Runs every stage and returns the summary (also written to out/summary.json)."""
+  os.makedirs(out, exist_ok=True)
+  times: dict[str, float] = {}
+  t0 = time.time()
+  builder = make_builder(config, os.path.join(out, "tfds"))
+  report = tb.build(builder)
+  times["corpus_s"] = time.time() - t0
+  sources = {s: IndexedSource(builder.as_data_source(s)) for s in builder.info.splits}
+  train, test = sources["train"], sources.get("test", sources["train"])
+
+  t0 = time.time()
+  if config.text_tokenizer.path:
+    tok = text_tokenizer.load_tokenizer(config.text_tokenizer.path)
+  else:
+    texts = [_text(r[k]) for r in _records(train, "tokenizer text")
+             for k in ("question_text", "answer_text")]
+    tok = text_tokenizer.train_sentencepiece(texts, config.text_tokenizer.vocab_size,
+                                             config.text_tokenizer.model_type)
+    tok.save(os.path.join(out, "tokenizer.model"))
+  times["text_tokenizer_s"] = time.time() - t0
+
+  t0 = time.time()
+  unit_config = units_lib.UnitConfig.from_config(config.units)
+  unit_tok = units_lib.UnitTokenizer.fit(
+      (r["answer_audio"] for r in _records(train, "unit features")), unit_config,
+      max_frames=config.units.max_fit_frames)
+  unit_tok.save(os.path.join(out, "units.npz"))
+  times["units_fit_s"] = time.time() - t0
+  t0 = time.time()
+  answers = [np.asarray(r["answer_audio"]) for r in _records(test, "unit usage")]
+  answers = [a for a in answers if a.size]
+  unit_seqs = [unit_tok.encode(a) for a in answers]
+  seconds = sum(a.size for a in answers) / 16000
+  usage = units_lib.codebook_usage(unit_seqs, unit_tok.num_units)
+  usage["units_per_second"] = usage["num_tokens"] / max(seconds, 1e-9)
+  if answers:
+    save_reconstruction_png(unit_tok, answers[0], f"{unit_tok.num_units} units at "
+                            f"{unit_tok.frame_rate_hz} Hz", os.path.join(out,
+                                                                          "units_reconstruction.png"))
+  times["units_eval_s"] = time.time() - t0
+
+  corpus_minutes = times["corpus_s"] / 60
+  summary = {
+      "dataset_dir": builder.data_dir,
+      "hours": report["hours"], "total_hours": report["total_hours"],
+      "kept": report["kept"], "skipped": report["skipped"],
+      "num_skipped": sum(sum(c.values()) for c in report["skipped"].values()),
+      "text_vocab_size": tok.vocab_size,
+      "text_special_ids": {k: getattr(tok, f"{k}_id") for k in
+                           ("pad", "bos", "eos", "mask", "user", "assistant")},
+      "units": {"num_units": unit_tok.num_units, "frame_rate_hz": unit_tok.frame_rate_hz,
+                "usage_on": "test answers" if "test" in sources else "train answers", **usage},
+      "wall_times_s": times,
+      "audio_hours_per_build_minute": report["total_hours"] / max(corpus_minutes, 1e-9),
+  }
+  with open(os.path.join(out, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  return summary
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS["verbosity"].present:  # TFDS logs every shard at INFO
+    logging.set_verbosity(logging.WARNING)
+  summary = prepare(_CONFIG.value, _OUT.value)
+  print(json.dumps(summary, indent=1))
+  skipped = summary["skipped"]
+  print(f"\n{summary['total_hours']:.2f} h of audio, kept {summary['kept']}, skipped "
+        f"{summary['num_skipped']} {skipped or ''}; text vocab {summary['text_vocab_size']}, "
+        f"{summary['units']['num_units']} units at {summary['units']['frame_rate_hz']} Hz "
+        f"({summary['units']['used_fraction']:.0%} used, perplexity "
+        f"{summary['units']['perplexity']:.0f}); corpus built in "
+        f"{summary['wall_times_s']['corpus_s']:.0f} s -> {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
