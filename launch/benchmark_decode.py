@@ -1,0 +1,59 @@
+"""Decode benchmark, AR vs MDM at S in {1, 2, 4, 8, 16}: JSON rows + a PNG plot.
+
+  python -m launch.benchmark_decode --config=configs/mdm.py:small --out=benchmarks/results/bench.json
+
+Random init unless --checkpoint (an MDM workdir) and --ar_checkpoint (an AR workdir)
+are given; by default every request generates exactly --max_new_tokens (no early eos)
+so both modes produce the same number of tokens. Logic: vocalnet_jax/decoding/benchmark.py.
+"""
+import json
+import os
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from vocalnet_jax.decoding import benchmark
+from vocalnet_jax.evaluation import text_eval
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Model config file[:arg] (MDM).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "MDM workdir (random init if unset).")
+_AR_CHECKPOINT = flags.DEFINE_string("ar_checkpoint", None, "AR workdir (random init if unset).")
+_OUT = flags.DEFINE_string("out", "benchmarks/results/bench.json", "JSON rows; PNG next to it.")
+_STEPS = flags.DEFINE_list("steps", ["1", "2", "4", "8", "16"], "MDM steps per block.")
+_RULE = flags.DEFINE_enum("rule", "topk", ["topk", "threshold", "ancestral"], "Commit rule.")
+_CACHE_UPDATES = flags.DEFINE_list("cache_updates", ["extra_forward", "reuse_last_step"],
+                                   "How a clean block's K/V enter the cache.")
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 128, "Tokens per request.")
+_BATCH = flags.DEFINE_integer("batch_size", 1, "Requests decoded together.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repetitions after the warm-up.")
+_STOP_AT_EOS = flags.DEFINE_bool("stop_at_eos", False, "Stop at eos instead of fixed length.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  lm, mdm_params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
+  _, ar_params, _ = text_eval.load_thinker(config, _AR_CHECKPOINT.value or _CHECKPOINT.value)
+  prefix, valid, _ = text_eval.held_out_prompts(config, _BATCH.value)
+  spec = benchmark.BenchmarkSpec(
+      block_size=config.diffusion.block_size, mask_id=tokenizer.mask_id,
+      eos_id=tokenizer.eos_id, steps=tuple(int(s) for s in _STEPS.value), rule=_RULE.value,
+      cache_updates=tuple(_CACHE_UPDATES.value), max_new_tokens=_MAX_NEW.value,
+      repeats=_REPEATS.value, stop_at_eos=_STOP_AT_EOS.value)
+  rows = benchmark.run(lm, ar_params, mdm_params, prefix, valid, spec)
+  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+  with open(_OUT.value, "w") as f:
+    json.dump({"rows": rows, "summary": benchmark.summary(rows),
+               "config": config.preset, "checkpoint": _CHECKPOINT.value}, f, indent=1)
+  benchmark.plot(rows, os.path.splitext(_OUT.value)[0] + ".png")
+  for r in rows:
+    print(json.dumps({k: r[k] for k in benchmark.ROW_KEYS}))
+  for s in benchmark.summary(rows):
+    print(json.dumps(s))
+  print(f"wrote {_OUT.value} on {jax.devices()[0].platform}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,50 @@
+"""Exact match of a trained text Thinker on held-out synthetic prompts, AR or MDM.
+
+  python -m launch.evaluate --config=configs/mdm.py:tiny --checkpoint=/tmp/mdm --steps=1,2,4
+  python -m launch.evaluate --config=configs/ar.py:tiny --checkpoint=/tmp/ar --mode=ar
+
+Prints one JSON line per decoder setting and writes them all to --out.
+"""
+import json
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from vocalnet_jax.evaluation import text_eval
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir.")
+_MODE = flags.DEFINE_enum("mode", None, ["ar", "mdm"], "Decoder (default: config.objective).")
+_STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM steps per block to evaluate.")
+_RULE = flags.DEFINE_enum("rule", "topk", ["topk", "threshold", "ancestral"], "Commit rule.")
+_CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward",
+                                  ["extra_forward", "reuse_last_step"], "Block K/V update.")
+_NUM = flags.DEFINE_integer("num_examples", 512, "Held-out examples.")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Decode batch size.")
+_OUT = flags.DEFINE_string("out", None, "JSON file (default: CHECKPOINT/eval_<mode>.json).")
+flags.mark_flags_as_required(["config", "checkpoint"])
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  mode = _MODE.value or config.objective
+  lm, params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
+  prefix, valid, answers = text_eval.held_out_prompts(config, _NUM.value)
+  results = []
+  for steps in ([0] if mode == "ar" else [int(s) for s in _STEPS.value]):
+    cfg = text_eval.decoder_config(config, tokenizer, mode, steps, _RULE.value,
+                                   _CACHE_UPDATE.value)
+    row = dict(mode=mode, steps=steps or None, rule=_RULE.value if mode == "mdm" else "greedy",
+               **text_eval.evaluate(lm, params, tokenizer, prefix, valid, answers, cfg,
+                                    config.data.response_len, _BATCH.value))
+    print(json.dumps(row))
+    results.append(row)
+  out = _OUT.value or os.path.join(_CHECKPOINT.value, f"eval_{mode}.json")
+  with open(out, "w") as f:
+    json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,86 @@
+"""The network as a decoding loop sees it, plus the pieces AR and block diffusion share.
+
+A decoding loop needs three things from a network: a cached forward over a few
+positions, the vocabulary projection of hidden states, and an empty KV cache.
+`CachedLM` bundles them as closures so one loop serves the Thinker (`decoder_lm`)
+and, with their own closures, the Talker or the speech Thinker. It is a hashable
+NamedTuple, passed to `jax.jit` as a static argument: the same model gives the
+same object (`decoder_lm` is cached), so nothing recompiles per request.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from vocalnet_jax.diffusion import attention_masks
+from vocalnet_jax.models.decoder import Decoder, init_decoder_cache
+from vocalnet_jax.models.layers import KVCache
+
+Array = jax.Array
+Cache = Sequence[KVCache]
+
+
+class CachedLM(NamedTuple):
+  """Closures a decoding loop calls (params are passed in, never captured)."""
+  # (params, tokens [b, L], positions [b, L], mask [b, L, C], cache, cache_index) -> (hidden, cache)
+  forward: Callable[[Any, Array, Array, Array, Cache, Array], tuple[Array, Cache]]
+  logits: Callable[[Any, Array], Array]  # (params, hidden [b, L, embed]) -> [b, L, vocab] float32
+  init_cache: Callable[[int, int], Cache]  # (batch, max_len) -> zero cache
+
+
+class DecodeOutput(NamedTuple):
+  tokens: Array  # [batch, max_new] int32, eos after the answer
+  lengths: Array  # [batch] int32 answer tokens before the first eos (max_new if none)
+  nfe: Array  # [] int32 network forwards after the prefill (the prefill is one more)
+
+
+@functools.lru_cache(maxsize=None)
+def decoder_lm(model: Decoder) -> CachedLM:
+  """`CachedLM` of a text `Decoder` (flax modules hash by value, so this is cached)."""
+  def forward(params, tokens, positions, mask, cache, cache_index):
+    return model.apply({"params": params}, tokens, positions, mask, cache=cache,
+                       cache_index=cache_index, method=Decoder.hidden_states)
+
+  def logits(params, hidden):
+    return model.apply({"params": params}, hidden, method=Decoder.logits)
+
+  return CachedLM(forward, logits, functools.partial(init_decoder_cache, model))
+
+
+def prefill(lm: CachedLM, params: Any, prefix: Array, prefix_valid: Array,
+            cache: Cache) -> tuple[Array, Cache]:
+  """Writes the (left-padded) prefix into cache[0:P]; returns the last position's logits.
+
+  prefix: [batch, P] ids; prefix_valid: [batch, P]. Returns ([batch, vocab], cache).
+  """
+  prefix_len, cache_len = prefix.shape[1], cache[0].k.shape[1]
+  positions = attention_masks.prefix_positions(prefix_valid, 0)  # [batch, P]
+  mask = attention_masks.causal_mask(prefix_len)[None] & prefix_valid[:, None, :]  # [batch, P, P]
+  mask = jnp.pad(mask, ((0, 0), (0, 0), (0, cache_len - prefix_len)))  # [batch, P, C]
+  hidden, cache = lm.forward(params, prefix, positions, mask, cache, jnp.int32(0))
+  return lm.logits(params, hidden[:, -1:])[:, 0], cache
+
+
+def context_keys(prefix_valid: Array, cache_len: int, end: Array) -> Array:
+  """Cache slots a new query may see: valid prefix slots and generated slots [P, end).
+
+  prefix_valid: [batch, P]; end: [] int. Returns [batch, cache_len] bool.
+  """
+  prefix_len = prefix_valid.shape[1]
+  idx = jnp.arange(cache_len)
+  prefix_keys = jnp.pad(prefix_valid, ((0, 0), (0, cache_len - prefix_len)))  # [batch, C]
+  return prefix_keys | ((idx >= prefix_len) & (idx < end))[None, :]
+
+
+def finalize(tokens: Array, eos_id: int) -> tuple[Array, Array]:
+  """Answer length = index of the first eos; everything after it becomes eos.
+
+  tokens: [batch, N] -> (tokens [batch, N], lengths [batch]).
+  """
+  is_eos = tokens == eos_id
+  lengths = jnp.where(jnp.any(is_eos, axis=1), jnp.argmax(is_eos, axis=1), tokens.shape[1])
+  after = jnp.arange(tokens.shape[1])[None, :] > lengths[:, None]
+  return jnp.where(after, eos_id, tokens), lengths.astype(jnp.int32)

@@ -1,0 +1,115 @@
+"""Decode the text Thinker on held-out synthetic prompts and score the answers.
+
+`load_thinker` restores a training workdir (latest orbax step) or makes a random init;
+`decode_answers` runs AR or block-diffusion decoding in fixed-shape batches (one
+compile per decoder configuration) and detokenizes; `evaluate` adds the metrics.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from data_pipelines import synthetic_text
+from vocalnet_jax.decoding import ar, block_diffusion
+from vocalnet_jax.decoding.lm import CachedLM, decoder_lm
+from vocalnet_jax.evaluation import text_metrics
+from vocalnet_jax.training import tasks
+
+Array = jax.Array
+DecoderConfig = Union[ar.ARConfig, block_diffusion.BlockDiffusionConfig]
+
+
+def load_thinker(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
+                 seed: int = 0) -> tuple[CachedLM, Any, Any]:
+  """(CachedLM, params, tokenizer) from `workdir`'s latest checkpoint, or random init."""
+  task = tasks.build_task(config)
+  if workdir:
+    from vocalnet_jax.training import checkpointing, trainer  # heavy: only when restoring
+    exp = trainer.setup_experiment(config)
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1, every=1)
+    step = ckpt.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints")
+    params = ckpt.restore(step, exp.abstract_state).params
+    ckpt.close()
+  else:
+    example = task.transform(task.source("train")[0])
+    batch = {k: v[None] for k, v in example.items()}
+    params = jax.jit(lambda r: nn.unbox(task.init_params(r, batch)))(jax.random.key(seed))
+  return decoder_lm(task.model), params, task.tokenizer
+
+
+def held_out_prompts(config: ml_collections.ConfigDict, n: int
+                     ) -> tuple[Array, Array, list[str]]:
+  """First n examples of the held-out split: prompts [n, P], validity [n, P], answers."""
+  task = tasks.build_task(config)
+  source = task.source("eval")
+  examples = [task.transform(source[i]) for i in range(n)]
+  answers = [task.tokenizer.decode(e["response"][e["response_valid"]]) for e in examples]
+  return (jnp.asarray(np.stack([e["prompt"] for e in examples])),
+          jnp.asarray(np.stack([e["prompt_valid"] for e in examples])), answers)
+
+
+def generate(lm: CachedLM, params: Any, prefix: Array, valid: Array, rng: Array,
+             cfg: DecoderConfig, max_new_tokens: int):
+  """Dispatches on the decoder configuration's type."""
+  module = ar if isinstance(cfg, ar.ARConfig) else block_diffusion
+  return module.generate(lm, params, prefix, valid, rng, cfg=cfg, max_new_tokens=max_new_tokens)
+
+
+def decode_answers(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, valid: Array,
+                   cfg: DecoderConfig, max_new_tokens: int, batch_size: int = 64,
+                   seed: int = 0) -> tuple[list[str], float]:
+  """Answers as text and the mean NFE per example. The last batch is padded to shape."""
+  n = prefix.shape[0]
+  texts, nfe = [], 0.0
+  for i in range(0, n, batch_size):
+    rows = np.arange(i, i + batch_size) % n  # pad with repeats: one shape, one compile
+    out = generate(lm, params, prefix[rows], valid[rows], jax.random.key(seed + i), cfg,
+                   max_new_tokens)
+    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+    take = min(batch_size, n - i)
+    texts += [tokenizer.decode(tokens[r, :lengths[r]]) for r in range(take)]
+    nfe += float(out.nfe) * take
+  return texts, nfe / n
+
+
+def evaluate(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, valid: Array,
+             answers: list[str], cfg: DecoderConfig, max_new_tokens: int,
+             batch_size: int = 64) -> dict:
+  """Exact match, CER and NFE of one decoder configuration, with a few examples."""
+  texts, nfe = decode_answers(lm, params, tokenizer, prefix, valid, cfg, max_new_tokens,
+                              batch_size)
+  return {"exact_match": text_metrics.exact_match(texts, answers),
+          "char_error_rate": text_metrics.char_error_rate(texts, answers),
+          "nfe_per_batch": nfe, "num_examples": len(answers),
+          "examples": [{"prediction": t, "reference": a} for t, a in zip(texts[:5], answers)]}
+
+
+def encode_question(tokenizer: Any, question: str, prompt_len: int) -> tuple[Array, Array]:
+  """A typed question as the training prompt layout: ids [1, P] and validity [1, P]."""
+  ids = [tokenizer.bos_id, tokenizer.user_id] + tokenizer.encode(question) + [
+      tokenizer.assistant_id]
+  if len(ids) > prompt_len:
+    raise ValueError(f"question needs {len(ids)} tokens > data.prompt_len={prompt_len}")
+  ex = synthetic_text.pack_example(ids, [tokenizer.eos_id], prompt_len, 1, tokenizer.pad_id)
+  return jnp.asarray(ex["prompt"][None]), jnp.asarray(ex["prompt_valid"][None])
+
+
+def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
+                   steps: int = 0, rule: str = "topk",
+                   cache_update: str = "extra_forward") -> DecoderConfig:
+  """AR greedy, or block diffusion with the config's block size and schedule
+  (steps 0 = config.diffusion.sampler_steps)."""
+  if mode == "ar":
+    return ar.ARConfig(tokenizer.eos_id)
+  d = config.diffusion
+  return block_diffusion.BlockDiffusionConfig(
+      d.block_size, steps or d.sampler_steps, tokenizer.mask_id, tokenizer.eos_id, rule=rule,
+      schedule=d.schedule, cache_update=cache_update)
