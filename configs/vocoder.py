@@ -57,6 +57,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       segment_tokens=32 if tiny else 100, learning_rate=2e-3 if tiny else 1e-3,
       warmup_steps=100 if tiny else 1000, weight_decay=0.01, grad_clip=1.0,
       log_every=100 if tiny else 500))
+  c.data = ml_collections.ConfigDict(dict(
+      max_train_utterances=400 if tiny else -1))  # answers with audio; -1: all
   c.eval = ml_collections.ConfigDict(dict(
-      num_examples=12 if tiny else 50, split="heldout", num_wavs=3, domain_lm=True))
+      num_examples=12 if tiny else 50, split="heldout", num_wavs=3,
+      asr=True, domain_lm=True))  # pocketsphinx LM: 3-gram of train answers, else generic
   return c

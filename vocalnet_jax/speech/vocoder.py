@@ -21,6 +21,7 @@ import json
 import os
 from typing import Any, Iterable, Iterator, Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -52,6 +53,14 @@ def build_model(config: ml_collections.ConfigDict) -> fm.FlowDecoder:
     raise ValueError(f"units.vocab_size must be positive, got {config.units.vocab_size}")
   return fm.decoder_from_config(config.model, config.units.vocab_size, upsample_factor(config),
                                 config.mel.n_mels)
+
+
+def init_params(model: fm.FlowDecoder, key: jax.Array, n_tokens: int = 4) -> Params:
+  """Fresh parameters as plain arrays (logical-partitioning boxes removed: the vocoder
+  runs on one device, and plain trees checkpoint/restore without a target)."""
+  tokens = jnp.zeros((1, n_tokens), jnp.int32)  # [1, tokens]
+  mel = jnp.zeros((1, n_tokens * model.upsample, model.n_mels))  # [1, frames, n_mels]
+  return nn.meta.unbox(model.init(key, tokens, tokens >= 0, mel, jnp.zeros(1), mel))
 
 
 def validate_units(units: Any, vocab_size: int, name: str = "units") -> np.ndarray:

@@ -105,9 +105,7 @@ def train(config: ml_collections.ConfigDict, utts: Sequence[Utterance],
   t = config.train
   rng = np.random.default_rng(config.seed)
   init_key, key = jax.random.split(jax.random.key(config.seed))
-  example = sample_batch(rng, utts, 1, t.segment_tokens, model.upsample, mean, std)
-  params = model.init(init_key, example["tokens"], example["token_valid"],
-                      example["mel"], jnp.zeros(1), example["mel"])
+  params = voc.init_params(model, init_key)
   tx = make_optimizer(t)
   opt_state = tx.init(params)
   step_fn = make_train_step(model, tx, config.flow)

@@ -1,0 +1,136 @@
+"""Trains the flow-matching vocoder on corpus answers and evaluates it on held-out answers.
+
+  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=DIR --workdir=W
+
+DIR is a `launch.prepare_data` output: the TFDS dataset (found by its dataset_info.json)
+and a fitted unit tokenizer (.npz; or pass --units=PATH; if none exists one is fitted on
+the training answers and saved to W/units.npz). Writes W/vocoder (orbax checkpoint +
+config.json), W/samples/*.wav (16-bit) and *_mel.png, W/eval.json.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from typing import Optional
+
+from absl import app, flags, logging
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend first)
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from data_pipelines import speech_loader  # noqa: E402
+from vocalnet_jax.evaluation import asr as asr_lib  # noqa: E402
+from vocalnet_jax.speech import units as units_lib  # noqa: E402
+from vocalnet_jax.speech import vocoder_training as vt  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/vocoder.py:tiny", "Vocoder config.")
+_DATA = flags.DEFINE_string("data", None, "prepare_data output directory.", required=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+_UNITS = flags.DEFINE_string("units", None, "Unit tokenizer .npz (default: found in --data).")
+
+
+def find_one(root: str, pattern: str, what: str) -> Optional[str]:
+  """The single path under `root` matching `pattern` (recursive), None if there is none."""
+  hits = sorted(glob.glob(os.path.join(root, "**", pattern), recursive=True))
+  if len(hits) > 1:
+    raise ValueError(f"several {what} under {root}: {hits}; pass the one to use explicitly")
+  return hits[0] if hits else None
+
+
+def load_answers(dataset_dir: str, split: str, limit: int) -> list[tuple[str, np.ndarray]]:
+  """(answer text, answer audio) of up to `limit` examples (limit <= 0: all) with audio."""
+  source = speech_loader.open_source(dataset_dir, split)
+  out = []
+  for i in range(len(source)):
+    record = source[i]
+    audio = np.asarray(record["answer_audio"], np.float32)
+    if audio.size:
+      text = record["answer_text"]
+      out.append((text.decode() if isinstance(text, bytes) else str(text), audio))
+    if 0 < limit <= len(out):
+      break
+  return out
+
+
+def save_mel_png(path: str, title: str, mels: dict[str, np.ndarray]) -> None:
+  """Stacked spectrogram panels (one per name) for a person to compare."""
+  fig, axes = plt.subplots(len(mels), 1, figsize=(10, 2.2 * len(mels)), sharex=True)
+  for ax, (name, mel) in zip(axes, mels.items()):
+    ax.imshow(mel.T, origin="lower", aspect="auto", cmap="magma", vmin=-10, vmax=2)
+    ax.set_ylabel(f"{name}\nmel bin")
+  axes[0].set_title(title)
+  axes[-1].set_xlabel("frame (10 ms)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+  dataset_info = find_one(_DATA.value, "dataset_info.json", "TFDS datasets")
+  if dataset_info is None:
+    raise FileNotFoundError(f"no TFDS dataset (dataset_info.json) under --data={_DATA.value}")
+  dataset_dir = os.path.dirname(dataset_info)
+  train_pairs = load_answers(dataset_dir, "train", config.data.max_train_utterances)
+  eval_pairs = load_answers(dataset_dir, config.eval.split, config.eval.num_examples)
+  logging.info("%d train / %d eval answers from %s", len(train_pairs), len(eval_pairs),
+               dataset_dir)
+
+  units_path = _UNITS.value or find_one(_DATA.value, "*units*.npz", "unit tokenizers")
+  if units_path is None:
+    units_path = os.path.join(workdir, "units.npz")
+    logging.info("no unit tokenizer in --data; fitting one -> %s", units_path)
+    units_lib.UnitTokenizer.fit([w for _, w in train_pairs]).save(units_path)
+  tokenizer = units_lib.UnitTokenizer.load(units_path)
+  config.units.vocab_size = tokenizer.config.num_units
+  config.units.frame_rate_hz = float(tokenizer.config.frame_rate_hz)
+
+  def utterances(pairs):
+    return [vt.make_utterance(config, tokenizer.encode(w), w, text) for text, w in pairs]
+  train_utts, eval_utts = utterances(train_pairs), utterances(eval_pairs)
+
+  history = []
+  t0 = time.time()
+  def log(step, loss):
+    history.append({"step": step, "loss": loss, "seconds": time.time() - t0})
+    logging.info("step %d  cfm loss %.4f  (%.0f s)", step, loss, time.time() - t0)
+  vocoder = vt.train(config, train_utts, log)
+  train_seconds = time.time() - t0
+  vocoder.save(os.path.join(workdir, "vocoder"))
+
+  asr = None
+  if config.eval.asr:
+    train_texts = [t for t, _ in train_pairs]
+    asr = asr_lib.PocketSphinxASR(domain_texts=train_texts if config.eval.domain_lm else None)
+  result = vt.evaluate(vocoder, eval_utts, asr)
+  outputs = result.pop("outputs")
+  sr = vocoder.mel_cfg.sample_rate
+  for i, (u, out) in enumerate(zip(eval_utts[:config.eval.num_wavs], outputs)):
+    for name, wave in (("reference", u.wave), ("reference_griffin_lim", out["reference_gl"]),
+                       ("vocoder_oneshot", out["oneshot"]), ("vocoder_stream", out["stream"])):
+      sf.write(os.path.join(workdir, "samples", f"{i:02d}_{name}.wav"),
+               np.clip(wave, -1.0, 1.0), sr, subtype="PCM_16")
+    save_mel_png(os.path.join(workdir, "samples", f"{i:02d}_mel.png"), u.text,
+                 {"reference": u.mel, "generated (one-shot)": out["mel_oneshot"]})
+  result.update(
+      config=config.preset, units=units_path, vocab_size=config.units.vocab_size,
+      unit_frame_rate_hz=config.units.frame_rate_hz, num_train_utterances=len(train_utts),
+      train={"seconds": train_seconds, "steps": config.train.steps, "loss_history": history},
+      asr="pocketsphinx 5 en-us acoustic model, " + (
+          "3-gram LM built from the train-split answer texts" if config.eval.domain_lm
+          else "shipped generic LM"),
+      machine=f"{os.cpu_count()}-core CPU")
+  with open(os.path.join(workdir, "eval.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  logging.info("eval: %s", json.dumps({k: v for k, v in result.items() if k != "train"}))
+
+
+if __name__ == "__main__":
+  app.run(main)
