@@ -19,25 +19,71 @@ _MODEL_SHAPES = {
 
 
 def parse_arg(arg: str | None) -> dict[str, str]:
-  """`tiny` or `tiny,stage=2` -> {'preset': 'tiny', 'stage': '2'}."""
+  """`tiny`, `tiny,stage=2` or `tiny,text` -> {'preset': 'tiny', 'stage': '2', 'text': ''}."""
   parts = [p for p in (arg or "tiny").split(",") if p]
   out = {"preset": parts[0]}
   for p in parts[1:]:
     key, _, value = p.partition("=")
     out[key] = value
+  unknown = set(out) - {"preset", "stage", "text"}
+  if unknown:
+    raise ValueError(f"unknown config option(s) {sorted(unknown)}; use e.g. 'tiny,stage=2' "
+                     "or 'tiny,text'")
   if out["preset"] not in PRESETS:
     raise ValueError(f"unknown config preset {out['preset']!r}; choose from {PRESETS}")
   return out
 
 
-def model_config(preset: str) -> ml_collections.ConfigDict:
-  embed, layers, heads, kv_heads, head_dim, mlp, theta, tied = _MODEL_SHAPES[preset]
+# Talker decoder shapes (a few layers, as in VocalNet), same tuple layout as above.
+_TALKER_SHAPES = {
+    "tiny": (64, 2, 4, 2, 16, 192, 10000.0, False),
+    "small": (256, 3, 8, 4, 32, 768, 10000.0, False),
+    "1b": (1024, 4, 16, 4, 64, 4096, 10000.0, False),
+    "8b": (2048, 6, 16, 8, 128, 8192, 10000.0, False),
+}
+# Audio encoder: (n_mels, embed_dim, num_layers, num_heads, mlp_dim); 1b/8b = Whisper-large-v3.
+_ENCODER_SHAPES = {
+    "tiny": (80, 64, 2, 4, 256),
+    "small": (80, 256, 4, 4, 1024),
+    "1b": (128, 1280, 32, 20, 5120),
+    "8b": (128, 1280, 32, 20, 5120),
+}
+
+
+def model_config(preset: str, shapes: dict | None = None) -> ml_collections.ConfigDict:
+  embed, layers, heads, kv_heads, head_dim, mlp, theta, tied = (shapes or _MODEL_SHAPES)[preset]
   return ml_collections.ConfigDict(dict(
       embed_dim=embed, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
       head_dim=head_dim, mlp_dim=mlp, rope_theta=theta, tie_embeddings=tied, qkv_bias=False,
       norm_eps=1e-5, remat=preset in ("1b", "8b"),
       dtype="float32" if preset in ("tiny", "small") else "bfloat16",
       vocab_multiple=64 if preset in ("tiny", "small") else 128))
+
+
+def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> None:
+  """Encoder, adaptor, Talker and spoken-QA data knobs of the speech model.
+
+  stage 1 trains adaptor + Thinker (speech -> text; encoder optional), stage 2 the
+  Talker alone (text -> speech tokens) from the stage-1 checkpoint (`init_from`).
+  """
+  n_mels, e_dim, e_layers, e_heads, e_mlp = _ENCODER_SHAPES[preset]
+  cpu = preset in ("tiny", "small")
+  c.task = "speech_thinker" if stage == 1 else "speech_talker"
+  c.stage = stage
+  c.init_from = ""  # stage 2: the stage-1 workdir whose params start this run
+  c.encoder = ml_collections.ConfigDict(dict(
+      n_mels=n_mels, embed_dim=e_dim, num_layers=e_layers, num_heads=e_heads, mlp_dim=e_mlp,
+      trainable=True))
+  c.adaptor = ml_collections.ConfigDict(dict(stack=5, hidden_dim=2 * c.model.embed_dim))
+  c.talker = ml_collections.ConfigDict(dict(
+      model=model_config(preset, _TALKER_SHAPES), chunk_size=15, text_per_chunk=5,
+      fusion_hidden_dim=2 * _TALKER_SHAPES[preset][0]))
+  c.data = ml_collections.ConfigDict(dict(
+      name="spoken_qa",
+      dir="demo_out/data",  # written by `python -m launch.prepare_data`
+      mel_buckets=(600,) if cpu else (1000, 2000, 3000),
+      max_question_tokens=48, prompt_len=52, response_len=32 if cpu else 256,
+      max_units=90 if cpu else 750, seed=0))
 
 
 def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
@@ -49,6 +95,7 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
   c.preset = preset
   c.objective = objective
   c.task = "text_lm"
+  c.stage = 0
   c.seed = 0
   c.model = model_config(preset)
   c.diffusion = ml_collections.ConfigDict(dict(
@@ -71,6 +118,8 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       grad_clip=1.0, log_every=10 if cpu else 100, checkpoint_every=100 if cpu else 1000,
       keep_checkpoints=3, async_checkpointing=True, progress_bar=True))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  if "text" not in args:
+    speech_sections(c, preset, int(args.get("stage", 1)))
   c.logical_axis_rules = [
       ("batch", ["data", "fsdp"]), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
       ("kv_heads", "tensor"), ("kv", None), ("vocab", "tensor"), ("length", None)]

@@ -8,7 +8,7 @@ from configs import ar, mdm
 
 def tiny_config(base: str = "mdm", **overrides) -> ml_collections.ConfigDict:
   """The `tiny` preset shrunk further, with dotted-key overrides (`train__steps=3`)."""
-  c = (mdm if base == "mdm" else ar).get_config("tiny")
+  c = (mdm if base == "mdm" else ar).get_config("tiny,text")
   c.train.batch_size = 16
   c.train.log_every = 1
   c.train.progress_bar = False

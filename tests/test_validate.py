@@ -29,7 +29,7 @@ def test_mesh_that_does_not_fit_names_the_field(devices):
 
 def test_launcher_reports_bad_config_without_traceback(tmp_path):
   proc = subprocess.run(
-      [sys.executable, "-m", "launch.train", "--config=configs/mdm.py:tiny",
+      [sys.executable, "-m", "launch.train", "--config=configs/mdm.py:tiny,text",
        f"--workdir={tmp_path}", "--config.diffusion.schedule=sqrt"],
       capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0

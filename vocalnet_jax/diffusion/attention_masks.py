@@ -38,16 +38,21 @@ def causal_mask(length: int) -> Array:
   return jnp.tril(jnp.ones((length, length), bool))
 
 
-def with_prefix(body: Array, prefix_valid: Array, body_key_valid: Array) -> Array:
+def with_prefix(body: Array, prefix_valid: Array, body_key_valid: Array,
+                prefix_visibility: Array | None = None) -> Array:
   """Puts a causal prefix in front of a body mask and applies key validity.
 
   body: [N, N] mask among body tokens; prefix_valid: [batch, P];
-  body_key_valid: [batch, N]. Every body token sees every valid prefix token; the
-  prefix sees itself causally and never the body. Returns [batch, P+N, P+N].
+  body_key_valid: [batch, N]; prefix_visibility: optional [N, P] rule saying which
+  prefix positions each body token may see (default: all; the Talker's streaming
+  rule limits it). The prefix sees itself causally and never the body.
+  Returns [batch, P+N, P+N].
   """
   prefix_len, n = prefix_valid.shape[1], body.shape[0]
+  if prefix_visibility is None:
+    prefix_visibility = jnp.ones((n, prefix_len), bool)
   top = jnp.concatenate([causal_mask(prefix_len), jnp.zeros((prefix_len, n), bool)], axis=1)
-  bottom = jnp.concatenate([jnp.ones((n, prefix_len), bool), body], axis=1)
+  bottom = jnp.concatenate([prefix_visibility, body], axis=1)
   structure = jnp.concatenate([top, bottom], axis=0)  # [P+N, P+N]
   key_valid = jnp.concatenate([prefix_valid, body_key_valid], axis=1)  # [batch, P+N]
   return structure[None] & key_valid[:, None, :]

@@ -6,7 +6,7 @@ Thinker states as the prefix). The decoder only ever sees `mask_id` as one more 
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -26,31 +26,76 @@ class DecoderFns(NamedTuple):
 
 
 class ResponseBatch(NamedTuple):
+  """A prefix (as embeddings) and the response to generate after it."""
   prefix_emb: Array  # [batch, P, embed]
   prefix_valid: Array  # [batch, P] bool
   response: Array  # [batch, R] int32 target ids (answer + eos, padded)
   response_valid: Array  # [batch, R] bool
+  # Optional [R, P] rule: which prefix positions each response token sees (default all).
+  prefix_visibility: Optional[Array] = None
+  # Optional RoPE positions (prefix [batch, P], response [batch, R]); default: the
+  # response continues after the valid prefix (`prefix_positions`).
+  positions: Optional[tuple[Array, Array]] = None
 
 
-def ar_objective(fns: DecoderFns, batch: ResponseBatch) -> tuple[Array, dict]:
-  """Causal next-token loss over the response; the last prefix position predicts r_0."""
+def _positions(batch: ResponseBatch, repeats: int) -> Array:
+  """[batch, P + repeats * R] RoPE positions ([x_t ; x_0] reuses the response's)."""
+  if batch.positions is None:
+    return attention_masks.prefix_positions(batch.prefix_valid, batch.response.shape[1], repeats)
+  prefix_pos, response_pos = batch.positions
+  return jnp.concatenate([prefix_pos] + [response_pos] * repeats, axis=1)
+
+
+def _run(fns: DecoderFns, batch: ResponseBatch, streams: list[Array], body: Array,
+         key_valid: Array) -> Array:
+  """Hidden states of the first response stream: [batch, R, embed]."""
   prefix_len, resp_len = batch.prefix_valid.shape[1], batch.response.shape[1]
-  emb = jnp.concatenate([batch.prefix_emb, fns.embed(batch.response)], axis=1)
-  mask = attention_masks.with_prefix(attention_masks.causal_mask(resp_len), batch.prefix_valid,
-                                     batch.response_valid)
-  positions = attention_masks.prefix_positions(batch.prefix_valid, resp_len)
-  hidden = fns.hidden(emb, positions, mask)  # [batch, P+R, embed]
-  logits = fns.logits(hidden[:, prefix_len - 1:prefix_len + resp_len - 1])  # [batch, R, vocab]
+  visibility = batch.prefix_visibility
+  if visibility is not None:
+    visibility = jnp.tile(visibility, (len(streams), 1))
+  emb = jnp.concatenate([batch.prefix_emb] + [fns.embed(s) for s in streams], axis=1)
+  mask = attention_masks.with_prefix(body, batch.prefix_valid, key_valid, visibility)
+  hidden = fns.hidden(emb, _positions(batch, len(streams)), mask)
+  return hidden[:, prefix_len:prefix_len + resp_len]
+
+
+def ar_objective(fns: DecoderFns, batch: ResponseBatch,
+                 start_id: Optional[int] = None) -> tuple[Array, dict]:
+  """Causal next-token loss over the response.
+
+  Without `start_id` the last prefix position predicts response[0] (the Thinker: its
+  prompt ends with the assistant marker). With it, the response input is
+  [start_id, response[:-1]] and position i predicts response[i] (the Talker, whose
+  streaming rule hides the end of the prefix from the first chunk).
+  """
+  prefix_len, resp_len = batch.prefix_valid.shape[1], batch.response.shape[1]
+  causal = attention_masks.causal_mask(resp_len)
+  if start_id is None:
+    emb = jnp.concatenate([batch.prefix_emb, fns.embed(batch.response)], axis=1)
+    mask = attention_masks.with_prefix(causal, batch.prefix_valid, batch.response_valid,
+                                       batch.prefix_visibility)
+    hidden = fns.hidden(emb, _positions(batch, 1), mask)
+    hidden = hidden[:, prefix_len - 1:prefix_len + resp_len - 1]
+  else:
+    start = jnp.full_like(batch.response[:, :1], start_id)
+    inputs = jnp.concatenate([start, batch.response[:, :-1]], axis=1)  # [batch, R]
+    input_valid = jnp.concatenate([jnp.ones_like(batch.response_valid[:, :1]),
+                                   batch.response_valid[:, :-1]], axis=1)
+    hidden = _run(fns, batch, [inputs], causal, input_valid)
+  logits = fns.logits(hidden)  # [batch, R, vocab]
   loss = losses.ar_loss(logits, batch.response, batch.response_valid)
   return loss, _accuracy_metrics(logits, batch.response, batch.response_valid, loss)
 
 
 def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
-                  diffusion_cfg: ml_collections.ConfigDict, mask_id: int,
-                  eos_id: int) -> tuple[Array, dict]:
-  """Block-diffusion ELBO over the response (prefix always visible, never scored)."""
-  prefix_len, resp_len = batch.prefix_valid.shape[1], batch.response.shape[1]
-  block = diffusion_cfg.block_size
+                  diffusion_cfg: ml_collections.ConfigDict, mask_id: int, eos_id: int,
+                  block_size: Optional[int] = None) -> tuple[Array, dict]:
+  """Block-diffusion ELBO over the response (prefix always visible, never scored).
+
+  block_size overrides `diffusion_cfg.block_size` (the Talker uses its chunk size).
+  """
+  resp_len = batch.response.shape[1]
+  block = block_size or diffusion_cfg.block_size
   valid = masking.block_valid(batch.response_valid, block)  # [batch, R]
   target = masking.fill_block_tail(batch.response, batch.response_valid, valid, eos_id)
   corruption = masking.sample_corruption(
@@ -59,16 +104,11 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
       num_steps=diffusion_cfg.sampler_steps)
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
   if diffusion_cfg.layout == "two_stream":  # [prefix ; x_t ; x_0]
-    body = attention_masks.bd3_mask(resp_len, block)
-    streams, key_valid, repeats = [noisy, target], jnp.concatenate([valid, valid], 1), 2
+    hidden = _run(fns, batch, [noisy, target], attention_masks.bd3_mask(resp_len, block),
+                  jnp.concatenate([valid, valid], 1))
   else:  # single_stream: [prefix ; x_t] block-causal, as the decoder sees it
-    body = attention_masks.block_causal_mask(resp_len, block)
-    streams, key_valid, repeats = [noisy], valid, 1
-  emb = jnp.concatenate([batch.prefix_emb] + [fns.embed(s) for s in streams], axis=1)
-  mask = attention_masks.with_prefix(body, batch.prefix_valid, key_valid)
-  positions = attention_masks.prefix_positions(batch.prefix_valid, resp_len, repeats)
-  hidden = fns.hidden(emb, positions, mask)
-  logits = fns.logits(hidden[:, prefix_len:prefix_len + resp_len])  # [batch, R, vocab]
+    hidden = _run(fns, batch, [noisy], attention_masks.block_causal_mask(resp_len, block), valid)
+  logits = fns.logits(hidden)  # [batch, R, vocab]
   loss = losses.mdm_loss(logits, target, corruption.corrupted, valid, corruption.weight)
   scored = corruption.corrupted & valid
   metrics = _accuracy_metrics(logits, target, scored, loss)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from data_pipelines import synthetic_text
+from data_pipelines import loader, synthetic_text
 from vocalnet_jax.models.decoder import Decoder, decoder_from_config
 from vocalnet_jax.training import objectives
 
@@ -17,8 +17,9 @@ Array = jax.Array
 
 
 class Task(Protocol):
-  def source(self, split: str) -> Any: ...
-  def transform(self, example: dict) -> dict[str, np.ndarray]: ...
+  """A task may also set `trainable`: the top-level param names to train (others frozen)."""
+  def dataset(self, split: str, batch_size: int, seed: int,
+              shuffle: bool = True) -> grain.IterDataset: ...
   def init_params(self, rng: Array, batch: dict) -> Any: ...
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]: ...
 
@@ -65,8 +66,10 @@ class TextLMTask:
                                               seed=seed, tasks=tuple(d.tasks),
                                               tokenizer=self.tokenizer)
 
-  def transform(self, example: dict) -> dict[str, np.ndarray]:
-    return example
+  def dataset(self, split: str, batch_size: int, seed: int,
+              shuffle: bool = True) -> grain.IterDataset:
+    return loader.make_dataset(self.source(split), lambda x: x, batch_size=batch_size,
+                               seed=seed, shuffle=shuffle)
 
   def init_params(self, rng: Array, batch: dict) -> Any:
     tokens = jnp.asarray(batch["prompt"])
@@ -86,6 +89,7 @@ TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {"text_lm": Text
 
 
 def build_task(config: ml_collections.ConfigDict) -> Task:
+  from vocalnet_jax.training import speech_tasks  # noqa: F401  (registers the speech stages)
   if config.task not in TASKS:
     raise ValueError(f"config.task={config.task!r} is not registered; choose from {sorted(TASKS)}")
   return TASKS[config.task](config)

@@ -1,7 +1,7 @@
 """Train state and optimizer: AdamW with linear warmup + cosine decay and clipping."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import flax.struct
 import jax
@@ -30,9 +30,23 @@ def learning_rate_schedule(train_cfg: ml_collections.ConfigDict) -> optax.Schedu
       end_value=train_cfg.learning_rate * train_cfg.min_lr_ratio)
 
 
-def make_optimizer(train_cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """clip_by_global_norm -> AdamW(schedule)."""
-  return optax.chain(
+def make_optimizer(train_cfg: ml_collections.ConfigDict,
+                   trainable: Optional[Sequence[str]] = None) -> optax.GradientTransformation:
+  """clip_by_global_norm -> AdamW(schedule); with `trainable` (top-level param names)
+  every other part is frozen: zero updates and no optimizer state."""
+  tx = optax.chain(
       optax.clip_by_global_norm(train_cfg.grad_clip),
       optax.adamw(learning_rate_schedule(train_cfg), b1=train_cfg.b1, b2=train_cfg.b2,
                   weight_decay=train_cfg.weight_decay))
+  if trainable is None:
+    return tx
+  labels = lambda params: {k: "train" if k in trainable else "freeze" for k in params}  # noqa: E731
+  return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+
+
+def freeze(params: Any, trainable: Optional[Sequence[str]]) -> Any:
+  """stop_gradient on every top-level part not in `trainable`, so no backward pass is
+  spent on frozen parts."""
+  if trainable is None:
+    return params
+  return {k: v if k in trainable else jax.lax.stop_gradient(v) for k, v in params.items()}

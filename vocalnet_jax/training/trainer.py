@@ -27,7 +27,8 @@ from data_pipelines import loader
 from vocalnet_jax.training import partitioning, tasks
 from vocalnet_jax.training.checkpointing import Checkpointer
 from vocalnet_jax.training.metrics import MetricWriter
-from vocalnet_jax.training.train_state import TrainState, learning_rate_schedule, make_optimizer
+from vocalnet_jax.training.train_state import (TrainState, freeze, learning_rate_schedule,
+                                               make_optimizer)
 from vocalnet_jax.training.validate import validate_config
 
 Array = jax.Array
@@ -55,10 +56,8 @@ def setup_experiment(config: ml_collections.ConfigDict,
   mesh = partitioning.make_mesh(config.mesh, devices)
   rules = partitioning.rules_from_config(config.logical_axis_rules)
   task = tasks.build_task(config)
-  tx = make_optimizer(config.train)
-  per_host = config.train.batch_size // jax.process_count()
-  examples = [task.transform(task.source("train")[i]) for i in range(per_host)]
-  example_batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+  tx = make_optimizer(config.train, getattr(task, "trainable", None))
+  example_batch = next(iter(task.dataset("train", per_host_batch_size(config), config.seed)))
 
   def init_fn(rng: Array) -> TrainState:
     params = task.init_params(rng, example_batch)
@@ -88,8 +87,11 @@ def make_train_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Train
   base_rng = jax.random.key(exp.config.seed + 1)
   batch_axes = exp.batch_sharding.spec[0]
 
+  trainable = getattr(exp.task, "trainable", None)
+
   def grads_and_metrics(params, batch, rng):
-    grad_fn = jax.value_and_grad(exp.task.loss, has_aux=True)
+    grad_fn = jax.value_and_grad(
+        lambda p, b, r: exp.task.loss(freeze(p, trainable), b, r), has_aux=True)
     if accum == 1:
       (_, metrics), grads = grad_fn(params, batch, rng)
       return grads, metrics
@@ -121,17 +123,38 @@ def make_train_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Train
                  out_shardings=(exp.state_shardings, None), donate_argnums=(0,))
 
 
-def abstract_batch(exp: Experiment) -> dict[str, jax.ShapeDtypeStruct]:
-  """The global batch as sharded ShapeDtypeStructs."""
+def per_host_batch_size(config: ml_collections.ConfigDict) -> int:
+  return config.train.batch_size // jax.process_count()
+
+
+def abstract_batch(exp: Experiment, host_batch: dict[str, np.ndarray]
+                   ) -> dict[str, jax.ShapeDtypeStruct]:
+  """A per-host batch as the global, sharded ShapeDtypeStructs the step sees."""
   return {k: jax.ShapeDtypeStruct((exp.config.train.batch_size,) + v.shape[1:], v.dtype,
                                   sharding=exp.batch_sharding)
-          for k, v in exp.example_batch.items()}
+          for k, v in host_batch.items()}
 
 
-def compile_train_step(exp: Experiment):
-  """Ahead-of-time compiles the step for the abstract state/batch (no allocation)."""
-  with exp.mesh, nn.logical_axis_rules(exp.rules):
-    return make_train_step(exp).lower(exp.abstract_state, abstract_batch(exp)).compile()
+class CompiledStep:
+  """The train step compiled ahead of time once per batch shape (length buckets give a
+  few), logging each executable's memory before it first runs."""
+
+  def __init__(self, exp: Experiment):
+    self._exp, self._jitted, self._compiled = exp, make_train_step(exp), {}
+
+  def compile(self, host_batch: dict[str, np.ndarray]):
+    key = tuple(sorted((k, v.shape) for k, v in host_batch.items()))
+    if key not in self._compiled:
+      with self._exp.mesh, nn.logical_axis_rules(self._exp.rules):
+        compiled = self._jitted.lower(self._exp.abstract_state,
+                                      abstract_batch(self._exp, host_batch)).compile()
+      log_compiled_memory(compiled)
+      self._compiled[key] = compiled
+    return self._compiled[key]
+
+  def __call__(self, state: TrainState, host_batch: dict[str, np.ndarray]):
+    step = self.compile(host_batch)
+    return step(state, loader.to_global_batch(host_batch, self._exp.batch_sharding))
 
 
 def log_compiled_memory(compiled) -> dict[str, int]:
@@ -143,6 +166,20 @@ def log_compiled_memory(compiled) -> dict[str, int]:
   print(f"compiled train step memory per device: "
         + ", ".join(f"{k}={v / 2**20:.1f} MiB" for k, v in report.items()), flush=True)
   return report
+
+
+def load_params(workdir: str, exp: Experiment) -> Any:
+  """Params of the latest checkpoint in another run's workdir (e.g. stage 1 for stage 2),
+  placed with this run's shardings; its optimizer state is not read."""
+  source = Checkpointer(os.path.join(workdir, "checkpoints"), keep=1, every=1)
+  try:
+    step = source.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"config.init_from={workdir!r} holds no checkpoint")
+    logging.info("initialising params from %s step %d", workdir, step)
+    return source.restore_params(step, exp.abstract_state.params)
+  finally:
+    source.close()
 
 
 def count_tokens(batch: dict[str, np.ndarray]) -> int:
@@ -162,14 +199,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   t = config.train
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=t.keep_checkpoints,
                       every=t.checkpoint_every, async_save=t.async_checkpointing)
-  data_iter = iter(loader.make_dataset(exp.task.source("train"), exp.task.transform,
-                                       batch_size=t.batch_size // jax.process_count(),
-                                       seed=config.seed))
-  step_fn = compile_train_step(exp)
-  log_compiled_memory(step_fn)
+  data_iter = iter(exp.task.dataset("train", per_host_batch_size(config), config.seed))
+  step_fn = CompiledStep(exp)
+  step_fn.compile(exp.example_batch)
   latest = ckpt.latest_step()
   if latest is None:
     state = init_state(exp)
+    if config.get("init_from"):
+      state = state.replace(params=load_params(config.init_from, exp))
   else:
     logging.info("resuming from step %d in %s", latest, workdir)
     state = ckpt.restore(latest, exp.abstract_state, data_iter)
@@ -183,7 +220,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                        disable=not t.progress_bar):
         batch = next(data_iter)
         tokens += count_tokens(batch)
-        state, metrics = step_fn(state, loader.to_global_batch(batch, exp.batch_sharding))
+        state, metrics = step_fn(state, batch)
         done = step + 1
         if done % t.log_every == 0 or done == end:
           row = {k: float(v) for k, v in jax.device_get(metrics).items()}

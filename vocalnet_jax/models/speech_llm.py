@@ -1,0 +1,101 @@
+"""VocalNet wiring: audio encoder + adaptor -> Thinker (text) -> Talker (speech tokens).
+
+One flax module owns all four parts so a checkpoint holds the whole model; each
+training stage freezes some of them (stage 1: encoder optional, stage 2: all but
+the Talker). Entry points are methods so objectives and decoders can call each
+part through `model.apply(variables, ..., method=SpeechLLM.<part>)`.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from vocalnet_jax.models import layers
+from vocalnet_jax.models.decoder import Decoder, decoder_from_config
+from vocalnet_jax.models.encoder import Adaptor, AudioEncoder
+from vocalnet_jax.models.talker import Talker
+
+Array = jax.Array
+
+
+class SpeechLLM(nn.Module):
+  """Parameters: {encoder, adaptor, thinker, talker}."""
+  encoder: AudioEncoder
+  adaptor: Adaptor
+  thinker: Decoder
+  talker: Talker
+
+  def encode_audio(self, mel: Array, mel_valid: Array) -> tuple[Array, Array]:
+    """mel [batch, frames, n_mels] -> adapted frames [batch, A, embed] + mask [batch, A]."""
+    hidden, valid = self.encoder(mel, mel_valid)
+    return self.adaptor(hidden, valid)
+
+  def thinker_embed(self, tokens: Array) -> Array:
+    return self.thinker.embed(tokens)
+
+  def thinker_hidden(self, embeddings: Array, positions: Array, mask: Array,
+                     cache: Optional[Sequence[layers.KVCache]] = None,
+                     cache_index: Optional[Array] = None):
+    return self.thinker.hidden_states(None, positions, mask, embeddings=embeddings, cache=cache,
+                                      cache_index=cache_index)
+
+  def thinker_logits(self, hidden: Array) -> Array:
+    return self.thinker.logits(hidden)
+
+  def talker_fuse(self, text_tokens: Array, thinker_hidden: Array) -> Array:
+    """Talker conditioning from the Thinker's response text and hidden states."""
+    return self.talker.fuse(self.thinker.embed(text_tokens), thinker_hidden)
+
+  def talker_embed(self, speech_tokens: Array) -> Array:
+    return self.talker.decoder.embed(speech_tokens)
+
+  def talker_hidden(self, embeddings: Array, positions: Array, mask: Array,
+                    cache: Optional[Sequence[layers.KVCache]] = None,
+                    cache_index: Optional[Array] = None):
+    return self.talker.decoder.hidden_states(None, positions, mask, embeddings=embeddings,
+                                             cache=cache, cache_index=cache_index)
+
+  def talker_logits(self, hidden: Array) -> Array:
+    return self.talker.decoder.logits(hidden)
+
+  def __call__(self, mel: Array, mel_valid: Array, text: Array, speech: Array) -> Array:
+    """Touches every part once (used only to create the parameters)."""
+    audio, audio_valid = self.encode_audio(mel, mel_valid)
+    emb = jnp.concatenate([audio, self.thinker_embed(text)], axis=1)
+    length = emb.shape[1]
+    positions = jnp.broadcast_to(jnp.arange(length), emb.shape[:2])
+    mask = jnp.ones((emb.shape[0], length, length), bool)
+    hidden, _ = self.thinker_hidden(emb, positions, mask)
+    cond = self.talker_fuse(text, hidden[:, audio.shape[1]:])
+    talk = jnp.concatenate([cond, self.talker_embed(speech)], axis=1)
+    t_len = talk.shape[1]
+    t_hidden, _ = self.talker_hidden(talk, jnp.broadcast_to(jnp.arange(t_len), talk.shape[:2]),
+                                     jnp.ones((talk.shape[0], t_len, t_len), bool))
+    return self.thinker_logits(hidden).sum() + self.talker_logits(t_hidden).sum()
+
+
+def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
+                           speech_vocab: int) -> SpeechLLM:
+  """Builds the model from `config.encoder`, `config.adaptor`, `config.model` (Thinker)
+  and `config.talker`."""
+  dtype = jnp.dtype(config.model.dtype)
+  e, a, t = config.encoder, config.adaptor, config.talker
+  thinker = decoder_from_config(config.model, text_vocab)
+  talker_decoder = decoder_from_config(t.model, speech_vocab)
+  return SpeechLLM(
+      encoder=AudioEncoder(e.embed_dim, e.num_layers, e.num_heads, e.mlp_dim,
+                           remat=config.model.remat, dtype=dtype),
+      adaptor=Adaptor(config.model.embed_dim, a.hidden_dim, a.stack, dtype=dtype),
+      thinker=thinker,
+      talker=Talker(talker_decoder, t.fusion_hidden_dim))
+
+
+def init_inputs(batch: int, frames: int, n_mels: int, text_len: int,
+                speech_len: int) -> tuple[Any, ...]:
+  """Dummy inputs for `SpeechLLM.init` / `jax.eval_shape`."""
+  return (jnp.zeros((batch, frames, n_mels), jnp.float32), jnp.ones((batch, frames), bool),
+          jnp.zeros((batch, text_len), jnp.int32), jnp.zeros((batch, speech_len), jnp.int32))
