@@ -1,0 +1,26 @@
+"""Decode benchmark: rows carry the documented fields, summary and plot are written."""
+import json
+
+import jax
+
+from tests.decoding_helpers import TOK, prompts, tiny_model
+from vocalnet_jax.decoding import benchmark, decoder_lm
+
+
+def test_benchmark_rows_summary_and_plot(tmp_path):
+  model, params = tiny_model()
+  prefix, valid = prompts(["12+7=?"])
+  spec = benchmark.BenchmarkSpec(block_size=4, mask_id=TOK.mask_id, eos_id=TOK.eos_id,
+                                 steps=(2, 8), cache_updates=("reuse_last_step",),
+                                 max_new_tokens=8, repeats=1)
+  rows = benchmark.run(decoder_lm(model), params, params, prefix, valid, spec)
+  assert [(r["mode"], r["steps"]) for r in rows] == [("ar", 1), ("mdm", 2)]  # S <= B only
+  for r in rows:
+    assert set(benchmark.ROW_KEYS) <= set(r) and r["tokens_per_s"] > 0
+    assert r["new_tokens"] == 8 and r["device"].startswith(jax.devices()[0].platform)
+  assert rows[0]["nfe_per_token"] == 7 / 8 and rows[1]["nfe_per_token"] == 4 / 8
+  (summary,) = benchmark.summary(rows)
+  assert summary["ideal_b_over_s"] == 2 and summary["speedup"] > 0
+  benchmark.plot(rows, str(tmp_path / "bench.png"))
+  assert (tmp_path / "bench.png").stat().st_size > 1000
+  json.dumps(rows)

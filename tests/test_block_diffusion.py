@@ -1,0 +1,105 @@
+"""Block diffusion: cached decode equals a no-cache recomputation, S = B commits one token
+per step, eos stops the block loop, threshold finishes early, one compile per config."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.decoding_helpers import TOK, full_logits, prompts, tiny_model
+from vocalnet_jax.decoding import BlockDiffusionConfig, block_diffusion, decode_block, decoder_lm
+from vocalnet_jax.decoding.lm import context_keys, prefill
+
+B, N = 4, 12  # 3 blocks
+QUESTIONS = ("12+7=?", "reverse abc")
+
+
+def _cfg(steps=2, **kw):
+  return BlockDiffusionConfig(B, steps, TOK.mask_id, kw.pop("eos_id", TOK.eos_id), **kw)
+
+
+def _decode(cfg, stop_at_eos=True, questions=QUESTIONS):
+  model, params = tiny_model()
+  prefix, valid = prompts(list(questions))
+  return block_diffusion.generate(decoder_lm(model), params, prefix, valid, jax.random.key(0),
+                                  cfg=cfg, max_new_tokens=N, stop_at_eos=stop_at_eos)
+
+
+def _reference(cfg):
+  """No cache: every step runs [prefix ; finished blocks ; current block ; masked rest]
+  through the full block-causal forward (later blocks are invisible to earlier ones)."""
+  model, params = tiny_model()
+  prefix, valid = prompts(list(QUESTIONS))
+  body = jnp.full((prefix.shape[0], N), TOK.mask_id, jnp.int32)
+  for j in range(N // B):
+    for step in range(cfg.steps):
+      logits = full_logits(model, params, prefix, valid, body, B)[:, 1 + j * B:1 + (j + 1) * B]
+      x = body[:, j * B:(j + 1) * B]
+      is_masked = x == TOK.mask_id
+      tokens, commit = cfg.step_rule(logits.at[..., TOK.mask_id].set(-jnp.inf), is_masked,
+                                     jnp.int32(step), cfg.steps, jax.random.key(0))
+      body = body.at[:, j * B:(j + 1) * B].set(jnp.where(commit & is_masked, tokens, x))
+  return np.asarray(body)
+
+
+def test_cached_decode_equals_no_cache_recomputation():
+  cfg = _cfg(steps=2)
+  out = _decode(cfg, stop_at_eos=False)
+  np.testing.assert_array_equal(out.tokens, _reference(cfg))
+  assert int(out.nfe) == (N // B) * (2 + 1)  # S steps + the clean-block forward per block
+
+
+def test_s_equals_b_commits_one_token_per_step_via_decode_block():
+  """decode_block on its own (as the streaming pipeline calls it): S = B steps plus the
+  clean-block forward, no mask left, the no-cache reference's tokens (one commit per
+  step is checked on the rule in test_step_rules)."""
+  cfg = _cfg(steps=B)
+  model, params = tiny_model()
+  lm = decoder_lm(model)
+  prefix, valid = prompts(list(QUESTIONS))
+  P = prefix.shape[1]
+  _, cache = prefill(lm, params, prefix, valid, lm.init_cache(2, P + B))
+  positions = jnp.sum(valid, 1, keepdims=True) + jnp.arange(B)[None]
+  step = jax.jit(decode_block, static_argnames=("lm", "cfg"))
+  tokens, _, nfe = step(lm, params, cache, context_keys(valid, P + B, P), P, positions,
+                        jax.random.key(0), cfg=cfg)
+  assert int(nfe) == B + 1
+  assert not np.any(np.asarray(tokens) == TOK.mask_id)
+  np.testing.assert_array_equal(tokens, _reference(cfg)[:, :B])
+
+
+def test_eos_stops_after_its_block():
+  cfg = _cfg(steps=2)
+  free = np.asarray(_decode(cfg, stop_at_eos=False).tokens)
+  eos = int(free[0, B + 1])  # a token row 0 emits in block 1
+  out = _decode(_cfg(steps=2, eos_id=eos))
+  first = [int(np.argmax(row == eos)) if np.any(row == eos) else N for row in free]
+  np.testing.assert_array_equal(out.lengths, first)
+  blocks = max(f // B + 1 for f in first)
+  assert int(out.nfe) == min(blocks, N // B) * 3
+  for row, length in enumerate(first):
+    np.testing.assert_array_equal(out.tokens[row, :length], free[row, :length])
+    assert np.all(np.asarray(out.tokens[row, length:]) == eos)
+
+
+def test_threshold_zero_finishes_each_block_in_one_step():
+  out = _decode(_cfg(steps=B, rule="threshold", threshold=0.0), stop_at_eos=False)
+  assert int(out.nfe) == (N // B) * 2
+  assert not np.any(np.asarray(out.tokens) == TOK.mask_id)
+
+
+def test_reuse_last_step_saves_the_extra_forward_and_compiles_once():
+  exact = _decode(_cfg(steps=2), stop_at_eos=False)
+  reuse = _decode(_cfg(steps=2, cache_update="reuse_last_step"), stop_at_eos=False)
+  assert int(reuse.nfe) == (N // B) * 2
+  np.testing.assert_array_equal(reuse.tokens[:, :B], exact.tokens[:, :B])  # same first block
+  size = block_diffusion.generate._cache_size()
+  _decode(_cfg(steps=2, cache_update="reuse_last_step"), stop_at_eos=False,
+          questions=("sort 3141", "double ab"))  # new request, same config and shapes
+  assert block_diffusion.generate._cache_size() == size
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="steps"):
+    _cfg(steps=B + 1)
+  with pytest.raises(ValueError, match="rule"):
+    _cfg(rule="nope")
