@@ -39,8 +39,7 @@ def load_thinker(config: ml_collections.ConfigDict, workdir: Optional[str] = Non
     params = ckpt.restore(step, exp.abstract_state).params
     ckpt.close()
   else:
-    example = task.transform(task.source("train")[0])
-    batch = {k: v[None] for k, v in example.items()}
+    batch = {k: v[None] for k, v in task.source("train")[0].items()}
     params = jax.jit(lambda r: nn.unbox(task.init_params(r, batch)))(jax.random.key(seed))
   return decoder_lm(task.model), params, task.tokenizer
 
@@ -50,7 +49,7 @@ def held_out_prompts(config: ml_collections.ConfigDict, n: int
   """First n examples of the held-out split: prompts [n, P], validity [n, P], answers."""
   task = tasks.build_task(config)
   source = task.source("eval")
-  examples = [task.transform(source[i]) for i in range(n)]
+  examples = [source[i] for i in range(n)]
   answers = [task.tokenizer.decode(e["response"][e["response_valid"]]) for e in examples]
   return (jnp.asarray(np.stack([e["prompt"] for e in examples])),
           jnp.asarray(np.stack([e["prompt_valid"] for e in examples])), answers)
