@@ -31,7 +31,7 @@ import tqdm  # noqa: E402
 
 from data_pipelines import tfds_builders as tb  # noqa: E402
 from data_pipelines import text_tokenizer  # noqa: E402
-from data_pipelines.speech_loader import IndexedSource  # noqa: E402
+from data_pipelines.speech_loader import IndexedSource, limit_blas_threads  # noqa: E402
 from vocalnet_jax.speech import units as units_lib  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Data config file[:preset].")
@@ -86,6 +86,7 @@ def save_reconstruction_png(tokenizer: units_lib.UnitTokenizer, wav: np.ndarray,
 def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:
   """Runs every stage and returns the summary (also written to out/summary.json)."""
   os.makedirs(out, exist_ok=True)
+  limit_blas_threads()  # log-mel matmuls are tiny; BLAS threads only contend
   times: dict[str, float] = {}
   t0 = time.time()
   builder = make_builder(config, os.path.join(out, "tfds"))
