@@ -101,3 +101,20 @@ def test_cached_mel_is_used_and_limits_are_named(records, transform):
   tight = sl.SpeechTransform(transform.text_tokenizer, sl.SpeechBatchConfig(response_len=3))
   with pytest.raises(ValueError, match="train-00000000: response has length .* > response_len=3"):
     tight(dict(records[0], index=0))
+
+
+def test_batches_become_global_arrays_on_a_mesh(records, transform):
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
+
+  from data_pipelines import loader  # pylint: disable=g-import-not-at-top
+
+  mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("data", "fsdp"))
+  ds = sl.make_speech_dataset(sl.IndexedSource(records), transform, batch_size=8, seed=0,
+                              shard=grain.sharding.NoSharding(), num_epochs=1)
+  batch = next(iter(ds))
+  global_batch = loader.to_global_batch(batch, loader.batch_sharding(mesh))
+  for key, value in batch.items():
+    assert global_batch[key].shape == value.shape
+    assert len(global_batch[key].sharding.device_set) == 8
+    np.testing.assert_array_equal(np.asarray(global_batch[key]), value)

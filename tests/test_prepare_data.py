@@ -1,0 +1,38 @@
+"""launch.prepare_data end to end on a very small corpus: files, summary, reuse."""
+
+import json
+import os
+
+from configs import data as data_config
+from data_pipelines import text_tokenizer
+from launch import prepare_data
+from vocalnet_jax.speech import units
+
+
+def test_prepare_writes_dataset_tokenizers_and_summary(tmp_path):
+  config = data_config.get_config("tiny")
+  config.corpus.num_train, config.corpus.num_test, config.corpus.num_heldout = 24, 4, 4
+  config.corpus.num_speakers, config.corpus.num_heldout_speakers = 4, 2
+  config.units.num_units, config.units.num_steps, config.units.batch_frames = 32, 10, 256
+  config.text_tokenizer.vocab_size = 128
+  out = str(tmp_path)
+  summary = prepare_data.prepare(config, out)
+  for name in ("summary.json", "tokenizer.model", "units.npz", "units_reconstruction.png"):
+    assert os.path.exists(os.path.join(out, name)), name
+  assert summary["kept"] == {"train": 24, "test": 4, "heldout": 4} and summary["num_skipped"] == 0
+  assert 0 < summary["total_hours"] < 0.1
+  assert abs(summary["units"]["units_per_second"] - 25) < 2
+  assert json.load(open(os.path.join(out, "summary.json")))["kept"] == summary["kept"]
+  tok = text_tokenizer.load_tokenizer(os.path.join(out, "tokenizer.model"))
+  assert tok.vocab_size == summary["text_vocab_size"] and tok.mask_id == 4
+  assert units.UnitTokenizer.load(os.path.join(out, "units.npz")).num_units == 32
+  # A rerun reuses the complete dataset (same report) instead of rebuilding.
+  again = prepare_data.prepare(config, out)
+  assert again["kept"] == summary["kept"] and again["dataset_dir"] == summary["dataset_dir"]
+
+
+def test_presets_and_scale_knob():
+  tiny, small = data_config.get_config("tiny"), data_config.get_config("small")
+  assert small.corpus.num_train > tiny.corpus.num_train
+  big = data_config.get_config("small,scale=8")
+  assert big.corpus.num_train == 8 * small.corpus.num_train
