@@ -17,8 +17,8 @@ fitted `UnitTokenizer` (the units are fitted on this dataset after it is built).
 
 Validation (`check_audio`): every audio is checked and an example is skipped,
 with its id/file and reason recorded in `builder.report`, when audio is
-unreadable, empty, wrong-rate, too long, silent or clipped, or a required field
-is missing. Synthesis errors are caught per example the same way. The counts are
+unreadable, empty, wrong-rate, too long, silent or clipped, a required field
+is missing, or its id repeats an earlier one. Synthesis errors are caught per example the same way. The counts are
 logged and written to `<dataset dir>/build_report.json`.
 
 Atomicity: TFDS writes into `<name>/<version>.incomplete*` and renames it only
@@ -51,7 +51,7 @@ from data_pipelines import features, spoken_qa, tts
 
 SAMPLE_RATE = 16000
 REASONS = ("missing_field", "unreadable", "empty", "wrong_rate", "too_long", "silent",
-           "clipped", "synthesis_error")
+           "clipped", "synthesis_error", "duplicate_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +157,7 @@ def _finish_example(ex: dict[str, Any], cache_mel_bins: int) -> dict[str, Any]:
   return ex
 
 
-class _QABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class QABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Shared parts: feature spec, report, validated example stream."""
 
   def __init__(self, *args, **kwargs):
@@ -171,10 +171,14 @@ class _QABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _validated(self, split: str, results: Iterator[tuple[str, Any]]):
     """(id, example | InvalidExample) -> (id, example) for valid ones; records the rest."""
+    seen: set[str] = set()
     for example_id, result in results:
+      if not isinstance(result, InvalidExample) and example_id in seen:  # TFDS keys are unique
+        result = InvalidExample("duplicate_id", f"{example_id} appears more than once")
       if isinstance(result, InvalidExample):
         self.report.skip(split, example_id, result)
       else:
+        seen.add(example_id)
         self.report.keep(split, result)
         yield example_id, result
 
@@ -229,7 +233,7 @@ def _synthesize_star(args):
   return synthesize_example(*args)
 
 
-class SpokenQA(_QABuilder):
+class SpokenQA(QABuilder):
   """Embedded spoken QA corpus: templated questions and answers spoken by espeak-ng voices."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -301,7 +305,7 @@ def manifest_example(line: str, line_no: int, manifest: str,
   return example_id, _finish_example(ex, config.cache_mel_bins)
 
 
-class SpokenQAManifest(_QABuilder):
+class SpokenQAManifest(QABuilder):
   """A user's spoken QA corpus given as JSONL manifests (one per split)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -321,18 +325,13 @@ class SpokenQAManifest(_QABuilder):
     with open(manifest, encoding="utf-8") as f:
       lines = [(i + 1, line) for i, line in enumerate(f) if line.strip()]
     results = (manifest_example(line, no, manifest, self.builder_config) for no, line in lines)
-    seen: set[str] = set()
-    for example_id, ex in self._validated(split, results):
-      if example_id in seen:  # TFDS keys must be unique
-        raise ValueError(f"{manifest}: duplicate id {example_id!r}")
-      seen.add(example_id)
-      yield example_id, ex
+    yield from self._validated(split, results)
 
 
 # ---------------------------------------------------------------- building
 
 
-def build(builder: _QABuilder) -> dict[str, Any]:
+def build(builder: QABuilder) -> dict[str, Any]:
   """Prepares `builder` as ArrayRecord (atomically) and returns its report.
 
   An existing complete dataset is reused (its saved report is returned).

@@ -39,7 +39,7 @@ _OUT = flags.DEFINE_string("out", None, "Output directory.")
 flags.mark_flags_as_required(["config", "out"])
 
 
-def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tb._QABuilder:  # pylint: disable=protected-access
+def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tb.QABuilder:
   """The embedded-corpus builder, or the manifest builder when manifests are configured."""
   c = config.corpus
   limits = tb.AudioLimits(max_seconds=c.max_seconds)

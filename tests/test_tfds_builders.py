@@ -67,6 +67,7 @@ def manifest(tmp_path):
        "answer_audio": "long.wav"},
       {"id": "rate", "question_audio": "rate.wav", "question_text": "q", "answer_text": "a"},
       {"id": "nofield", "question_audio": "good.wav", "question_text": "q"},
+      {"id": "good1", "question_audio": "good.wav", "question_text": "again", "answer_text": "a"},
   ]
   path = os.path.join(d, "train.jsonl")
   with open(path, "w") as f:
@@ -81,13 +82,14 @@ def test_manifest_reports_and_skips_each_bad_kind(manifest, tmp_path):
   report = tb.build(builder)
   assert report["kept"] == {"train": 2}
   assert report["skipped"]["train"] == {"unreadable": 3, "empty": 1, "silent": 1, "clipped": 1,
-                                        "too_long": 1, "wrong_rate": 1, "missing_field": 1}
+                                        "too_long": 1, "wrong_rate": 1, "missing_field": 1,
+                                        "duplicate_id": 1}
   reasons = {e["id"]: (e["reason"], e["detail"]) for e in report["skipped_examples"]}
   assert reasons["nofile"][0] == "unreadable" and "nope.wav" in reasons["nofile"][1]
   assert reasons["rate"][0] == "wrong_rate" and "rate.wav: 8000 Hz" in reasons["rate"][1]
   assert reasons["long"][0] == "too_long" and "long.wav" in reasons["long"][1]
   assert "answer_text" in reasons["nofield"][1]
-  assert reasons[f"{manifest}:11"][0] == "unreadable"  # the broken JSON line
+  assert reasons[f"{manifest}:12"][0] == "unreadable"  # the broken JSON line
   source = builder.as_data_source("train")
   got = {source[i]["id"].decode(): source[i] for i in range(len(source))}
   assert got["good2"]["answer_audio"].shape == (0,)  # optional answer audio absent
