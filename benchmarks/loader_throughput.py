@@ -65,8 +65,7 @@ def main(argv):
       "log_mel_from_audio": 1e3 * _mean_seconds(
           lambda r: features.log_mel(r["question_audio"], mel_config), records),
       "tokenize": 1e3 * _mean_seconds(
-          lambda r: (tok.encode(r["question_text"].decode()), tok.encode(r["answer_text"].decode())),
-          records),
+          lambda r: [tok.encode(r[k].decode()) for k in ("question_text", "answer_text")], records),
       "unit_encode_answer": 1e3 * _mean_seconds(lambda r: unit_tok.encode(r["answer_audio"]),
                                                 records),
       "full_transform": 1e3 * _mean_seconds(transform, records),

@@ -18,12 +18,14 @@ fitted `UnitTokenizer` (the units are fitted on this dataset after it is built).
 Validation (`check_audio`): every audio is checked and an example is skipped,
 with its id/file and reason recorded in `builder.report`, when audio is
 unreadable, empty, wrong-rate, too long, silent or clipped, a required field
-is missing, or its id repeats an earlier one. Synthesis errors are caught per example the same way. The counts are
-logged and written to `<dataset dir>/build_report.json`.
+is missing, or its id repeats an earlier one. Synthesis errors are caught per
+example the same way. The counts are logged and written to
+`<dataset dir>/build_report.json`.
 
-Atomicity: TFDS writes into `<name>/<version>.incomplete*` and renames it only
-after every split is written, so an interrupted build never leaves a dataset
-that looks complete (`is_prepared()` stays False).
+Atomicity: TFDS writes into `<name>/<config>/incomplete.*_<version>` and renames
+it to `<version>` only after every split (and our report) is written, so an
+interrupted build never leaves a dataset that looks complete (`is_prepared()`
+stays False) and a complete one always has its report.
 
 LibriSpeech (speech recognition) is a supported catalog source: build it
 yourself with `tfds build librispeech --manual_dir=...` (it needs the original
@@ -50,6 +52,7 @@ import tensorflow_datasets as tfds
 from data_pipelines import features, spoken_qa, tts
 
 SAMPLE_RATE = 16000
+REPORT_FILE = "build_report.json"
 REASONS = ("missing_field", "unreadable", "empty", "wrong_rate", "too_long", "silent",
            "clipped", "synthesis_error", "duplicate_id")
 
@@ -132,7 +135,8 @@ class BuildReport:
 
   def keep(self, split: str, example: Mapping[str, Any]) -> None:
     self.kept[split] += 1
-    self.seconds[split] += (example["question_audio"].size + example["answer_audio"].size) / SAMPLE_RATE
+    samples = example["question_audio"].size + example["answer_audio"].size
+    self.seconds[split] += samples / SAMPLE_RATE
 
   def skip(self, split: str, example_id: str, err: InvalidExample) -> None:
     logging.warning("skipping %s (%s): %s", example_id, err.reason, err.detail)
@@ -168,6 +172,12 @@ class QABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return self.dataset_info_from_configs(
         features=qa_features(self.builder_config.cache_mel_bins),
         description=self.__class__.__doc__)
+
+  def _download_and_prepare(self, dl_manager, download_config) -> None:
+    super()._download_and_prepare(dl_manager, download_config)
+    # data_dir is still the incomplete directory here: the report is renamed with the data.
+    with open(os.path.join(self.data_dir, REPORT_FILE), "w") as f:
+      json.dump(self.report.as_dict(), f, indent=1)
 
   def _validated(self, split: str, results: Iterator[tuple[str, Any]]):
     """(id, example | InvalidExample) -> (id, example) for valid ones; records the rest."""
@@ -336,18 +346,14 @@ def build(builder: QABuilder) -> dict[str, Any]:
 
   An existing complete dataset is reused (its saved report is returned).
   """
-  report_path = lambda: os.path.join(builder.data_dir, "build_report.json")
-  if builder.is_prepared():
-    with open(report_path()) as f:
-      return json.load(f)
-  builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  report = builder.report.as_dict()
-  for split, counts in report["skipped"].items():
-    logging.info("split %s: kept %d, skipped %s", split, report["kept"].get(split, 0), counts)
-  with open(report_path(), "w") as f:
-    json.dump(report, f, indent=1)
+  if not builder.is_prepared():
+    builder.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  with open(os.path.join(builder.data_dir, REPORT_FILE)) as f:
+    report = json.load(f)
+  for split, kept in report["kept"].items():
+    logging.info("split %s: kept %d, skipped %s", split, kept, report["skipped"].get(split, {}))
   return report
 
 

@@ -121,9 +121,9 @@ def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:
   usage = units_lib.codebook_usage(unit_seqs, unit_tok.num_units)
   usage["units_per_second"] = usage["num_tokens"] / max(seconds, 1e-9)
   if answers:
-    save_reconstruction_png(unit_tok, answers[0], f"{unit_tok.num_units} units at "
-                            f"{unit_tok.frame_rate_hz} Hz", os.path.join(out,
-                                                                          "units_reconstruction.png"))
+    title = f"{unit_tok.num_units} units at {unit_tok.frame_rate_hz} Hz"
+    save_reconstruction_png(unit_tok, answers[0], title,
+                            os.path.join(out, "units_reconstruction.png"))
   times["units_eval_s"] = time.time() - t0
 
   corpus_minutes = times["corpus_s"] / 60

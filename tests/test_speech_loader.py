@@ -99,7 +99,8 @@ def test_cached_mel_is_used_and_limits_are_named(records, transform):
   cached = dict(records[0], index=0, question_mel=np.ones((7, 80), np.float32))
   assert np.array_equal(transform(cached)["mel"], np.ones((7, 80), np.float32))
   other_bins = dict(cached, question_mel=np.ones((7, 128), np.float32))  # made with other params
-  np.testing.assert_allclose(transform(other_bins)["mel"], features.log_mel(records[0]["question_audio"]))
+  np.testing.assert_allclose(transform(other_bins)["mel"],
+                             features.log_mel(records[0]["question_audio"]))
   tight = sl.SpeechTransform(transform.text_tokenizer, sl.SpeechBatchConfig(response_len=3))
   with pytest.raises(ValueError, match="train-00000000: response has length .* > response_len=3"):
     tight(dict(records[0], index=0))
