@@ -6,10 +6,13 @@
   python -m launch.prepare_data --config=configs/data.py:tiny \
       --config.corpus.manifest.train=/data/train.jsonl --config.corpus.manifest.test=... --out=...
 
-Presets: `tiny` (~1 hour of audio, built in a few minutes on a 2-core CPU; used by
-`make demo`), `small` (~5.5 hours). `scale=N` multiplies the number of examples
-(one example is about 4.4 s of question + answer audio; synthesis runs at roughly
-4-6 hours of audio per minute per free core), so `small,scale=8` is ~45 hours.
+Presets: `tiny` (900 examples, 1.0 hour of audio, a few minutes on a 2-core CPU;
+used by `make demo`), `small` (4500 examples, ~5 hours). `scale=N` multiplies the
+number of examples (one example is ~4.1 s of question + answer audio), so
+`small,scale=8` is ~40 hours. espeak-ng synthesis measured 77-273x real time per
+process on a shared 2-core machine (1.3-4.5 hours of audio per minute); the
+whole build (synthesis + validation + ArrayRecord writing) is slower, see the
+summary.json that prepare_data writes.
 """
 
 from __future__ import annotations
