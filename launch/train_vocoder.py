@@ -5,7 +5,8 @@
 DIR is a `launch.prepare_data` output: the TFDS dataset (found by its dataset_info.json)
 and a fitted unit tokenizer (.npz; or pass --units=PATH; if none exists one is fitted on
 the training answers and saved to W/units.npz). Writes W/vocoder (orbax checkpoint +
-config.json), W/samples/*.wav (16-bit) and *_mel.png, W/eval.json.
+config.json), W/samples/*.wav (16-bit) and *_mel.png, W/eval.json (with --eval_only:
+W/samples_eval_only/, W/eval_eval_only.json).
 """
 from __future__ import annotations
 
@@ -26,12 +27,16 @@ from ml_collections import config_flags  # noqa: E402
 from data_pipelines import speech_loader  # noqa: E402
 from vocalnet_jax.evaluation import asr as asr_lib  # noqa: E402
 from vocalnet_jax.speech import units as units_lib  # noqa: E402
+from vocalnet_jax.speech import vocoder as voc  # noqa: E402
 from vocalnet_jax.speech import vocoder_training as vt  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/vocoder.py:tiny", "Vocoder config.")
 _DATA = flags.DEFINE_string("data", None, "prepare_data output directory.", required=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _UNITS = flags.DEFINE_string("units", None, "Unit tokenizer .npz (default: found in --data).")
+_EVAL_ONLY = flags.DEFINE_bool(
+    "eval_only", False, "Skip training: restore W/vocoder and evaluate it with this config's "
+    "sample/stream/inversion/eval settings (e.g. to compare ODE steps or guidance).")
 
 
 def find_one(root: str, pattern: str, what: str) -> Optional[str]:
@@ -73,7 +78,9 @@ def save_mel_png(path: str, title: str, mels: dict[str, np.ndarray]) -> None:
 def main(argv):
   del argv
   config, workdir = _CONFIG.value, _WORKDIR.value
-  os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+  tag = "_eval_only" if _EVAL_ONLY.value else ""
+  samples_dir = os.path.join(workdir, "samples" + tag)
+  os.makedirs(samples_dir, exist_ok=True)
   dataset_info = find_one(_DATA.value, "dataset_info.json", "TFDS datasets")
   if dataset_info is None:
     raise FileNotFoundError(f"no TFDS dataset (dataset_info.json) under --data={_DATA.value}")
@@ -94,16 +101,23 @@ def main(argv):
 
   def utterances(pairs):
     return [vt.make_utterance(config, tokenizer.encode(w), w, text) for text, w in pairs]
-  train_utts, eval_utts = utterances(train_pairs), utterances(eval_pairs)
+  train_utts = [] if _EVAL_ONLY.value else utterances(train_pairs)
+  eval_utts = utterances(eval_pairs)
 
-  history = []
-  t0 = time.time()
-  def log(step, loss):
-    history.append({"step": step, "loss": loss, "seconds": time.time() - t0})
-    logging.info("step %d  cfm loss %.4f  (%.0f s)", step, loss, time.time() - t0)
-  vocoder = vt.train(config, train_utts, log)
-  train_seconds = time.time() - t0
-  vocoder.save(os.path.join(workdir, "vocoder"))
+  history, train_seconds = [], 0.0
+  if _EVAL_ONLY.value:
+    trained = voc.Vocoder.load(os.path.join(workdir, "vocoder"))
+    for section in ("sample", "stream", "inversion"):
+      trained.config[section] = config[section]
+    vocoder = voc.Vocoder(trained.config, trained.params, trained.mel_mean, trained.mel_std)
+  else:
+    t0 = time.time()
+    def log(step, loss):
+      history.append({"step": step, "loss": loss, "seconds": time.time() - t0})
+      logging.info("step %d  cfm loss %.4f  (%.0f s)", step, loss, time.time() - t0)
+    vocoder = vt.train(config, train_utts, log)
+    train_seconds = time.time() - t0
+    vocoder.save(os.path.join(workdir, "vocoder"))
 
   asr = None
   if config.eval.asr:
@@ -115,19 +129,20 @@ def main(argv):
   for i, (u, out) in enumerate(zip(eval_utts[:config.eval.num_wavs], outputs)):
     for name, wave in (("reference", u.wave), ("reference_griffin_lim", out["reference_gl"]),
                        ("vocoder_oneshot", out["oneshot"]), ("vocoder_stream", out["stream"])):
-      sf.write(os.path.join(workdir, "samples", f"{i:02d}_{name}.wav"),
+      sf.write(os.path.join(samples_dir, f"{i:02d}_{name}.wav"),
                np.clip(wave, -1.0, 1.0), sr, subtype="PCM_16")
-    save_mel_png(os.path.join(workdir, "samples", f"{i:02d}_mel.png"), u.text,
+    save_mel_png(os.path.join(samples_dir, f"{i:02d}_mel.png"), u.text,
                  {"reference": u.mel, "generated (one-shot)": out["mel_oneshot"]})
   result.update(
       config=config.preset, units=units_path, vocab_size=config.units.vocab_size,
-      unit_frame_rate_hz=config.units.frame_rate_hz, num_train_utterances=len(train_utts),
+      unit_frame_rate_hz=config.units.frame_rate_hz, num_train_utterances=len(train_pairs),
+      sample=vocoder.config.sample.to_dict(), stream=vocoder.config.stream.to_dict(),
       train={"seconds": train_seconds, "steps": config.train.steps, "loss_history": history},
       asr="pocketsphinx 5 en-us acoustic model, " + (
           "3-gram LM built from the train-split answer texts" if config.eval.domain_lm
           else "shipped generic LM"),
       machine=f"{os.cpu_count()}-core CPU")
-  with open(os.path.join(workdir, "eval.json"), "w") as f:
+  with open(os.path.join(workdir, f"eval{tag}.json"), "w") as f:
     json.dump(result, f, indent=2)
   logging.info("eval: %s", json.dumps({k: v for k, v in result.items() if k != "train"}))
 

@@ -128,10 +128,8 @@ class Vocoder:
   def vocab_size(self) -> int:
     return self.config.units.vocab_size
 
-  def normalize(self, mel: np.ndarray) -> np.ndarray:
-    return (mel - self.mel_mean) / self.mel_std
-
   def denormalize(self, mel: np.ndarray) -> np.ndarray:
+    """Normalised mel (what the flow models) -> natural-log mel."""
     return np.asarray(mel) * self.mel_std + self.mel_mean
 
   def _sample(self, tokens: np.ndarray, token_valid: np.ndarray, cond: np.ndarray,
