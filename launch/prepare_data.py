@@ -7,7 +7,8 @@ Writes under DIR:
   tokenizer.model                  sentencepiece model (unless config.text_tokenizer.path)
   units.npz                        speech-unit tokenizer
   units_reconstruction.png         log-mel vs codebook reconstruction of one test answer
-  summary.json                     hours, kept/skipped, vocab sizes, codebook usage, wall times
+  summary.json                     hours, kept/skipped, vocab sizes, codebook usage, longest
+                                   mel/tokens/units per split, wall times
 Rerunning with the same DIR reuses a complete dataset and refits the tokenizers.
 `prepare(config, out)` does the same from Python (e.g. a notebook).
 """
@@ -29,6 +30,7 @@ from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tqdm  # noqa: E402
 
+from data_pipelines import features  # noqa: E402
 from data_pipelines import tfds_builders as tb  # noqa: E402
 from data_pipelines import text_tokenizer  # noqa: E402
 from data_pipelines.speech_loader import IndexedSource, limit_blas_threads  # noqa: E402
@@ -65,6 +67,27 @@ def _records(source, desc: str, limit: int | None = None):
 
 def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def max_lengths(source, tok: text_tokenizer.TextTokenizer, unit_tok: units_lib.UnitTokenizer,
+                mel_config: features.MelConfig, split: str) -> dict[str, int]:
+  """Longest question mel / question tokens / response (+eos) / answer units in a split.
+
+  Training configs must pad to at least these (`SpeechBatchConfig` raises otherwise).
+  """
+  pool = units_lib.UnitTokenizer.pool(unit_tok.config)
+  longest = {"mel_frames": 0, "question_tokens": 0, "response_tokens": 0, "answer_units": 0}
+  for r in _records(source, f"lengths {split}"):
+    answer_samples = np.asarray(r["answer_audio"]).size
+    lengths = {
+        "mel_frames": features.num_frames(np.asarray(r["question_audio"]).size, mel_config),
+        "question_tokens": len(tok.encode(_text(r["question_text"]))),
+        "response_tokens": len(tok.encode(_text(r["answer_text"]))) + 1,  # + eos
+        "answer_units": (features.num_frames(answer_samples, unit_tok.mel_config) // pool
+                         if answer_samples else 0),
+    }
+    longest = {k: max(v, lengths[k]) for k, v in longest.items()}
+  return longest
 
 
 def save_reconstruction_png(tokenizer: units_lib.UnitTokenizer, wav: np.ndarray, title: str,
@@ -125,6 +148,8 @@ def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:
     save_reconstruction_png(unit_tok, answers[0], title,
                             os.path.join(out, "units_reconstruction.png"))
   times["units_eval_s"] = time.time() - t0
+  mel_config = features.MelConfig.from_config(config.mel)
+  lengths = {s: max_lengths(src, tok, unit_tok, mel_config, s) for s, src in sources.items()}
 
   corpus_minutes = times["corpus_s"] / 60
   summary = {
@@ -137,6 +162,7 @@ def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:
                            ("pad", "bos", "eos", "mask", "user", "assistant")},
       "units": {"num_units": unit_tok.num_units, "frame_rate_hz": unit_tok.frame_rate_hz,
                 "usage_on": "test answers" if "test" in sources else "train answers", **usage},
+      "max_lengths": lengths,
       "wall_times_s": times,
       "audio_hours_per_build_minute": report["total_hours"] / max(corpus_minutes, 1e-9),
   }

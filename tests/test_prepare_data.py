@@ -22,6 +22,9 @@ def test_prepare_writes_dataset_tokenizers_and_summary(tmp_path):
   assert summary["kept"] == {"train": 24, "test": 4, "heldout": 4} and summary["num_skipped"] == 0
   assert 0 < summary["total_hours"] < 0.1
   assert abs(summary["units"]["units_per_second"] - 25) < 2
+  longest = summary["max_lengths"]["train"]
+  assert 100 < longest["mel_frames"] < 1000 and 0 < longest["answer_units"] < 200
+  assert 5 < longest["question_tokens"] < longest["mel_frames"]
   assert json.load(open(os.path.join(out, "summary.json")))["kept"] == summary["kept"]
   tok = text_tokenizer.load_tokenizer(os.path.join(out, "tokenizer.model"))
   assert tok.vocab_size == summary["text_vocab_size"] and tok.mask_id == 4
