@@ -26,8 +26,9 @@ of `synthetic_text.pack_example`.
 
 Mel: taken from the stored `question_mel` when the dataset has it, `use_cached_mel`
 is set and it was made with the same `MelConfig`, else computed here from
-`question_audio`. Caching measured 1.3x faster end to end on 2 cores (the
-transform drops from ~5.2 to ~2.7 ms/example) for 26% more disk.
+`question_audio`. On the tiny corpus (shared 2-core machine, same data, A/B
+runs of benchmarks/loader_throughput.py) cached mel gave 236-253 examples/s vs
+123-197 on the fly, for 26% more disk; log-mel costs ~2 ms per question.
 Units: computed here with the fitted `UnitTokenizer` (not stored), so refitting
 units never needs a dataset rebuild. Without a unit tokenizer the unit keys
 are absent. Examples longer than a configured maximum raise an error naming
