@@ -56,6 +56,7 @@ def model_config(preset: str, shapes: dict | None = None) -> ml_collections.Conf
       embed_dim=embed, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
       head_dim=head_dim, mlp_dim=mlp, rope_theta=theta, tie_embeddings=tied, qkv_bias=False,
       norm_eps=1e-5, remat=preset in ("1b", "8b"),
+      vocab_size=0 if preset in ("tiny", "small") else 128256,  # 0: the tokenizer's size
       dtype="float32" if preset in ("tiny", "small") else "bfloat16",
       vocab_multiple=64 if preset in ("tiny", "small") else 128))
 
@@ -77,13 +78,14 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   c.adaptor = ml_collections.ConfigDict(dict(stack=5, hidden_dim=2 * c.model.embed_dim))
   c.talker = ml_collections.ConfigDict(dict(
       model=model_config(preset, _TALKER_SHAPES), chunk_size=15, text_per_chunk=5,
+      num_units=0 if cpu else 6561,  # 0: the unit tokenizer's size; 6561 = CosyVoice2
       fusion_hidden_dim=2 * _TALKER_SHAPES[preset][0]))
   c.data = ml_collections.ConfigDict(dict(
       name="spoken_qa",
       dir="demo_out/data",  # written by `python -m launch.prepare_data`
       mel_buckets=(600,) if cpu else (1000, 2000, 3000),
       max_question_tokens=48, prompt_len=52, response_len=32 if cpu else 256,
-      max_units=90 if cpu else 750, seed=0))
+      max_units=104 if cpu else 750, seed=0))
 
 
 def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import grain
 import jax
@@ -37,6 +37,24 @@ class SpeechVocab:
     self.num_units = num_units
     self.pad_id, self.eos_id, self.mask_id, self.bos_id = range(num_units, num_units + 4)
     self.size = padded_vocab(num_units + 4, multiple)
+
+
+class TextIds(NamedTuple):
+  """The special text ids the objectives need."""
+  bos_id: int
+  eos_id: int
+  mask_id: int
+  user_id: int
+  assistant_id: int
+
+  @classmethod
+  def of(cls, tokenizer: Any) -> "TextIds":
+    return cls(*(getattr(tokenizer, f) for f in cls._fields))
+
+
+# Ids our trained sentencepiece models fix (text_tokenizer.train_sentencepiece); a dry
+# run traces shapes only, so it uses these without reading a tokenizer.
+TRAINED_TEXT_IDS = TextIds(bos_id=2, eos_id=3, mask_id=4, user_id=5, assistant_id=6)
 
 
 class PreparedCorpus:
@@ -77,16 +95,34 @@ def part_fns(model: SpeechLLM, params: Any, part: str) -> objectives.DecoderFns:
 class SpeechThinkerTask:
   """Stage 1: speech question -> text answer."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
+    """shapes_only: no corpus is read (dry runs); vocabulary sizes must then be set in
+    `config.model.vocab_size` and `config.talker.num_units`."""
     self.config = config
-    self.corpus = PreparedCorpus(config)
-    tok = self.corpus.text_tokenizer
-    self.text_vocab = padded_vocab(tok.vocab_size, config.model.vocab_multiple)
-    self.speech_vocab = SpeechVocab(self.corpus.unit_tokenizer.num_units,
-                                    config.talker.model.vocab_multiple)
+    self.corpus = None if shapes_only else PreparedCorpus(config)
+    if shapes_only and not (config.model.vocab_size and config.talker.num_units):
+      raise ConfigError("a dry run reads no tokenizer: set config.model.vocab_size and "
+                        "config.talker.num_units")
+    self.ids = TRAINED_TEXT_IDS if shapes_only else TextIds.of(self.corpus.text_tokenizer)
+    text_vocab = config.model.vocab_size or self.corpus.text_tokenizer.vocab_size
+    self.text_vocab = padded_vocab(text_vocab, config.model.vocab_multiple)
+    self.speech_vocab = SpeechVocab(
+        config.talker.num_units or self.corpus.unit_tokenizer.num_units,
+        config.talker.model.vocab_multiple)
     self.model = speech_llm_from_config(config, self.text_vocab, self.speech_vocab.size)
     self.trainable = ("adaptor", "thinker") + (("encoder",) if config.encoder.trainable else ())
-    self._thinker_objective = lm_objective(config, tok.mask_id, tok.eos_id)
+    self._thinker_objective = lm_objective(config, self.ids.mask_id, self.ids.eos_id)
+
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes of the largest batch the loader can yield (keys the losses read)."""
+    d = self.config.data
+    spec = lambda shape, dtype: jax.ShapeDtypeStruct((batch_size,) + shape, dtype)  # noqa: E731
+    return {"mel": spec((d.mel_buckets[-1], self.config.encoder.n_mels), jnp.float32),
+            "mel_valid": spec((d.mel_buckets[-1],), jnp.bool_),
+            "response": spec((d.response_len,), jnp.int32),
+            "response_valid": spec((d.response_len,), jnp.bool_),
+            "answer_units": spec((d.max_units,), jnp.int32),
+            "answer_units_valid": spec((d.max_units,), jnp.bool_)}
 
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
@@ -98,7 +134,7 @@ class SpeechThinkerTask:
 
   def thinker_batch(self, params: Any, batch: dict) -> objectives.ResponseBatch:
     """Prefix [bos, <|user|>, adapted audio..., <|assistant|>] and the text answer."""
-    tok = self.corpus.text_tokenizer
+    tok = self.ids
     audio, audio_valid = self.model.apply({"params": params}, batch["mel"], batch["mel_valid"],
                                           method=SpeechLLM.encode_audio)  # [b, A, embed]
     b = audio.shape[0]
@@ -119,8 +155,8 @@ class SpeechThinkerTask:
 class SpeechTalkerTask(SpeechThinkerTask):
   """Stage 2: frozen Thinker states of the answer text -> the answer's speech units."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    super().__init__(config)
+  def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
+    super().__init__(config, shapes_only)
     self.trainable = ("talker",)
     t = config.talker
     self.speech_len = -(-(config.data.max_units + 1) // t.chunk_size) * t.chunk_size

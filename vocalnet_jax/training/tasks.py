@@ -20,6 +20,7 @@ class Task(Protocol):
   """A task may also set `trainable`: the top-level param names to train (others frozen)."""
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset: ...
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]: ...
   def init_params(self, rng: Array, batch: dict) -> Any: ...
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]: ...
 
@@ -52,10 +53,12 @@ def lm_objective(config: ml_collections.ConfigDict, mask_id: int, eos_id: int
 class TextLMTask:
   """The Thinker alone on the procedural text QA task (no speech)."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
+    del shapes_only  # the procedural source costs nothing to open
     self.config = config
     self.tokenizer = synthetic_text.CharTokenizer()
-    self.vocab_size = padded_vocab(self.tokenizer.vocab_size, config.model.vocab_multiple)
+    self.vocab_size = padded_vocab(config.model.vocab_size or self.tokenizer.vocab_size,
+                                   config.model.vocab_multiple)
     self.model = decoder_from_config(config.model, self.vocab_size)
     self._objective = lm_objective(config, self.tokenizer.mask_id, self.tokenizer.eos_id)
 
@@ -71,8 +74,12 @@ class TextLMTask:
     return loader.make_dataset(self.source(split), lambda x: x, batch_size=batch_size,
                                seed=seed, shuffle=shuffle)
 
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    return {k: jax.ShapeDtypeStruct((batch_size,) + v.shape, v.dtype)
+            for k, v in self.source("train")[0].items()}
+
   def init_params(self, rng: Array, batch: dict) -> Any:
-    tokens = jnp.asarray(batch["prompt"])
+    tokens = jnp.zeros(batch["prompt"].shape, jnp.int32)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
     mask = jnp.ones(tokens.shape + tokens.shape[1:], bool)
     return self.model.init(rng, tokens, positions, mask)["params"]
@@ -88,9 +95,10 @@ class TextLMTask:
 TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {"text_lm": TextLMTask}
 
 
-def build_task(config: ml_collections.ConfigDict) -> Task:
+def build_task(config: ml_collections.ConfigDict, shapes_only: bool = False) -> Task:
+  """shapes_only: build the model without opening data (dry runs)."""
   from vocalnet_jax.training import speech_tasks  # noqa: F401  (registers the speech stages)
   if config.task not in TASKS:
     raise ValueError(f"config.task={config.task!r} is not registered; choose from {sorted(TASKS)}")
-  return TASKS[config.task](config)
+  return TASKS[config.task](config, shapes_only)
 

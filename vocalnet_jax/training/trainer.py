@@ -42,7 +42,7 @@ class Experiment:
   rules: tuple
   task: tasks.Task
   tx: optax.GradientTransformation
-  example_batch: dict[str, np.ndarray]  # one per-host batch, for shapes
+  example_batch: dict[str, Any]  # one per-host batch (or its ShapeDtypeStructs), for shapes
   abstract_state: TrainState  # unboxed ShapeDtypeStructs carrying their shardings
   state_shardings: TrainState
   batch_sharding: NamedSharding
@@ -50,14 +50,21 @@ class Experiment:
 
 
 def setup_experiment(config: ml_collections.ConfigDict,
-                     devices: Optional[Sequence[jax.Device]] = None) -> Experiment:
-  """Validates the config and derives every sharding without allocating the model."""
+                     devices: Optional[Sequence[jax.Device]] = None,
+                     shapes_only: bool = False) -> Experiment:
+  """Validates the config and derives every sharding without allocating the model.
+
+  shapes_only: read no data; the example batch is the task's largest batch spec.
+  """
   validate_config(config)
   mesh = partitioning.make_mesh(config.mesh, devices)
   rules = partitioning.rules_from_config(config.logical_axis_rules)
-  task = tasks.build_task(config)
+  task = tasks.build_task(config, shapes_only)
   tx = make_optimizer(config.train, getattr(task, "trainable", None))
-  example_batch = next(iter(task.dataset("train", per_host_batch_size(config), config.seed)))
+  if shapes_only:
+    example_batch = task.batch_spec(per_host_batch_size(config))
+  else:
+    example_batch = next(iter(task.dataset("train", per_host_batch_size(config), config.seed)))
 
   def init_fn(rng: Array) -> TrainState:
     params = task.init_params(rng, example_batch)
@@ -166,6 +173,25 @@ def log_compiled_memory(compiled) -> dict[str, int]:
   print(f"compiled train step memory per device: "
         + ", ".join(f"{k}={v / 2**20:.1f} MiB" for k, v in report.items()), flush=True)
   return report
+
+
+def dry_run(config: ml_collections.ConfigDict,
+            devices: Optional[Sequence[jax.Device]] = None) -> dict[str, Any]:
+  """Compiles the train step for the config's mesh without allocating the model or
+  reading data; returns parameter count and per-device memory of the executable."""
+  exp = setup_experiment(config, devices, shapes_only=True)
+  memory = log_compiled_memory(CompiledStep(exp).compile(exp.example_batch))
+  params = exp.abstract_state.params
+  return {
+      "preset": config.get("preset", ""), "task": config.task,
+      "mesh": dict(exp.mesh.shape), "devices": exp.mesh.size,
+      "device_kind": exp.mesh.devices.flat[0].device_kind,
+      "global_batch_size": config.train.batch_size,
+      "num_params": int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params))),
+      "num_params_by_part": {k: int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(v)))
+                             for k, v in params.items()} if isinstance(params, dict) else {},
+      "memory_per_device_bytes": memory,
+  }
 
 
 def load_params(workdir: str, exp: Experiment) -> Any:

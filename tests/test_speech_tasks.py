@@ -1,0 +1,65 @@
+"""The speech model's two training stages on a micro corpus, and the dry-run report."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import ar, mdm
+from vocalnet_jax.training import tasks, trainer
+
+BATCH = 8
+
+
+def _config(module, stage, corpus, **train):
+  c = module.get_config(f"tiny,stage={stage}")
+  c.data.dir = corpus
+  c.data.mel_buckets = (800,)
+  c.train.update(batch_size=BATCH, log_every=1, progress_bar=False, checkpoint_every=1000,
+                 **train)
+  return c
+
+
+def _params(workdir, config, devices):
+  exp = trainer.setup_experiment(config, devices)
+  return trainer.load_params(str(workdir), exp)
+
+
+@pytest.mark.parametrize("module", [mdm, ar])
+def test_two_stages_train_only_their_parts(module, prepared_corpus, tmp_path, devices):
+  s1 = _config(module, 1, prepared_corpus, steps=2)
+  s1.mesh.update(data=4, fsdp=2)
+  h1 = trainer.train(s1, str(tmp_path / "s1"), devices=devices)
+  assert all(np.isfinite(r["loss"]) for r in h1)
+  stage1 = _params(tmp_path / "s1", s1, devices)
+
+  s2 = _config(module, 2, prepared_corpus, steps=2)
+  s2.init_from = str(tmp_path / "s1")
+  h2 = trainer.train(s2, str(tmp_path / "s2"), devices=devices)
+  assert all(np.isfinite(r["loss"]) for r in h2)
+  stage2 = _params(tmp_path / "s2", s2, devices)
+  for frozen in ("encoder", "adaptor", "thinker"):  # loaded from stage 1, then frozen
+    jax.tree_util.tree_map(np.testing.assert_array_equal, stage1[frozen], stage2[frozen])
+  moved = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                                 stage1["talker"], stage2["talker"])
+  assert max(jax.tree_util.tree_leaves(moved)) > 0
+
+
+@pytest.mark.parametrize("stage,valid_key", [(1, "response_valid"), (2, "answer_units_valid")])
+def test_mdm_loss_scores_only_response_positions(stage, valid_key, prepared_corpus):
+  task = tasks.build_task(_config(mdm, stage, prepared_corpus, steps=1))
+  batch = next(iter(task.dataset("train", 4, seed=0)))
+  params = jax.jit(task.init_params)(jax.random.key(0), batch)
+  loss = jax.jit(task.loss)
+  rng = jax.random.key(1)
+  base, metrics = loss(params, batch, rng)
+  assert np.isfinite(base) and base > 0 and metrics["target_tokens"] > 0
+  # Changing the audio (prefix) changes the loss: it is context, not a target...
+  noisy = dict(batch, mel=batch["mel"] + 1.0)
+  assert not np.isclose(loss(params, noisy, rng)[0], base)
+  # ...and with no valid response/speech position nothing is scored.
+  empty = dict(batch, **{valid_key: np.zeros_like(batch[valid_key])})
+  empty_loss, empty_metrics = loss(params, empty, rng)
+  if stage == 1:
+    assert empty_metrics["target_tokens"] == 0 and empty_loss == 0
+  else:  # an empty answer is still "eos", filled to the end of the first chunk
+    assert 0 < empty_metrics["target_tokens"] <= 4 * task.config.talker.chunk_size
