@@ -26,7 +26,7 @@ _CACHE_UPDATES = flags.DEFINE_list("cache_updates", ["extra_forward", "reuse_las
                                    "How a clean block's K/V enter the cache.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 128, "Tokens per request.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Requests decoded together.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repetitions after the warm-up.")
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed repetitions after the warm-up.")
 _STOP_AT_EOS = flags.DEFINE_bool("stop_at_eos", False, "Stop at eos instead of fixed length.")
 flags.mark_flags_as_required(["config"])
 
