@@ -1,0 +1,83 @@
+"""Loading a trained speech model for answering: checkpoint + tokenizers + vocoder.
+
+Shared by `launch.decode --audio/--heldout`, the streaming benchmark and the notebook.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Optional
+
+import jax
+import ml_collections
+import numpy as np
+import soundfile as sf
+
+from data_pipelines import features, speech_loader
+from vocalnet_jax.decoding import streaming
+from vocalnet_jax.speech.vocoder import Vocoder
+from vocalnet_jax.training import speech_tasks, trainer
+
+
+def load_pipeline(config: ml_collections.ConfigDict, checkpoint: Optional[str],
+                  vocoder_dir: Optional[str] = None, text_steps: int = 0, speech_steps: int = 0,
+                  rule: str = "topk") -> streaming.SpeechPipeline:
+  """A SpeechPipeline from a stage-2 training workdir (random weights if None)."""
+  exp = trainer.setup_experiment(config, jax.devices()[:1])
+  task = exp.task
+  if checkpoint:
+    params = trainer.load_params(checkpoint, exp)
+  else:
+    params = trainer.init_state(exp).params
+  return streaming.SpeechPipeline(
+      task.model, params, task.corpus.text_tokenizer, task.speech_vocab,
+      streaming.stream_config(config, text_steps or None, speech_steps or None, rule),
+      features.MelConfig(n_mels=config.encoder.n_mels),
+      Vocoder.load(vocoder_dir) if vocoder_dir else None)
+
+
+def heldout_question(config: ml_collections.ConfigDict, index: int,
+                     split: str = "heldout") -> dict[str, Any]:
+  """Question audio and texts of one example of the prepared corpus."""
+  corpus = speech_tasks.PreparedCorpus(config)
+  source = speech_loader.open_source(corpus.dataset_dir, split)
+  if not 0 <= index < len(source):
+    raise ValueError(f"--heldout={index} is out of range: split {split!r} has {len(source)} "
+                     "examples")
+  record = source[index]
+  text = lambda k: record[k].decode() if isinstance(record[k], bytes) else str(record[k])  # noqa: E731
+  return {"audio": np.asarray(record["question_audio"], np.float32),
+          "question": text("question_text"), "answer": text("answer_text")}
+
+
+@dataclasses.dataclass
+class AnswerReport:
+  text: str
+  audio: Optional[np.ndarray]
+  nfe: int
+  first_text_s: float
+  first_audio_s: Optional[float]
+  total_s: float
+
+
+def answer(pipe: streaming.SpeechPipeline, wav: np.ndarray) -> AnswerReport:
+  """Streams one answer, collecting text, audio and the latencies of first outputs."""
+  tick = time.perf_counter()
+  first_text = first_audio = None
+  audio, text, nfe = [], "", 0
+  for event in pipe.stream(wav):
+    elapsed = time.perf_counter() - tick
+    if event.text and first_text is None:
+      first_text = elapsed
+    if event.audio is not None:
+      audio.append(event.audio)
+      if first_audio is None and event.audio.size:
+        first_audio = elapsed
+    text, nfe = event.text, event.nfe
+  return AnswerReport(text, np.concatenate(audio) if audio else None, nfe, first_text or 0.0,
+                      first_audio, time.perf_counter() - tick)
+
+
+def write_wav(path: str, wav: np.ndarray, sample_rate: int = 16000) -> None:
+  """16-bit PCM WAV."""
+  sf.write(path, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")
