@@ -63,3 +63,24 @@ def test_mdm_loss_scores_only_response_positions(stage, valid_key, prepared_corp
     assert empty_metrics["target_tokens"] == 0 and empty_loss == 0
   else:  # an empty answer is still "eos", filled to the end of the first chunk
     assert 0 < empty_metrics["target_tokens"] <= 4 * task.config.talker.chunk_size
+
+
+@pytest.mark.slow
+def test_dry_run_reports_1b_memory_on_8_device_mesh(devices):
+  """1b widths (Whisper-large-v3 encoder, Llama-3.2-1B Thinker) at depth 1, fsdp=8."""
+  c = mdm.get_config("1b")
+  c.model.num_layers = c.encoder.num_layers = c.talker.model.num_layers = 1
+  c.mesh.update(data=1, fsdp=8)
+  c.train.batch_size = 8
+  c.data.mel_buckets = (1000,)
+  report = trainer.dry_run(c, devices)
+  assert report["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1} and report["devices"] == 8
+  parts = report["num_params_by_part"]
+  assert parts["thinker"] == (128256 * 2048  # tied embedding
+                              + 2048 * (32 + 2 * 8) * 64 + 32 * 64 * 2048  # attention
+                              + 3 * 2048 * 8192 + 2 * 2048 + 2048)  # mlp, norms, final norm
+  memory = report["memory_per_device_bytes"]
+  trainable = sum(parts[k] for k in ("encoder", "adaptor", "thinker"))
+  total_state = 4 * (sum(parts.values()) + 2 * trainable)  # f32 params + Adam mu, nu
+  # fsdp=8 shards params and optimizer state: each device holds ~1/8 of it.
+  assert 0.9 * total_state / 8 < memory["argument"] < 1.3 * total_state / 8

@@ -108,7 +108,7 @@ class TalkerFusion(nn.Module):
     bias = lambda names: nn.with_logical_partitioning(nn.initializers.zeros, names)  # noqa: E731
     x = jnp.concatenate([text_embeddings.astype(self.dtype), thinker_hidden.astype(self.dtype)],
                         axis=-1)  # [batch, N, d_emb + d_thinker]
-    h = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=layers._kernel((None, "mlp")),
+    h = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=layers._kernel(("embed", "mlp")),
                  bias_init=bias(("mlp",)), name="fc1")(x)  # [batch, N, hidden]
     h = nn.with_logical_constraint(self.activation(h), ("batch", "length", "mlp"))
     out = nn.Dense(self.out_dim, dtype=self.dtype, kernel_init=layers._kernel(("mlp", "embed")),

@@ -155,7 +155,7 @@ class CompiledStep:
       with self._exp.mesh, nn.logical_axis_rules(self._exp.rules):
         compiled = self._jitted.lower(self._exp.abstract_state,
                                       abstract_batch(self._exp, host_batch)).compile()
-      log_compiled_memory(compiled)
+      self.memory = log_compiled_memory(compiled)  # of the latest compiled shape
       self._compiled[key] = compiled
     return self._compiled[key]
 
@@ -180,7 +180,8 @@ def dry_run(config: ml_collections.ConfigDict,
   """Compiles the train step for the config's mesh without allocating the model or
   reading data; returns parameter count and per-device memory of the executable."""
   exp = setup_experiment(config, devices, shapes_only=True)
-  memory = log_compiled_memory(CompiledStep(exp).compile(exp.example_batch))
+  step = CompiledStep(exp)
+  step.compile(exp.example_batch)
   params = exp.abstract_state.params
   return {
       "preset": config.get("preset", ""), "task": config.task,
@@ -190,7 +191,7 @@ def dry_run(config: ml_collections.ConfigDict,
       "num_params": int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params))),
       "num_params_by_part": {k: int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(v)))
                              for k, v in params.items()} if isinstance(params, dict) else {},
-      "memory_per_device_bytes": memory,
+      "memory_per_device_bytes": step.memory,
   }
 
 
