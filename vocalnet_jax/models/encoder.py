@@ -159,7 +159,8 @@ class Adaptor(nn.Module):
     Returns (embeddings [batch, ceil(frames/stack), out_dim], mask [batch, ceil(frames/stack)]).
     """
     x, mask = stack_frames(x, mask, self.stack)  # [batch, groups, stack*enc_dim]
-    h = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=_kernel(("embed", "mlp")),  # input sharded like any embed-sized input (FSDP)
+    # The stacked input is sharded over fsdp like any embed-sized input.
+    h = nn.Dense(self.hidden_dim, dtype=self.dtype, kernel_init=_kernel(("embed", "mlp")),
                  bias_init=_zeros(("mlp",)), name="fc1")(x)  # [batch, groups, hidden]
     h = nn.with_logical_constraint(self.activation(h), ("batch", "length", "mlp"))
     out = nn.Dense(self.out_dim, dtype=self.dtype, kernel_init=_kernel(("mlp", "embed")),
