@@ -46,3 +46,16 @@ def test_stops_at_eos_per_row():
     np.testing.assert_array_equal(out.tokens[row, :length], free[row, :length])
     assert np.all(np.asarray(out.tokens[row, length:]) == eos)
   assert int(out.nfe) == min(max(first), N - 1)  # loop ends when every row is done
+
+
+
+def test_cache_is_laid_out_by_logical_axes_under_a_mesh(devices):
+  """Under jax.set_mesh + logical rules the zero cache is sharded over batch and kv_heads."""
+  from flax import linen as nn
+  from jax.sharding import Mesh
+  model, _ = tiny_model()
+  mesh = Mesh(np.asarray(devices).reshape(4, 2), ("data", "tensor"))
+  rules = (("batch", "data"), ("kv_heads", "tensor"), ("length", None), ("kv", None))
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    cache = jax.jit(lambda: decoder_lm(model).init_cache(4, 8))()
+  assert cache[0].k.sharding.spec[:3] == ("data", None, "tensor")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -47,7 +48,19 @@ def decoder_lm(model: Decoder) -> CachedLM:
   def logits(params, hidden):
     return model.apply({"params": params}, hidden, method=Decoder.logits)
 
-  return CachedLM(forward, logits, functools.partial(init_decoder_cache, model))
+  def init_cache(batch, max_len):
+    return shard_cache(init_decoder_cache(model, batch, max_len))
+
+  return CachedLM(forward, logits, init_cache)
+
+
+def shard_cache(cache: Cache) -> list[KVCache]:
+  """Lays the cache out by logical axes (batch, length, kv_heads, kv) under the caller's
+  mesh (`jax.set_mesh`) + `nn.logical_axis_rules` (a no-op without them), so a decode inside the
+  training mesh keeps K/V sharded like the attention heads."""
+  names = ("batch", "length", "kv_heads", "kv")
+  return [KVCache(nn.with_logical_constraint(c.k, names), nn.with_logical_constraint(c.v, names))
+          for c in cache]
 
 
 def prefill(lm: CachedLM, params: Any, prefix: Array, prefix_valid: Array,
