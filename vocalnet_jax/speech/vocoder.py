@@ -169,6 +169,8 @@ class Vocoder:
     mel = np.zeros((0, n_mels), np.float32)  # normalised frames of tokens [0, done)
     done = yielded = 0  # tokens with mel; frames yielded (the last `fade` are held back)
     for chunk in unit_chunks:
+      if np.size(chunk) == 0:  # nothing new (e.g. a Talker step that produced no speech)
+        continue
       units = np.concatenate([units, validate_units(chunk, self.vocab_size, "unit chunk")])
       while done < len(units) - ahead:
         mel, done = self._extend_mel(units, mel, done, min(len(units) - ahead,
