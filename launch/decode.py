@@ -1,18 +1,25 @@
-"""Answers one question with a trained Thinker: prints the answer, NFE and latency.
+"""Answers one question: typed (text Thinker) or spoken (the streaming speech model).
 
-  python -m launch.decode --config=configs/mdm.py:tiny --checkpoint=/tmp/mdm --prompt="12+7=?"
-  python -m launch.decode --config=configs/ar.py:tiny --checkpoint=/tmp/ar --prompt="sort 3141"
+  python -m launch.decode --config=configs/mdm.py:tiny,text --checkpoint=W --prompt="12+7=?"
+  python -m launch.decode --config=configs/mdm.py:tiny,stage=2 --config.data.dir=DATA \
+      --checkpoint=W2 --vocoder=VOC/vocoder --audio=question.wav --out=answer.wav
+  python -m launch.decode ... --heldout=0 --out=answer.wav   # a held-out corpus question
 
-Inputs are dispatched by flag (`--prompt` today; `--audio`/`--out` join here when the
-speech pipeline lands). Latency is the second, warm call; the first includes compile.
+Prints the answer text, NFE and latencies (spoken: time to the first text and to the
+first audio chunk, from the end of the question audio). Latencies are of the second,
+warm call; the first includes compilation.
 """
+import os
 import time
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from launch.logs import quiet_logging
+from vocalnet_jax.decoding import speech_io
 from vocalnet_jax.evaluation import text_eval
+from vocalnet_jax.training.validate import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (random init if unset).")
@@ -23,7 +30,12 @@ _RULE = flags.DEFINE_enum("rule", "topk", ["topk", "threshold", "ancestral"], "C
 _CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward",
                                   ["extra_forward", "reuse_last_step"], "Block K/V update.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 0, "0: config.data.response_len.")
-flags.mark_flags_as_required(["config", "prompt"])
+_AUDIO = flags.DEFINE_string("audio", None, "Spoken question (WAV, resampled to 16 kHz).")
+_HELDOUT = flags.DEFINE_integer("heldout", None, "Index of a held-out corpus question instead.")
+_OUT = flags.DEFINE_string("out", None, "Where to write the spoken answer (16-bit WAV).")
+_VOCODER = flags.DEFINE_string("vocoder", None, "Vocoder directory (train_vocoder's W/vocoder).")
+_SPEECH_STEPS = flags.DEFINE_integer("speech_steps", 0, "Talker MDM steps per chunk (0: config).")
+flags.mark_flags_as_required(["config"])
 
 
 def decode_text(config, question: str) -> None:
@@ -48,9 +60,47 @@ def decode_text(config, question: str) -> None:
         f"first_call_s={cold:.2f} device={jax.devices()[0].platform}")
 
 
+def decode_speech(config) -> None:
+  """Streams the spoken answer to a WAV or held-out question; writes question/answer WAVs."""
+  import librosa  # noqa: PLC0415  (only the speech path reads audio files)
+  if _AUDIO.value:
+    wav, _ = librosa.load(_AUDIO.value, sr=16000, mono=True)
+    reference = None
+  else:
+    example = speech_io.heldout_question(config, _HELDOUT.value)
+    wav, reference = example["audio"], example
+    print(f"question: {example['question']}\nreference answer: {example['answer']}")
+  pipe = speech_io.load_pipeline(config, _CHECKPOINT.value, _VOCODER.value, _STEPS.value,
+                                 _SPEECH_STEPS.value, _RULE.value)
+  speech_io.answer(pipe, wav)  # compile
+  report = speech_io.answer(pipe, wav)
+  print(f"answer: {report.text}")
+  first_audio = "n/a (no audio)" if report.first_audio_s is None else (
+      f"{report.first_audio_s:.3f}")
+  print(f"mode={config.objective} nfe={report.nfe} first_text_s={report.first_text_s:.3f} "
+        f"first_audio_chunk_s={first_audio} total_s={report.total_s:.3f} "
+        f"device={jax.devices()[0].platform}")
+  if _OUT.value and report.audio is not None:
+    speech_io.write_wav(_OUT.value, report.audio)
+    print(f"wrote {_OUT.value} ({report.audio.size / 16000:.2f} s)")
+    if reference is not None:
+      question_path = os.path.join(os.path.dirname(os.path.abspath(_OUT.value)), "question.wav")
+      speech_io.write_wav(question_path, wav)
+      print(f"wrote {question_path}")
+
+
 def main(argv):
   del argv
-  decode_text(_CONFIG.value, _PROMPT.value)
+  quiet_logging()
+  try:
+    if _PROMPT.value:
+      decode_text(_CONFIG.value, _PROMPT.value)
+    elif _AUDIO.value or _HELDOUT.value is not None:
+      decode_speech(_CONFIG.value)
+    else:
+      raise app.UsageError("give --prompt (text), --audio=WAV or --heldout=N (speech)")
+  except ConfigError as e:
+    raise app.UsageError(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ with XLA_FLAGS=--xla_force_host_platform_device_count=8 on a CPU).
 """
 import json
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
+from launch.logs import quiet_logging
 from vocalnet_jax.training import trainer
 from vocalnet_jax.training.validate import ConfigError
 
@@ -22,8 +23,7 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
   del argv
-  if not flags.FLAGS["verbosity"].present:  # orbax is chatty at INFO; --verbosity=0 restores it
-    logging.set_verbosity(logging.WARNING)
+  quiet_logging()
   try:
     if _DRY_RUN.value:
       print(json.dumps(trainer.dry_run(_CONFIG.value), indent=1))

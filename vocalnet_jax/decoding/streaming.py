@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import time
 from typing import Any, Iterator, NamedTuple, Optional
 
@@ -318,7 +319,11 @@ class SpeechPipeline:
       return
     t0 = time.perf_counter()
     nonempty = (u for u in chunks if u.size)
-    for audio in self.vocoder.stream(nonempty):
+    first = next(nonempty, None)
+    if first is None:  # the Talker ended before saying anything: text only
+      yield from log
+      return
+    for audio in self.vocoder.stream(itertools.chain([first], nonempty)):
       last_units = None
       for event in log:
         if event.units is None:

@@ -29,7 +29,7 @@ from vocalnet_jax.training.checkpointing import Checkpointer
 from vocalnet_jax.training.metrics import MetricWriter
 from vocalnet_jax.training.train_state import (TrainState, freeze, learning_rate_schedule,
                                                make_optimizer)
-from vocalnet_jax.training.validate import validate_config
+from vocalnet_jax.training.validate import ConfigError, validate_config
 
 Array = jax.Array
 
@@ -203,8 +203,12 @@ def load_params(workdir: str, exp: Experiment) -> Any:
     step = source.latest_step()
     if step is None:
       raise FileNotFoundError(f"config.init_from={workdir!r} holds no checkpoint")
-    logging.info("initialising params from %s step %d", workdir, step)
-    return source.restore_params(step, exp.abstract_state.params)
+    logging.info("loading params from %s step %d", workdir, step)
+    try:
+      return source.restore_params(step, exp.abstract_state.params)
+    except ValueError as e:  # shapes differ: another preset, tokenizer or unit codebook
+      raise ConfigError(f"checkpoint {workdir} (step {step}) does not fit this config "
+                        f"(preset/model sizes, config.data.dir vocabularies): {e}") from None
   finally:
     source.close()
 
