@@ -18,14 +18,10 @@ def devices():
 @pytest.fixture(scope="session")
 def prepared_corpus(tmp_path_factory):
   """A micro spoken-QA corpus built by `launch.prepare_data` (24/4/4 examples, 32 units)."""
-  from configs import data as data_config
   from launch import prepare_data
+  from tests.helpers import micro_data_config
 
-  config = data_config.get_config("tiny")
-  config.corpus.num_train, config.corpus.num_test, config.corpus.num_heldout = 24, 4, 4
-  config.corpus.num_speakers, config.corpus.num_heldout_speakers = 4, 2
-  config.units.num_units, config.units.num_steps, config.units.batch_frames = 32, 10, 256
-  config.text_tokenizer.vocab_size = 128
+  config = micro_data_config()
   out = str(tmp_path_factory.mktemp("corpus"))
   prepare_data.prepare(config, out)
   return out

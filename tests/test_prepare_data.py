@@ -6,15 +6,12 @@ import os
 from configs import data as data_config
 from data_pipelines import text_tokenizer
 from launch import prepare_data
+from tests.helpers import micro_data_config
 from vocalnet_jax.speech import units
 
 
 def test_prepare_writes_dataset_tokenizers_and_summary(tmp_path):
-  config = data_config.get_config("tiny")
-  config.corpus.num_train, config.corpus.num_test, config.corpus.num_heldout = 24, 4, 4
-  config.corpus.num_speakers, config.corpus.num_heldout_speakers = 4, 2
-  config.units.num_units, config.units.num_steps, config.units.batch_frames = 32, 10, 256
-  config.text_tokenizer.vocab_size = 128
+  config = micro_data_config()
   out = str(tmp_path)
   summary = prepare_data.prepare(config, out)
   for name in ("summary.json", "tokenizer.model", "units.npz", "units_reconstruction.png"):
