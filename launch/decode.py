@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from launch.logs import quiet_logging
 from vocalnet_jax.decoding import speech_io
+from vocalnet_jax.speech.audio_io import write_wav
 from vocalnet_jax.evaluation import text_eval
 from vocalnet_jax.training.validate import ConfigError
 
@@ -81,11 +82,11 @@ def decode_speech(config) -> None:
         f"first_audio_chunk_s={first_audio} total_s={report.total_s:.3f} "
         f"device={jax.devices()[0].platform}")
   if _OUT.value and report.audio is not None:
-    speech_io.write_wav(_OUT.value, report.audio)
+    write_wav(_OUT.value, report.audio)
     print(f"wrote {_OUT.value} ({report.audio.size / 16000:.2f} s)")
     if reference is not None:
       question_path = os.path.join(os.path.dirname(os.path.abspath(_OUT.value)), "question.wav")
-      speech_io.write_wav(question_path, wav)
+      write_wav(question_path, wav)
       print(f"wrote {question_path}")
 
 

@@ -21,20 +21,17 @@ import time
 from typing import Any
 
 from absl import app, flags, logging
-import matplotlib
+import ml_collections
+from ml_collections import config_flags
+import numpy as np
+import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-import numpy as np  # noqa: E402
-import tqdm  # noqa: E402
-
-from data_pipelines import features  # noqa: E402
-from data_pipelines import tfds_builders as tb  # noqa: E402
-from data_pipelines import text_tokenizer  # noqa: E402
-from data_pipelines.speech_loader import IndexedSource, limit_blas_threads  # noqa: E402
-from vocalnet_jax.speech import units as units_lib  # noqa: E402
+from data_pipelines import features
+from data_pipelines import tfds_builders as tb
+from data_pipelines import text_tokenizer
+from data_pipelines.speech_loader import IndexedSource, limit_blas_threads
+from vocalnet_jax.evaluation.plots import save_mel_panels
+from vocalnet_jax.speech import units as units_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Data config file[:preset].")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
@@ -95,15 +92,7 @@ def save_reconstruction_png(tokenizer: units_lib.UnitTokenizer, wav: np.ndarray,
   """Original log-mel above the mel rebuilt from the unit codebook."""
   mel = tokenizer.stacked_frames(wav, tokenizer.config).reshape(-1, tokenizer.config.n_mels)
   rebuilt = tokenizer.decode_mel(tokenizer.encode(wav))
-  fig, axes = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True)
-  for ax, (name, m) in zip(axes, (("log-mel", mel), ("from units", rebuilt))):
-    ax.imshow(m.T, origin="lower", aspect="auto", cmap="magma", vmin=-1.5, vmax=1.5)
-    ax.set_ylabel(f"{name}\nmel bin")
-  axes[0].set_title(title)
-  axes[-1].set_xlabel("frame (10 ms)")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save_mel_panels(path, title, {"log-mel": mel, "from units": rebuilt}, -1.5, 1.5)
 
 
 def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:

@@ -17,18 +17,16 @@ import time
 from typing import Optional
 
 from absl import app, flags, logging
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend first)
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+import numpy as np
+from ml_collections import config_flags
 
-from data_pipelines import speech_loader  # noqa: E402
-from vocalnet_jax.evaluation import asr as asr_lib  # noqa: E402
-from vocalnet_jax.speech import units as units_lib  # noqa: E402
-from vocalnet_jax.speech import vocoder as voc  # noqa: E402
-from vocalnet_jax.speech import vocoder_training as vt  # noqa: E402
+from data_pipelines import speech_loader
+from vocalnet_jax.evaluation import asr as asr_lib
+from vocalnet_jax.evaluation.plots import save_mel_panels
+from vocalnet_jax.speech import units as units_lib
+from vocalnet_jax.speech import vocoder as voc
+from vocalnet_jax.speech import vocoder_training as vt
+from vocalnet_jax.speech.audio_io import write_wav
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/vocoder.py:tiny", "Vocoder config.")
 _DATA = flags.DEFINE_string("data", None, "prepare_data output directory.", required=True)
@@ -60,19 +58,6 @@ def load_answers(dataset_dir: str, split: str, limit: int) -> list[tuple[str, np
     if 0 < limit <= len(out):
       break
   return out
-
-
-def save_mel_png(path: str, title: str, mels: dict[str, np.ndarray]) -> None:
-  """Stacked spectrogram panels (one per name) for a person to compare."""
-  fig, axes = plt.subplots(len(mels), 1, figsize=(10, 2.2 * len(mels)), sharex=True)
-  for ax, (name, mel) in zip(axes, mels.items()):
-    ax.imshow(mel.T, origin="lower", aspect="auto", cmap="magma", vmin=-10, vmax=2)
-    ax.set_ylabel(f"{name}\nmel bin")
-  axes[0].set_title(title)
-  axes[-1].set_xlabel("frame (10 ms)")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def main(argv):
@@ -129,10 +114,9 @@ def main(argv):
   for i, (u, out) in enumerate(zip(eval_utts[:config.eval.num_wavs], outputs)):
     for name, wave in (("reference", u.wave), ("reference_griffin_lim", out["reference_gl"]),
                        ("vocoder_oneshot", out["oneshot"]), ("vocoder_stream", out["stream"])):
-      sf.write(os.path.join(samples_dir, f"{i:02d}_{name}.wav"),
-               np.clip(wave, -1.0, 1.0), sr, subtype="PCM_16")
-    save_mel_png(os.path.join(samples_dir, f"{i:02d}_mel.png"), u.text,
-                 {"reference": u.mel, "generated (one-shot)": out["mel_oneshot"]})
+      write_wav(os.path.join(samples_dir, f"{i:02d}_{name}.wav"), wave, sr)
+    save_mel_panels(os.path.join(samples_dir, f"{i:02d}_mel.png"), u.text,
+                    {"reference": u.mel, "generated (one-shot)": out["mel_oneshot"]}, -10, 2)
   result.update(
       config=config.preset, units=units_path, vocab_size=config.units.vocab_size,
       unit_frame_rate_hz=config.units.frame_rate_hz, num_train_utterances=len(train_pairs),

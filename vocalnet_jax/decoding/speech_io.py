@@ -11,7 +11,6 @@ from typing import Any, Optional
 import jax
 import ml_collections
 import numpy as np
-import soundfile as sf
 
 from data_pipelines import features, speech_loader
 from vocalnet_jax.decoding import streaming
@@ -76,8 +75,3 @@ def answer(pipe: streaming.SpeechPipeline, wav: np.ndarray) -> AnswerReport:
     text, nfe = event.text, event.nfe
   return AnswerReport(text, np.concatenate(audio) if audio else None, nfe, first_text or 0.0,
                       first_audio, time.perf_counter() - tick)
-
-
-def write_wav(path: str, wav: np.ndarray, sample_rate: int = 16000) -> None:
-  """16-bit PCM WAV."""
-  sf.write(path, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16")

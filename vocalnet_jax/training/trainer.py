@@ -170,7 +170,7 @@ def log_compiled_memory(compiled) -> dict[str, int]:
   report = {name: int(getattr(analysis, f"{name}_size_in_bytes", 0)) for name in
             ("argument", "output", "temp", "generated_code")} if analysis is not None else {}
   logging.info("compiled train step memory per device (bytes): %s", report)
-  print(f"compiled train step memory per device: "
+  print("compiled train step memory per device: "
         + ", ".join(f"{k}={v / 2**20:.1f} MiB" for k, v in report.items()), flush=True)
   return report
 
