@@ -1,6 +1,11 @@
 """AR baseline: the same networks trained with the causal next-token loss.
 
-  python -m launch.train --config=configs/ar.py:tiny --workdir=/tmp/ar
+Same presets and options as `configs/mdm.py` (`stage=2`, `text`).
+
+  python -m launch.train --config=configs/ar.py:tiny --workdir=w/ar1
+  python -m launch.train --config=configs/ar.py:tiny,text --workdir=w/ar_text
+
+Measured on a shared 2-core CPU: `tiny,text` 200 steps: loss 3.86 (step 10) -> 1.86.
 """
 from configs import common
 

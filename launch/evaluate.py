@@ -1,7 +1,7 @@
 """Exact match of a trained text Thinker on held-out synthetic prompts, AR or MDM.
 
-  python -m launch.evaluate --config=configs/mdm.py:tiny --checkpoint=/tmp/mdm --steps=1,2,4
-  python -m launch.evaluate --config=configs/ar.py:tiny --checkpoint=/tmp/ar --mode=ar
+  python -m launch.evaluate --config=configs/mdm.py:tiny,text --checkpoint=/tmp/mdm --steps=1,2,4
+  python -m launch.evaluate --config=configs/ar.py:tiny,text --checkpoint=/tmp/ar --mode=ar
 
 Prints one JSON line per decoder setting and writes them all to --out.
 """
