@@ -65,13 +65,12 @@ def answer(pipe: streaming.SpeechPipeline, wav: np.ndarray) -> AnswerReport:
   first_text = first_audio = None
   audio, text, nfe = [], "", 0
   for event in pipe.stream(wav):
-    elapsed = time.perf_counter() - tick
     if event.text and first_text is None:
-      first_text = elapsed
+      first_text = event.time_s  # when the Thinker produced it (events may be yielded later)
     if event.audio is not None:
       audio.append(event.audio)
       if first_audio is None and event.audio.size:
-        first_audio = elapsed
+        first_audio = time.perf_counter() - tick
     text, nfe = event.text, event.nfe
   return AnswerReport(text, np.concatenate(audio) if audio else None, nfe, first_text or 0.0,
                       first_audio, time.perf_counter() - tick)

@@ -323,6 +323,7 @@ class SpeechPipeline:
     if first is None:  # the Talker ended before saying anything: text only
       yield from log
       return
+    text, nfe = "", 0  # as of the newest Thinker/Talker event
     for audio in self.vocoder.stream(itertools.chain([first], nonempty)):
       last_units = None
       for event in log:
@@ -330,7 +331,7 @@ class SpeechPipeline:
           yield event
         else:
           last_units = event.units
-      text, nfe = (log[-1].text, log[-1].nfe) if log else ("", 0)
+        text, nfe = event.text, event.nfe
       log.clear()
       yield StreamEvent(text, last_units, audio, time.perf_counter() - t0, nfe)
 
