@@ -97,7 +97,8 @@ TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {"text_lm": Text
 
 def build_task(config: ml_collections.ConfigDict, shapes_only: bool = False) -> Task:
   """shapes_only: build the model without opening data (dry runs)."""
-  from vocalnet_jax.training import speech_tasks  # noqa: F401  (registers the speech stages)
+  if config.task not in TASKS:  # the speech stages register on import (librosa, tfds)
+    from vocalnet_jax.training import speech_tasks  # noqa: F401
   if config.task not in TASKS:
     raise ValueError(f"config.task={config.task!r} is not registered; choose from {sorted(TASKS)}")
   return TASKS[config.task](config, shapes_only)
