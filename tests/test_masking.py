@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vocalnet_jax.decoding import step_rules
 from vocalnet_jax.diffusion import masking
 from vocalnet_jax.diffusion.schedule import get_schedule
 
@@ -82,3 +83,37 @@ def test_unknown_strategy_names_field():
     masking.sample_corruption(jax.random.key(0), valid, block_size=BLOCK,
                               schedule=get_schedule("linear"), strategy="random",
                               hierarchical_prob=0.5, num_steps=STEPS)
+
+
+@pytest.mark.parametrize("n,steps", [(16, 4), (16, 16), (15, 4), (7, 3), (4, 1)])
+def test_topk_remaining_matches_the_sampler(n, steps):
+  """Masked counts before each step equal what the top-k rule actually leaves."""
+  logits = jax.random.normal(jax.random.key(n + steps), (1, n, 11))
+  is_masked = jnp.ones((1, n), bool)
+  seen = []
+  for step in range(steps):
+    seen.append(int(jnp.sum(is_masked)))
+    _, commit = step_rules.confidence_topk(logits, is_masked, jnp.int32(step), steps,
+                                           jax.random.key(step))
+    is_masked &= ~commit
+  assert not bool(jnp.any(is_masked))
+  assert masking.topk_remaining(jnp.int32(n), steps).tolist() == seen
+
+
+def test_sampler_states_mask_the_sampler_counts_in_valid_positions():
+  block, steps = 8, 4
+  lengths = jnp.array([20, 8, 3, 32])
+  valid = jnp.arange(32)[None, :] < lengths[:, None]  # [4, 32]
+  valid = masking.block_valid(valid, block)
+  state = masking.sampler_state_corruption(jax.random.key(0), valid, block, steps)
+  assert state.step.shape == (4, 4) and bool(jnp.all((state.step >= 0) & (state.step < steps)))
+  assert not bool(jnp.any(state.corrupted & ~valid))
+  counts = jnp.sum(state.corrupted.reshape(4, 4, block), -1)  # [4, nb]
+  n_valid = jnp.sum(valid.reshape(4, 4, block), -1)
+  expect = jnp.take_along_axis(masking.topk_remaining(n_valid, steps), state.step[..., None],
+                               -1)[..., 0]
+  np.testing.assert_array_equal(counts, expect)
+  # Over many draws every step of the sampler is visited.
+  many = masking.sampler_state_corruption(jax.random.key(1), jnp.ones((64, 32), bool), block,
+                                          steps)
+  assert set(np.unique(np.asarray(many.step)).tolist()) == set(range(steps))

@@ -3,6 +3,7 @@ import sys
 
 import pytest
 
+from configs import distill
 from tests.helpers import tiny_config
 from vocalnet_jax.training import trainer
 from vocalnet_jax.training.validate import ConfigError
@@ -35,3 +36,18 @@ def test_launcher_reports_bad_config_without_traceback(tmp_path):
   assert proc.returncode != 0
   assert "diffusion.schedule='sqrt'" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("overrides,field", [
+    (dict(distill__teacher_steps=3), "distill.teacher_steps"),
+    (dict(distill__rounds=(2, 4)), "distill.rounds"),
+    (dict(distill__rounds=(8, 4)), r"distill.rounds\[0\]"),
+    (dict(objective="ar"), "config.objective"),
+])
+def test_bad_distill_values_name_the_field(overrides, field, devices):
+  config = distill.get_config("tiny,text")
+  for key, value in overrides.items():
+    section, _, leaf = key.rpartition("__")
+    (config[section] if section else config)[leaf] = value
+  with pytest.raises(ConfigError, match=field):
+    trainer.setup_experiment(config, devices)

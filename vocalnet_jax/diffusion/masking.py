@@ -107,6 +107,36 @@ def _finish(masked: Array, weight: Array, vb: Array) -> Corruption:
   return Corruption(masked.reshape(batch, -1), weight.reshape(batch, -1), ratio)
 
 
+class SamplerState(NamedTuple):
+  corrupted: Array  # [batch, L] bool: still [MASK] at that step
+  step: Array  # [batch, num_blocks] int: the sampler step each block is about to take
+
+
+def topk_remaining(n: Array, num_steps: int) -> Array:
+  """Masked tokens left before each step of the top-k sampler (`step_rules.confidence_topk`)
+  on n masked tokens: [...] -> [..., num_steps]. Step i commits ceil(left / (S - i))."""
+  left, out = n, []
+  for i in range(num_steps):  # static, S <= block size
+    out.append(left)
+    left = left - (-(-left // (num_steps - i)))
+  return jnp.stack(out, axis=-1)
+
+
+def sampler_state_corruption(rng: Array, valid: Array, block_size: int,
+                             num_steps: int) -> SamplerState:
+  """Every block at a state an S-step top-k sampler meets: step k ~ U{0..S-1} per block,
+  exactly `topk_remaining(n, S)[k]` of its n valid tokens masked (uniformly chosen).
+  With the [x_t ; x_0] layout each block sees clean earlier blocks, so all blocks are
+  decoding-like at once."""
+  rng_k, rng_m = jax.random.split(rng)
+  vb = _to_blocks(valid, block_size)  # [batch, nb, B]
+  step = jax.random.randint(rng_k, vb.shape[:2], 0, num_steps)  # [batch, nb]
+  left = topk_remaining(jnp.sum(vb, axis=-1), num_steps)  # [batch, nb, S]
+  counts = jnp.take_along_axis(left, step[..., None], axis=-1)[..., 0]  # [batch, nb]
+  masked = _mask_exact_count(rng_m, vb, counts) & vb
+  return SamplerState(masked.reshape(valid.shape), step)
+
+
 def sample_corruption(rng: Array, valid: Array, *, block_size: int, schedule: Schedule,
                       strategy: str, hierarchical_prob: float, num_steps: int) -> Corruption:
   """`uniform`, `hierarchical`, or a per-example mix of both (`mixed`)."""

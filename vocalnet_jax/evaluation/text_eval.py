@@ -41,6 +41,7 @@ def load_thinker(config: ml_collections.ConfigDict, workdir: Optional[str] = Non
   else:
     batch = {k: v[None] for k, v in task.source("train")[0].items()}
     params = jax.jit(lambda r: nn.unbox(task.init_params(r, batch)))(jax.random.key(seed))
+  params = getattr(task, "inference_params", lambda p: p)(params)  # a distilled student
   return decoder_lm(task.model), params, task.tokenizer
 
 

@@ -38,6 +38,25 @@ class ResponseBatch(NamedTuple):
   positions: Optional[tuple[Array, Array]] = None
 
 
+class LMProblem(NamedTuple):
+  """One decoder answering one batch: what an objective (or a distillation) needs."""
+  fns: DecoderFns
+  batch: ResponseBatch
+  mask_id: int
+  eos_id: int
+  block_size: int  # MDM block (the Talker: one speech chunk)
+  start_id: Optional[int] = None  # AR input start token (the Talker), see `ar_objective`
+
+
+def lm_loss(problem: LMProblem, rng: Array, objective: str,
+            diffusion_cfg: ml_collections.ConfigDict) -> tuple[Array, dict]:
+  """The configured objective (`ar` | `mdm`) on `problem`."""
+  if objective == "ar":
+    return ar_objective(problem.fns, problem.batch, start_id=problem.start_id)
+  return mdm_objective(problem.fns, problem.batch, rng, diffusion_cfg, problem.mask_id,
+                       problem.eos_id, block_size=problem.block_size)
+
+
 def _positions(batch: ResponseBatch, repeats: int) -> Array:
   """[batch, P + repeats * R] RoPE positions ([x_t ; x_0] reuses the response's)."""
   if batch.positions is None:
@@ -94,7 +113,6 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
 
   block_size overrides `diffusion_cfg.block_size` (the Talker uses its chunk size).
   """
-  resp_len = batch.response.shape[1]
   block = block_size or diffusion_cfg.block_size
   valid = masking.block_valid(batch.response_valid, block)  # [batch, R]
   target = masking.fill_block_tail(batch.response, batch.response_valid, valid, eos_id)
@@ -103,17 +121,31 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
       strategy=diffusion_cfg.masking, hierarchical_prob=diffusion_cfg.hierarchical_prob,
       num_steps=diffusion_cfg.sampler_steps)
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
-  if diffusion_cfg.layout == "two_stream":  # [prefix ; x_t ; x_0]
-    hidden = _run(fns, batch, [noisy, target], attention_masks.bd3_mask(resp_len, block),
-                  jnp.concatenate([valid, valid], 1))
-  else:  # single_stream: [prefix ; x_t] block-causal, as the decoder sees it
-    hidden = _run(fns, batch, [noisy], attention_masks.block_causal_mask(resp_len, block), valid)
-  logits = fns.logits(hidden)  # [batch, R, vocab]
+  logits = denoiser_logits(fns, batch, noisy, target, valid, block, diffusion_cfg.layout)
   loss = losses.mdm_loss(logits, target, corruption.corrupted, valid, corruption.weight)
   scored = corruption.corrupted & valid
   metrics = _accuracy_metrics(logits, target, scored, loss)
   metrics["mask_ratio"] = jnp.sum(scored) / jnp.maximum(jnp.sum(valid), 1)
   return loss, metrics
+
+
+def denoiser_logits(fns: DecoderFns, batch: ResponseBatch, noisy: Array, clean: Array,
+                    valid: Array, block_size: int, layout: str = "two_stream") -> Array:
+  """Logits [batch, R, vocab] of the noisy response x_t given the prefix.
+
+  two_stream [prefix ; x_t ; x_0] (BD3-LM): block j of x_t sees clean blocks < j of x_0,
+  so every block can be mid-denoising at once. single_stream [prefix ; x_t]
+  block-causal, as the decoder sees it when only the last block is noisy.
+  noisy, clean: [batch, R] ids; valid: [batch, R].
+  """
+  resp_len = noisy.shape[1]
+  if layout == "two_stream":
+    hidden = _run(fns, batch, [noisy, clean], attention_masks.bd3_mask(resp_len, block_size),
+                  jnp.concatenate([valid, valid], 1))
+  else:
+    hidden = _run(fns, batch, [noisy], attention_masks.block_causal_mask(resp_len, block_size),
+                  valid)
+  return fns.logits(hidden)
 
 
 def _accuracy_metrics(logits: Array, targets: Array, scored: Array, loss: Array) -> dict:

@@ -24,7 +24,7 @@ from vocalnet_jax.models import talker as talker_lib
 from vocalnet_jax.models.speech_llm import SpeechLLM, init_inputs, speech_llm_from_config
 from vocalnet_jax.speech.units import UnitTokenizer
 from vocalnet_jax.training import objectives
-from vocalnet_jax.training.tasks import TASKS, lm_objective, padded_vocab
+from vocalnet_jax.training.tasks import TASKS, padded_vocab
 from vocalnet_jax.training.validate import ConfigError
 
 Array = jax.Array
@@ -111,7 +111,6 @@ class SpeechThinkerTask:
         config.talker.model.vocab_multiple)
     self.model = speech_llm_from_config(config, self.text_vocab, self.speech_vocab.size)
     self.trainable = ("adaptor", "thinker") + (("encoder",) if config.encoder.trainable else ())
-    self._thinker_objective = lm_objective(config, self.ids.mask_id, self.ids.eos_id)
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     """Shapes of the largest batch the loader can yield (keys the losses read)."""
@@ -147,9 +146,14 @@ class SpeechThinkerTask:
     return objectives.ResponseBatch(prefix, prefix_valid, batch["response"],
                                     batch["response_valid"])
 
+  def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
+    return objectives.LMProblem(part_fns(self.model, params, "thinker"),
+                                self.thinker_batch(params, batch), self.ids.mask_id,
+                                self.ids.eos_id, self.config.diffusion.block_size)
+
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
-    return self._thinker_objective(part_fns(self.model, params, "thinker"),
-                                   self.thinker_batch(params, batch), rng)
+    return objectives.lm_loss(self.lm_problem(params, batch), rng, self.config.objective,
+                              self.config.diffusion)
 
 
 class SpeechTalkerTask(SpeechThinkerTask):
@@ -186,7 +190,8 @@ class SpeechTalkerTask(SpeechThinkerTask):
     targets = jnp.where(valid, units, jnp.where(pos == length, v.eos_id, v.pad_id))
     return targets.astype(jnp.int32), pos <= length
 
-  def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
+  def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
+    """The Talker answering the fused Thinker states with speech units."""
     t, v = self.config.talker, self.speech_vocab
     hidden = self.thinker_states(params, batch)
     cond = self.model.apply({"params": params}, batch["response"], hidden,
@@ -201,11 +206,8 @@ class SpeechTalkerTask(SpeechThinkerTask):
             num_text, self.speech_len, t.chunk_size, t.text_per_chunk),
         positions=(jnp.broadcast_to(text_pos, (b, num_text)),
                    jnp.broadcast_to(speech_pos, (b, self.speech_len))))
-    fns = part_fns(self.model, params, "talker")
-    if self.config.objective == "ar":
-      return objectives.ar_objective(fns, talker_batch, start_id=v.bos_id)
-    return objectives.mdm_objective(fns, talker_batch, rng, self.config.diffusion, v.mask_id,
-                                    v.eos_id, block_size=t.chunk_size)
+    return objectives.LMProblem(part_fns(self.model, params, "talker"), talker_batch,
+                                v.mask_id, v.eos_id, t.chunk_size, start_id=v.bos_id)
 
 
 TASKS.update(speech_thinker=SpeechThinkerTask, speech_talker=SpeechTalkerTask)

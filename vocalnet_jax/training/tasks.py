@@ -2,6 +2,7 @@
 `config.task`. The trainer is generic over them; the speech stages register here too."""
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Protocol
 
 import grain
@@ -17,7 +18,8 @@ Array = jax.Array
 
 
 class Task(Protocol):
-  """A task may also set `trainable`: the top-level param names to train (others frozen)."""
+  """A task may also set `trainable`: the param paths ("thinker", "student/adaptor") to
+  train, others frozen; decoder tasks also offer `lm_problem(params, batch)`."""
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset: ...
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]: ...
@@ -40,16 +42,6 @@ def decoder_fns(model: Decoder, params: Any) -> objectives.DecoderFns:
       logits=lambda h: model.apply(variables, h, method=Decoder.logits))
 
 
-def lm_objective(config: ml_collections.ConfigDict, mask_id: int, eos_id: int
-                 ) -> Callable[[objectives.DecoderFns, objectives.ResponseBatch, Array],
-                               tuple[Array, dict]]:
-  """The configured objective (`ar` | `mdm`) as fn(decoder_fns, response_batch, rng)."""
-  if config.objective == "ar":
-    return lambda fns, batch, rng: objectives.ar_objective(fns, batch)
-  return lambda fns, batch, rng: objectives.mdm_objective(fns, batch, rng, config.diffusion,
-                                                          mask_id, eos_id)
-
-
 class TextLMTask:
   """The Thinker alone on the procedural text QA task (no speech)."""
 
@@ -60,7 +52,6 @@ class TextLMTask:
     self.vocab_size = padded_vocab(config.model.vocab_size or self.tokenizer.vocab_size,
                                    config.model.vocab_multiple)
     self.model = decoder_from_config(config.model, self.vocab_size)
-    self._objective = lm_objective(config, self.tokenizer.mask_id, self.tokenizer.eos_id)
 
   def source(self, split: str) -> synthetic_text.SyntheticTextSource:
     d = self.config.data
@@ -84,21 +75,31 @@ class TextLMTask:
     mask = jnp.ones(tokens.shape + tokens.shape[1:], bool)
     return self.model.init(rng, tokens, positions, mask)["params"]
 
-  def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
+  def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
     fns = decoder_fns(self.model, params)
     response_batch = objectives.ResponseBatch(
         fns.embed(batch["prompt"]), batch["prompt_valid"], batch["response"],
         batch["response_valid"])
-    return self._objective(fns, response_batch, rng)
+    return objectives.LMProblem(fns, response_batch, self.tokenizer.mask_id,
+                                self.tokenizer.eos_id, self.config.diffusion.block_size)
+
+  def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
+    return objectives.lm_loss(self.lm_problem(params, batch), rng, self.config.objective,
+                              self.config.diffusion)
 
 
 TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {"text_lm": TextLMTask}
+# Tasks whose modules register themselves; imported only when asked for, so a text run
+# never loads the speech stack (librosa, tfds).
+_REGISTERED_ON_IMPORT = {"speech_thinker": "vocalnet_jax.training.speech_tasks",
+                         "speech_talker": "vocalnet_jax.training.speech_tasks",
+                         "self_distill": "vocalnet_jax.distill.self_distill"}
 
 
 def build_task(config: ml_collections.ConfigDict, shapes_only: bool = False) -> Task:
   """shapes_only: build the model without opening data (dry runs)."""
-  if config.task not in TASKS:  # the speech stages register on import (librosa, tfds)
-    from vocalnet_jax.training import speech_tasks  # noqa: F401
+  if config.task not in TASKS and config.task in _REGISTERED_ON_IMPORT:
+    importlib.import_module(_REGISTERED_ON_IMPORT[config.task])
   if config.task not in TASKS:
     raise ValueError(f"config.task={config.task!r} is not registered; choose from {sorted(TASKS)}")
   return TASKS[config.task](config, shapes_only)

@@ -204,8 +204,12 @@ def load_params(workdir: str, exp: Experiment) -> Any:
     if step is None:
       raise FileNotFoundError(f"config.init_from={workdir!r} holds no checkpoint")
     logging.info("loading params from %s step %d", workdir, step)
+    restore = lambda abstract: source.restore_params(step, abstract)  # noqa: E731
+    adopt = getattr(exp.task, "params_from_checkpoint", None)  # e.g. a distillation round
     try:
-      return source.restore_params(step, exp.abstract_state.params)
+      if adopt is None:
+        return restore(exp.abstract_state.params)
+      return adopt(restore, exp.abstract_state.params)
     except ValueError as e:  # shapes differ: another preset, tokenizer or unit codebook
       raise ConfigError(f"checkpoint {workdir} (step {step}) does not fit this config "
                         f"(preset/model sizes, config.data.dir vocabularies): {e}") from None

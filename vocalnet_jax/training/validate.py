@@ -51,3 +51,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(1 <= d.sampler_steps <= d.block_size,
              f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, block_size="
              f"{d.block_size}]")
+  if config.task == "self_distill":
+    _validate_distill(config)
+
+
+def _validate_distill(config: ml_collections.ConfigDict) -> None:
+  d = config.distill
+  _require(config.objective == "mdm", "config.objective must be 'mdm' to self-distill "
+           f"(got {config.objective!r})")
+  block = (config.talker.chunk_size if d.base_task == "speech_talker"
+           else config.diffusion.block_size)
+  for name, steps in [("teacher_steps", d.teacher_steps)] + [
+      (f"rounds[{i}]", s) for i, s in enumerate(d.rounds)]:
+    _require(steps >= 2 and steps % 2 == 0 and steps <= block,
+             f"config.distill.{name}={steps} must be even and in [2, block size {block}] "
+             "(the student takes half the teacher's steps)")
+  _require(list(d.rounds) == sorted(d.rounds, reverse=True),
+           f"config.distill.rounds={tuple(d.rounds)} must go from many steps to few")

@@ -1,0 +1,45 @@
+"""Iterative self-distillation of a trained MDM run: 16 -> 8 -> 4 -> 2 steps per block.
+
+Each round trains a student (S_t / 2 steps) towards its frozen teacher (S_t steps) with
+reverse KL (vocalnet_jax/distill/self_distill.py); the student is the next teacher.
+Options as configs/mdm.py (`text`, `stage=2`): the distilled model is the one that
+config trains (text Thinker, speech Thinker, or the Talker with its 15-unit chunks).
+
+  python -m launch.train --config=configs/mdm.py:tiny,text --workdir=w/mdm_text
+  python -m launch.distill --config=configs/distill.py:tiny,text --teacher=w/mdm_text \
+      --workdir=w/distill
+
+`--config.distill.rounds` lists the teachers' step counts; `--config.train.steps` is per
+round. Each round writes W/round<r>_<S_t>to<S_s>/ (resumable like any run) and
+W/rounds.json holds exact match per step budget after every round (text Thinker).
+"""
+from configs import common
+
+
+def halvings(block_size: int, smallest_student: int) -> tuple[int, ...]:
+  """Teacher step counts: the largest power of two <= block, halved while the student
+  (half the teacher) stays >= smallest_student: 16 -> (16, 8, 4) for students 8, 4, 2."""
+  steps = 1 << (block_size.bit_length() - 1)
+  out = []
+  while steps // 2 >= smallest_student:
+    out.append(steps)
+    steps //= 2
+  return tuple(out)
+
+
+def get_config(arg: str | None = None):
+  c = common.base_config(arg, objective="mdm")
+  block = c.talker.chunk_size if c.task == "speech_talker" else c.diffusion.block_size
+  rounds = halvings(block, smallest_student=1 if c.preset == "tiny" else 2)
+  c.distill = dict(
+      base_task=c.task,  # what configs/mdm.py with the same options trains
+      rounds=rounds,  # the teacher's steps per block in each round
+      teacher_steps=rounds[0],  # this round's teacher (set per round by launch/distill.py)
+      init_from_round=False,  # init_from is a previous round (student) or a plain MDM run
+      eval_examples=512,  # held-out prompts scored after each round (text Thinker)
+  )
+  c.task = "self_distill"
+  c.init_from = ""  # the teacher's workdir (launch/distill.py --teacher)
+  c.train.steps = {"tiny": 300, "small": 1000}.get(c.preset, 20_000)
+  c.train.learning_rate /= 10  # the student starts from a trained model
+  return c

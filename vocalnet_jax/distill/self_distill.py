@@ -1,0 +1,143 @@
+"""Iterative self-distillation: a few-step student learns from its many-step self.
+
+One round (MISSION.md): the teacher is a frozen copy that decodes a block in S_t steps;
+the student, initialised from it, decodes in S_s = S_t / 2. On the states the student's
+top-k sampler meets (block at its step k, `masking.sampler_state_corruption`), the
+student's one forward is pulled towards what the teacher reaches in its two
+corresponding steps (2k and 2k + 1):
+
+  teacher step 2k   on x     -> logits_1; commit its top-k confident tokens -> x'
+  teacher step 2k+1 on x'    -> logits_2
+  target at a masked position = logits_1 where the teacher committed it at step 2k,
+                                logits_2 where it was still masked (it now sees more)
+  loss = mean over masked valid positions of KL(p_student(.|x) || p_target)
+
+Reverse KL is mode-seeking: where the teacher would have split mass across several
+completions, the student commits to one of them, which is what a sampler taking
+bigger steps needs. The student then becomes the next round's teacher (16 -> 8 -> 4 ->
+2, see `rounds.py`).
+
+`SelfDistillTask` wraps any decoder task that offers `lm_problem(params, batch)` (the
+text Thinker, the speech Thinker, the Talker), holding params {"student", "teacher"}
+with only the student (and only the parts its base task trains) trainable.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from vocalnet_jax.decoding import step_rules
+from vocalnet_jax.diffusion import losses, masking
+from vocalnet_jax.training import objectives, tasks
+from vocalnet_jax.training.validate import ConfigError
+
+Array = jax.Array
+_NEVER = -1e9  # logit of [MASK]: never an output (finite, so KL terms stay 0 * finite)
+
+
+def teacher_targets(logits_fn: Callable[[Array], Array], noisy: Array, teacher_step: Array,
+                    teacher_steps: int, mask_id: int, block_size: int,
+                    rng: Array) -> tuple[Array, Array]:
+  """The teacher's distribution after two of its top-k steps from `noisy`.
+
+  logits_fn: ids [b, R] -> logits [b, R, V]; teacher_step: [b, nb] the step each block
+  is about to take. Returns (target logits [b, R, V], committed at the first step [b, R]).
+  """
+  batch, resp_len = noisy.shape
+  is_masked = noisy == mask_id  # [b, R]
+  logits_1 = logits_fn(noisy)  # [b, R, V]
+  flat = lambda x: x.reshape((-1, block_size) + x.shape[2:])  # noqa: E731  [b * nb, B, ...]
+  tokens, commit = step_rules.confidence_topk(flat(logits_1), flat(is_masked),
+                                              teacher_step.reshape(-1), teacher_steps, rng)
+  commit = commit.reshape(batch, resp_len) & is_masked
+  advanced = jnp.where(commit, tokens.reshape(batch, resp_len), noisy)  # [b, R]
+  logits_2 = logits_fn(advanced)
+  return jnp.where(commit[..., None], logits_1, logits_2), commit
+
+
+def self_distill_loss(student: objectives.LMProblem, teacher: objectives.LMProblem, rng: Array,
+                      teacher_steps: int) -> tuple[Array, dict]:
+  """Reverse KL of the S_t/2-step student to the S_t-step teacher on sampler states."""
+  batch, block, mask_id = student.batch, student.block_size, student.mask_id
+  valid = masking.block_valid(batch.response_valid, block)  # [b, R]
+  clean = masking.fill_block_tail(batch.response, batch.response_valid, valid, student.eos_id)
+  rng_state, rng_commit = jax.random.split(rng)
+  state = masking.sampler_state_corruption(rng_state, valid, block, teacher_steps // 2)
+  noisy = jnp.where(state.corrupted, mask_id, clean)  # [b, R]
+
+  def logits_fn(problem: objectives.LMProblem) -> Callable[[Array], Array]:
+    def fn(x: Array) -> Array:
+      logits = objectives.denoiser_logits(problem.fns, problem.batch, x, clean, valid, block)
+      return logits.astype(jnp.float32).at[..., mask_id].set(_NEVER)
+    return fn
+
+  target, committed = teacher_targets(logits_fn(teacher), noisy, 2 * state.step, teacher_steps,
+                                      mask_id, block, rng_commit)
+  target = jax.lax.stop_gradient(target)
+  student_logits = logits_fn(student)(noisy)  # [b, R, V]
+  scored = state.corrupted & valid
+  loss = losses.reverse_kl(student_logits, target, scored)
+  guess = jnp.argmax(student_logits, -1)
+  n = jnp.maximum(jnp.sum(scored), 1)
+  return loss, {"loss": loss, "target_tokens": jnp.sum(scored),
+                "accuracy": jnp.sum((guess == clean) & scored) / n,
+                "teacher_agreement": jnp.sum((guess == jnp.argmax(target, -1)) & scored) / n,
+                "teacher_commit_ratio": jnp.sum(committed & scored) / n}
+
+
+class SelfDistillTask:
+  """A distillation round over `config.distill.base_task` (see the module docstring)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
+    self.config = config
+    base_config = config.copy_and_resolve_references()
+    base_config.task = config.distill.base_task
+    self.base = tasks.build_task(base_config, shapes_only)
+    if not hasattr(self.base, "lm_problem"):
+      raise ConfigError(f"config.distill.base_task={config.distill.base_task!r} has no decoder "
+                        "to distill (it must offer lm_problem)")
+    self.model = self.base.model
+    self.tokenizer = getattr(self.base, "tokenizer", None)
+    base_trainable = getattr(self.base, "trainable", None)
+    self.trainable = (tuple(f"student/{t}" for t in base_trainable) if base_trainable
+                      else ("student",))
+
+  def source(self, split: str) -> Any:
+    return self.base.source(split)
+
+  def dataset(self, split: str, batch_size: int, seed: int,
+              shuffle: bool = True) -> grain.IterDataset:
+    return self.base.dataset(split, batch_size, seed, shuffle)
+
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    return self.base.batch_spec(batch_size)
+
+  def init_params(self, rng: Array, batch: dict) -> Any:
+    params = self.base.init_params(rng, batch)
+    return {"student": params, "teacher": params}
+
+  def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
+    return self_distill_loss(self.base.lm_problem(params["student"], batch),
+                             self.base.lm_problem(params["teacher"], batch), rng,
+                             self.config.distill.teacher_steps)
+
+  def params_from_checkpoint(self, restore: Callable[[Any], Any], abstract_params: Any) -> Any:
+    """Student and teacher both start as the source run's model: a plain MDM run, or the
+    student of the previous round (`config.distill.init_from_round`)."""
+    part = abstract_params["student"]
+    if self.config.distill.init_from_round:
+      params = restore({"student": part})["student"]
+    else:
+      params = restore(part)
+    return {"student": params, "teacher": jax.tree_util.tree_map(jnp.copy, params)}
+
+  def inference_params(self, params: Any) -> Any:
+    """What decoding uses: the student."""
+    return params["student"]
+
+
+tasks.TASKS["self_distill"] = SelfDistillTask
