@@ -71,7 +71,6 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   cpu = preset in ("tiny", "small")
   c.task = "speech_thinker" if stage == 1 else "speech_talker"
   c.stage = stage
-  c.init_from = ""  # stage 2: the stage-1 workdir whose params start this run
   c.encoder = ml_collections.ConfigDict(dict(
       n_mels=n_mels, embed_dim=e_dim, num_layers=e_layers, num_heads=e_heads, mlp_dim=e_mlp,
       trainable=True))
@@ -99,6 +98,7 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
   c.task = "text_lm"
   c.stage = 0
   c.seed = 0
+  c.init_from = ""  # a workdir whose latest params start this run (stage 2: stage 1's)
   c.model = model_config(preset)
   c.diffusion = ml_collections.ConfigDict(dict(
       schedule="linear",  # linear | cosine | polyK

@@ -35,11 +35,12 @@ def get_config(arg: str | None = None):
       base_task=c.task,  # what configs/mdm.py with the same options trains
       rounds=rounds,  # the teacher's steps per block in each round
       teacher_steps=rounds[0],  # this round's teacher (set per round by launch/distill.py)
+      states="confidence",  # student states: least-confident tokens masked | uniform
+      commit_smoothing=1e-3,  # label smoothing of the teacher's committed tokens as targets
       init_from_round=False,  # init_from is a previous round (student) or a plain MDM run
       eval_examples=512,  # held-out prompts scored after each round (text Thinker)
   )
   c.task = "self_distill"
-  c.init_from = ""  # the teacher's workdir (launch/distill.py --teacher)
   c.train.steps = {"tiny": 300, "small": 1000}.get(c.preset, 20_000)
   c.train.learning_rate /= 10  # the student starts from a trained model
   return c

@@ -2,8 +2,11 @@
 
 Examples are generated from (seed, index), so the source is random access,
 deterministic and unbounded: grain can shuffle, shard and checkpoint it like any
-on-disk dataset. Tasks need the whole answer to be computed from the prompt
+on-disk dataset. Most tasks need the whole answer to be computed from the prompt
 (addition, reversal, sorting, counting, doubling), so a model must learn the rule.
+`digitsum` ("2 digits sum 12") has many right answers ("39", "84", ...): decoding
+both digits in one parallel step mixes them ("34"), which is what few-step samplers
+and self-distillation are about; `answer_is_valid` judges it by the rule.
 
 Example layout (the LM batch contract also used by the speech corpus):
   prompt          [prompt_len] int32   left-padded with pad_id, starts with bos
@@ -14,11 +17,13 @@ Example layout (the LM batch contract also used by the speech corpus):
 from __future__ import annotations
 
 import dataclasses
+import re
 import string
 
 import numpy as np
 
-TASKS = ("add", "reverse", "sort", "count", "double")
+TASKS = ("add", "reverse", "sort", "count", "double", "digitsum")
+_DIGITSUM = re.compile(r"^(\d+) digits sum (\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +73,19 @@ def make_qa(rng: np.random.Generator, task: str) -> tuple[str, str]:
   if task == "double":
     word = "".join(rng.choice(list(letters), size=rng.integers(2, 6)))
     return f"double {word}", f"{word} {word}"
+  if task == "digitsum":
+    digits = rng.integers(0, 10, size=2)
+    return f"{len(digits)} digits sum {digits.sum()}", "".join(map(str, digits))
   raise ValueError(f"unknown synthetic task {task!r}; choose from {TASKS}")
+
+
+def answer_is_valid(question: str, prediction: str, reference: str) -> bool:
+  """Whether `prediction` answers `question`: by the rule for `digitsum`, else exactly."""
+  match = _DIGITSUM.match(question)
+  if match is None:
+    return prediction == reference
+  n, total = int(match.group(1)), int(match.group(2))
+  return len(prediction) == n and prediction.isdigit() and sum(map(int, prediction)) == total
 
 
 class SyntheticTextSource:

@@ -117,3 +117,15 @@ def test_sampler_states_mask_the_sampler_counts_in_valid_positions():
   many = masking.sampler_state_corruption(jax.random.key(1), jnp.ones((64, 32), bool), block,
                                           steps)
   assert set(np.unique(np.asarray(many.step)).tolist()) == set(range(steps))
+
+
+def test_sampler_states_mask_the_least_confident_first():
+  valid = jnp.ones((2, 8), bool)
+  confidence = jax.random.uniform(jax.random.key(3), (2, 8))
+  state = masking.sampler_state_corruption(jax.random.key(4), valid, 4, 4, confidence)
+  for row in range(2):
+    for blk in range(2):
+      conf = np.asarray(confidence[row, 4 * blk:4 * blk + 4])
+      masked = np.asarray(state.corrupted[row, 4 * blk:4 * blk + 4])
+      if 0 < masked.sum() < 4:
+        assert conf[masked].max() < conf[~masked].min()

@@ -42,6 +42,7 @@ def test_launcher_reports_bad_config_without_traceback(tmp_path):
     (dict(distill__teacher_steps=3), "distill.teacher_steps"),
     (dict(distill__rounds=(2, 4)), "distill.rounds"),
     (dict(distill__rounds=(8, 4)), r"distill.rounds\[0\]"),
+    (dict(distill__states="greedy"), "distill.states"),
     (dict(objective="ar"), "config.objective"),
 ])
 def test_bad_distill_values_name_the_field(overrides, field, devices):

@@ -17,7 +17,7 @@ Every block with a non-zero noise level holds at least one target.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -55,12 +55,16 @@ def _to_blocks(x: Array, block_size: int) -> Array:
   return x.reshape(x.shape[0], -1, block_size)
 
 
-def _mask_exact_count(rng: Array, valid_blocks: Array, counts: Array) -> Array:
-  """Masks `counts[b, j]` uniformly chosen valid positions of each block.
+def _mask_exact_count(rng: Array, valid_blocks: Array, counts: Array,
+                     order: Optional[Array] = None) -> Array:
+  """Masks `counts[b, j]` valid positions of each block: uniformly chosen, or the lowest
+  `order` first (order: [batch, nb, B] in [0, 1]).
 
   valid_blocks: [batch, nb, B] bool; counts: [batch, nb] int -> [batch, nb, B] bool.
   """
-  scores = jnp.where(valid_blocks, jax.random.uniform(rng, valid_blocks.shape), 2.0)
+  if order is None:
+    order = jax.random.uniform(rng, valid_blocks.shape)
+  scores = jnp.where(valid_blocks, order, 2.0)
   ranks = jnp.argsort(jnp.argsort(scores, axis=-1), axis=-1)  # rank 0 = first to mask
   return ranks < counts[..., None]
 
@@ -122,18 +126,20 @@ def topk_remaining(n: Array, num_steps: int) -> Array:
   return jnp.stack(out, axis=-1)
 
 
-def sampler_state_corruption(rng: Array, valid: Array, block_size: int,
-                             num_steps: int) -> SamplerState:
+def sampler_state_corruption(rng: Array, valid: Array, block_size: int, num_steps: int,
+                             confidence: Optional[Array] = None) -> SamplerState:
   """Every block at a state an S-step top-k sampler meets: step k ~ U{0..S-1} per block,
-  exactly `topk_remaining(n, S)[k]` of its n valid tokens masked (uniformly chosen).
-  With the [x_t ; x_0] layout each block sees clean earlier blocks, so all blocks are
-  decoding-like at once."""
+  exactly `topk_remaining(n, S)[k]` of its n valid tokens masked: uniformly chosen, or,
+  given the model's `confidence` [batch, L] in [0, 1], the least confident ones (the
+  sampler commits the most confident first). With the [x_t ; x_0] layout each block
+  sees clean earlier blocks, so all blocks are decoding-like at once."""
   rng_k, rng_m = jax.random.split(rng)
   vb = _to_blocks(valid, block_size)  # [batch, nb, B]
   step = jax.random.randint(rng_k, vb.shape[:2], 0, num_steps)  # [batch, nb]
   left = topk_remaining(jnp.sum(vb, axis=-1), num_steps)  # [batch, nb, S]
   counts = jnp.take_along_axis(left, step[..., None], axis=-1)[..., 0]  # [batch, nb]
-  masked = _mask_exact_count(rng_m, vb, counts) & vb
+  order = None if confidence is None else _to_blocks(confidence, block_size)
+  masked = _mask_exact_count(rng_m, vb, counts, order) & vb
   return SamplerState(masked.reshape(valid.shape), step)
 
 

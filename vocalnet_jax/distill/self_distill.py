@@ -6,10 +6,11 @@ top-k sampler meets (block at its step k, `masking.sampler_state_corruption`), t
 student's one forward is pulled towards what the teacher reaches in its two
 corresponding steps (2k and 2k + 1):
 
-  teacher step 2k   on x     -> logits_1; commit its top-k confident tokens -> x'
+  teacher step 2k   on x     -> commit its top-k confident tokens -> x'
   teacher step 2k+1 on x'    -> logits_2
-  target at a masked position = logits_1 where the teacher committed it at step 2k,
-                                logits_2 where it was still masked (it now sees more)
+  target at a masked position = the committed token where the teacher committed it at
+                                step 2k (it is fixed from then on), softmax(logits_2)
+                                where it was still masked (it now sees the commits)
   loss = mean over masked valid positions of KL(p_student(.|x) || p_target)
 
 Reverse KL is mode-seeking: where the teacher would have split mass across several
@@ -40,12 +41,15 @@ _NEVER = -1e9  # logit of [MASK]: never an output (finite, so KL terms stay 0 * 
 
 
 def teacher_targets(logits_fn: Callable[[Array], Array], noisy: Array, teacher_step: Array,
-                    teacher_steps: int, mask_id: int, block_size: int,
-                    rng: Array) -> tuple[Array, Array]:
+                    teacher_steps: int, mask_id: int, block_size: int, rng: Array,
+                    smoothing: float = 1e-3) -> tuple[Array, Array]:
   """The teacher's distribution after two of its top-k steps from `noisy`.
 
+  A token the teacher commits at its first step is fixed from then on, so its target is
+  that token (one-hot, label-smoothed by `smoothing` to keep the KL finite); the other
+  masked positions take the teacher's second-step distribution, which sees the commits.
   logits_fn: ids [b, R] -> logits [b, R, V]; teacher_step: [b, nb] the step each block
-  is about to take. Returns (target logits [b, R, V], committed at the first step [b, R]).
+  is about to take. Returns (target log-probs [b, R, V], committed at the first step [b, R]).
   """
   batch, resp_len = noisy.shape
   is_masked = noisy == mask_id  # [b, R]
@@ -54,20 +58,27 @@ def teacher_targets(logits_fn: Callable[[Array], Array], noisy: Array, teacher_s
   tokens, commit = step_rules.confidence_topk(flat(logits_1), flat(is_masked),
                                               teacher_step.reshape(-1), teacher_steps, rng)
   commit = commit.reshape(batch, resp_len) & is_masked
-  advanced = jnp.where(commit, tokens.reshape(batch, resp_len), noisy)  # [b, R]
-  logits_2 = logits_fn(advanced)
-  return jnp.where(commit[..., None], logits_1, logits_2), commit
+  tokens = tokens.reshape(batch, resp_len)
+  advanced = jnp.where(commit, tokens, noisy)  # [b, R]
+  vocab = logits_1.shape[-1]
+  fixed = jnp.log(jax.nn.one_hot(tokens, vocab) * (1.0 - smoothing) + smoothing / vocab)
+  second = jax.nn.log_softmax(logits_fn(advanced), axis=-1)  # [b, R, V]
+  return jnp.where(commit[..., None], fixed, second), commit
 
 
 def self_distill_loss(student: objectives.LMProblem, teacher: objectives.LMProblem, rng: Array,
-                      teacher_steps: int) -> tuple[Array, dict]:
-  """Reverse KL of the S_t/2-step student to the S_t-step teacher on sampler states."""
+                      teacher_steps: int, states: str = "confidence",
+                      smoothing: float = 1e-3) -> tuple[Array, dict]:
+  """Reverse KL of the S_t/2-step student to the S_t-step teacher on sampler states.
+
+  states: which tokens of a block are still masked at the student's step k:
+  `confidence` the ones the teacher is least sure of on the all-masked block (the
+  sampler commits the most confident first; one more teacher forward), `uniform` any.
+  """
   batch, block, mask_id = student.batch, student.block_size, student.mask_id
   valid = masking.block_valid(batch.response_valid, block)  # [b, R]
   clean = masking.fill_block_tail(batch.response, batch.response_valid, valid, student.eos_id)
   rng_state, rng_commit = jax.random.split(rng)
-  state = masking.sampler_state_corruption(rng_state, valid, block, teacher_steps // 2)
-  noisy = jnp.where(state.corrupted, mask_id, clean)  # [b, R]
 
   def logits_fn(problem: objectives.LMProblem) -> Callable[[Array], Array]:
     def fn(x: Array) -> Array:
@@ -75,8 +86,19 @@ def self_distill_loss(student: objectives.LMProblem, teacher: objectives.LMProbl
       return logits.astype(jnp.float32).at[..., mask_id].set(_NEVER)
     return fn
 
+  confidence = None
+  if states == "confidence":
+    all_masked = jnp.where(valid, mask_id, clean)  # [b, R]
+    probs = jax.nn.softmax(logits_fn(teacher)(all_masked), axis=-1)  # [b, R, V]
+    confidence = jax.lax.stop_gradient(jnp.max(probs, axis=-1))  # [b, R]
+  elif states != "uniform":
+    raise ValueError(f"config.distill.states={states!r}; choose 'confidence' or 'uniform'")
+  state = masking.sampler_state_corruption(rng_state, valid, block, teacher_steps // 2,
+                                           confidence)
+  noisy = jnp.where(state.corrupted, mask_id, clean)  # [b, R]
+
   target, committed = teacher_targets(logits_fn(teacher), noisy, 2 * state.step, teacher_steps,
-                                      mask_id, block, rng_commit)
+                                      mask_id, block, rng_commit, smoothing)
   target = jax.lax.stop_gradient(target)
   student_logits = logits_fn(student)(noisy)  # [b, R, V]
   scored = state.corrupted & valid
@@ -123,7 +145,8 @@ class SelfDistillTask:
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
     return self_distill_loss(self.base.lm_problem(params["student"], batch),
                              self.base.lm_problem(params["teacher"], batch), rng,
-                             self.config.distill.teacher_steps)
+                             self.config.distill.teacher_steps, self.config.distill.states,
+                             self.config.distill.commit_smoothing)
 
   def params_from_checkpoint(self, restore: Callable[[Any], Any], abstract_params: Any) -> Any:
     """Student and teacher both start as the source run's model: a plain MDM run, or the

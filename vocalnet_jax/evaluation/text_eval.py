@@ -83,10 +83,15 @@ def decode_answers(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, val
 def evaluate(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, valid: Array,
              answers: list[str], cfg: DecoderConfig, max_new_tokens: int,
              batch_size: int = 64) -> dict:
-  """Exact match, CER and NFE of one decoder configuration, with a few examples."""
+  """Exact match, valid-answer rate (`synthetic_text.answer_is_valid`: tasks with many
+  right answers), CER and NFE of one decoder configuration, with a few examples."""
   texts, nfe = decode_answers(lm, params, tokenizer, prefix, valid, cfg, max_new_tokens,
                               batch_size)
+  prompts, prompt_valid = np.asarray(prefix), np.asarray(valid)
+  questions = [tokenizer.decode(p[v]) for p, v in zip(prompts, prompt_valid)]
   return {"exact_match": text_metrics.exact_match(texts, answers),
+          "valid_rate": float(np.mean([synthetic_text.answer_is_valid(q, t, a)
+                                       for q, t, a in zip(questions, texts, answers)])),
           "char_error_rate": text_metrics.char_error_rate(texts, answers),
           "nfe_per_batch": nfe, "num_examples": len(answers),
           "examples": [{"prediction": t, "reference": a} for t, a in zip(texts[:5], answers)]}

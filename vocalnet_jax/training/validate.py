@@ -9,6 +9,7 @@ from vocalnet_jax.diffusion.schedule import get_schedule
 OBJECTIVES = ("ar", "mdm")
 LAYOUTS = ("two_stream", "single_stream")
 MASKINGS = ("uniform", "hierarchical", "mixed")
+DISTILL_STATES = ("confidence", "uniform")
 
 
 class ConfigError(ValueError):
@@ -66,5 +67,7 @@ def _validate_distill(config: ml_collections.ConfigDict) -> None:
     _require(steps >= 2 and steps % 2 == 0 and steps <= block,
              f"config.distill.{name}={steps} must be even and in [2, block size {block}] "
              "(the student takes half the teacher's steps)")
+  _require(d.states in DISTILL_STATES,
+           f"config.distill.states={d.states!r}; choose from {DISTILL_STATES}")
   _require(list(d.rounds) == sorted(d.rounds, reverse=True),
            f"config.distill.rounds={tuple(d.rounds)} must go from many steps to few")
