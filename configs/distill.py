@@ -11,7 +11,12 @@ config trains (text Thinker, speech Thinker, or the Talker with its 15-unit chun
 
 `--config.distill.rounds` lists the teachers' step counts; `--config.train.steps` is per
 round. Each round writes W/round<r>_<S_t>to<S_s>/ (resumable like any run) and
-W/rounds.json holds exact match per step budget after every round (text Thinker).
+W/rounds.json holds exact match and valid-answer rate per step budget after every round
+(text Thinker).
+
+Measured (2-core CPU, benchmarks/distill_digitsum.sh, multi-answer `digitsum` task, 300
+steps per round): valid-answer rate at S=2 0.11 -> 0.82 after round 4->2 (teacher at S=4:
+1.00; 600 plain MDM steps instead: 0.08), at S=1 0.65 -> 0.82 after round 2->1.
 """
 from configs import common
 

@@ -67,8 +67,7 @@ def test_each_student_is_the_next_teacher(distilled):
 
 
 def test_rerun_skips_finished_rounds(distilled):
-  config, _, teacher, workdir, entries = distilled
-  again = rounds.run(config, teacher, workdir)
+  config, _, teacher, workdir, _ = distilled
+  again = rounds.run(config, teacher, workdir, evaluate=False)
   assert [e["round"] for e in again] == [0, 1, 2]
-  assert all("final_loss" not in e for e in again)  # nothing retrained
-  assert [e["eval"] for e in again] == [e["eval"] for e in entries]
+  assert all("final_loss" not in e and "eval" not in e for e in again)  # nothing retrained

@@ -49,7 +49,7 @@ def score(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   for steps in step_budgets(config):
     cfg = text_eval.decoder_config(config, tokenizer, "mdm", steps)
     result = text_eval.evaluate(lm, params, tokenizer, prefix, valid, answers, cfg,
-                                config.data.response_len)
+                                config.data.response_len, batch_size=min(64, len(answers)))
     rows.append({"steps": steps, **{k: v for k, v in result.items() if k != "examples"}})
   return rows
 

@@ -234,10 +234,13 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   t = config.train
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=t.keep_checkpoints,
                       every=t.checkpoint_every, async_save=t.async_checkpointing)
+  latest = ckpt.latest_step()
+  if latest is not None and latest >= t.steps:  # finished: nothing to compile or restore
+    ckpt.close()
+    return []
   data_iter = iter(exp.task.dataset("train", per_host_batch_size(config), config.seed))
   step_fn = CompiledStep(exp)
   step_fn.compile(exp.example_batch)
-  latest = ckpt.latest_step()
   if latest is None:
     state = init_state(exp)
     if config.get("init_from"):
