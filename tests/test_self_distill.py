@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from configs import distill
 from tests.helpers import tiny_config
@@ -99,3 +100,25 @@ def test_base_task_must_be_a_decoder():
     assert "not_a_task" in str(e)
   else:
     raise AssertionError("an unknown base task must be refused")
+
+
+@pytest.mark.parametrize("stage,trained", [(1, {"adaptor", "thinker"}), (2, {"talker"})])
+def test_speech_models_distill_with_their_own_frozen_parts(stage, trained, prepared_corpus):
+  """The speech Thinker (stage 1) and the Talker (stage 2, 15-unit chunks) distill through
+  the same task; only the student's parts that the base stage trains get gradients."""
+  config = distill.get_config(f"tiny,stage={stage}")
+  config.data.dir = prepared_corpus
+  config.data.mel_buckets = (800,)
+  config.encoder.trainable = False
+  task = self_distill.SelfDistillTask(config)
+  assert set(task.trainable) == {f"student/{t}" for t in trained}
+  assert config.distill.rounds == ((8, 4, 2) if stage == 2 else (4, 2))
+  batch = next(iter(task.dataset("train", 4, seed=0)))
+  params = jax.jit(lambda r: nn.unbox(task.init_params(r, batch)))(jax.random.key(0))
+  grad_fn = jax.jit(jax.grad(lambda p: task.loss(freeze(p, task.trainable), batch,
+                                                 jax.random.key(1))[0]))
+  grads = grad_fn(params)
+  for part, tree in grads["student"].items():
+    largest = max(float(jnp.max(jnp.abs(g))) for g in jax.tree_util.tree_leaves(tree))
+    assert (largest > 0) == (part in trained), part
+  assert all(float(jnp.max(jnp.abs(g))) == 0 for g in jax.tree_util.tree_leaves(grads["teacher"]))
