@@ -14,6 +14,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from vocalnet_jax.decoding import benchmark
+from vocalnet_jax.decoding import lm as lm_lib
 from vocalnet_jax.evaluation import text_eval
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Model config file[:arg] (MDM).")
@@ -28,6 +29,8 @@ _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 128, "Tokens per request.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Requests decoded together.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed repetitions after the warm-up.")
 _STOP_AT_EOS = flags.DEFINE_bool("stop_at_eos", False, "Stop at eos instead of fixed length.")
+_PARAM_DTYPE = flags.DEFINE_string("param_dtype", "",
+                                   "Params as served (default: config.model.dtype).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -36,6 +39,8 @@ def main(argv):
   config = _CONFIG.value
   lm, mdm_params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   _, ar_params, _ = text_eval.load_thinker(config, _AR_CHECKPOINT.value or _CHECKPOINT.value)
+  param_dtype = _PARAM_DTYPE.value or config.model.dtype
+  mdm_params, ar_params = (lm_lib.cast_params(p, param_dtype) for p in (mdm_params, ar_params))
   prefix, valid, _ = text_eval.held_out_prompts(config, _BATCH.value)
   spec = benchmark.BenchmarkSpec(
       block_size=config.diffusion.block_size, mask_id=tokenizer.mask_id,
@@ -45,8 +50,8 @@ def main(argv):
   rows = benchmark.run(lm, ar_params, mdm_params, prefix, valid, spec)
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value, "w") as f:
-    json.dump({"rows": rows, "summary": benchmark.summary(rows),
-               "config": config.preset, "checkpoint": _CHECKPOINT.value}, f, indent=1)
+    json.dump({"rows": rows, "summary": benchmark.summary(rows), "config": config.preset,
+               "param_dtype": param_dtype, "checkpoint": _CHECKPOINT.value}, f, indent=1)
   benchmark.plot(rows, os.path.splitext(_OUT.value)[0] + ".png")
   for r in rows:
     print(json.dumps({k: r[k] for k in benchmark.ROW_KEYS}))

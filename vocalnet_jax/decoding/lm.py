@@ -54,6 +54,14 @@ def decoder_lm(model: Decoder) -> CachedLM:
   return CachedLM(forward, logits, init_cache)
 
 
+def cast_params(params: Any, dtype: Any) -> Any:
+  """Floating params in `dtype` for serving: a bf16 model then reads half the bytes per
+  decode step (at batch 1 a step is bound by reading the weights). Layers already compute
+  in their `dtype`, so matmuls see the same operands; only norm scales are rounded."""
+  return jax.tree_util.tree_map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+
+
 def shard_cache(cache: Cache) -> list[KVCache]:
   """Lays the cache out by logical axes (batch, length, kv_heads, kv) under the caller's
   mesh (`jax.set_mesh`) + `nn.logical_axis_rules` (a no-op without them), so a decode inside the
