@@ -5,19 +5,11 @@
 # (default benchmarks/results) and logs; each stage has its own time limit so a slow
 # stage still leaves the earlier results.
 #
-# Run where the image's python has jax + a GPU plugin; packages that image lacks travel
-# as wheels in .whl/ (grain, array_record, ml_collections, portpicker, flax pinned as in
-# setup.cfg):  bash benchmarks/device_decode.sh
+# Run where python3 has jax (+ a GPU plugin); on a lent machine the packages its image
+# lacks travel as wheels in .whl/ (benchmarks/device_env.sh):  bash benchmarks/device_decode.sh
 set -u
 OUT=${OUT:-benchmarks/results}
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+source benchmarks/device_env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/device.txt"
 python3 -c "import jax, flax, sys; print(sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, jax.devices())" | tee -a "$OUT/device.txt"
 

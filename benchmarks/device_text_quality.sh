@@ -5,19 +5,14 @@
 # the training metrics under $OUT (default /tmp/text_quality).
 #
 #   STEPS=8000 bash benchmarks/device_text_quality.sh
-# On a lent machine the packages its image lacks travel as wheels in .whl/ (see
-# benchmarks/device_decode.sh).
+# On a lent machine the packages its image lacks travel as wheels in .whl/
+# (benchmarks/device_env.sh).
 set -u
 OUT=${OUT:-/tmp/text_quality}
 STEPS=${STEPS:-8000}
 LIMIT=${LIMIT:-150}  # seconds per training run; a cut run is scored at its last checkpoint
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+source benchmarks/device_env.sh
 for obj in ar mdm; do
   work=/tmp/text_quality_work/$obj
   echo "== train $obj ($STEPS steps, limit ${LIMIT}s)"

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from vocalnet_jax.decoding import sampling
+from vocalnet_jax.diffusion import masking
 from vocalnet_jax.diffusion.schedule import Schedule, get_schedule
 
 Array = jax.Array
@@ -45,7 +46,7 @@ def confidence_topk(logits: Array, is_masked: Array, step: Array, num_steps: int
   (ceil(masked / steps left)); B / S per step when S divides B, one per step when S = B."""
   tokens, confidence = _propose(logits, rng, temperature)
   remaining = jnp.sum(is_masked, axis=-1)  # [b]
-  k = -(-remaining // jnp.maximum(num_steps - step, 1))  # [b]
+  k = masking.topk_commit_count(remaining, num_steps - step)  # [b]
   commit = (_confidence_ranks(confidence, is_masked) < k[:, None]) & is_masked
   return tokens, commit
 

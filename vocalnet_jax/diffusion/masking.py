@@ -116,13 +116,19 @@ class SamplerState(NamedTuple):
   step: Array  # [batch, num_blocks] int: the sampler step each block is about to take
 
 
+def topk_commit_count(left: Array, steps_left: Array) -> Array:
+  """Tokens the top-k sampler commits at a step: an even share of the `left` masked
+  tokens over the `steps_left` steps, ceil(left / steps_left) (all of them at the last)."""
+  return -(-left // jnp.maximum(steps_left, 1))
+
+
 def topk_remaining(n: Array, num_steps: int) -> Array:
   """Masked tokens left before each step of the top-k sampler (`step_rules.confidence_topk`)
-  on n masked tokens: [...] -> [..., num_steps]. Step i commits ceil(left / (S - i))."""
+  on n masked tokens: [...] -> [..., num_steps]."""
   left, out = n, []
   for i in range(num_steps):  # static, S <= block size
     out.append(left)
-    left = left - (-(-left // (num_steps - i)))
+    left = left - topk_commit_count(left, num_steps - i)
   return jnp.stack(out, axis=-1)
 
 

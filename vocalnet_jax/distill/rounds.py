@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import ml_collections
 
@@ -34,17 +34,15 @@ def round_config(config: ml_collections.ConfigDict, index: int,
 
 def step_budgets(config: ml_collections.ConfigDict) -> list[int]:
   """1, 2, 4, ... up to the block size: the budgets every round is scored at."""
-  budgets, s = [], 1
-  while s <= config.diffusion.block_size:
-    budgets.append(s)
-    s *= 2
-  return budgets
+  return [1 << i for i in range(config.diffusion.block_size.bit_length())]
 
 
-def score(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Exact match / CER / NFE of the model in `workdir` at every step budget."""
+def score(config: ml_collections.ConfigDict, workdir: str,
+          prompts: tuple[Any, Any, list[str]]) -> list[dict]:
+  """Exact match / valid rate / CER / NFE of the model in `workdir` at every step budget
+  on `prompts` = `text_eval.held_out_prompts(...)`."""
   lm, params, tokenizer = text_eval.load_thinker(config, workdir)
-  prefix, valid, answers = text_eval.held_out_prompts(config, config.distill.eval_examples)
+  prefix, valid, answers = prompts
   rows = []
   for steps in step_budgets(config):
     cfg = text_eval.decoder_config(config, tokenizer, "mdm", steps)
@@ -65,10 +63,12 @@ def run(config: ml_collections.ConfigDict, teacher_workdir: str, workdir: str,
     evaluate = config.distill.base_task == "text_lm"
   os.makedirs(workdir, exist_ok=True)
   entries = []
+  prompts = (text_eval.held_out_prompts(config, config.distill.eval_examples) if evaluate
+             else None)  # the same held-out prompts for every model
 
   def record(entry: dict, model_config: ml_collections.ConfigDict, model_dir: str) -> None:
     if evaluate:
-      entry["eval"] = score(model_config, model_dir)
+      entry["eval"] = score(model_config, model_dir, prompts)
     entries.append(entry)
     with open(os.path.join(workdir, "rounds.json"), "w") as f:
       json.dump(entries, f, indent=1)
