@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from data_pipelines import synthetic_text
+
 PRESETS = ("tiny", "small", "1b", "8b")
 
 # name: (embed_dim, num_layers, num_heads, num_kv_heads, head_dim, mlp_dim, rope_theta, tied)
@@ -19,16 +21,19 @@ _MODEL_SHAPES = {
 
 
 def parse_arg(arg: str | None) -> dict[str, str]:
-  """`tiny`, `tiny,stage=2` or `tiny,text` -> {'preset': 'tiny', 'stage': '2', 'text': ''}."""
+  """`tiny`, `tiny,stage=2`, `tiny,text` or `tiny,text,pretrain` ->
+  {'preset': 'tiny', 'stage': '2', 'text': '', 'pretrain': ''}."""
   parts = [p for p in (arg or "tiny").split(",") if p]
   out = {"preset": parts[0]}
   for p in parts[1:]:
     key, _, value = p.partition("=")
     out[key] = value
-  unknown = set(out) - {"preset", "stage", "text"}
+  unknown = set(out) - {"preset", "stage", "text", "pretrain"}
   if unknown:
-    raise ValueError(f"unknown config option(s) {sorted(unknown)}; use e.g. 'tiny,stage=2' "
-                     "or 'tiny,text'")
+    raise ValueError(f"unknown config option(s) {sorted(unknown)}; use e.g. 'tiny,stage=2', "
+                     "'tiny,text' or 'tiny,text,pretrain'")
+  if "pretrain" in out and "text" not in out:
+    raise ValueError("config option 'pretrain' is text pre-training: use 'PRESET,text,pretrain'")
   if out["preset"] not in PRESETS:
     raise ValueError(f"unknown config preset {out['preset']!r}; choose from {PRESETS}")
   return out
@@ -101,18 +106,18 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
   c.init_from = ""  # a workdir whose latest params start this run (stage 2: stage 1's)
   c.model = model_config(preset)
   c.diffusion = ml_collections.ConfigDict(dict(
-      schedule="linear",  # linear | cosine | polyK
+      schedule="linear",  # linear | cosine | polyK: t's law for uniform masking
       block_size=4 if preset == "tiny" else 16,
       layout="two_stream",  # two_stream ([x_t ; x_0], BD3-LM) | single_stream
-      # uniform | hierarchical | mixed. Measured (benchmarks/masking_ablation.sh, tiny text,
-      # 3000 steps, exact match at S=4): uniform 0.06, mixed (0.5) 0.10, hierarchical 0.20.
+      # uniform (one t per block) | hierarchical (the sampler's own states) | mixed
       masking="hierarchical",
-      hierarchical_prob=0.5,  # share of hierarchical (decoding-like) states when mixed
-      sampler_steps=4,  # S: the hierarchical current-block ratios are k/S
+      hierarchical_prob=0.5,  # share of hierarchical states per example when mixed
+      sampler_steps=4,  # S: the decoder's default steps per block; hierarchical states are its
+      shift_logits=False,  # Dream: position i predicts token i+1 (for AR-initialised Thinkers)
   ))
   c.data = ml_collections.ConfigDict(dict(
       name="synthetic_text", num_examples=100_000, prompt_len=32,
-      response_len=16 if cpu else 256, tasks=("add", "reverse", "sort", "count", "double"),
+      response_len=16 if cpu else 256, tasks=synthetic_text.QA_TASKS,
       seed=0))
   c.train = ml_collections.ConfigDict(dict(
       steps={"tiny": 200, "small": 2000}.get(preset, 100_000),
@@ -122,6 +127,9 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       grad_clip=1.0, log_every=10 if cpu else 100, checkpoint_every=100 if cpu else 1000,
       keep_checkpoints=3, async_checkpointing=True, progress_bar=True))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  if "pretrain" in args:  # the shared text pre-training every Thinker starts from
+    c.data.tasks = synthetic_text.PRETRAIN_TASKS
+    c.data.seed = 7  # its own example stream (QA training draws seed 0, evaluation seed 1)
   if "text" not in args:
     speech_sections(c, preset, int(args.get("stage", 1)))
   c.logical_axis_rules = [

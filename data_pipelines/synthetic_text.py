@@ -22,7 +22,11 @@ import string
 
 import numpy as np
 
-TASKS = ("add", "reverse", "sort", "count", "double", "digitsum")
+QA_TASKS = ("add", "reverse", "sort", "count", "double")  # the fine-tuning / evaluation tasks
+# Broader character skills for text pre-training (plus the QA tasks): what a pretrained LLM
+# brings to VocalNet, in miniature.
+PRETRAIN_TASKS = ("copy", "next", "sub", "max", "length", "range", "repeat", "inc") + QA_TASKS
+TASKS = tuple(dict.fromkeys(PRETRAIN_TASKS + ("digitsum",)))
 _DIGITSUM = re.compile(r"^(\d+) digits sum (\d+)$")
 
 
@@ -73,6 +77,32 @@ def make_qa(rng: np.random.Generator, task: str) -> tuple[str, str]:
   if task == "double":
     word = "".join(rng.choice(list(letters), size=rng.integers(2, 6)))
     return f"double {word}", f"{word} {word}"
+  if task == "copy":
+    word = "".join(rng.choice(list(letters), size=rng.integers(3, 11)))
+    return f"copy {word}", word
+  if task == "next":
+    word = "".join(rng.choice(list(letters), size=rng.integers(2, 8)))
+    return f"next {word}", "".join(letters[(letters.index(c) + 1) % 26] for c in word)
+  if task == "sub":
+    a, b = sorted(rng.integers(0, 1000, size=2))[::-1]
+    return f"{a}-{b}=?", str(a - b)
+  if task == "max":
+    a, b = rng.integers(0, 1000, size=2)
+    return f"max {a} {b}", str(max(a, b))
+  if task == "length":
+    word = "".join(rng.choice(list(letters), size=rng.integers(1, 16)))
+    return f"length {word}", str(len(word))
+  if task == "range":
+    a = int(rng.integers(0, 24))
+    b = int(rng.integers(a + 1, min(a + 12, 25) + 1))
+    return f"from {letters[a]} to {letters[b]}", letters[a:b + 1]
+  if task == "repeat":
+    word = "".join(rng.choice(list(letters), size=rng.integers(1, 4)))
+    k = int(rng.integers(2, 5))
+    return f"{k} times {word}", word * k
+  if task == "inc":
+    digits = rng.integers(0, 10, size=rng.integers(2, 9))
+    return f"inc {''.join(map(str, digits))}", "".join(str((d + 1) % 10) for d in digits)
   if task == "digitsum":
     digits = rng.integers(0, 10, size=2)
     return f"{len(digits)} digits sum {digits.sum()}", "".join(map(str, digits))

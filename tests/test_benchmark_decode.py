@@ -2,9 +2,11 @@
 import json
 
 import jax
+import jax.numpy as jnp
 
 from tests.decoding_helpers import TOK, prompts, tiny_model
 from vocalnet_jax.decoding import benchmark, decoder_lm
+from vocalnet_jax.decoding.lm import DecodeOutput
 
 
 def test_benchmark_rows_summary_and_plot(tmp_path):
@@ -24,3 +26,14 @@ def test_benchmark_rows_summary_and_plot(tmp_path):
   benchmark.plot(rows, str(tmp_path / "bench.png"))
   assert (tmp_path / "bench.png").stat().st_size > 1000
   json.dumps(rows)
+
+
+def test_emitted_tokens_never_exceed_the_budget():
+  """A row that stops at eos counts its answer and the eos; one that never emits eos
+  counts the budget, not one token more."""
+  spec = benchmark.BenchmarkSpec(block_size=4, mask_id=TOK.mask_id, eos_id=TOK.eos_id,
+                                 max_new_tokens=8, stop_at_eos=True)
+  out = lambda lengths: DecodeOutput(jnp.zeros((2, 8), jnp.int32), jnp.array(lengths),  # noqa
+                                     jnp.int32(0))
+  assert benchmark.emitted_tokens(out([3, 5]), spec) == 6
+  assert benchmark.emitted_tokens(out([3, 8]), spec) == 8

@@ -1,5 +1,6 @@
-"""Block diffusion: cached decode equals a no-cache recomputation, S = B commits one token
-per step, eos stops the block loop, threshold finishes early, one compile per config."""
+"""Block diffusion: cached decode equals a no-cache recomputation (plain and shifted
+logits), S = B commits one token per step, eos stops the block loop, the last block pays
+no clean forward, threshold finishes early, one compile per config."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,9 +31,11 @@ def _reference(cfg):
   model, params = tiny_model()
   prefix, valid = prompts(list(QUESTIONS))
   body = jnp.full((prefix.shape[0], N), TOK.mask_id, jnp.int32)
+  offset = 0 if cfg.shift_logits else 1  # shifted: the state before token i predicts it
   for j in range(N // B):
     for step in range(cfg.steps):
-      logits = full_logits(model, params, prefix, valid, body, B)[:, 1 + j * B:1 + (j + 1) * B]
+      logits = full_logits(model, params, prefix, valid, body, B)[
+          :, offset + j * B:offset + (j + 1) * B]
       x = body[:, j * B:(j + 1) * B]
       is_masked = x == TOK.mask_id
       tokens, commit = cfg.step_rule(logits.at[..., TOK.mask_id].set(-jnp.inf), is_masked,
@@ -41,11 +44,13 @@ def _reference(cfg):
   return np.asarray(body)
 
 
-def test_cached_decode_equals_no_cache_recomputation():
-  cfg = _cfg(steps=2)
+@pytest.mark.parametrize("shift", [False, True])
+def test_cached_decode_equals_no_cache_recomputation(shift):
+  cfg = _cfg(steps=2, shift_logits=shift)
   out = _decode(cfg, stop_at_eos=False)
   np.testing.assert_array_equal(out.tokens, _reference(cfg))
-  assert int(out.nfe) == (N // B) * (2 + 1)  # S steps + the clean-block forward per block
+  # S steps + the clean-block forward per block, except the last block (nothing reads it)
+  assert int(out.nfe) == (N // B) * (2 + 1) - 1
 
 
 def test_s_equals_b_commits_one_token_per_step_via_decode_block():
@@ -60,8 +65,8 @@ def test_s_equals_b_commits_one_token_per_step_via_decode_block():
   _, cache = prefill(lm, params, prefix, valid, lm.init_cache(2, P + B))
   positions = jnp.sum(valid, 1, keepdims=True) + jnp.arange(B)[None]
   step = jax.jit(decode_block, static_argnames=("lm", "cfg"))
-  tokens, _, nfe = step(lm, params, cache, context_keys(valid, P + B, P), P, positions,
-                        jax.random.key(0), cfg=cfg)
+  tokens, _, nfe, _ = step(lm, params, cache, context_keys(valid, P + B, P), P, positions,
+                           jax.random.key(0), cfg=cfg)
   assert int(nfe) == B + 1
   assert not np.any(np.asarray(tokens) == TOK.mask_id)
   np.testing.assert_array_equal(tokens, _reference(cfg)[:, :B])
@@ -75,7 +80,7 @@ def test_eos_stops_after_its_block():
   first = [int(np.argmax(row == eos)) if np.any(row == eos) else N for row in free]
   np.testing.assert_array_equal(out.lengths, first)
   blocks = max(f // B + 1 for f in first)
-  assert int(out.nfe) == min(blocks, N // B) * 3
+  assert int(out.nfe) == min(blocks, N // B) * 3 - 1
   for row, length in enumerate(first):
     np.testing.assert_array_equal(out.tokens[row, :length], free[row, :length])
     assert np.all(np.asarray(out.tokens[row, length:]) == eos)
@@ -83,7 +88,7 @@ def test_eos_stops_after_its_block():
 
 def test_threshold_zero_finishes_each_block_in_one_step():
   out = _decode(_cfg(steps=B, rule="threshold", threshold=0.0), stop_at_eos=False)
-  assert int(out.nfe) == (N // B) * 2
+  assert int(out.nfe) == (N // B) * 2 - 1
   assert not np.any(np.asarray(out.tokens) == TOK.mask_id)
 
 
@@ -103,3 +108,12 @@ def test_config_validation():
     _cfg(steps=B + 1)
   with pytest.raises(ValueError, match="rule"):
     _cfg(rule="nope")
+
+
+def test_shifted_logits_need_the_context_prediction():
+  model, params = tiny_model()
+  lm = decoder_lm(model)
+  cache = lm.init_cache(1, 8)
+  with pytest.raises(ValueError, match="first_logits"):
+    decode_block(lm, params, cache, jnp.zeros((1, 8), bool), 4, jnp.arange(B)[None],
+                 jax.random.key(0), _cfg(shift_logits=True))

@@ -5,11 +5,11 @@ import numpy as np
 from vocalnet_jax.diffusion import losses
 
 
-def _reference_mdm(logits, targets, corrupted, valid, weight):
+def _reference_mdm(logits, targets, scored, valid, weight):
   total = 0.0
   for b in range(logits.shape[0]):
     for i in range(logits.shape[1]):
-      if corrupted[b, i] and valid[b, i]:
+      if scored[b, i]:
         z = logits[b, i] - logits[b, i].max()
         log_p = z - np.log(np.exp(z).sum())
         total += weight[b, i] * -log_p[targets[b, i]]
@@ -20,12 +20,12 @@ def test_mdm_loss_matches_direct_computation():
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(2, 5, 7)).astype(np.float32)
   targets = rng.integers(0, 7, size=(2, 5))
-  corrupted = rng.random((2, 5)) < 0.5
   valid = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], bool)
+  scored = (rng.random((2, 5)) < 0.5) & valid
   weight = rng.uniform(1, 4, size=(2, 5)).astype(np.float32)
-  got = losses.mdm_loss(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(corrupted),
-                        jnp.asarray(valid), jnp.asarray(weight))
-  np.testing.assert_allclose(got, _reference_mdm(logits, targets, corrupted, valid, weight),
+  got = losses.mdm_loss(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(scored),
+                        jnp.asarray(weight), jnp.asarray(valid))
+  np.testing.assert_allclose(got, _reference_mdm(logits, targets, scored, valid, weight),
                              rtol=1e-5)
 
 

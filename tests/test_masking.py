@@ -4,12 +4,10 @@ import numpy as np
 import pytest
 
 from vocalnet_jax.decoding import step_rules
-from vocalnet_jax.diffusion import masking
+from vocalnet_jax.diffusion import losses, masking
 from vocalnet_jax.diffusion.schedule import get_schedule
 
 BLOCK, STEPS = 4, 4
-HIER = jax.jit(masking.hierarchical_block_corruption, static_argnums=(2, 3, 4))
-UNIFORM = jax.jit(masking.uniform_block_corruption, static_argnums=(2, 3))
 
 
 def _valid(lengths, total=16):
@@ -24,44 +22,115 @@ def test_block_valid_and_tail_fill():
   np.testing.assert_array_equal(filled[1], [0] * 5 + [9] * 3 + [0] * 8)
 
 
-def test_hierarchical_states_are_decoding_like():
-  """Over many draws: clean blocks, then one block at ratio k/S, then fully masked."""
-  lengths = np.random.default_rng(0).integers(1, 17, size=64)
-  _, valid = _valid(lengths)
-  grid = {k / STEPS for k in range(1, STEPS + 1)}
-  for seed in range(20):
-    c = HIER(jax.random.key(seed), valid, BLOCK, STEPS,
-                                              get_schedule("linear"))
-    corrupted, vb = np.asarray(c.corrupted).reshape(64, -1, BLOCK), np.asarray(valid).reshape(
-        64, -1, BLOCK)
-    assert not (corrupted & ~vb).any()  # never corrupts padding
-    for b in range(64):
-      n_blocks = int(vb[b].any(-1).sum())
-      counts, sizes = corrupted[b].sum(-1)[:n_blocks], vb[b].sum(-1)[:n_blocks]
-      first = int(np.argmax(counts > 0))
-      assert counts.sum() > 0  # every example has a target
-      assert (counts[:first] == 0).all()  # earlier blocks clean
-      ratio = counts[first] / sizes[first]
-      assert any(np.isclose(ratio, np.ceil(g * sizes[first]) / sizes[first]) for g in grid)
-      assert (counts[first + 1:] == sizes[first + 1:]).all()  # later blocks fully masked
+def _draws(strategy, layout, schedule="linear", n_draws=64, batch=64, block=BLOCK, total=16,
+           steps=STEPS, seed=0):
+  """Corruptions of `n_draws` independent draws over one batch of random lengths."""
+  lengths = np.random.default_rng(seed).integers(1, total + 1, size=batch)
+  resp = jnp.arange(total)[None, :] < jnp.asarray(lengths)[:, None]
+  valid = masking.block_valid(resp, block)
+  draw = jax.jit(jax.vmap(lambda r: masking.sample_corruption(
+      r, valid, block_size=block, schedule=get_schedule(schedule), strategy=strategy,
+      hierarchical_prob=0.5, num_steps=steps, layout=layout)))
+  return valid, draw(jax.random.split(jax.random.key(seed), n_draws))
 
 
-def test_uniform_masking_has_a_target_in_every_valid_block():
-  _, valid = _valid(np.full(32, 16))
-  for seed in range(10):
-    c = UNIFORM(jax.random.key(seed), valid, BLOCK,
-                                         get_schedule("cosine"))
-    per_block = np.asarray(c.corrupted).reshape(32, -1, BLOCK).sum(-1)
-    assert (per_block >= 1).all()
-    weight = np.asarray(c.weight).reshape(32, -1, BLOCK)
-    assert (weight == weight[..., :1]).all()  # one noise level per block
+def _loss_at_unit_cross_entropy(c, valid):
+  """The real `mdm_loss` on logits whose cross-entropy is exactly 1 at every position."""
+  a = -1.0 - np.log1p(-np.exp(-1.0))  # p(target) = e^a / (e^a + 1) = e^-1
+  logits = jnp.broadcast_to(jnp.array([a, 0.0], jnp.float32), valid.shape + (2,))
+  targets = jnp.zeros(valid.shape, jnp.int32)
+  return jax.vmap(lambda s, w: losses.mdm_loss(logits, targets, s, w, valid))(c.scored, c.weight)
 
 
-def test_uniform_mask_rate_follows_schedule():
-  _, valid = _valid(np.full(512, 16))
-  c = UNIFORM(jax.random.key(0), valid, BLOCK, get_schedule("linear"))
-  # antithetic t ~ U(0,1] per block: mean mask rate ~ 1/2 (plus the at-least-one fix-up)
-  assert 0.45 < float(c.corrupted.mean()) < 0.6
+@pytest.mark.parametrize("layout", masking.LAYOUTS)
+@pytest.mark.parametrize("strategy,schedule", [("uniform", "linear"), ("uniform", "cosine"),
+                                               ("hierarchical", "linear"), ("mixed", "cosine")])
+@pytest.mark.parametrize("block,steps", [(4, 4), (15, 4)])
+def test_loss_is_unbiased_at_unit_cross_entropy(strategy, schedule, layout, block, steps):
+  """Every corruption estimates the same ELBO: with cross-entropy fixed at 1 the loss
+  averages 1.0 per valid token (the forced-target bug gave 2.3 / 1.24, the dropped early
+  blocks 0.67)."""
+  valid, c = _draws(strategy, layout, schedule, n_draws=128, batch=32, block=block,
+                    total=4 * block, steps=steps)
+  assert not np.any(np.asarray(c.scored & ~valid[None]))  # never scores padding
+  assert not np.any(np.asarray(c.scored & ~c.corrupted))  # scores only what it masked
+  np.testing.assert_allclose(float(jnp.mean(_loss_at_unit_cross_entropy(c, valid))), 1.0,
+                             rtol=0.02)
+
+
+def _block_scored(c, valid, block=BLOCK):
+  """Per (draw, example, block): scored at all, and whether the block holds tokens."""
+  n = valid.shape[0]
+  scored = np.asarray(c.scored).reshape(c.scored.shape[0], n, -1, block).any(-1)
+  return scored, np.asarray(valid).reshape(n, -1, block).any(-1)
+
+
+def test_two_stream_hierarchical_scores_every_valid_block():
+  valid, c = _draws("hierarchical", "two_stream")
+  scored, has = _block_scored(c, valid)
+  assert scored[:, has].all() and not scored[:, ~has].any()
+
+
+def test_single_stream_hierarchical_scores_one_block_uniformly():
+  """Clean blocks, the current block at a sampler state (scored), then fully masked
+  blocks (unscored); block j of an n-block answer is current with rate 1/n."""
+  valid, c = _draws("hierarchical", "single_stream", n_draws=400)
+  scored, has = _block_scored(c, valid)
+  n_blocks = has.sum(-1)  # [batch]
+  assert (scored.sum(-1) == 1).all()
+  rate = scored.mean(0)  # [batch, nb]
+  expect = np.where(has, 1.0 / n_blocks[:, None], 0.0)
+  np.testing.assert_allclose(rate.mean(0)[:2], expect.mean(0)[:2], atol=0.03)
+  corrupted = np.asarray(c.corrupted).reshape(400, valid.shape[0], -1, BLOCK)
+  vb = np.asarray(valid).reshape(valid.shape[0], -1, BLOCK)
+  current = scored.argmax(-1)  # [draws, batch]
+  nb = vb.shape[1]
+  before = np.arange(nb)[None, None, :] < current[..., None]
+  after = np.arange(nb)[None, None, :] > current[..., None]
+  assert not corrupted.any(-1)[before].any()  # the decoder's clean context
+  full = corrupted.sum(-1) == vb.sum(-1)[None]
+  assert full[after].all()  # the unknown future
+
+
+def test_uniform_never_forces_a_target():
+  """A block whose draw masked nothing stays unscored: at block size 4 and the linear
+  schedule that happens with probability E[(1 - t)^4] = 1/5."""
+  valid, c = _draws("uniform", "two_stream", n_draws=256, total=16, seed=1)
+  scored, has = _block_scored(c, valid)
+  np.testing.assert_allclose(1.0 - scored[:, has].mean(), 0.2, atol=0.01)
+  weight = np.asarray(c.weight).reshape(256, valid.shape[0], -1, BLOCK)
+  in_loss = np.asarray(c.scored).reshape(weight.shape)
+  assert ((weight == weight.max(-1, keepdims=True)) | ~in_loss).all()  # one t per block
+
+
+def test_training_states_are_the_sampler_states_for_every_block_size():
+  """For all S <= n <= 32: the masked counts the real top-k rule leaves before each step
+  equal `topk_remaining(n, S)`, and the hierarchical training states visit exactly them."""
+  pairs = [(n, s) for s in range(1, 33) for n in range(s, 33)]
+  n_arr = jnp.array([n for n, _ in pairs])
+  s_arr = jnp.array([s for _, s in pairs])
+
+  @jax.jit
+  def sampler_counts(logits):
+    is_masked = jnp.arange(32)[None, :] < n_arr[:, None]  # [pairs, 32]
+    def step(is_masked, k):
+      _, commit = step_rules.confidence_topk(logits, is_masked, k, s_arr, jax.random.key(0))
+      return jnp.where((k < s_arr)[:, None], is_masked & ~commit, is_masked), is_masked.sum(-1)
+    left, seen = jax.lax.scan(step, is_masked, jnp.arange(32))
+    return left, seen.T  # [pairs, 32]
+
+  left, seen = sampler_counts(jax.random.normal(jax.random.key(0), (len(pairs), 32, 11)))
+  assert not bool(jnp.any(left))  # every block is clean after its S steps
+  seen = np.asarray(seen)
+  for steps in range(1, 33):
+    rows = [i for i, (_, s) in enumerate(pairs) if s == steps]
+    expect = np.asarray(masking.topk_remaining(n_arr[np.array(rows)], steps))  # [rows, S]
+    np.testing.assert_array_equal(seen[rows, :steps], expect)
+  for n, steps in [(15, 4), (13, 13), (16, 4), (32, 5), (7, 3)]:
+    valid = jnp.arange(32)[None, :] < jnp.full((256, 1), n)
+    c = masking.hierarchical_block_corruption(jax.random.key(n), valid, 32, steps)
+    counts = set(np.asarray(c.corrupted.sum(-1)).tolist())
+    assert counts == set(np.asarray(masking.topk_remaining(jnp.int32(n), steps)).tolist())
 
 
 @pytest.mark.parametrize("prob,expect_hier", [(0.0, False), (1.0, True)])
@@ -72,8 +141,9 @@ def test_mixed_strategy_extremes(prob, expect_hier):
   mixed = jax.jit(lambda r, v: masking.sample_corruption(
       r, v, strategy="mixed", hierarchical_prob=prob, **kw))(rng, valid)
   rng_u, rng_h, _ = jax.random.split(rng, 3)
-  ref = (HIER(rng_h, valid, BLOCK, STEPS, kw["schedule"])
-         if expect_hier else UNIFORM(rng_u, valid, BLOCK, kw["schedule"]))
+  ref = (masking.hierarchical_block_corruption(rng_h, valid, BLOCK, STEPS)
+         if expect_hier else masking.uniform_block_corruption(rng_u, valid, BLOCK,
+                                                              kw["schedule"]))
   np.testing.assert_array_equal(mixed.corrupted, ref.corrupted)
 
 
@@ -83,21 +153,6 @@ def test_unknown_strategy_names_field():
     masking.sample_corruption(jax.random.key(0), valid, block_size=BLOCK,
                               schedule=get_schedule("linear"), strategy="random",
                               hierarchical_prob=0.5, num_steps=STEPS)
-
-
-@pytest.mark.parametrize("n,steps", [(16, 4), (16, 16), (15, 4), (7, 3), (4, 1)])
-def test_topk_remaining_matches_the_sampler(n, steps):
-  """Masked counts before each step equal what the top-k rule actually leaves."""
-  logits = jax.random.normal(jax.random.key(n + steps), (1, n, 11))
-  is_masked = jnp.ones((1, n), bool)
-  seen = []
-  for step in range(steps):
-    seen.append(int(jnp.sum(is_masked)))
-    _, commit = step_rules.confidence_topk(logits, is_masked, jnp.int32(step), steps,
-                                           jax.random.key(step))
-    is_masked &= ~commit
-  assert not bool(jnp.any(is_masked))
-  assert masking.topk_remaining(jnp.int32(n), steps).tolist() == seen
 
 
 def test_sampler_states_mask_the_sampler_counts_in_valid_positions():

@@ -26,6 +26,7 @@ class ARConfig:
   temperature: float = 0.0
   top_k: int = 0
   top_p: float = 1.0
+  suppress: tuple[int, ...] = ()  # ids never generated (the Thinker's [MASK])
 
 
 @functools.partial(jax.jit, static_argnames=("lm", "cfg", "max_new_tokens", "stop_at_eos"))
@@ -38,7 +39,10 @@ def generate(lm: CachedLM, params: Any, prefix: Array, prefix_valid: Array, rng:
   batch, prefix_len = prefix.shape
   cache_len = prefix_len + max_new_tokens
   start = jnp.sum(prefix_valid, axis=1).astype(jnp.int32)  # [batch] first answer position
-  draw = lambda logits, key: sampling.sample(logits, key, cfg.temperature, cfg.top_k, cfg.top_p)
+  def draw(logits: Array, key: Array) -> Array:
+    logits = logits.at[..., list(cfg.suppress)].set(-jnp.inf) if cfg.suppress else logits
+    return sampling.sample(logits, key, cfg.temperature, cfg.top_k, cfg.top_p)
+
   rng, first_rng = jax.random.split(rng)
   logits, cache = prefill(lm, params, prefix, prefix_valid, lm.init_cache(batch, cache_len))
   first = draw(logits, first_rng)  # [batch]

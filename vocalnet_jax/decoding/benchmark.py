@@ -74,7 +74,7 @@ def run(lm: CachedLM, ar_params: Any, mdm_params: Any, prefix: Array, prefix_val
   rng = jax.random.key(0) if rng is None else rng
   batch = prefix.shape[0]
   common = dict(rng=rng, stop_at_eos=spec.stop_at_eos)
-  ar_cfg = ar.ARConfig(spec.eos_id)
+  ar_cfg = ar.ARConfig(spec.eos_id, suppress=(spec.mask_id,))
   metas = [dict(mode="ar", steps=1, rule="greedy", cache_update="kv")]
   decoders = [lambda n: ar.generate(lm, ar_params, prefix, prefix_valid, cfg=ar_cfg,
                                     max_new_tokens=n, **common)]
@@ -91,13 +91,22 @@ def run(lm: CachedLM, ar_params: Any, mdm_params: Any, prefix: Array, prefix_val
   rows = []
   for meta, (first, totals, chunks, out) in zip(metas, _time_interleaved(calls, spec.repeats)):
     total = min(totals)
-    new_tokens = spec.max_new_tokens if not spec.stop_at_eos else int(np.max(out.lengths)) + 1
+    new_tokens = emitted_tokens(out, spec)
     rows.append(dict(meta, block_size=spec.block_size, tokens_per_s=batch * new_tokens / total,
                      nfe_per_token=int(out.nfe) / new_tokens, first_chunk_latency_s=min(chunks),
                      total_latency_s=total, total_latency_median_s=float(np.median(totals)),
-                     forward_s=total / max(int(out.nfe), 1), compile_s=max(first - total, 0.0),
+                     # the timed request includes the prefill: one more forward than `nfe`
+                     forward_s=total / (int(out.nfe) + 1), compile_s=max(first - total, 0.0),
                      device=device_name(), batch_size=batch, new_tokens=new_tokens))
   return rows
+
+
+def emitted_tokens(out: DecodeOutput, spec: BenchmarkSpec) -> int:
+  """Tokens the longest row produced: its answer and the eos that stopped it, or
+  `max_new_tokens` when it never stopped (or decoding ran to the full length)."""
+  if not spec.stop_at_eos:
+    return spec.max_new_tokens
+  return min(int(np.max(out.lengths)) + 1, spec.max_new_tokens)
 
 
 def summary(rows: Iterable[dict]) -> list[dict]:

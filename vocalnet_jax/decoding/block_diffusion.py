@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +41,7 @@ class BlockDiffusionConfig:
   temperature: float = 0.0
   schedule: str = "linear"
   cache_update: str = "extra_forward"  # extra_forward | reuse_last_step
+  shift_logits: bool = False  # position i predicts token i+1 (as trained, see objectives)
 
   def __post_init__(self):
     if not 1 <= self.steps <= self.block_size:
@@ -55,40 +56,89 @@ class BlockDiffusionConfig:
     return step_rules.get_rule(self.rule, self.threshold, self.temperature, self.schedule)
 
 
-def decode_block(lm: CachedLM, params: Any, cache: Cache, visible: Array, write_index: Array,
-                 positions: Array, rng: Array, cfg: BlockDiffusionConfig
-                 ) -> tuple[Array, Cache, Array]:
-  """Denoises one block and leaves its K/V in cache[write_index : write_index + B].
+class Block(NamedTuple):
+  """A denoised block: its tokens, the cache holding its last K/V, the forwards spent and
+  the logits its last position gives the next token (the next block's first token when
+  logits are shifted) [batch, vocab]."""
+  tokens: Array  # [batch, B] int32
+  cache: Cache
+  nfe: Array  # [] int32
+  next_logits: Array  # [batch, vocab] float32
 
-  visible: [batch, C] cache slots the block may attend to (excluding its own slots);
-  positions: [batch, B] RoPE positions of the block. Returns (tokens [batch, B], cache,
-  nfe []). Pure: jit it, or call it inside a jitted loop.
-  """
-  batch, block = positions.shape
+
+def _block_mask(visible: Array, write_index: Array, block: int) -> Array:
+  """[batch, B, C]: the visible cache slots and the block's own slots."""
   idx = jnp.arange(visible.shape[1])
   own = (idx >= write_index) & (idx < write_index + block)  # [C]
-  mask = jnp.broadcast_to((visible | own[None])[:, None, :], (batch, block, visible.shape[1]))
+  return jnp.broadcast_to((visible | own[None])[:, None, :],
+                          (visible.shape[0], block, visible.shape[1]))
+
+
+def _token_logits(lm: CachedLM, params: Any, hidden: Array, first_logits: Optional[Array],
+                  cfg: BlockDiffusionConfig) -> tuple[Array, Array]:
+  """Logits of the block's tokens [batch, B, vocab] (shifted: position i's state predicts
+  token i+1, token 0 from `first_logits`) and of the token after the block [batch, vocab]."""
+  logits = lm.logits(params, hidden)  # [batch, B, vocab]
+  if cfg.shift_logits:
+    return jnp.concatenate([first_logits[:, None], logits[:, :-1]], axis=1), logits[:, -1]
+  return logits, logits[:, -1]
+
+
+def denoise_block(lm: CachedLM, params: Any, cache: Cache, visible: Array, write_index: Array,
+                  positions: Array, rng: Array, cfg: BlockDiffusionConfig,
+                  first_logits: Optional[Array] = None) -> Block:
+  """Denoises one block from all-[MASK] in <= S steps; the last step's K/V stay in
+  cache[write_index : write_index + B], computed while that step's commits were still
+  [MASK] (`reuse_last_step`; `write_clean_block` makes them exact).
+
+  visible: [batch, C] cache slots the block may attend to (excluding its own slots);
+  positions: [batch, B] RoPE positions of the block; first_logits: [batch, vocab] the
+  context's prediction of the block's first token (required when logits are shifted).
+  Pure: jit it, or call it inside a jitted loop.
+  """
+  batch, block = positions.shape
+  if cfg.shift_logits and first_logits is None:
+    raise ValueError("shift_logits needs first_logits: the context's next-token logits")
+  mask = _block_mask(visible, write_index, block)
   rule = cfg.step_rule
 
-  def cond(carry):
-    x, _, step, _ = carry
-    return (step < cfg.steps) & jnp.any(x == cfg.mask_id)
-
-  def body(carry):
-    x, cache, step, rng = carry
+  def step_fn(x, cache, step, rng):
     rng, key = jax.random.split(rng)
     hidden, cache = lm.forward(params, x, positions, mask, cache, write_index)
-    logits = lm.logits(params, hidden).at[..., cfg.mask_id].set(-jnp.inf)  # [batch, B, vocab]
+    logits, after = _token_logits(lm, params, hidden, first_logits, cfg)
+    logits = logits.at[..., cfg.mask_id].set(-jnp.inf)  # [batch, B, vocab]
     is_masked = x == cfg.mask_id  # [batch, B]
     tokens, commit = rule(logits, is_masked, step, cfg.steps, key)
-    return jnp.where(commit & is_masked, tokens, x), cache, step + 1, rng
+    return jnp.where(commit & is_masked, tokens, x), cache, step + 1, rng, after
+
+  def cond(carry):
+    x, _, step, _, _ = carry
+    return (step < cfg.steps) & jnp.any(x == cfg.mask_id)
 
   x = jnp.full((batch, block), cfg.mask_id, jnp.int32)
-  x, cache, nfe, _ = jax.lax.while_loop(cond, body, (x, cache, jnp.int32(0), rng))
+  first = step_fn(x, cache, jnp.int32(0), rng)  # S >= 1: the first step always runs
+  x, cache, nfe, _, after = jax.lax.while_loop(cond, lambda c: step_fn(*c[:4]), first)
+  return Block(x, cache, nfe, after)
+
+
+def write_clean_block(lm: CachedLM, params: Any, block: Block, visible: Array,
+                      write_index: Array, positions: Array) -> Block:
+  """The extra forward of a finished block: exact K/V into the cache, and the clean
+  context's next-token logits. One more NFE."""
+  mask = _block_mask(visible, write_index, positions.shape[1])
+  hidden, cache = lm.forward(params, block.tokens, positions, mask, block.cache, write_index)
+  return Block(block.tokens, cache, block.nfe + 1, lm.logits(params, hidden[:, -1:])[:, 0])
+
+
+def decode_block(lm: CachedLM, params: Any, cache: Cache, visible: Array, write_index: Array,
+                 positions: Array, rng: Array, cfg: BlockDiffusionConfig,
+                 first_logits: Optional[Array] = None) -> Block:
+  """`denoise_block`, then its K/V as `cfg.cache_update` says (the unit the streaming
+  pipeline and the Talker call with their own cache and visibility)."""
+  out = denoise_block(lm, params, cache, visible, write_index, positions, rng, cfg, first_logits)
   if cfg.cache_update == "extra_forward":
-    _, cache = lm.forward(params, x, positions, mask, cache, write_index)
-    nfe = nfe + 1
-  return x, cache, nfe
+    out = write_clean_block(lm, params, out, visible, write_index, positions)
+  return out
 
 
 @functools.partial(jax.jit, static_argnames=("lm", "cfg", "max_new_tokens", "stop_at_eos"))
@@ -96,32 +146,37 @@ def generate(lm: CachedLM, params: Any, prefix: Array, prefix_valid: Array, rng:
              cfg: BlockDiffusionConfig, max_new_tokens: int,
              stop_at_eos: bool = True) -> DecodeOutput:
   """Answers a left-padded prefix [batch, P] block by block (max_new_tokens rounded up to
-  whole blocks); stops after the block where every row has emitted eos."""
+  whole blocks); stops after the block where every row has emitted eos. The clean
+  extra forward is skipped for the last block: nothing reads its cache."""
   batch, prefix_len = prefix.shape
   block = cfg.block_size
   num_blocks = -(-max_new_tokens // block)
   cache_len = prefix_len + num_blocks * block
   start = jnp.sum(prefix_valid, axis=1).astype(jnp.int32)  # [batch]
-  _, cache = prefill(lm, params, prefix, prefix_valid, lm.init_cache(batch, cache_len))
+  first_logits, cache = prefill(lm, params, prefix, prefix_valid, lm.init_cache(batch, cache_len))
   out = jnp.full((batch, num_blocks * block), cfg.eos_id, jnp.int32)
 
   def cond(carry):
-    j, _, _, done, _, _ = carry
+    j, _, _, done, _, _, _ = carry
     return (j < num_blocks) & ~(stop_at_eos & jnp.all(done))
 
   def body(carry):
-    j, out, cache, done, nfe, rng = carry
+    j, out, cache, done, nfe, rng, first_logits = carry
     rng, key = jax.random.split(rng)
     write = prefix_len + j * block
     positions = start[:, None] + j * block + jnp.arange(block)[None, :]  # [batch, B]
     visible = context_keys(prefix_valid, cache_len, write)  # [batch, C]
-    tokens, cache, block_nfe = decode_block(lm, params, cache, visible, write, positions, key,
-                                            cfg)
-    out = jax.lax.dynamic_update_slice_in_dim(out, tokens, j * block, axis=1)
-    done = done | jnp.any(tokens == cfg.eos_id, axis=1)
-    return j + 1, out, cache, done, nfe + block_nfe, rng
+    blk = denoise_block(lm, params, cache, visible, write, positions, key, cfg, first_logits)
+    out = jax.lax.dynamic_update_slice_in_dim(out, blk.tokens, j * block, axis=1)
+    done = done | jnp.any(blk.tokens == cfg.eos_id, axis=1)
+    last = (j + 1 == num_blocks) | (stop_at_eos & jnp.all(done))
+    if cfg.cache_update == "extra_forward":
+      blk = jax.lax.cond(last, lambda b: b,
+                         lambda b: write_clean_block(lm, params, b, visible, write, positions),
+                         blk)
+    return j + 1, out, blk.cache, done, nfe + blk.nfe, rng, blk.next_logits
 
-  init = (jnp.int32(0), out, cache, jnp.zeros((batch,), bool), jnp.int32(0), rng)
-  _, out, _, _, nfe, _ = jax.lax.while_loop(cond, body, init)
+  init = (jnp.int32(0), out, cache, jnp.zeros((batch,), bool), jnp.int32(0), rng, first_logits)
+  _, out, _, _, nfe, _, _ = jax.lax.while_loop(cond, body, init)
   tokens, lengths = finalize(out, cfg.eos_id)
   return DecodeOutput(tokens[:, :max_new_tokens], jnp.minimum(lengths, max_new_tokens), nfe)

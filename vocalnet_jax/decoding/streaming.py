@@ -107,10 +107,11 @@ def _slots(cache_len: int, start: Array, stop: Array) -> Array:
   return (idx >= start) & (idx < stop)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "cfg", "ids"))
+@functools.partial(jax.jit, static_argnames=("model", "cfg", "ids", "mask_id"))
 def thinker_prefill(model: SpeechLLM, params: Any, mel: Array, mel_valid: Array, *,
-                    cfg: StreamConfig, ids: tuple[int, int, int]):
-  """Audio -> prefix -> Thinker cache. Returns (cache, prefix_valid [1, P], first AR token)."""
+                    cfg: StreamConfig, ids: tuple[int, int, int], mask_id: int):
+  """Audio -> prefix -> Thinker cache. Returns (cache, prefix_valid [1, P], first AR token,
+  never [MASK])."""
   bos, user, assistant = ids
   v = {"params": params}
   audio, audio_valid = model.apply(v, mel, mel_valid, method=SpeechLLM.encode_audio)
@@ -126,16 +127,19 @@ def thinker_prefill(model: SpeechLLM, params: Any, mel: Array, mel_valid: Array,
   positions = attention_masks.prefix_positions(valid, 0)
   hidden, cache = model.apply(v, prefix, positions, mask, lm.init_cache(1, cache_len),
                               jnp.int32(0), method=SpeechLLM.thinker_hidden)
-  first = jnp.argmax(lm.logits(params, hidden[:, -1:])[:, 0], axis=-1).astype(jnp.int32)
+  logits = lm.logits(params, hidden[:, -1:])[:, 0].at[:, mask_id].set(-jnp.inf)  # [1, vocab]
+  first = jnp.argmax(logits, axis=-1).astype(jnp.int32)
   return cache, valid, first
 
 
 def _clean_forward(lm: CachedLM, params: Any, tokens: Array, positions: Array, visible: Array,
-                   write: Array, cache: Cache) -> tuple[Array, Cache]:
-  """One forward of a finished block over the visible cache + itself; writes its K/V."""
-  block = tokens.shape[1]
-  own = _slots(visible.shape[1], write, write + block)
-  mask = jnp.broadcast_to((visible | own[None])[:, None, :], (1, block, visible.shape[1]))
+                   write: Array, cache: Cache, own_valid: Array) -> tuple[Array, Cache]:
+  """One forward of a finished block over the visible cache + its own valid slots
+  (own_valid [1, B]); writes its K/V."""
+  block, cache_len = tokens.shape[1], visible.shape[1]
+  own = jax.lax.dynamic_update_slice_in_dim(jnp.zeros((1, cache_len), bool), own_valid, write,
+                                            axis=1)  # [1, C]
+  mask = jnp.broadcast_to((visible | own)[:, None, :], (1, block, cache_len))
   return lm.forward(params, tokens, positions, mask, cache, write)
 
 
@@ -180,10 +184,13 @@ def thinker_block(model: SpeechLLM, params: Any, cache: Cache, prefix_valid: Arr
     return tokens, hidden, pred[:, -1], cache, jnp.int32(block)
   bd = BlockDiffusionConfig(block, cfg.text_steps, mask_id, eos_id, rule=cfg.rule,
                             cache_update="reuse_last_step")
-  tokens, cache, nfe = decode_block(lm, params, cache, visible, write, positions, rng, bd)
-  # The clean pass gives the K/V the cache keeps and the states the Talker is fused with.
-  hidden, cache = _clean_forward(lm, params, tokens, positions, visible, write, cache)
-  return tokens, hidden, carry, cache, nfe + 1
+  blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
+  # The clean pass gives the K/V the cache keeps and the states the Talker is fused with;
+  # as in training (`SpeechTalkerTask.thinker_states`) they never see past the answer's eos.
+  upto_eos = jnp.cumsum(blk.tokens == eos_id, axis=1) - (blk.tokens == eos_id) == 0  # [1, B]
+  hidden, cache = _clean_forward(lm, params, blk.tokens, positions, visible, write, blk.cache,
+                                 upto_eos)
+  return blk.tokens, hidden, carry, cache, blk.nfe + 1
 
 
 @functools.partial(jax.jit, static_argnames=("model", "cfg"))
@@ -222,8 +229,8 @@ def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: A
     return pred, pred[:, -1], cache, jnp.int32(chunk)
   bd = BlockDiffusionConfig(chunk, cfg.speech_steps, mask_id, eos_id, rule=cfg.rule,
                             cache_update=cfg.cache_update)
-  units, cache, nfe = decode_block(lm, params, cache, visible, write, positions, rng, bd)
-  return units, carry, cache, nfe
+  blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
+  return blk.tokens, carry, blk.cache, blk.nfe
 
 
 @dataclasses.dataclass
@@ -251,7 +258,7 @@ class SpeechPipeline:
     tok = self.text_tokenizer
     cache, prefix_valid, carry = thinker_prefill(
         self.model, self.params, *self._mel(wav), cfg=self.cfg,
-        ids=(tok.bos_id, tok.user_id, tok.assistant_id))
+        ids=(tok.bos_id, tok.user_id, tok.assistant_id), mask_id=tok.mask_id)
     for j in range(self.cfg.num_text_blocks):
       rng, key = jax.random.split(rng)
       tokens, hidden, carry, cache, nfe = thinker_block(

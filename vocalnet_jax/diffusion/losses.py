@@ -23,15 +23,15 @@ def ar_loss(logits: Array, targets: Array, loss_mask: Array) -> Array:
   return jnp.sum(ce * loss_mask) / jnp.maximum(jnp.sum(loss_mask), 1)
 
 
-def mdm_loss(logits: Array, targets: Array, corrupted: Array, valid: Array,
-             weight: Array) -> Array:
-  """Masked-diffusion ELBO: sum over masked valid tokens of weight * CE, per valid token.
+def mdm_loss(logits: Array, targets: Array, scored: Array, weight: Array,
+             valid: Array) -> Array:
+  """Masked-diffusion ELBO: sum over scored tokens of weight * CE, per valid token.
 
-  logits [batch, L, vocab]; targets, corrupted, valid [batch, L]; weight [batch, L]
-  (-alpha'(t)/(1-alpha(t)) of the token's block).
+  logits [batch, L, vocab]; targets, scored, valid [batch, L]; weight [batch, L] (the
+  corruption's per-position weight). The count of valid tokens does not depend on the
+  noise draw, so the estimate is unbiased when the weights are.
   """
   ce = token_cross_entropy(logits, targets)
-  scored = corrupted & valid
   return jnp.sum(jnp.where(scored, weight * ce, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 
 

@@ -2,18 +2,24 @@
 
 Three masks are kept apart everywhere:
   valid     [batch, L]  real response tokens (block-padded with eos), not padding;
-  corrupted [batch, L]  positions replaced by mask_id (what the model must predict);
-  loss      = valid & corrupted, weighted per block by the schedule's ELBO weight.
+  corrupted [batch, L]  positions replaced by mask_id (the model's input);
+  scored    [batch, L]  positions whose cross-entropy enters the loss, with `weight`.
 
-Two samplers, one noise level per block:
-  * uniform: each block draws t (antithetic over batch x blocks) and masks each valid
-    token with probability 1 - alpha(t);
-  * hierarchical block-wise: a state a block-diffusion decoder actually meets. One
-    "current" block c per example: blocks < c clean, block c with exactly
-    ceil(k/S * n) masked tokens (k ~ U{1..S}, the ratios an S-step sampler visits),
-    blocks > c fully masked.
-`sample_corruption` mixes them per example with probability `hierarchical_prob`.
-Every block with a non-zero noise level holds at least one target.
+Every sampler is an unbiased estimate of the same per-token objective: with every
+cross-entropy fixed at 1 the weighted loss averages exactly 1 per valid token (tested).
+No target is ever forced: a block whose draw masked nothing contributes nothing.
+
+  * uniform: one t per block (antithetic over batch x blocks), each valid token masked
+    with probability 1 - alpha(t), weight -alpha'(t) / (1 - alpha(t)) (MD4, BD3-LM).
+  * hierarchical block-wise: the states a block decoder meets. A block of n valid
+    tokens at sampler step k ~ U{0..S-1} holds exactly `topk_remaining(n, S)[k]` masked
+    tokens m (the top-k sampler's own counts), weight n / m (LLaDA's count form).
+    two_stream ([x_t ; x_0]): a noisy block already sees the clean copies of earlier
+    blocks, so every block is its own decoding state and every valid block is scored.
+    single_stream: one current block c ~ U{valid blocks}: blocks < c clean (the decoder's
+    context), block c at a sampler state and scored with weight n_blocks * n / m (one
+    block stands for all), blocks > c fully masked and not scored (c never sees them).
+`sample_corruption` mixes the two per example with probability `hierarchical_prob`.
 """
 from __future__ import annotations
 
@@ -25,12 +31,14 @@ import jax.numpy as jnp
 from vocalnet_jax.diffusion.schedule import Schedule, antithetic_times
 
 Array = jax.Array
+STRATEGIES = ("uniform", "hierarchical", "mixed")
+LAYOUTS = ("two_stream", "single_stream")
 
 
 class Corruption(NamedTuple):
   corrupted: Array  # [batch, L] bool: replaced by mask_id
-  weight: Array  # [batch, L] float: ELBO weight of each position's cross-entropy
-  block_ratio: Array  # [batch, num_blocks] float: masked fraction of valid tokens per block
+  scored: Array  # [batch, L] bool: in the loss (corrupted, valid, in a scored block)
+  weight: Array  # [batch, L] float: weight of each scored position's cross-entropy
 
 
 def block_valid(response_valid: Array, block_size: int) -> Array:
@@ -56,7 +64,7 @@ def _to_blocks(x: Array, block_size: int) -> Array:
 
 
 def _mask_exact_count(rng: Array, valid_blocks: Array, counts: Array,
-                     order: Optional[Array] = None) -> Array:
+                      order: Optional[Array] = None) -> Array:
   """Masks `counts[b, j]` valid positions of each block: uniformly chosen, or the lowest
   `order` first (order: [batch, nb, B] in [0, 1]).
 
@@ -66,54 +74,7 @@ def _mask_exact_count(rng: Array, valid_blocks: Array, counts: Array,
     order = jax.random.uniform(rng, valid_blocks.shape)
   scores = jnp.where(valid_blocks, order, 2.0)
   ranks = jnp.argsort(jnp.argsort(scores, axis=-1), axis=-1)  # rank 0 = first to mask
-  return ranks < counts[..., None]
-
-
-def uniform_block_corruption(rng: Array, valid: Array, block_size: int,
-                             schedule: Schedule) -> Corruption:
-  """One t per block, Bernoulli(1 - alpha(t)) masking, at least one target per block."""
-  rng_t, rng_m, rng_pick = jax.random.split(rng, 3)
-  vb = _to_blocks(valid, block_size)  # [batch, nb, B]
-  batch, nb, _ = vb.shape
-  t = antithetic_times(rng_t, batch * nb).reshape(batch, nb)  # [batch, nb]
-  masked = jax.random.uniform(rng_m, vb.shape) < schedule.mask_prob(t)[..., None]
-  masked &= vb
-  # A valid block with no target contributes nothing: mask one random valid token.
-  empty = ~jnp.any(masked, axis=-1) & jnp.any(vb, axis=-1)  # [batch, nb]
-  masked |= _mask_exact_count(rng_pick, vb, empty.astype(jnp.int32))
-  weight = jnp.broadcast_to(schedule.loss_weight(t)[..., None], vb.shape)
-  return _finish(masked, weight, vb)
-
-
-def hierarchical_block_corruption(rng: Array, valid: Array, block_size: int, num_steps: int,
-                                  schedule: Schedule) -> Corruption:
-  """Decoding-like states: clean | current block at ratio k/S | fully masked."""
-  rng_c, rng_k, rng_m = jax.random.split(rng, 3)
-  vb = _to_blocks(valid, block_size)  # [batch, nb, B]
-  batch, nb, _ = vb.shape
-  n_blocks = jnp.maximum(jnp.sum(jnp.any(vb, axis=-1), axis=1), 1)  # [batch]
-  current = jax.random.randint(rng_c, (batch,), 0, n_blocks)  # [batch]
-  ratio_c = jax.random.randint(rng_k, (batch,), 1, num_steps + 1) / num_steps  # [batch]
-  block_idx = jnp.arange(nb)[None, :]
-  ratio = jnp.where(block_idx < current[:, None], 0.0,
-                    jnp.where(block_idx == current[:, None], ratio_c[:, None], 1.0))  # [batch, nb]
-  n_valid = jnp.sum(vb, axis=-1)  # [batch, nb]
-  counts = jnp.where(ratio > 0, jnp.maximum(jnp.ceil(ratio * n_valid), 1), 0).astype(jnp.int32)
-  masked = _mask_exact_count(rng_m, vb, counts) & vb
-  t = schedule.t_from_mask_ratio(jnp.maximum(ratio, 1e-3))
-  weight = jnp.where(ratio[..., None] > 0, schedule.loss_weight(t)[..., None], 0.0)
-  return _finish(masked, jnp.broadcast_to(weight, vb.shape), vb)
-
-
-def _finish(masked: Array, weight: Array, vb: Array) -> Corruption:
-  batch = masked.shape[0]
-  ratio = jnp.sum(masked, -1) / jnp.maximum(jnp.sum(vb, -1), 1)  # [batch, nb]
-  return Corruption(masked.reshape(batch, -1), weight.reshape(batch, -1), ratio)
-
-
-class SamplerState(NamedTuple):
-  corrupted: Array  # [batch, L] bool: still [MASK] at that step
-  step: Array  # [batch, num_blocks] int: the sampler step each block is about to take
+  return (ranks < counts[..., None]) & valid_blocks
 
 
 def topk_commit_count(left: Array, steps_left: Array) -> Array:
@@ -124,7 +85,8 @@ def topk_commit_count(left: Array, steps_left: Array) -> Array:
 
 def topk_remaining(n: Array, num_steps: int) -> Array:
   """Masked tokens left before each step of the top-k sampler (`step_rules.confidence_topk`)
-  on n masked tokens: [...] -> [..., num_steps]."""
+  on n masked tokens: [...] -> [..., num_steps]. The one definition of the sampler's
+  states, used by the sampler, the training states and distillation alike."""
   left, out = n, []
   for i in range(num_steps):  # static, S <= block size
     out.append(left)
@@ -132,34 +94,88 @@ def topk_remaining(n: Array, num_steps: int) -> Array:
   return jnp.stack(out, axis=-1)
 
 
+def _sampler_counts(rng: Array, n_valid: Array, num_steps: int) -> tuple[Array, Array]:
+  """A sampler step k ~ U{0..S-1} per block (stratified over batch x blocks, which lowers
+  the loss variance as antithetic times do) and the masked count before it.
+
+  n_valid: [batch, nb] -> (step [batch, nb], count [batch, nb])."""
+  u = antithetic_times(rng, n_valid.size, eps=0.0).reshape(n_valid.shape)  # stratified
+  step = jnp.minimum((u * num_steps).astype(jnp.int32), num_steps - 1)
+  left = topk_remaining(n_valid, num_steps)  # [batch, nb, S]
+  return step, jnp.take_along_axis(left, step[..., None], axis=-1)[..., 0]
+
+
+def _finish(masked: Array, scored_blocks: Array, weight: Array) -> Corruption:
+  """masked [batch, nb, B], scored_blocks [batch, nb], weight [batch, nb] -> Corruption."""
+  batch = masked.shape[0]
+  scored = masked & scored_blocks[..., None]
+  weight = jnp.where(scored, weight[..., None], 0.0)
+  return Corruption(masked.reshape(batch, -1), scored.reshape(batch, -1),
+                    weight.reshape(batch, -1))
+
+
+def uniform_block_corruption(rng: Array, valid: Array, block_size: int,
+                             schedule: Schedule) -> Corruption:
+  """One t per block, Bernoulli(1 - alpha(t)) masking of valid tokens, ELBO weight."""
+  rng_t, rng_m = jax.random.split(rng)
+  vb = _to_blocks(valid, block_size)  # [batch, nb, B]
+  batch, nb, _ = vb.shape
+  t = antithetic_times(rng_t, batch * nb).reshape(batch, nb)  # [batch, nb]
+  masked = (jax.random.uniform(rng_m, vb.shape) < schedule.mask_prob(t)[..., None]) & vb
+  return _finish(masked, jnp.ones((batch, nb), bool), schedule.loss_weight(t))
+
+
+def hierarchical_block_corruption(rng: Array, valid: Array, block_size: int, num_steps: int,
+                                  layout: str = "two_stream") -> Corruption:
+  """Decoding states with the sampler's own masked counts (see the module docstring)."""
+  rng_k, rng_m, rng_c = jax.random.split(rng, 3)
+  vb = _to_blocks(valid, block_size)  # [batch, nb, B]
+  n_valid = jnp.sum(vb, axis=-1)  # [batch, nb]
+  has_tokens = n_valid > 0
+  _, counts = _sampler_counts(rng_k, n_valid, num_steps)  # [batch, nb]
+  weight = n_valid / jnp.maximum(counts, 1)  # [batch, nb]
+  if layout == "two_stream":
+    return _finish(_mask_exact_count(rng_m, vb, counts), has_tokens, weight)
+  if layout != "single_stream":
+    raise ValueError(f"diffusion.layout={layout!r}; choose from {LAYOUTS}")
+  n_blocks = jnp.maximum(jnp.sum(has_tokens, axis=1, keepdims=True), 1)  # [batch, 1]
+  current = jax.random.randint(rng_c, n_blocks.shape, 0, n_blocks)  # [batch, 1]
+  block_idx = jnp.arange(vb.shape[1])[None, :]
+  counts = jnp.where(block_idx < current, 0, jnp.where(block_idx == current, counts, n_valid))
+  is_current = (block_idx == current) & has_tokens
+  return _finish(_mask_exact_count(rng_m, vb, counts), is_current, n_blocks * weight)
+
+
+class SamplerState(NamedTuple):
+  corrupted: Array  # [batch, L] bool: still [MASK] at that step
+  step: Array  # [batch, num_blocks] int: the sampler step each block is about to take
+
+
 def sampler_state_corruption(rng: Array, valid: Array, block_size: int, num_steps: int,
                              confidence: Optional[Array] = None) -> SamplerState:
-  """Every block at a state an S-step top-k sampler meets: step k ~ U{0..S-1} per block,
-  exactly `topk_remaining(n, S)[k]` of its n valid tokens masked: uniformly chosen, or,
-  given the model's `confidence` [batch, L] in [0, 1], the least confident ones (the
-  sampler commits the most confident first). With the [x_t ; x_0] layout each block
-  sees clean earlier blocks, so all blocks are decoding-like at once."""
+  """Every block at a state an S-step top-k sampler meets (the two_stream hierarchical
+  states): masked tokens uniformly chosen, or, given the model's `confidence` [batch, L]
+  in [0, 1], the least confident ones (the sampler commits the most confident first)."""
   rng_k, rng_m = jax.random.split(rng)
   vb = _to_blocks(valid, block_size)  # [batch, nb, B]
-  step = jax.random.randint(rng_k, vb.shape[:2], 0, num_steps)  # [batch, nb]
-  left = topk_remaining(jnp.sum(vb, axis=-1), num_steps)  # [batch, nb, S]
-  counts = jnp.take_along_axis(left, step[..., None], axis=-1)[..., 0]  # [batch, nb]
+  step, counts = _sampler_counts(rng_k, jnp.sum(vb, axis=-1), num_steps)
   order = None if confidence is None else _to_blocks(confidence, block_size)
-  masked = _mask_exact_count(rng_m, vb, counts, order) & vb
+  masked = _mask_exact_count(rng_m, vb, counts, order)
   return SamplerState(masked.reshape(valid.shape), step)
 
 
 def sample_corruption(rng: Array, valid: Array, *, block_size: int, schedule: Schedule,
-                      strategy: str, hierarchical_prob: float, num_steps: int) -> Corruption:
+                      strategy: str, hierarchical_prob: float, num_steps: int,
+                      layout: str = "two_stream") -> Corruption:
   """`uniform`, `hierarchical`, or a per-example mix of both (`mixed`)."""
   if strategy == "uniform":
     return uniform_block_corruption(rng, valid, block_size, schedule)
   if strategy == "hierarchical":
-    return hierarchical_block_corruption(rng, valid, block_size, num_steps, schedule)
+    return hierarchical_block_corruption(rng, valid, block_size, num_steps, layout)
   if strategy != "mixed":
-    raise ValueError(f"diffusion.masking={strategy!r}; use 'uniform', 'hierarchical' or 'mixed'")
+    raise ValueError(f"diffusion.masking={strategy!r}; choose from {STRATEGIES}")
   rng_u, rng_h, rng_pick = jax.random.split(rng, 3)
   uni = uniform_block_corruption(rng_u, valid, block_size, schedule)
-  hier = hierarchical_block_corruption(rng_h, valid, block_size, num_steps, schedule)
+  hier = hierarchical_block_corruption(rng_h, valid, block_size, num_steps, layout)
   use_h = jax.random.uniform(rng_pick, (valid.shape[0], 1)) < hierarchical_prob  # [batch, 1]
   return Corruption(*(jnp.where(use_h, h, u) for h, u in zip(hier, uni)))

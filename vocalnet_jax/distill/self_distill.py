@@ -68,9 +68,10 @@ def teacher_targets(logits_fn: Callable[[Array], Array], noisy: Array, teacher_s
 
 def self_distill_loss(student: objectives.LMProblem, teacher: objectives.LMProblem, rng: Array,
                       teacher_steps: int, states: str = "confidence",
-                      smoothing: float = 1e-3) -> tuple[Array, dict]:
+                      smoothing: float = 1e-3, shift: bool = False) -> tuple[Array, dict]:
   """Reverse KL of the S_t/2-step student to the S_t-step teacher on sampler states.
 
+  shift: the denoiser's logit alignment (`objectives.denoiser_logits`), as trained.
   states: which tokens of a block are still masked at the student's step k:
   `confidence` the ones the teacher is least sure of on the all-masked block (the
   sampler commits the most confident first; one more teacher forward), `uniform` any.
@@ -82,7 +83,8 @@ def self_distill_loss(student: objectives.LMProblem, teacher: objectives.LMProbl
 
   def logits_fn(problem: objectives.LMProblem) -> Callable[[Array], Array]:
     def fn(x: Array) -> Array:
-      logits = objectives.denoiser_logits(problem.fns, problem.batch, x, clean, valid, block)
+      logits = objectives.denoiser_logits(problem.fns, problem.batch, x, clean, valid, block,
+                                          shift=shift)
       return logits.astype(jnp.float32).at[..., mask_id].set(_NEVER)
     return fn
 
@@ -146,7 +148,8 @@ class SelfDistillTask:
     return self_distill_loss(self.base.lm_problem(params["student"], batch),
                              self.base.lm_problem(params["teacher"], batch), rng,
                              self.config.distill.teacher_steps, self.config.distill.states,
-                             self.config.distill.commit_smoothing)
+                             self.config.distill.commit_smoothing,
+                             self.config.diffusion.shift_logits)
 
   def params_from_checkpoint(self, restore: Callable[[Any], Any], abstract_params: Any) -> Any:
     """Student and teacher both start as the source run's model: a plain MDM run, or the

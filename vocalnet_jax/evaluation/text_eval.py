@@ -65,19 +65,22 @@ def generate(lm: CachedLM, params: Any, prefix: Array, valid: Array, rng: Array,
 
 def decode_answers(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, valid: Array,
                    cfg: DecoderConfig, max_new_tokens: int, batch_size: int = 64,
-                   seed: int = 0) -> tuple[list[str], float]:
-  """Answers as text and the mean NFE per example. The last batch is padded to shape."""
+                   seed: int = 0) -> tuple[list[str], float, float]:
+  """Answers as text, the mean NFE per batch and the NFE per emitted token (forwards over
+  the longest answer of each batch and its eos: what a request waits for). The last batch
+  is padded to shape with repeats (one shape, one compile)."""
   n = prefix.shape[0]
-  texts, nfe = [], 0.0
+  texts, nfe, emitted = [], 0.0, 0
   for i in range(0, n, batch_size):
-    rows = np.arange(i, i + batch_size) % n  # pad with repeats: one shape, one compile
+    rows = np.arange(i, i + batch_size) % n
     out = generate(lm, params, prefix[rows], valid[rows], jax.random.key(seed + i), cfg,
                    max_new_tokens)
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     take = min(batch_size, n - i)
     texts += [tokenizer.decode(tokens[r, :lengths[r]]) for r in range(take)]
     nfe += float(out.nfe) * take
-  return texts, nfe / n
+    emitted += min(int(lengths.max()) + 1, max_new_tokens) * take
+  return texts, nfe / n, nfe / max(emitted, 1)
 
 
 def evaluate(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, valid: Array,
@@ -85,15 +88,15 @@ def evaluate(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, valid: Ar
              batch_size: int = 64) -> dict:
   """Exact match, valid-answer rate (`synthetic_text.answer_is_valid`: tasks with many
   right answers), CER and NFE of one decoder configuration, with a few examples."""
-  texts, nfe = decode_answers(lm, params, tokenizer, prefix, valid, cfg, max_new_tokens,
-                              batch_size)
+  texts, nfe, nfe_per_token = decode_answers(lm, params, tokenizer, prefix, valid, cfg,
+                                             max_new_tokens, batch_size)
   prompts, prompt_valid = np.asarray(prefix), np.asarray(valid)
   questions = [tokenizer.decode(p[v]) for p, v in zip(prompts, prompt_valid)]
   return {"exact_match": text_metrics.exact_match(texts, answers),
           "valid_rate": float(np.mean([synthetic_text.answer_is_valid(q, t, a)
                                        for q, t, a in zip(questions, texts, answers)])),
           "char_error_rate": text_metrics.char_error_rate(texts, answers),
-          "nfe_per_batch": nfe, "num_examples": len(answers),
+          "nfe_per_batch": nfe, "nfe_per_token": nfe_per_token, "num_examples": len(answers),
           "examples": [{"prediction": t, "reference": a} for t, a in zip(texts[:5], answers)]}
 
 
@@ -113,8 +116,8 @@ def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
   """AR greedy, or block diffusion with the config's block size and schedule
   (steps 0 = config.diffusion.sampler_steps)."""
   if mode == "ar":
-    return ar.ARConfig(tokenizer.eos_id)
+    return ar.ARConfig(tokenizer.eos_id, suppress=(tokenizer.mask_id,))
   d = config.diffusion
   return block_diffusion.BlockDiffusionConfig(
       d.block_size, steps or d.sampler_steps, tokenizer.mask_id, tokenizer.eos_id, rule=rule,
-      schedule=d.schedule, cache_update=cache_update)
+      schedule=d.schedule, cache_update=cache_update, shift_logits=d.shift_logits)

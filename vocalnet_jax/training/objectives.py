@@ -67,15 +67,13 @@ def _positions(batch: ResponseBatch, repeats: int) -> Array:
 
 def _run(fns: DecoderFns, batch: ResponseBatch, streams: list[Array], body: Array,
          key_valid: Array) -> Array:
-  """Hidden states of the first response stream: [batch, R, embed]."""
-  prefix_len, resp_len = batch.prefix_valid.shape[1], batch.response.shape[1]
+  """Hidden states of the whole sequence [prefix ; streams...]: [batch, P + n R, embed]."""
   visibility = batch.prefix_visibility
   if visibility is not None:
     visibility = jnp.tile(visibility, (len(streams), 1))
   emb = jnp.concatenate([batch.prefix_emb] + [fns.embed(s) for s in streams], axis=1)
   mask = attention_masks.with_prefix(body, batch.prefix_valid, key_valid, visibility)
-  hidden = fns.hidden(emb, _positions(batch, len(streams)), mask)
-  return hidden[:, prefix_len:prefix_len + resp_len]
+  return fns.hidden(emb, _positions(batch, len(streams)), mask)
 
 
 def ar_objective(fns: DecoderFns, batch: ResponseBatch,
@@ -100,7 +98,7 @@ def ar_objective(fns: DecoderFns, batch: ResponseBatch,
     inputs = jnp.concatenate([start, batch.response[:, :-1]], axis=1)  # [batch, R]
     input_valid = jnp.concatenate([jnp.ones_like(batch.response_valid[:, :1]),
                                    batch.response_valid[:, :-1]], axis=1)
-    hidden = _run(fns, batch, [inputs], causal, input_valid)
+    hidden = _run(fns, batch, [inputs], causal, input_valid)[:, prefix_len:]
   logits = fns.logits(hidden)  # [batch, R, vocab]
   loss = losses.ar_loss(logits, batch.response, batch.response_valid)
   return loss, _accuracy_metrics(logits, batch.response, batch.response_valid, loss)
@@ -119,33 +117,46 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
   corruption = masking.sample_corruption(
       rng, valid, block_size=block, schedule=get_schedule(diffusion_cfg.schedule),
       strategy=diffusion_cfg.masking, hierarchical_prob=diffusion_cfg.hierarchical_prob,
-      num_steps=diffusion_cfg.sampler_steps)
+      num_steps=diffusion_cfg.sampler_steps, layout=diffusion_cfg.layout)
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
-  logits = denoiser_logits(fns, batch, noisy, target, valid, block, diffusion_cfg.layout)
-  loss = losses.mdm_loss(logits, target, corruption.corrupted, valid, corruption.weight)
-  scored = corruption.corrupted & valid
-  metrics = _accuracy_metrics(logits, target, scored, loss)
-  metrics["mask_ratio"] = jnp.sum(scored) / jnp.maximum(jnp.sum(valid), 1)
+  logits = denoiser_logits(fns, batch, noisy, target, valid, block, diffusion_cfg.layout,
+                           diffusion_cfg.shift_logits)
+  loss = losses.mdm_loss(logits, target, corruption.scored, corruption.weight, valid)
+  metrics = _accuracy_metrics(logits, target, corruption.scored, loss)
+  metrics["mask_ratio"] = jnp.sum(corruption.corrupted & valid) / jnp.maximum(jnp.sum(valid), 1)
   return loss, metrics
 
 
 def denoiser_logits(fns: DecoderFns, batch: ResponseBatch, noisy: Array, clean: Array,
-                    valid: Array, block_size: int, layout: str = "two_stream") -> Array:
+                    valid: Array, block_size: int, layout: str = "two_stream",
+                    shift: bool = False) -> Array:
   """Logits [batch, R, vocab] of the noisy response x_t given the prefix.
 
   two_stream [prefix ; x_t ; x_0] (BD3-LM): block j of x_t sees clean blocks < j of x_0,
   so every block can be mid-denoising at once. single_stream [prefix ; x_t]
   block-causal, as the decoder sees it when only the last block is noisy.
-  noisy, clean: [batch, R] ids; valid: [batch, R].
+  shift (Dream): position i predicts token i + 1, as in the AR model an MDM is adapted
+  from; a block's first token is then predicted from the clean context before it (the
+  prefix's last position, or the previous block's last clean position), the others
+  from the noisy block. noisy, clean: [batch, R] ids; valid: [batch, R].
   """
-  resp_len = noisy.shape[1]
+  prefix_len, resp_len = batch.prefix_valid.shape[1], noisy.shape[1]
   if layout == "two_stream":
     hidden = _run(fns, batch, [noisy, clean], attention_masks.bd3_mask(resp_len, block_size),
                   jnp.concatenate([valid, valid], 1))
+    context = hidden[:, prefix_len + resp_len:]  # clean copy: [batch, R, embed]
   else:
     hidden = _run(fns, batch, [noisy], attention_masks.block_causal_mask(resp_len, block_size),
                   valid)
-  return fns.logits(hidden)
+    context = hidden[:, prefix_len:]  # earlier blocks are clean in single-stream states
+  noisy_hidden = hidden[:, prefix_len:prefix_len + resp_len]  # [batch, R, embed]
+  if not shift:
+    return fns.logits(noisy_hidden)
+  before = hidden[:, prefix_len - 1:prefix_len]  # [batch, 1, embed]: the prefix's last state
+  from_block = jnp.concatenate([before, noisy_hidden[:, :-1]], axis=1)
+  from_context = jnp.concatenate([before, context[:, :-1]], axis=1)
+  first = (jnp.arange(resp_len) % block_size == 0)[None, :, None]
+  return fns.logits(jnp.where(first, from_context, from_block))
 
 
 def _accuracy_metrics(logits: Array, targets: Array, scored: Array, loss: Array) -> dict:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ml_collections
 
+from vocalnet_jax.diffusion.masking import LAYOUTS, STRATEGIES as MASKINGS
 from vocalnet_jax.diffusion.schedule import get_schedule
 
 OBJECTIVES = ("ar", "mdm")
-LAYOUTS = ("two_stream", "single_stream")
-MASKINGS = ("uniform", "hierarchical", "mixed")
 DISTILL_STATES = ("confidence", "uniform")
 
 
@@ -49,6 +48,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(d.block_size > 0 and config.data.response_len % d.block_size == 0,
              f"config.diffusion.block_size={d.block_size} does not divide "
              f"config.data.response_len={config.data.response_len}")
+    _require(not (d.shift_logits and config.task == "speech_talker"),
+             "config.diffusion.shift_logits is for Thinkers: the Talker's first chunk may not "
+             "see the end of its text prefix (streaming rule)")
     _require(1 <= d.sampler_steps <= d.block_size,
              f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, block_size="
              f"{d.block_size}]")

@@ -1,0 +1,62 @@
+"""Collects `benchmarks/mdm_parity.sh` evaluations into one JSON table with the machine
+and the command, plus the MDM/AR exact-match ratio of every MDM row.
+
+  python -m benchmarks.parity_table --workdir=/tmp/mdm_parity --rows="ar_pretrained ..." \
+      --pre_steps=3000 --steps=3000 --out=benchmarks/results/mdm_parity_tiny_cpu.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The parity script's W.")
+_ROWS = flags.DEFINE_string("rows", None, "Space-separated row names (workdir subfolders).")
+_PRE_STEPS = flags.DEFINE_integer("pre_steps", None, "Shared pre-training steps.")
+_STEPS = flags.DEFINE_integer("steps", None, "Steps every row trained on the QA tasks.")
+_OUT = flags.DEFINE_string("out", None, "JSON to write.")
+flags.mark_flags_as_required(["workdir", "rows", "pre_steps", "steps", "out"])
+
+
+def table(workdir: str, rows: list[str]) -> list[dict]:
+  """One entry per (row, S): exact match, valid rate, CER, NFE per token."""
+  out = []
+  for row in rows:
+    path = os.path.join(workdir, row, "eval.json")
+    if not os.path.exists(path):
+      continue  # a row the run did not reach
+    with open(path) as f:
+      for r in json.load(f):
+        out.append(dict(row=row, block_size=int(row.split("_b")[-1]) if "_b" in row else None,
+                        steps=r["steps"], exact_match=r["exact_match"],
+                        valid_rate=r["valid_rate"], char_error_rate=r["char_error_rate"],
+                        nfe_per_token=r["nfe_per_token"], num_examples=r["num_examples"]))
+  base = next((r["exact_match"] for r in out if r["row"] == "ar_pretrained"), None)
+  for r in out:
+    if base:
+      r["exact_match_vs_ar_pretrained"] = r["exact_match"] / base
+  return out
+
+
+def main(argv):
+  del argv
+  import jax  # the device the evaluations ran on
+  result = {"command": "bash benchmarks/mdm_parity.sh", "argv": sys.argv,
+            "machine": f"{platform.node()} {platform.processor() or platform.machine()} "
+                       f"{os.cpu_count()} cores",
+            "device": str(jax.devices()[0].device_kind), "preset": "tiny,text",
+            "pre_steps": _PRE_STEPS.value, "steps": _STEPS.value,
+            "rows": table(_WORKDIR.value, _ROWS.value.split())}
+  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+  with open(_OUT.value, "w") as f:
+    json.dump(result, f, indent=1)
+  for r in result["rows"]:
+    print(f"{r['row']:24s} S={r['steps'] or 'ar':>4} EM {r['exact_match']:.3f} "
+          f"valid {r['valid_rate']:.3f} NFE/token {r['nfe_per_token']:.3f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
