@@ -86,7 +86,7 @@ class Speaker:
     match = _NAME.fullmatch(name)
     if match is None:
       raise VoiceError(f"voice {name!r} is not VOICE[+VARIANT]_rRATE_pPITCH_gRANGE, "
-                       "e.g. {DEFAULT_SPEAKER.name!r}")
+                       f"e.g. {DEFAULT_SPEAKER.name!r}")
     voice, variant, rate, pitch, pitch_range = match.groups()
     speaker = cls(voice, variant, int(rate), int(pitch), int(pitch_range))
     if not (80 <= speaker.rate <= 450 and 0 <= speaker.pitch <= 100

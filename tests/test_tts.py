@@ -51,5 +51,8 @@ def test_speaker_names_round_trip_and_pools_exclude_a_voice():
   without = tts.speaker_pool(12, seed=3, exclude=(pool[0].name,))
   assert pool[0] not in without and len(without) == 12
   for bad in ("en-us", "en-us_r175_p50", "en-us_r20_p50_g50", "en-us_r175_p50_g500"):
-    with pytest.raises(tts.VoiceError, match=bad):
+    with pytest.raises(tts.VoiceError, match=bad) as err:
       tts.Speaker.from_name(bad)
+    assert "{" not in str(err.value)
+  with pytest.raises(tts.VoiceError, match="e.g. 'en-us_r175_p50_g50'"):
+    tts.Speaker.from_name("en-us")
