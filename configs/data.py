@@ -49,6 +49,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_heldout=n(50 if tiny else 250),
       num_speakers=16 if tiny else 48,
       num_heldout_speakers=4 if tiny else 8,
+      # Every answer is spoken by this voice (`tts.Speaker.name`), never a question speaker's:
+      # the unit tokenizer, the Talker and the vocoder learn one assistant voice.
+      assistant_voice="en-us_r175_p50_g50",
       num_workers=1 if tiny else 2,  # synthesis processes
       # > 0: store question_mel (default mel params, this many bins) at build time; the
       # loader then skips log-mel (measured 1.2-2x faster loading, +26% disk). 0: on the fly.

@@ -12,8 +12,9 @@ is held out, so every template and every phrasing style is still seen in
 training, but not together (systematic generalisation).
 
 Examples are a pure function of (seed, split, index): random access,
-deterministic, shardable. Speakers are drawn per example from a speaker pool
-(`tts.speaker_pool`); the `heldout` split may use speakers never seen in train.
+deterministic, shardable. Question speakers are drawn per example from a speaker
+pool (`tts.speaker_pool`); the `heldout` split may use speakers never seen in
+train. Answers are all spoken by one assistant voice (`tfds_builders`).
 """
 
 from __future__ import annotations

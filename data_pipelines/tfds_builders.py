@@ -5,7 +5,9 @@ validation pass so bad audio never reaches training.
 
 Features of every example (both builders; `as_data_source` returns numpy/bytes):
   id              Text    unique example id
-  speaker         Text    speaker id (espeak voice name for the embedded corpus)
+  speaker         Text    the questioner's speaker id (espeak voice name for the embedded corpus)
+  answer_speaker  Text    the voice of answer_audio: the one assistant voice (embedded corpus),
+                          manifest `answer_speaker` or "" (manifest, LibriSpeech)
   template        Text    "<template>/<phrasing>" (embedded) or manifest `template`/"manifest"
   question_text   Text
   answer_text     Text
@@ -49,7 +51,7 @@ import numpy as np
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from data_pipelines import features, spoken_qa, tts
+from data_pipelines import audio_io, features, spoken_qa, tts
 
 SAMPLE_RATE = 16000
 REPORT_FILE = "build_report.json"
@@ -63,7 +65,7 @@ class AudioLimits:
 
   sample_rate: int = SAMPLE_RATE
   max_seconds: float = 30.0
-  silence_rms: float = 1e-3  # below this RMS the clip is silent
+  silence_rms: float = audio_io.SILENCE_RMS  # below this RMS the clip is silent
   clip_level: float = 0.999  # |x| at or above this is a clipped sample
   max_clipped_fraction: float = 0.001
 
@@ -116,7 +118,7 @@ def qa_features(cache_mel_bins: int) -> tfds.features.FeaturesDict:
                                        encoding=tfds.features.Encoding.BYTES,
                                        doc=f"mono waveform at {SAMPLE_RATE} Hz")
   spec = {name: tfds.features.Text() for name in
-          ("id", "speaker", "template", "question_text", "answer_text")}
+          ("id", "speaker", "answer_speaker", "template", "question_text", "answer_text")}
   spec.update(question_audio=audio(), answer_audio=audio())
   if cache_mel_bins:
     spec["question_mel"] = tfds.features.Tensor(shape=(None, cache_mel_bins), dtype=np.float32,
@@ -198,38 +200,45 @@ class QABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 @dataclasses.dataclass(eq=False)
 class SpokenQAConfig(tfds.core.BuilderConfig):
-  """Size and speakers of the embedded corpus; `name` should encode them."""
+  """Size and voices of the embedded corpus; `name` should encode them."""
 
   num_examples: tuple[tuple[str, int], ...] = (("train", 800), ("test", 100), ("heldout", 100))
   seed: int = 0
-  num_speakers: int = 24  # train/test speakers
-  num_heldout_speakers: int = 8  # extra speakers used only by the heldout split
+  num_speakers: int = 24  # train/test question speakers
+  num_heldout_speakers: int = 8  # extra question speakers used only by the heldout split
+  assistant_voice: str = tts.DEFAULT_SPEAKER.name  # `tts.Speaker.name` speaking every answer
   cache_mel_bins: int = 0  # > 0: also store question_mel with this many bins
   num_workers: int = 2  # synthesis processes
   limits: AudioLimits = AudioLimits()
 
 
 def split_speakers(config: SpokenQAConfig, split: str) -> list[tts.Speaker]:
-  """Train/test share one speaker pool; the heldout split uses unseen speakers."""
+  """Question speakers: train/test share one pool; heldout uses unseen ones; never the assistant."""
+  exclude = (config.assistant_voice,)
   if split == "heldout" and config.num_heldout_speakers:
     return tts.speaker_pool(config.num_speakers + config.num_heldout_speakers,
-                            config.seed)[config.num_speakers:]
-  return tts.speaker_pool(config.num_speakers, config.seed)
+                            config.seed, exclude)[config.num_speakers:]
+  return tts.speaker_pool(config.num_speakers, config.seed, exclude)
 
 
 def synthesize_example(config: SpokenQAConfig, split: str, index: int) -> tuple[str, Any]:
-  """(id, example dict) for example `index`, or (id, InvalidExample). Runs in a worker."""
+  """(id, example dict) for example `index`, or (id, InvalidExample). Runs in a worker.
+
+  The question is spoken by one of the split's speakers, the answer by the assistant voice.
+  """
   speakers = split_speakers(config, split)
   qa = spoken_qa.make_example(config.seed, split, index, len(speakers))
   speaker = speakers[qa.speaker_index]
+  assistant = tts.Speaker.from_name(config.assistant_voice)
   try:
     question = tts.synthesize(qa.question, speaker)
-    answer = tts.synthesize(qa.answer, speaker)
+    answer = tts.synthesize(qa.answer, assistant)
   except (RuntimeError, ValueError) as e:
     return qa.id, InvalidExample("synthesis_error", f"{qa.id}: {e}")
   try:
     ex = {
-        "id": qa.id, "speaker": speaker.name, "template": qa.template,
+        "id": qa.id, "speaker": speaker.name, "answer_speaker": assistant.name,
+        "template": qa.template,
         "question_text": qa.question, "answer_text": qa.answer,
         "question_audio": check_audio(question, SAMPLE_RATE, config.limits, f"{qa.id}/question"),
         "answer_audio": check_audio(answer, SAMPLE_RATE, config.limits, f"{qa.id}/answer"),
@@ -244,7 +253,7 @@ def _synthesize_star(args):
 
 
 class SpokenQA(QABuilder):
-  """Embedded spoken QA corpus: templated questions and answers spoken by espeak-ng voices."""
+  """Embedded spoken QA corpus: templated questions in many espeak-ng voices, answers in one."""
 
   VERSION = tfds.core.Version("1.0.0")
   BUILDER_CONFIGS = [SpokenQAConfig(name="default")]
@@ -273,7 +282,7 @@ class ManifestConfig(tfds.core.BuilderConfig):
   """A user corpus: `splits` maps split name -> JSONL manifest path.
 
   Each line: {"question_audio": path, "question_text": str, "answer_text": str,
-  optional "answer_audio": path, "id", "speaker", "template"}. Relative audio
+  optional "answer_audio": path, "id", "speaker", "answer_speaker", "template"}. Relative audio
   paths are resolved against the manifest's directory. Audio must be 16 kHz.
   """
 
@@ -304,6 +313,7 @@ def manifest_example(line: str, line_no: int, manifest: str,
     path = lambda p: os.path.join(base, p)
     ex = {
         "id": example_id, "speaker": str(record.get("speaker", "")),
+        "answer_speaker": str(record.get("answer_speaker", "")),
         "template": str(record.get("template", "manifest")),
         "question_text": str(record["question_text"]), "answer_text": str(record["answer_text"]),
         "question_audio": read_audio(path(record["question_audio"]), config.limits),
@@ -365,7 +375,8 @@ def librispeech_to_qa(record: Mapping[str, Any]) -> dict[str, Any]:
   text = record["text"].decode() if isinstance(record["text"], bytes) else str(record["text"])
   rid = record["id"].decode() if isinstance(record["id"], bytes) else str(record["id"])
   return {
-      "id": rid, "speaker": str(record["speaker_id"]), "template": "librispeech/asr",
+      "id": rid, "speaker": str(record["speaker_id"]), "answer_speaker": "",
+      "template": "librispeech/asr",
       "question_text": text.lower(), "answer_text": text.lower(),
       "question_audio": np.asarray(record["speech"], np.float32) / 32768.0,  # int16 -> [-1, 1]
       "answer_audio": np.zeros((0,), np.float32),

@@ -16,8 +16,12 @@ Public API
     A "speaker" is an espeak voice + optional variant (e.g. "f3", "m2", "klatt")
     + speaking rate (words/minute, 80..450) + pitch and pitch range (0..100).
 
-``speaker_pool(num_speakers: int, seed: int) -> list[Speaker]``
-    ``num_speakers`` distinct speakers drawn deterministically from ``seed``.
+``Speaker.from_name(name: str) -> Speaker``
+    The inverse of ``Speaker.name`` (e.g. ``"en-us+f3_r160_p50_g50"``); how configs name a voice.
+
+``speaker_pool(num_speakers: int, seed: int, exclude: Collection[str] = ()) -> list[Speaker]``
+    ``num_speakers`` distinct speakers drawn deterministically from ``seed``, none named in
+    ``exclude``.
 
 espeak-ng is not thread-safe, so calls are serialised with a lock inside one
 process; use several processes for parallel synthesis.
@@ -28,7 +32,9 @@ from __future__ import annotations
 import ctypes
 import _ctypes
 import dataclasses
+import re
 import threading
+from typing import Collection
 
 import numpy as np
 import soxr
@@ -50,6 +56,10 @@ ENGLISH_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-u
 VARIANTS = (None, "f1", "f2", "f3", "f4", "m1", "m2", "m3", "m4", "m5", "klatt", "klatt2")
 
 
+class VoiceError(ValueError):
+  """A voice name that `Speaker.from_name` cannot parse."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Speaker:
   """espeak voice parameters that together act as one speaker identity."""
@@ -69,6 +79,23 @@ class Speaker:
   def name(self) -> str:
     """Stable, human-readable id, e.g. 'en-us+f3_r175_p50_g50'."""
     return f"{self.voice_name}_r{self.rate}_p{self.pitch}_g{self.pitch_range}"
+
+  @classmethod
+  def from_name(cls, name: str) -> "Speaker":
+    """Parses `Speaker.name` ('VOICE[+VARIANT]_rRATE_pPITCH_gRANGE'); VoiceError if malformed."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+      raise VoiceError(f"voice {name!r} is not VOICE[+VARIANT]_rRATE_pPITCH_gRANGE, "
+                       f"e.g. {DEFAULT_SPEAKER.name!r}")
+    voice, variant, rate, pitch, pitch_range = match.groups()
+    speaker = cls(voice, variant, int(rate), int(pitch), int(pitch_range))
+    if not (80 <= speaker.rate <= 450 and 0 <= speaker.pitch <= 100
+            and 0 <= speaker.pitch_range <= 100):
+      raise VoiceError(f"voice {name!r}: rate must be 80..450, pitch and range 0..100")
+    return speaker
+
+
+_NAME = re.compile(r"([^+_]+)(?:\+([^_]+))?_r(\d+)_p(\d+)_g(\d+)")
 
 
 DEFAULT_SPEAKER = Speaker()
@@ -152,8 +179,11 @@ def synthesize(
   return np.clip(wav, -1.0, 1.0).astype(np.float32)
 
 
-def speaker_pool(num_speakers: int, seed: int) -> list[Speaker]:
-  """`num_speakers` distinct speakers (voice, variant, rate, pitch) drawn from `seed`."""
+def speaker_pool(num_speakers: int, seed: int, exclude: Collection[str] = ()) -> list[Speaker]:
+  """`num_speakers` distinct speakers (voice, variant, rate, pitch) drawn from `seed`.
+
+  Speakers whose `name` is in `exclude` (e.g. the assistant voice) are never drawn.
+  """
   rng = np.random.default_rng(seed)
   speakers: dict[str, Speaker] = {}
   while len(speakers) < num_speakers:
@@ -164,5 +194,6 @@ def speaker_pool(num_speakers: int, seed: int) -> list[Speaker]:
         pitch=int(rng.integers(6, 15)) * 5,  # 30..70
         pitch_range=int(rng.integers(6, 15)) * 5,
     )
-    speakers.setdefault(speaker.name, speaker)
+    if speaker.name not in exclude:
+      speakers.setdefault(speaker.name, speaker)
   return list(speakers.values())

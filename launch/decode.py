@@ -8,14 +8,21 @@
 Prints the answer text, NFE and latencies (spoken: time to the first text and to the
 first audio chunk, from the end of the question audio). Latencies are of the second,
 warm call; the first includes compilation.
+
+--audio is checked before any model is built: a missing, unreadable or empty file, or
+one longer than the model's window, stops with one line naming it (exit 1); other
+sample rates are resampled and several channels mixed down (said on stderr); silent
+audio is answered with a warning.
 """
 import os
+import sys
 import time
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from data_pipelines import audio_io
 from launch.logs import quiet_logging
 from vocalnet_jax.decoding import speech_io
 from vocalnet_jax.speech.audio_io import write_wav
@@ -63,9 +70,12 @@ def decode_text(config, question: str) -> None:
 
 def decode_speech(config) -> None:
   """Streams the spoken answer to a WAV or held-out question; writes question/answer WAVs."""
-  import librosa  # noqa: PLC0415  (only the speech path reads audio files)
   if _AUDIO.value:
-    wav, _ = librosa.load(_AUDIO.value, sr=16000, mono=True)
+    wav, notes = audio_io.load_question_audio(
+        _AUDIO.value, speech_io.mel_config(config).sample_rate,
+        speech_io.question_window_s(config))
+    for note in notes:
+      print(note, file=sys.stderr)
     reference = None
   else:
     example = speech_io.heldout_question(config, _HELDOUT.value)
@@ -102,6 +112,8 @@ def main(argv):
       raise app.UsageError("give --prompt (text), --audio=WAV or --heldout=N (speech)")
   except ConfigError as e:
     raise app.UsageError(str(e)) from None
+  except audio_io.QuestionAudioError as e:
+    sys.exit(f"error: {e}")  # one line on stderr, exit status 1
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import tqdm
 
 from data_pipelines import features
 from data_pipelines import tfds_builders as tb
-from data_pipelines import text_tokenizer
+from data_pipelines import text_tokenizer, tts
 from data_pipelines.speech_loader import IndexedSource, limit_blas_threads
 from vocalnet_jax.evaluation.plots import save_mel_panels
 from vocalnet_jax.speech import units as units_lib
@@ -48,12 +48,14 @@ def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tb.QABuild
         name=f"manifest_mel{c.cache_mel_bins}", splits=manifests,
         cache_mel_bins=c.cache_mel_bins, limits=limits))
   counts = (("train", c.num_train), ("test", c.num_test), ("heldout", c.num_heldout))
+  assistant = tts.Speaker.from_name(c.assistant_voice)  # VoiceError names a malformed voice
   name = (f"s{c.seed}_n{c.num_train}-{c.num_test}-{c.num_heldout}"
-          f"_spk{c.num_speakers}-{c.num_heldout_speakers}_mel{c.cache_mel_bins}")
+          f"_spk{c.num_speakers}-{c.num_heldout_speakers}_mel{c.cache_mel_bins}"
+          f"_asst-{assistant.name.replace('+', '-')}")
   return tb.SpokenQA(data_dir=data_dir, config=tb.SpokenQAConfig(
       name=name, num_examples=counts, seed=c.seed, num_speakers=c.num_speakers,
-      num_heldout_speakers=c.num_heldout_speakers, cache_mel_bins=c.cache_mel_bins,
-      num_workers=c.num_workers, limits=limits))
+      num_heldout_speakers=c.num_heldout_speakers, assistant_voice=assistant.name,
+      cache_mel_bins=c.cache_mel_bins, num_workers=c.num_workers, limits=limits))
 
 
 def _records(source, desc: str, limit: int | None = None):
@@ -164,7 +166,10 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:  # TFDS logs every shard at INFO
     logging.set_verbosity(logging.WARNING)
-  summary = prepare(_CONFIG.value, _OUT.value)
+  try:
+    summary = prepare(_CONFIG.value, _OUT.value)
+  except tts.VoiceError as e:
+    raise app.UsageError(str(e)) from None
   print(json.dumps(summary, indent=1))
   skipped = summary["skipped"]
   print(f"\n{summary['total_hours']:.2f} h of audio, kept {summary['kept']}, skipped "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_pipelines import features, tfds_builders as tb, tts
+from data_pipelines import features, spoken_qa, tfds_builders as tb, tts
 
 
 def _tone(seconds: float, amplitude: float = 0.3, rate: int = 16000) -> np.ndarray:
@@ -32,12 +32,44 @@ def test_embedded_corpus_array_record_round_trip(tmp_path):
     for key in ("question_audio", "answer_audio"):
       assert got[key].dtype == np.float32
       np.testing.assert_array_equal(got[key], expected[key])
-    for key in ("speaker", "template", "question_text", "answer_text"):
+    for key in ("speaker", "answer_speaker", "template", "question_text", "answer_text"):
       assert got[key].decode() == expected[key]
-  # Heldout speakers are never train speakers.
+  # Heldout speakers are never train speakers; every answer is in the assistant voice.
   held = builder.as_data_source("heldout")
   train_speakers = {s.name for s in tb.split_speakers(config, "train")}
   assert not {held[i]["speaker"].decode() for i in range(len(held))} & train_speakers
+  records = list(stored.values()) + [held[i] for i in range(len(held))]
+  assert {r["answer_speaker"].decode() for r in records} == {config.assistant_voice}
+  assert config.assistant_voice not in {r["speaker"].decode() for r in records}
+
+
+def test_answers_use_one_assistant_voice_whatever_the_questioner():
+  config = tb.SpokenQAConfig(name="voice", num_speakers=16, num_heldout_speakers=4,
+                             assistant_voice="en-gb-x-rp+f3_r160_p55_g50")
+  pools = {split: tb.split_speakers(config, split) for split in ("train", "heldout")}
+  assert not {s.name for s in pools["train"]} & {s.name for s in pools["heldout"]}
+  assert all(config.assistant_voice not in {s.name for s in p} for p in pools.values())
+  # Two train examples with the same answer text asked by different speakers.
+  by_answer: dict[str, spoken_qa.QAText] = {}
+  for i in range(2000):
+    qa = spoken_qa.make_example(config.seed, "train", i, len(pools["train"]))
+    first = by_answer.setdefault(qa.answer, qa)
+    if first.speaker_index != qa.speaker_index:
+      break
+  else:
+    pytest.fail("no repeated answer with different questioners in 2000 examples")
+  examples = [tb.synthesize_example(config, "train", int(q.id.split("-")[1]))[1]
+              for q in (first, qa)]
+  assert examples[0]["speaker"] != examples[1]["speaker"]
+  assert [e["answer_speaker"] for e in examples] == [config.assistant_voice] * 2
+  np.testing.assert_array_equal(examples[0]["answer_audio"], examples[1]["answer_audio"])
+  np.testing.assert_array_equal(
+      examples[0]["answer_audio"], tts.synthesize(qa.answer, tts.Speaker.from_name(
+          config.assistant_voice)))
+  # Held-out questions come from the unseen pool; their answers still use the assistant.
+  example_id, held = tb.synthesize_example(config, "heldout", 0)
+  assert held["speaker"] in {s.name for s in pools["heldout"]}
+  assert held["answer_speaker"] == config.assistant_voice
 
 
 @pytest.fixture()

@@ -42,3 +42,17 @@ def test_speaker_pool_is_deterministic_and_distinct():
 def test_empty_text_raises():
   with pytest.raises(ValueError, match="empty"):
     tts.synthesize("   ")
+
+
+def test_speaker_names_round_trip_and_pools_exclude_a_voice():
+  for speaker in tts.speaker_pool(12, seed=3) + [tts.DEFAULT_SPEAKER]:
+    assert tts.Speaker.from_name(speaker.name) == speaker
+  pool = tts.speaker_pool(12, seed=3)
+  without = tts.speaker_pool(12, seed=3, exclude=(pool[0].name,))
+  assert pool[0] not in without and len(without) == 12
+  for bad in ("en-us", "en-us_r175_p50", "en-us_r20_p50_g50", "en-us_r175_p50_g500"):
+    with pytest.raises(tts.VoiceError, match=bad) as err:
+      tts.Speaker.from_name(bad)
+    assert "{" not in str(err.value)
+  with pytest.raises(tts.VoiceError, match="e.g. 'en-us_r175_p50_g50'"):
+    tts.Speaker.from_name("en-us")

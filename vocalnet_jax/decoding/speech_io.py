@@ -31,8 +31,20 @@ def load_pipeline(config: ml_collections.ConfigDict, checkpoint: Optional[str],
   return streaming.SpeechPipeline(
       task.model, params, task.corpus.text_tokenizer, task.speech_vocab,
       streaming.stream_config(config, text_steps or None, speech_steps or None, rule),
-      features.MelConfig(n_mels=config.encoder.n_mels),
+      mel_config(config),
       Vocoder.load(vocoder_dir) if vocoder_dir else None)
+
+
+def mel_config(config: ml_collections.ConfigDict) -> features.MelConfig:
+  """The log-mel features the speech encoder of `config` reads."""
+  return features.MelConfig(n_mels=config.encoder.n_mels)
+
+
+def question_window_s(config: ml_collections.ConfigDict) -> float:
+  """Longest question audio (seconds) whose log-mel fits the model's `mel_frames` window."""
+  mel = mel_config(config)
+  mel_frames = streaming.stream_config(config).mel_frames
+  return (mel_frames - 1) * mel.hop_length / mel.sample_rate  # num_frames = 1 + samples // hop
 
 
 def heldout_question(config: ml_collections.ConfigDict, index: int,
