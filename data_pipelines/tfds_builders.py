@@ -51,7 +51,7 @@ import numpy as np
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from data_pipelines import audio_io, features, spoken_qa, tts
+from data_pipelines import features, question_audio, spoken_qa, tts
 
 SAMPLE_RATE = 16000
 REPORT_FILE = "build_report.json"
@@ -65,7 +65,7 @@ class AudioLimits:
 
   sample_rate: int = SAMPLE_RATE
   max_seconds: float = 30.0
-  silence_rms: float = audio_io.SILENCE_RMS  # below this RMS the clip is silent
+  silence_rms: float = question_audio.SILENCE_RMS  # below this RMS the clip is silent
   clip_level: float = 0.999  # |x| at or above this is a clipped sample
   max_clipped_fraction: float = 0.001
 

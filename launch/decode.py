@@ -22,7 +22,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from data_pipelines import audio_io
+from data_pipelines import question_audio
 from launch.logs import quiet_logging
 from vocalnet_jax.decoding import speech_io
 from vocalnet_jax.speech.audio_io import write_wav
@@ -71,7 +71,7 @@ def decode_text(config, question: str) -> None:
 def decode_speech(config) -> None:
   """Streams the spoken answer to a WAV or held-out question; writes question/answer WAVs."""
   if _AUDIO.value:
-    wav, notes = audio_io.load_question_audio(
+    wav, notes = question_audio.load_question_audio(
         _AUDIO.value, speech_io.mel_config(config).sample_rate,
         speech_io.question_window_s(config))
     for note in notes:
@@ -112,7 +112,7 @@ def main(argv):
       raise app.UsageError("give --prompt (text), --audio=WAV or --heldout=N (speech)")
   except ConfigError as e:
     raise app.UsageError(str(e)) from None
-  except audio_io.QuestionAudioError as e:
+  except question_audio.QuestionAudioError as e:
     sys.exit(f"error: {e}")  # one line on stderr, exit status 1
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_pipelines import audio_io
-from data_pipelines.audio_io import QuestionAudioError, load_question_audio
+from data_pipelines import question_audio
+from data_pipelines.question_audio import QuestionAudioError, load_question_audio
 
 RATE = 16000
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,7 +75,7 @@ def test_silent_audio_is_a_warning_not_an_error(tmp_path):
       _wav(tmp_path, "silent.wav", np.zeros(RATE, np.float32)), RATE, 6.0)
   assert wav.size == RATE
   assert len(notes) == 1 and "warning" in notes[0] and "silent" in notes[0]
-  quiet = _tone(1.0, amplitude=audio_io.SILENCE_RMS * 2)  # RMS = 1.4 x the threshold
+  quiet = _tone(1.0, amplitude=question_audio.SILENCE_RMS * 2)  # RMS = 1.4 x the threshold
   assert load_question_audio(_wav(tmp_path, "quiet.wav", quiet), RATE, 6.0)[1] == []
 
 
