@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ablation of the MDM training states: uniform per-block masking vs hierarchical
-# block-wise (decoding-like) states vs the default per-example mix, same steps and seed,
-# `tiny,text` (B=4); exact match at S = 1, 2, 4 on 512 held-out prompts.
+# block-wise states (the default: the sampler's own states) vs a per-example 50/50 mix,
+# same steps and seed, `tiny,text` (B=4); exact match at S = 1, 2, 4 on 512 held-out prompts.
 #   W=/tmp/abl STEPS=3000 bash benchmarks/masking_ablation.sh   -> W/<masking>/eval_mdm.json
 set -eu
 W=${W:-/tmp/masking_ablation}

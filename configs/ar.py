@@ -4,8 +4,8 @@ Same presets and options as `configs/mdm.py` (`stage=2`, `text`).
 
   python -m launch.train --config=configs/ar.py:tiny --workdir=w/ar1
   python -m launch.train --config=configs/ar.py:tiny,text --workdir=w/ar_text
-
-Measured on a shared 2-core CPU: `tiny,text` 200 steps: loss 3.86 (step 10) -> 1.86.
+  python -m launch.train --config=configs/ar.py:tiny,text,pretrain --workdir=w/pre
+(`pretrain`: the broad procedural text mix every Thinker, AR or MDM, starts from.)
 """
 from configs import common
 

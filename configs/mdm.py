@@ -11,10 +11,11 @@ Options after the preset: `stage=1` (default: speech question -> text, Thinker +
   python -m launch.train --config=configs/mdm.py:tiny,text --workdir=w/text
   python -m launch.train --config=configs/mdm.py:tiny --config.diffusion.masking=uniform ...
 
-Measured on a shared 2-core CPU with the earlier `mixed` masking default: `tiny,text` 200
-steps: loss 4.88 (step 10) -> 1.81; `tiny` stage 1, 300 steps on the demo corpus: 6.5 ->
-~1.4-2.0 (masked accuracy 0.23 -> 0.6). Held-out exact match after 3000 `tiny,text` steps:
-hierarchical 0.19, mixed 0.10, uniform 0.06 (benchmarks/masking_ablation.sh).
+The recipe the paper implies (an MDM Thinker adapted from an AR model):
+  python -m launch.train --config=configs/ar.py:tiny,text,pretrain --workdir=w/pre
+  python -m launch.train --config=configs/mdm.py:tiny,text --config.init_from=w/pre \
+      --config.diffusion.shift_logits=True --workdir=w/mdm_text
+Measured results: benchmarks/results/ and the README (benchmarks/mdm_parity.sh).
 """
 from configs import common
 

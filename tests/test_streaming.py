@@ -34,3 +34,28 @@ def test_stream_equals_one_shot(module, prepared_corpus):
 def streaming_init_inputs(config):
   from vocalnet_jax.models.speech_llm import init_inputs
   return init_inputs(1, 10, config.encoder.n_mels, 4, 4)
+
+
+def test_thinker_states_of_the_last_block_never_see_past_eos():
+  """The clean pass that fuses the final text block into the Talker hides the eos-filled
+  tail, as training does (`SpeechTalkerTask.thinker_states` keys = answer + eos): states
+  up to the eos are the same whatever follows it."""
+  import jax.numpy as jnp
+  from tests.decoding_helpers import TOK, prompts, tiny_model
+  from vocalnet_jax.decoding import decoder_lm
+  from vocalnet_jax.decoding.lm import context_keys, prefill, upto_first_eos
+  model, params = tiny_model()
+  lm = decoder_lm(model)
+  prefix, valid = prompts(["12+7=?"])
+  P, B = prefix.shape[1], 4
+  _, cache = prefill(lm, params, prefix, valid, lm.init_cache(1, P + B))
+  positions = jnp.sum(valid, 1, keepdims=True) + jnp.arange(B)[None]
+  visible = context_keys(valid, P + B, P)
+  eos = TOK.eos_id
+  states = []
+  for tail in (eos, 20):  # the block after "19<eos>": eos-filled, or anything else
+    tokens = jnp.array([[TOK.encode("1")[0], TOK.encode("9")[0], eos, tail]])
+    hidden, _ = streaming._clean_forward(lm, params, tokens, positions, visible, P, cache,
+                                         upto_first_eos(tokens, eos))
+    states.append(np.asarray(hidden[0, :3]))
+  np.testing.assert_allclose(states[0], states[1], atol=1e-6)

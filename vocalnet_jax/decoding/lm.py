@@ -96,6 +96,13 @@ def context_keys(prefix_valid: Array, cache_len: int, end: Array) -> Array:
   return prefix_keys | ((idx >= prefix_len) & (idx < end))[None, :]
 
 
+def upto_first_eos(tokens: Array, eos_id: int) -> Array:
+  """[batch, N] bool: positions up to and including the first eos (all without one); what
+  training lets a later model see of an answer (its validity: answer + eos)."""
+  is_eos = tokens == eos_id
+  return jnp.cumsum(is_eos, axis=1) - is_eos == 0
+
+
 def finalize(tokens: Array, eos_id: int) -> tuple[Array, Array]:
   """Answer length = index of the first eos; everything after it becomes eos.
 

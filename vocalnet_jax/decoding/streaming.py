@@ -32,7 +32,7 @@ import numpy as np
 
 from data_pipelines import features
 from vocalnet_jax.decoding.block_diffusion import BlockDiffusionConfig, decode_block
-from vocalnet_jax.decoding.lm import Cache, CachedLM
+from vocalnet_jax.decoding.lm import Cache, CachedLM, upto_first_eos
 from vocalnet_jax.diffusion import attention_masks
 from vocalnet_jax.models import layers
 from vocalnet_jax.models.speech_llm import SpeechLLM
@@ -187,9 +187,8 @@ def thinker_block(model: SpeechLLM, params: Any, cache: Cache, prefix_valid: Arr
   blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
   # The clean pass gives the K/V the cache keeps and the states the Talker is fused with;
   # as in training (`SpeechTalkerTask.thinker_states`) they never see past the answer's eos.
-  upto_eos = jnp.cumsum(blk.tokens == eos_id, axis=1) - (blk.tokens == eos_id) == 0  # [1, B]
   hidden, cache = _clean_forward(lm, params, blk.tokens, positions, visible, write, blk.cache,
-                                 upto_eos)
+                                 upto_first_eos(blk.tokens, eos_id))
   return blk.tokens, hidden, carry, cache, blk.nfe + 1
 
 
