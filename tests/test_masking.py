@@ -65,6 +65,22 @@ def _block_scored(c, valid, block=BLOCK):
   return scored, np.asarray(valid).reshape(n, -1, block).any(-1)
 
 
+@pytest.mark.parametrize("strategy", masking.STRATEGIES)
+def test_scoring_context_predicted_first_tokens_keeps_the_loss_unbiased(strategy):
+  """Shifted two_stream: every block's first token scored with weight 1 on every draw
+  (its prediction never depends on the draw) still averages 1.0; under uniform masking
+  (whose unit-CE loss varies with the draw) it also spreads less."""
+  valid, c = _draws(strategy, "two_stream", n_draws=128, batch=32, total=16)
+  rb = jax.vmap(lambda x: masking.score_context_predicted(x, valid, BLOCK))(c)
+  first = np.asarray(valid) & (np.arange(16) % BLOCK == 0)
+  assert np.asarray(rb.scored)[:, first].all()
+  np.testing.assert_array_equal(rb.corrupted, c.corrupted)
+  plain, blackwell = (_loss_at_unit_cross_entropy(x, valid) for x in (c, rb))
+  np.testing.assert_allclose(float(jnp.mean(blackwell)), 1.0, rtol=0.02)
+  if strategy == "uniform":
+    assert float(jnp.std(blackwell)) < float(jnp.std(plain))
+
+
 def test_two_stream_hierarchical_scores_every_valid_block():
   valid, c = _draws("hierarchical", "two_stream")
   scored, has = _block_scored(c, valid)

@@ -146,6 +146,22 @@ def hierarchical_block_corruption(rng: Array, valid: Array, block_size: int, num
   return _finish(_mask_exact_count(rng_m, vb, counts), is_current, n_blocks * weight)
 
 
+def score_context_predicted(c: Corruption, valid: Array, block_size: int) -> Corruption:
+  """Scores the first token of every valid block on every draw, with weight 1.
+
+  With shifted logits in the two_stream layout a block's first token is predicted from
+  the clean context before the block (never from the noisy block), so its prediction
+  does not depend on the draw. Its ELBO term, scored when masked with a weight whose
+  expectation given the draw's masking rate is 1, can then be replaced by that
+  expectation: the same objective with less variance (a Rao-Blackwellisation), and the
+  token the first chunk waits for is trained as often as AR trains it.
+  c: a two_stream corruption; valid: [batch, L]. Returns the corruption with
+  `scored`/`weight` updated (`corrupted`, the model's input, unchanged).
+  """
+  first = (jnp.arange(valid.shape[1]) % block_size == 0)[None, :] & valid  # [batch, L]
+  return c._replace(scored=c.scored | first, weight=jnp.where(first, 1.0, c.weight))
+
+
 class SamplerState(NamedTuple):
   corrupted: Array  # [batch, L] bool: still [MASK] at that step
   step: Array  # [batch, num_blocks] int: the sampler step each block is about to take
