@@ -4,7 +4,8 @@
 #   2. every row then trains STEPS steps on the QA tasks, same seed and batches:
 #      AR from the pre-trained weights (the baseline), AR from scratch, MDM from scratch
 #      (uniform and hierarchical masking), MDM adapted from the pre-trained AR weights
-#      (hierarchical, with and without Dream's shifted logits), for B = 4 and B = 16;
+#      (hierarchical; plain, with Dream's shifted logits, and shifted with every block's
+#      context-predicted first token scored on every draw: the recipe), for B = 4 and 16;
 #   3. exact match / valid-answer rate / NFE per token on 512 held-out prompts at
 #      S = 1, B/4, B/2, B; the table goes to benchmarks/results/mdm_parity_<tag>.json.
 #   W=/tmp/parity PRE_STEPS=3000 STEPS=3000 bash benchmarks/mdm_parity.sh
@@ -14,7 +15,7 @@ W=${W:-/tmp/mdm_parity}
 PRE_STEPS=${PRE_STEPS:-3000}
 STEPS=${STEPS:-3000}
 OUT=${OUT:-benchmarks/results/mdm_parity_tiny_cpu.json}
-ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_b4 mdm_adapted_shift_b16 mdm_adapted_b16 ar_scratch mdm_hierarchical_b4 mdm_uniform_b4 mdm_hierarchical_b16 mdm_uniform_b16"}
+ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shiftonly_b4 mdm_adapted_b4 mdm_adapted_shift_b16 mdm_adapted_shiftonly_b16 mdm_adapted_b16 ar_scratch mdm_hierarchical_b4 mdm_uniform_b4 mdm_hierarchical_b16 mdm_uniform_b16"}
 train() {  # workdir config steps overrides...
   local dir=$1 cfg=$2 steps=$3; shift 3
   $PY -m launch.train --config="$cfg" --workdir="$dir" --config.train.steps="$steps" \
@@ -28,6 +29,8 @@ for row in $ROWS; do
     mdm_*) cfg=mdm; b=${row##*_b}; args=(--config.diffusion.block_size="$b")
       case $row in
         *uniform*) args+=(--config.diffusion.masking=uniform) ;;
+        *adapted_shiftonly*) args+=(--config.init_from="$W/pretrain" --config.diffusion.shift_logits=True
+          --config.diffusion.score_first_token=False) ;;
         *adapted_shift*) args+=(--config.init_from="$W/pretrain" --config.diffusion.shift_logits=True) ;;
         *adapted*) args+=(--config.init_from="$W/pretrain") ;;
       esac ;;

@@ -118,7 +118,8 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
       rng, valid, block_size=block, schedule=get_schedule(diffusion_cfg.schedule),
       strategy=diffusion_cfg.masking, hierarchical_prob=diffusion_cfg.hierarchical_prob,
       num_steps=diffusion_cfg.sampler_steps, layout=diffusion_cfg.layout)
-  if diffusion_cfg.shift_logits and diffusion_cfg.layout == "two_stream":
+  if (diffusion_cfg.shift_logits and diffusion_cfg.layout == "two_stream"
+      and diffusion_cfg.score_first_token):
     corruption = masking.score_context_predicted(corruption, valid, block)
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
   logits = denoiser_logits(fns, batch, noisy, target, valid, block, diffusion_cfg.layout,
