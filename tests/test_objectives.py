@@ -1,0 +1,46 @@
+"""The MDM objective sees what the decoder sees: training's two_stream logits of a block
+equal the cached decoder's first-step logits of that block (plain and shifted)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.decoding_helpers import TOK, prompts, tiny_model
+from vocalnet_jax.decoding import BlockDiffusionConfig, block_diffusion, decoder_lm
+from vocalnet_jax.decoding.lm import context_keys, prefill
+from vocalnet_jax.training import objectives, tasks
+
+B = 4
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_training_logits_equal_the_cached_decoders(shift):
+  """Block 0 clean, block 1 all [MASK]: `denoiser_logits` over [prefix ; x_t ; x_0] gives
+  block 1 the logits the decoder computes at its first step (cache of the prefix and the
+  clean block 0; shifted: token 0 from the clean block's last state)."""
+  model, params = tiny_model()
+  lm = decoder_lm(model)
+  prefix, valid = prompts(["12+7=?", "sort 321"])
+  batch, P = prefix.shape
+  clean = jnp.array([TOK.encode("19") + [TOK.eos_id, TOK.eos_id] + [TOK.eos_id] * B,
+                     TOK.encode("1234") + [TOK.eos_id] * B], jnp.int32)  # [2, 2B]
+  noisy = clean.at[:, B:].set(TOK.mask_id)
+  response_valid = jnp.ones_like(clean, bool)
+  fns = tasks.decoder_fns(model, params)
+  rb = objectives.ResponseBatch(fns.embed(prefix), valid, clean, response_valid)
+  train = objectives.denoiser_logits(fns, rb, noisy, clean, response_valid, B, shift=shift)
+
+  cfg = BlockDiffusionConfig(B, 2, TOK.mask_id, TOK.eos_id, shift_logits=shift)
+  first_logits, cache = prefill(lm, params, prefix, valid, lm.init_cache(batch, P + 2 * B))
+  start = jnp.sum(valid, 1, keepdims=True)
+  block0 = block_diffusion.Block(clean[:, :B], cache, jnp.int32(0), first_logits)
+  block0 = block_diffusion.write_clean_block(
+      lm, params, block0, context_keys(valid, P + 2 * B, P), P, start + jnp.arange(B)[None])
+  positions = start + B + jnp.arange(B)[None]
+  mask = block_diffusion._block_mask(context_keys(valid, P + 2 * B, P + B), P + B, B)
+  hidden, _ = lm.forward(params, noisy[:, B:], positions, mask, block0.cache, P + B)
+  decode, _ = block_diffusion._token_logits(lm, params, hidden, block0.next_logits, cfg)
+  np.testing.assert_allclose(np.asarray(train[:, B:]), np.asarray(decode), atol=2e-4, rtol=2e-4)
+  if shift:  # block 0's first token comes from the prompt's last state, as in AR
+    np.testing.assert_allclose(np.asarray(train[:, 0]), np.asarray(first_logits), atol=2e-4,
+                               rtol=2e-4)
