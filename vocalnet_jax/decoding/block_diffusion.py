@@ -6,9 +6,13 @@ finished blocks) and themselves bidirectionally. Every denoising step writes the
 block's K/V into its slots [write_index, write_index + B); nothing else can see those
 slots until the caller marks them visible, i.e. until the block is clean. Which K/V
 stay there is the `cache_update` knob:
-  extra_forward    one more forward on the clean block (exact, NFE + 1 per block);
+  extra_forward    one more forward on the clean block (`write_clean_block`: exact,
+                   NFE + 1 per block but the last, whose cache nothing reads);
   reuse_last_step  keep the last denoising step's K/V, computed while the tokens
                    committed at that step were still [MASK] (approximate, no extra NFE).
+With `shift_logits` (a Thinker adapted from AR, see `objectives.denoiser_logits`) the
+state before token i predicts it: a block's first token comes from the context's
+next-token logits (the prefill, or the previous block's clean forward).
 `generate` chains blocks in a `lax.while_loop` that stops after the block holding
 eos. One compile per (config, shapes): blocks and requests reuse it.
 """
