@@ -41,6 +41,18 @@ def table(workdir: str, rows: list[str]) -> list[dict]:
   return out
 
 
+def markdown(rows: list[dict]) -> str:
+  """README table: one line per row, exact match (valid rate) at each S, NFE per token."""
+  lines = ["| row | B | S | exact match | valid rate | vs AR (pre-trained) | NFE / token |",
+           "|---|---|---|---|---|---|---|"]
+  for r in rows:
+    ratio = r.get("exact_match_vs_ar_pretrained")
+    lines.append(f"| {r['row']} | {r['block_size'] or '—'} | {r['steps'] or 'AR'} | "
+                 f"{r['exact_match']:.3f} | {r['valid_rate']:.3f} | "
+                 f"{'—' if ratio is None else f'{ratio:.3f}×'} | {r['nfe_per_token']:.3f} |")
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
   import jax  # the device the evaluations ran on
@@ -53,9 +65,7 @@ def main(argv):
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value, "w") as f:
     json.dump(result, f, indent=1)
-  for r in result["rows"]:
-    print(f"{r['row']:24s} S={r['steps'] or 'ar':>4} EM {r['exact_match']:.3f} "
-          f"valid {r['valid_rate']:.3f} NFE/token {r['nfe_per_token']:.3f}")
+  print(markdown(result["rows"]))
 
 
 if __name__ == "__main__":
