@@ -121,6 +121,7 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       warmup_steps=20 if cpu else 2000, min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.98,
       grad_clip=1.0, log_every=10 if cpu else 100, checkpoint_every=100 if cpu else 1000,
       keep_checkpoints=3, async_checkpointing=True, progress_bar=True))
+  c.train.nonfinite = "stop"  # non-finite loss/grad/param norm: stop unsaved | skip the update
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   if "text" not in args:
     speech_sections(c, preset, int(args.get("stage", 1)))

@@ -10,6 +10,7 @@ OBJECTIVES = ("ar", "mdm")
 LAYOUTS = ("two_stream", "single_stream")
 MASKINGS = ("uniform", "hierarchical", "mixed")
 DISTILL_STATES = ("confidence", "uniform")
+NONFINITE = ("stop", "skip")
 
 
 class ConfigError(ValueError):
@@ -35,6 +36,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(t.batch_size % t.grad_accum_steps == 0,
            f"config.train.batch_size={t.batch_size} is not divisible by "
            f"config.train.grad_accum_steps={t.grad_accum_steps}")
+  _require(t.nonfinite in NONFINITE,
+           f"config.train.nonfinite={t.nonfinite!r}; choose from {NONFINITE}")
   if config.objective == "mdm":
     d = config.diffusion
     try:
