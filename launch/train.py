@@ -12,6 +12,7 @@ with XLA_FLAGS=--xla_force_host_platform_device_count=8 on a CPU).
 import json
 import sys
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -42,7 +43,7 @@ def main(argv):
     raise app.UsageError(str(e)) from None
   except trainer.NonFiniteError as e:
     sys.exit(f"error: {e}")
-  if history:
+  if history and jax.process_index() == 0:
     print(f"final step {history[-1]['step']}: loss {history[-1]['loss']:.4f}")
 
 

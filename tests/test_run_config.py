@@ -63,3 +63,14 @@ def test_launcher_reports_a_mismatch_in_one_line(workdir):
       capture_output=True, text=True, timeout=120)
   assert proc.returncode == 1 and "Traceback" not in proc.stderr
   assert "diffusion.block_size: workdir 4, given 8" in proc.stderr
+
+
+def test_distill_without_config_uses_the_teachers(workdir, tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.distill", f"--teacher={workdir}",
+       f"--workdir={tmp_path / 'distill'}"],
+      cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT),
+      capture_output=True, text=True, timeout=120)
+  # the config came from config.json: the run got as far as looking for the teacher's params
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr
+  assert f"no checkpoint under {workdir}/checkpoints" in proc.stderr
