@@ -55,7 +55,9 @@ def model_config(preset: str, shapes: dict | None = None) -> ml_collections.Conf
   return ml_collections.ConfigDict(dict(
       embed_dim=embed, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
       head_dim=head_dim, mlp_dim=mlp, rope_theta=theta, tie_embeddings=tied, qkv_bias=False,
-      norm_eps=1e-5, remat=preset in ("1b", "8b"),
+      norm_eps=1e-5,
+      remat_policy="full" if preset in ("1b", "8b") else "none",  # none | full | save_dots
+      scan_layers=preset in ("1b", "8b"),  # one nn.scan over the layers (params [layers, ...])
       vocab_size=0 if preset in ("tiny", "small") else 128256,  # 0: the tokenizer's size
       dtype="float32" if preset in ("tiny", "small") else "bfloat16",
       vocab_multiple=64 if preset in ("tiny", "small") else 128))
@@ -127,5 +129,6 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
     speech_sections(c, preset, int(args.get("stage", 1)))
   c.logical_axis_rules = [
       ("batch", ["data", "fsdp"]), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
-      ("kv_heads", "tensor"), ("kv", None), ("vocab", "tensor"), ("length", None)]
+      ("kv_heads", "tensor"), ("kv", None), ("vocab", "tensor"), ("length", None),
+      ("layers", None)]
   return c
