@@ -206,7 +206,9 @@ def dry_run(config: ml_collections.ConfigDict,
   reading data; returns parameter count and per-device memory of the executable."""
   exp = setup_experiment(config, devices, shapes_only=True)
   step = CompiledStep(exp)
+  tick = time.perf_counter()
   step.compile(exp.example_batch)
+  compile_s = time.perf_counter() - tick
   params = exp.abstract_state.params
   return {
       "preset": config.get("preset", ""), "task": config.task,
@@ -216,7 +218,7 @@ def dry_run(config: ml_collections.ConfigDict,
       "num_params": int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params))),
       "num_params_by_part": {k: int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(v)))
                              for k, v in params.items()} if isinstance(params, dict) else {},
-      "memory_per_device_bytes": step.memory,
+      "memory_per_device_bytes": step.memory, "compile_s": round(compile_s, 1),
   }
 
 
