@@ -5,7 +5,8 @@
 Random init unless --checkpoint (an MDM workdir) and --ar_checkpoint (an AR workdir)
 are given; by default every request generates exactly --max_new_tokens (no early eos)
 so both modes produce the same number of tokens. --config defaults to the --checkpoint
-workdir's config.json; the --ar_checkpoint's model shapes must match it. Logic: vocalnet_jax/decoding/benchmark.py.
+workdir's config.json; the --ar_checkpoint's model shapes must match it.
+Logic: vocalnet_jax/decoding/benchmark.py.
 """
 import json
 import os

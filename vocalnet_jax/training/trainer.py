@@ -170,6 +170,7 @@ class CompiledStep:
   def __init__(self, exp: Experiment):
     self._exp, self._jitted, self._compiled = exp, make_train_step(exp), {}
     self.flops: dict[tuple, Optional[float]] = {}  # per device, per executable
+    self.last_flops: Optional[float] = None  # of the executable compiled or run last
 
   def compile(self, host_batch: dict[str, np.ndarray]):
     key = tuple(sorted((k, v.shape) for k, v in host_batch.items()))
@@ -195,7 +196,7 @@ def log_compiled_memory(compiled) -> dict[str, int]:
             ("argument", "output", "temp", "generated_code")} if analysis is not None else {}
   logging.info("compiled train step memory per device (bytes): %s", report)
   if jax.process_index() == 0:
-      print("compiled train step memory per device: "
+    print("compiled train step memory per device: "
           + ", ".join(f"{k}={v / 2**20:.1f} MiB" for k, v in report.items()), flush=True)
   return report
 
