@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Optional
 import grain
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 Batch = dict[str, np.ndarray]
@@ -66,3 +67,21 @@ def to_global_batch(batch: Mapping[str, np.ndarray], sharding: NamedSharding) ->
   """Per-host numpy batch -> global arrays laid out by `sharding` (multi-host safe)."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}
+
+
+def pad_to_common_shapes(batch: Mapping[str, np.ndarray]) -> Batch:
+  """Pads every array with zeros (False) to the largest shape any process holds, so hosts
+  that picked different length buckets build one global array (the bucket a single
+  process would pick for the whole batch). One small all-gather; a no-op on one process."""
+  if jax.process_count() == 1:
+    return dict(batch)
+  keys = sorted(batch)
+  dims = np.concatenate([np.asarray(batch[k].shape[1:], np.int32) for k in keys])
+  most = np.asarray(multihost_utils.process_allgather(dims)).max(axis=0)
+  out, offset = {}, 0
+  for k in keys:
+    v = batch[k]
+    target = most[offset:offset + v.ndim - 1]
+    offset += v.ndim - 1
+    out[k] = np.pad(v, [(0, 0)] + [(0, int(t) - s) for t, s in zip(target, v.shape[1:])])
+  return out

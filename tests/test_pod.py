@@ -119,3 +119,31 @@ def test_nonfinite_skip_keeps_params_and_counts(tmp_path, devices):
   assert step == 3 and int(state.step) == 3
   init = trainer.init_state(trainer.setup_experiment(cfg, devices))
   jax.tree_util.tree_map(np.testing.assert_array_equal, state.params, init.params)
+
+
+_PAD_SCRIPT = """
+import sys, jax, numpy as np
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+from data_pipelines import loader
+frames = 4 if jax.process_index() == 0 else 6  # each host picked another length bucket
+batch = {"mel": np.ones((2, frames, 3), np.float32), "mel_valid": np.ones((2, frames), bool),
+         "tokens": np.ones((2, 5), np.int32)}
+out = loader.pad_to_common_shapes(batch)
+assert {k: v.shape for k, v in out.items()} == {
+    "mel": (2, 6, 3), "mel_valid": (2, 6), "tokens": (2, 5)}, out
+assert out["mel_valid"].sum() == 2 * frames and out["mel"].sum() == 2 * frames * 3
+print("ok")
+"""
+
+
+def test_hosts_with_different_length_buckets_pad_to_one():
+  address = f"127.0.0.1:{_free_port()}"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  procs = [subprocess.Popen([sys.executable, "-c", _PAD_SCRIPT, address, str(i)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  for p in procs:
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and out.strip().endswith("ok"), err[-2000:]

@@ -185,6 +185,7 @@ class CompiledStep:
     return self._compiled[key]
 
   def __call__(self, state: TrainState, host_batch: dict[str, np.ndarray]):
+    host_batch = loader.pad_to_common_shapes(host_batch)  # hosts' length buckets agree
     step = self.compile(host_batch)
     return step(state, loader.to_global_batch(host_batch, self._exp.batch_sharding))
 
