@@ -60,7 +60,9 @@ def model_config(preset: str, shapes: dict | None = None) -> ml_collections.Conf
   return ml_collections.ConfigDict(dict(
       embed_dim=embed, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
       head_dim=head_dim, mlp_dim=mlp, rope_theta=theta, tie_embeddings=tied, qkv_bias=False,
-      norm_eps=1e-5, remat=preset in ("1b", "8b"),
+      norm_eps=1e-5,
+      remat_policy="full" if preset in ("1b", "8b") else "none",  # none | full | save_dots
+      scan_layers=preset in ("1b", "8b"),  # one nn.scan over the layers (params [layers, ...])
       vocab_size=0 if preset in ("tiny", "small") else 128256,  # 0: the tokenizer's size
       dtype="float32" if preset in ("tiny", "small") else "bfloat16",
       vocab_multiple=64 if preset in ("tiny", "small") else 128))
@@ -129,6 +131,7 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       warmup_steps=20 if cpu else 2000, min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.98,
       grad_clip=1.0, log_every=10 if cpu else 100, checkpoint_every=100 if cpu else 1000,
       keep_checkpoints=3, async_checkpointing=True, progress_bar=True))
+  c.train.nonfinite = "stop"  # non-finite loss/grad/param norm: stop unsaved | skip the update
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   if "pretrain" in args:  # the shared text pre-training every Thinker starts from
     c.data.tasks = synthetic_text.PRETRAIN_TASKS
@@ -137,5 +140,6 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
     speech_sections(c, preset, int(args.get("stage", 1)))
   c.logical_axis_rules = [
       ("batch", ["data", "fsdp"]), ("embed", "fsdp"), ("mlp", "tensor"), ("heads", "tensor"),
-      ("kv_heads", "tensor"), ("kv", None), ("vocab", "tensor"), ("length", None)]
+      ("kv_heads", "tensor"), ("kv", None), ("vocab", "tensor"), ("length", None),
+      ("layers", None)]
   return c

@@ -1,5 +1,9 @@
-"""Generic grain input pipeline: random-access source -> per-host shard -> shuffle ->
-repeat -> example transform -> batch, plus global `jax.Array`s for a mesh.
+"""Generic grain input pipeline: random-access source -> shuffle -> repeat -> example
+transform -> batch -> this host's batches, plus global `jax.Array`s for a mesh.
+
+Hosts split batches, not the source: host p reads per-host batches p, p + P, p + 2P, ...
+of one global order, so the hosts' batches of a step, stacked in process order, are the
+global batch a single process reads with the same seed (runs match across topologies).
 
 The returned `grain.DatasetIterator` is checkpointable (`get_state` / `set_state`,
 or `grain.checkpoint.CheckpointSave` inside an orbax `CheckpointManager`), so a
@@ -12,13 +16,14 @@ from typing import Any, Callable, Mapping, Optional
 import grain
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 Batch = dict[str, np.ndarray]
 
 
 def host_shard_options() -> grain.sharding.ShardOptions:
-  """This process's share of the data: shard `process_index` of `process_count`."""
+  """This process's share of the batches: shard `process_index` of `process_count`."""
   return grain.sharding.ShardOptions(
       shard_index=jax.process_index(), shard_count=jax.process_count(), drop_remainder=True)
 
@@ -33,6 +38,7 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
   source: any random-access source (`__len__`, `__getitem__`), e.g. a TFDS
     `as_data_source` or a procedural generator. transform: one record -> dict of
     fixed-shape numpy arrays. batch_size: per-host batch. num_epochs: None repeats forever.
+    shard: default `host_shard_options()`; `NoSharding()` reads every batch.
     batch_fn: list of transformed examples -> batch (default: stack); e.g. pad
     variable-length examples to a length bucket.
   """
@@ -40,14 +46,15 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
     raise ValueError("data source is empty: nothing to train on")
   shard = shard or host_shard_options()
   ds = grain.MapDataset.source(source)
-  ds = ds[shard.shard_index::shard.shard_count]
-  if len(ds) < batch_size:
-    raise ValueError(f"data source has {len(ds)} examples on this host, fewer than "
-                     f"batch_size={batch_size}")
+  if len(ds) < batch_size * shard.shard_count:
+    raise ValueError(f"data source has {len(ds)} examples, fewer than one global batch "
+                     f"({shard.shard_count} hosts x batch_size={batch_size})")
   if shuffle:
     ds = ds.shuffle(seed=seed)
   ds = ds.repeat(num_epochs).map(transform)
-  return ds.batch(batch_size, drop_remainder=True, batch_fn=batch_fn).to_iter_dataset()
+  ds = ds.batch(batch_size, drop_remainder=True, batch_fn=batch_fn)
+  ds = ds[:len(ds) - len(ds) % shard.shard_count]  # every host gets as many batches
+  return ds[shard.shard_index::shard.shard_count].to_iter_dataset()
 
 
 def batch_sharding(mesh: Mesh, batch_axes: tuple[str, ...] = ("data", "fsdp")) -> NamedSharding:
@@ -60,3 +67,21 @@ def to_global_batch(batch: Mapping[str, np.ndarray], sharding: NamedSharding) ->
   """Per-host numpy batch -> global arrays laid out by `sharding` (multi-host safe)."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}
+
+
+def pad_to_common_shapes(batch: Mapping[str, np.ndarray]) -> Batch:
+  """Pads every array with zeros (False) to the largest shape any process holds, so hosts
+  that picked different length buckets build one global array (the bucket a single
+  process would pick for the whole batch). One small all-gather; a no-op on one process."""
+  if jax.process_count() == 1:
+    return dict(batch)
+  keys = sorted(batch)
+  dims = np.concatenate([np.asarray(batch[k].shape[1:], np.int32) for k in keys])
+  most = np.asarray(multihost_utils.process_allgather(dims)).max(axis=0)
+  out, offset = {}, 0
+  for k in keys:
+    v = batch[k]
+    target = most[offset:offset + v.ndim - 1]
+    offset += v.ndim - 1
+    out[k] = np.pad(v, [(0, 0)] + [(0, int(t) - s) for t, s in zip(target, v.shape[1:])])
+  return out

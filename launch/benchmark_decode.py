@@ -4,7 +4,9 @@
 
 Random init unless --checkpoint (an MDM workdir) and --ar_checkpoint (an AR workdir)
 are given; by default every request generates exactly --max_new_tokens (no early eos)
-so both modes produce the same number of tokens. Logic: vocalnet_jax/decoding/benchmark.py.
+so both modes produce the same number of tokens. --config defaults to the --checkpoint
+workdir's config.json; the --ar_checkpoint's model shapes must match it.
+Logic: vocalnet_jax/decoding/benchmark.py.
 """
 import json
 import os
@@ -13,11 +15,16 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from launch import distributed
+from launch.logs import quiet_logging
 from vocalnet_jax.decoding import benchmark
 from vocalnet_jax.decoding import lm as lm_lib
 from vocalnet_jax.evaluation import text_eval
+from vocalnet_jax.training import run_config
+from vocalnet_jax.training.validate import ConfigError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Model config file[:arg] (MDM).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Model config file[:arg] (MDM; default: the --checkpoint's config.json).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "MDM workdir (random init if unset).")
 _AR_CHECKPOINT = flags.DEFINE_string("ar_checkpoint", None, "AR workdir (random init if unset).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/bench.json", "JSON rows; PNG next to it.")
@@ -31,12 +38,20 @@ _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed repetitions after the warm
 _STOP_AT_EOS = flags.DEFINE_bool("stop_at_eos", False, "Stop at eos instead of fixed length.")
 _PARAM_DTYPE = flags.DEFINE_string("param_dtype", "",
                                    "Params as served (default: config.model.dtype).")
-flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  distributed.initialize()
+  quiet_logging()
+  try:
+    config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
+    ar_saved = run_config.read(_AR_CHECKPOINT.value) if _AR_CHECKPOINT.value else None
+    if ar_saved is not None:
+      run_config.check(ar_saved, config, _AR_CHECKPOINT.value, hard=run_config.PARAM_FIELDS,
+                       soft=())
+  except ConfigError as e:
+    raise app.UsageError(str(e)) from None
   lm, mdm_params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   _, ar_params, _ = text_eval.load_thinker(config, _AR_CHECKPOINT.value or _CHECKPOINT.value)
   param_dtype = _PARAM_DTYPE.value or config.model.dtype
@@ -48,11 +63,12 @@ def main(argv):
       cache_updates=tuple(_CACHE_UPDATES.value), max_new_tokens=_MAX_NEW.value,
       repeats=_REPEATS.value, stop_at_eos=_STOP_AT_EOS.value)
   rows = benchmark.run(lm, ar_params, mdm_params, prefix, valid, spec)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    json.dump({"rows": rows, "summary": benchmark.summary(rows), "config": config.preset,
-               "param_dtype": param_dtype, "checkpoint": _CHECKPOINT.value}, f, indent=1)
-  benchmark.plot(rows, os.path.splitext(_OUT.value)[0] + ".png")
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    with open(_OUT.value, "w") as f:
+      json.dump({"rows": rows, "summary": benchmark.summary(rows), "config": config.preset,
+                 "param_dtype": param_dtype, "checkpoint": _CHECKPOINT.value}, f, indent=1)
+    benchmark.plot(rows, os.path.splitext(_OUT.value)[0] + ".png")
   for r in rows:
     print(json.dumps({k: r[k] for k in benchmark.ROW_KEYS}))
   for s in benchmark.summary(rows):

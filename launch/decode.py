@@ -5,6 +5,9 @@
       --checkpoint=W2 --vocoder=VOC/vocoder --audio=question.wav --out=answer.wav
   python -m launch.decode ... --heldout=0 --out=answer.wav   # a held-out corpus question
 
+--config defaults to the one the --checkpoint workdir was trained with (its config.json);
+a given config that disagrees with it on the model or the decoder is an error.
+
 Prints the answer text, NFE and latencies (spoken: time to the first text and to the
 first audio chunk, from the end of the question audio). Latencies are of the second,
 warm call; the first includes compilation.
@@ -23,13 +26,16 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from data_pipelines import question_audio
+from launch import distributed
 from launch.logs import quiet_logging
 from vocalnet_jax.decoding import speech_io
 from vocalnet_jax.speech.audio_io import write_wav
 from vocalnet_jax.evaluation import text_eval
+from vocalnet_jax.training import run_config
 from vocalnet_jax.training.validate import ConfigError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file[:arg] (default: the --checkpoint's config.json).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (random init if unset).")
 _PROMPT = flags.DEFINE_string("prompt", None, "Text question, e.g. '12+7=?'.")
 _MODE = flags.DEFINE_enum("mode", None, ["ar", "mdm"], "Decoder (default: config.objective).")
@@ -43,7 +49,6 @@ _HELDOUT = flags.DEFINE_integer("heldout", None, "Index of a held-out corpus que
 _OUT = flags.DEFINE_string("out", None, "Where to write the spoken answer (16-bit WAV).")
 _VOCODER = flags.DEFINE_string("vocoder", None, "Vocoder directory (train_vocoder's W/vocoder).")
 _SPEECH_STEPS = flags.DEFINE_integer("speech_steps", 0, "Talker MDM steps per chunk (0: config).")
-flags.mark_flags_as_required(["config"])
 
 
 def decode_text(config, question: str) -> None:
@@ -102,12 +107,14 @@ def decode_speech(config) -> None:
 
 def main(argv):
   del argv
+  distributed.initialize()
   quiet_logging()
   try:
+    config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
     if _PROMPT.value:
-      decode_text(_CONFIG.value, _PROMPT.value)
+      decode_text(config, _PROMPT.value)
     elif _AUDIO.value or _HELDOUT.value is not None:
-      decode_speech(_CONFIG.value)
+      decode_speech(config)
     else:
       raise app.UsageError("give --prompt (text), --audio=WAV or --heldout=N (speech)")
   except ConfigError as e:

@@ -3,17 +3,24 @@
   python -m launch.evaluate --config=configs/mdm.py:tiny,text --checkpoint=/tmp/mdm --steps=1,2,4
   python -m launch.evaluate --config=configs/ar.py:tiny,text --checkpoint=/tmp/ar --mode=ar
 
+--config defaults to the --checkpoint workdir's config.json (a disagreeing one is an error).
 Prints one JSON line per decoder setting and writes them all to --out.
 """
 import json
 import os
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from launch import distributed
+from launch.logs import quiet_logging
 from vocalnet_jax.evaluation import text_eval
+from vocalnet_jax.training import run_config
+from vocalnet_jax.training.validate import ConfigError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file[:arg] (default: the --checkpoint's config.json).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir.")
 _MODE = flags.DEFINE_enum("mode", None, ["ar", "mdm"], "Decoder (default: config.objective).")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM steps per block to evaluate.")
@@ -23,12 +30,17 @@ _CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward",
 _NUM = flags.DEFINE_integer("num_examples", 512, "Held-out examples.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Decode batch size.")
 _OUT = flags.DEFINE_string("out", None, "JSON file (default: CHECKPOINT/eval_<mode>.json).")
-flags.mark_flags_as_required(["config", "checkpoint"])
+flags.mark_flags_as_required(["checkpoint"])
 
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  distributed.initialize()
+  quiet_logging()
+  try:
+    config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
+  except ConfigError as e:
+    raise app.UsageError(str(e)) from None
   mode = _MODE.value or config.objective
   lm, params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   prefix, valid, answers = text_eval.held_out_prompts(config, _NUM.value)
@@ -41,9 +53,10 @@ def main(argv):
                                     config.data.response_len, _BATCH.value))
     print(json.dumps(row))
     results.append(row)
-  out = _OUT.value or os.path.join(_CHECKPOINT.value, f"eval_{mode}.json")
-  with open(out, "w") as f:
-    json.dump(results, f, indent=1)
+  if jax.process_index() == 0:
+    out = _OUT.value or os.path.join(_CHECKPOINT.value, f"eval_{mode}.json")
+    with open(out, "w") as f:
+      json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,12 @@ import time
 from typing import Optional
 
 from absl import app, flags, logging
+import jax
 import numpy as np
 from ml_collections import config_flags
 
 from data_pipelines import speech_loader
+from launch import distributed
 from vocalnet_jax.evaluation import asr as asr_lib
 from vocalnet_jax.evaluation.plots import save_mel_panels
 from vocalnet_jax.speech import units as units_lib
@@ -62,6 +64,10 @@ def load_answers(dataset_dir: str, split: str, limit: int) -> list[tuple[str, np
 
 def main(argv):
   del argv
+  distributed.initialize()
+  if jax.process_count() > 1:
+    raise app.UsageError("train_vocoder trains on one host: start it without the "
+                         "multi-process flags")
   config, workdir = _CONFIG.value, _WORKDIR.value
   tag = "_eval_only" if _EVAL_ONLY.value else ""
   samples_dir = os.path.join(workdir, "samples" + tag)

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from vocalnet_jax.models import hf_import  # noqa: E402
-from vocalnet_jax.models.decoder import Decoder  # noqa: E402
+from vocalnet_jax.models.decoder import Decoder, scan_params  # noqa: E402
 from vocalnet_jax.models.encoder import AudioEncoder  # noqa: E402
 
 TOL = 1e-4
@@ -72,8 +72,10 @@ def whisper(tmp_path_factory):
   return model, _save(model, tmp_path_factory.mktemp("whisper"))
 
 
-def _decoder_parity(model, path, shardings=None) -> tuple[float, float]:
+def _decoder_parity(model, path, shardings=None, scan=False) -> tuple[float, float]:
   hp, params = hf_import.load_hf_decoder(path, shardings=shardings)
+  if scan:  # the imported (unscanned) layers stacked for a scanned model
+    hp, params = dict(hp, scan_layers=True), scan_params(params, hp["num_layers"])
   tokens = np.random.RandomState(0).randint(0, VOCAB, (2, LENGTH))
   with torch.no_grad():
     ref = model(torch.tensor(tokens), output_hidden_states=True)
@@ -93,6 +95,11 @@ def test_llama_parity(llama):
   assert hp["rope_scaling"] == (8.0, 1.0, 4.0, 32.0)
   logit_diff, hidden_diff = _decoder_parity(model, path)
   print(f"llama max abs diff: logits {logit_diff:.2e} hidden {hidden_diff:.2e}")
+  assert logit_diff <= TOL and hidden_diff <= TOL
+
+
+def test_scanned_llama_parity(llama):
+  logit_diff, hidden_diff = _decoder_parity(*llama, scan=True)
   assert logit_diff <= TOL and hidden_diff <= TOL
 
 

@@ -1,10 +1,14 @@
+import glob
+import json
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from vocalnet_jax.training import trainer
+from vocalnet_jax.training import run_config, throughput, trainer
 from vocalnet_jax.training.metrics import read_metrics
 
 STEPS = 3
@@ -17,7 +21,8 @@ def _losses(history):
 @pytest.fixture(scope="module")
 def single_device_run(tmp_path_factory, devices):
   workdir = tmp_path_factory.mktemp("one")
-  history = trainer.train(tiny_config(train__steps=STEPS), str(workdir), devices=devices[:1])
+  history = trainer.train(tiny_config(train__steps=STEPS), str(workdir), devices=devices[:1],
+                          profile_steps=(2, 3))
   return workdir, _losses(history)
 
 
@@ -34,12 +39,33 @@ def test_sharded_training_matches_single_device(mesh, single_device_run, tmp_pat
   np.testing.assert_allclose(losses, single_device_run[1], rtol=2e-5)
 
 
-def test_metrics_jsonl_and_tensorboard(single_device_run):
+def test_metrics_jsonl_tensorboard_config_and_profile(single_device_run):
   workdir = single_device_run[0]
   rows = read_metrics(str(workdir))
   assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
-  assert {"step", "loss", "learning_rate", "tokens_per_s", "grad_norm"} <= set(rows[0])
+  assert {"step", "loss", "learning_rate", "tokens_per_s", "tokens_per_s_per_device",
+          "grad_norm", "param_norm", "skipped_steps"} <= set(rows[0])
+  assert rows[0]["tokens_per_s_per_device"] == pytest.approx(rows[0]["tokens_per_s"])  # 1 device
+  assert "mfu" not in rows[0]  # no peak FLOP/s known for a CPU
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir / "tensorboard"))
+  assert (json.loads(run_config.read(str(workdir)).to_json())
+          == json.loads(tiny_config(train__steps=STEPS).to_json()))
+  assert glob.glob(str(workdir / "profile" / "**" / "*.xplane.pb"), recursive=True)
+
+
+def test_mfu_from_compiled_flops_and_chip_table(devices):
+  assert throughput.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+  assert throughput.peak_flops("TPU v5 lite") == 197e12  # v5e, not v5p
+  assert throughput.peak_flops("TPU v5") == 459e12
+  assert throughput.peak_flops("cpu") is None
+  x = jnp.ones((256, 256))
+  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("d",)),
+                                        jax.sharding.PartitionSpec("d"))
+  compiled = jax.jit(jnp.matmul, in_shardings=(sharding, None)).lower(x, x).compile()
+  flops = throughput.compiled_flops(compiled)
+  assert flops == 2 * 256**3 / len(devices)  # per device
+  assert throughput.mfu(flops, 1e-3, "TPU v4") == pytest.approx(flops / 1e-3 / 275e12)
+  assert throughput.mfu(flops, 1e-3, "cpu") is None
 
 
 def test_interrupt_and_resume_reproduces_uninterrupted_run(tmp_path, devices):

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any, Optional
 
+import jax
 import ml_collections
 
 from vocalnet_jax.evaluation import text_eval
@@ -70,8 +71,9 @@ def run(config: ml_collections.ConfigDict, teacher_workdir: str, workdir: str,
     if evaluate:
       entry["eval"] = score(model_config, model_dir, prompts)
     entries.append(entry)
-    with open(os.path.join(workdir, "rounds.json"), "w") as f:
-      json.dump(entries, f, indent=1)
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "rounds.json"), "w") as f:
+        json.dump(entries, f, indent=1)
 
   teacher_config = config.copy_and_resolve_references()
   teacher_config.task = config.distill.base_task

@@ -7,9 +7,12 @@ interrupted save never shadows the last good checkpoint; saves are asynchronous.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import Any, Optional
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -51,3 +54,32 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+class PreemptionNotice:
+  """Whether the run was told to stop (SIGTERM, as a preempted TPU VM gets).
+
+  Multi-process: JAX's preemption sync manager (through orbax) catches the signal and
+  names one step at which every host stops together. Single process: a SIGTERM handler
+  (installed while in the `with` block, from the main thread) sets a flag.
+  """
+
+  def __init__(self, manager: ocp.CheckpointManager):
+    self._manager, self._signalled, self._previous = manager, False, None
+
+  def __enter__(self) -> "PreemptionNotice":
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def _handle(self, signum, frame) -> None:
+    del signum, frame
+    self._signalled = True
+
+  def reached(self, step: int) -> bool:
+    """Call once per step boundary, on every process: True means save `step` and stop."""
+    return self._signalled or self._manager.reached_preemption(step)

@@ -1,10 +1,12 @@
-"""Metric sinks: `metrics.jsonl` (one JSON object per logged step) and TensorBoard."""
+"""Metric sinks: `metrics.jsonl` (one JSON object per logged step) and TensorBoard,
+written by process 0 only (every process may call them)."""
 from __future__ import annotations
 
 import json
 import os
 from typing import Mapping
 
+import jax
 from tensorboardX import SummaryWriter
 
 
@@ -12,11 +14,15 @@ class MetricWriter:
   """Appends scalars to `<workdir>/metrics.jsonl` and TensorBoard event files."""
 
   def __init__(self, workdir: str):
-    os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._on = jax.process_index() == 0
+    if self._on:
+      os.makedirs(workdir, exist_ok=True)
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self._on:
+      return
     row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
     self._jsonl.write(json.dumps(row) + "\n")
     self._jsonl.flush()
@@ -24,6 +30,8 @@ class MetricWriter:
       self._tb.add_scalar(k, float(v), int(step))
 
   def close(self) -> None:
+    if not self._on:
+      return
     self._jsonl.close()
     self._tb.close()
 

@@ -5,12 +5,18 @@ init with `out_shardings` -> `jax.jit(train_step, in_shardings, out_shardings,
 donate_argnums)`; compiled memory is logged before step 0; metrics go to
 `metrics.jsonl` + TensorBoard; orbax checkpoints hold the state and the grain
 iterator, so resuming from the workdir continues the exact run.
+
+Multi-host: every process runs this loop on its share of the batch; process 0 alone
+writes config.json, metrics and the progress bar. SIGTERM (preemption) saves at the next
+step boundary and returns; a non-finite loss, gradient or parameter norm stops the run
+without saving it (`train.nonfinite=stop`) or skips the update (`skip`).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
+from contextlib import nullcontext
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -24,14 +30,18 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from data_pipelines import loader
-from vocalnet_jax.training import partitioning, tasks
-from vocalnet_jax.training.checkpointing import Checkpointer
+from vocalnet_jax.training import partitioning, run_config, tasks, throughput
+from vocalnet_jax.training.checkpointing import Checkpointer, PreemptionNotice
 from vocalnet_jax.training.metrics import MetricWriter
 from vocalnet_jax.training.train_state import (TrainState, freeze, learning_rate_schedule,
                                                make_optimizer)
 from vocalnet_jax.training.validate import ConfigError, validate_config
 
 Array = jax.Array
+
+
+class NonFiniteError(RuntimeError):
+  """A step produced a non-finite loss, gradient norm or parameter norm."""
 
 
 @dataclasses.dataclass
@@ -95,6 +105,7 @@ def make_train_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Train
   batch_axes = exp.batch_sharding.spec[0]
 
   trainable = getattr(exp.task, "trainable", None)
+  skip_nonfinite = exp.config.train.nonfinite == "skip"
 
   def grads_and_metrics(params, batch, rng):
     grad_fn = jax.value_and_grad(
@@ -122,8 +133,14 @@ def make_train_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Train
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(base_rng, state.step)
     grads, metrics = grads_and_metrics(state.params, batch, rng)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads), learning_rate=lr_fn(state.step))
-    return state.apply_gradients(grads, exp.tx), metrics
+    new_state = state.apply_gradients(grads, exp.tx)
+    norms = dict(grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(new_state.params))
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(norms["grad_norm"]) & jnp.isfinite(
+        norms["param_norm"])  # an inf/nan learning rate shows only in the new params
+    if skip_nonfinite:  # keep params and optimizer state; the step (and data) move on
+      new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old),
+                                         new_state, state.replace(step=new_state.step))
+    return new_state, dict(metrics, **norms, learning_rate=lr_fn(state.step), finite=finite)
 
   batch_shardings = {k: exp.batch_sharding for k in exp.example_batch}
   return jax.jit(train_step, in_shardings=(exp.state_shardings, batch_shardings),
@@ -131,6 +148,10 @@ def make_train_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Train
 
 
 def per_host_batch_size(config: ml_collections.ConfigDict) -> int:
+  """This process's share of `train.batch_size` (the global batch)."""
+  if config.train.batch_size % jax.process_count():
+    raise ConfigError(f"config.train.batch_size={config.train.batch_size} (the global batch) "
+                      f"is not divisible by the {jax.process_count()} processes")
   return config.train.batch_size // jax.process_count()
 
 
@@ -148,6 +169,8 @@ class CompiledStep:
 
   def __init__(self, exp: Experiment):
     self._exp, self._jitted, self._compiled = exp, make_train_step(exp), {}
+    self.flops: dict[tuple, Optional[float]] = {}  # per device, per executable
+    self.last_flops: Optional[float] = None  # of the executable compiled or run last
 
   def compile(self, host_batch: dict[str, np.ndarray]):
     key = tuple(sorted((k, v.shape) for k, v in host_batch.items()))
@@ -157,9 +180,12 @@ class CompiledStep:
                                       abstract_batch(self._exp, host_batch)).compile()
       self.memory = log_compiled_memory(compiled)  # of the latest compiled shape
       self._compiled[key] = compiled
+      self.flops[key] = throughput.compiled_flops(compiled)
+    self.last_flops = self.flops[key]
     return self._compiled[key]
 
   def __call__(self, state: TrainState, host_batch: dict[str, np.ndarray]):
+    host_batch = loader.pad_to_common_shapes(host_batch)  # hosts' length buckets agree
     step = self.compile(host_batch)
     return step(state, loader.to_global_batch(host_batch, self._exp.batch_sharding))
 
@@ -170,8 +196,9 @@ def log_compiled_memory(compiled) -> dict[str, int]:
   report = {name: int(getattr(analysis, f"{name}_size_in_bytes", 0)) for name in
             ("argument", "output", "temp", "generated_code")} if analysis is not None else {}
   logging.info("compiled train step memory per device (bytes): %s", report)
-  print("compiled train step memory per device: "
-        + ", ".join(f"{k}={v / 2**20:.1f} MiB" for k, v in report.items()), flush=True)
+  if jax.process_index() == 0:
+    print("compiled train step memory per device: "
+          + ", ".join(f"{k}={v / 2**20:.1f} MiB" for k, v in report.items()), flush=True)
   return report
 
 
@@ -181,7 +208,9 @@ def dry_run(config: ml_collections.ConfigDict,
   reading data; returns parameter count and per-device memory of the executable."""
   exp = setup_experiment(config, devices, shapes_only=True)
   step = CompiledStep(exp)
+  tick = time.perf_counter()
   step.compile(exp.example_batch)
+  compile_s = time.perf_counter() - tick
   params = exp.abstract_state.params
   return {
       "preset": config.get("preset", ""), "task": config.task,
@@ -191,13 +220,16 @@ def dry_run(config: ml_collections.ConfigDict,
       "num_params": int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params))),
       "num_params_by_part": {k: int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(v)))
                              for k, v in params.items()} if isinstance(params, dict) else {},
-      "memory_per_device_bytes": step.memory,
+      "memory_per_device_bytes": step.memory, "compile_s": round(compile_s, 1),
   }
 
 
 def load_params(workdir: str, exp: Experiment) -> Any:
   """Params of the latest checkpoint in another run's workdir (e.g. stage 1 for stage 2),
   placed with this run's shardings; its optimizer state is not read."""
+  saved = run_config.read(workdir)
+  if saved is not None:  # the stage-1 (or teacher) config: its model must be this one's
+    run_config.check(saved, exp.config, workdir, hard=run_config.PARAM_FIELDS, soft=())
   source = Checkpointer(os.path.join(workdir, "checkpoints"), keep=1, every=1)
   try:
     step = source.latest_step()
@@ -224,14 +256,23 @@ def count_tokens(batch: dict[str, np.ndarray]) -> int:
 
 def train(config: ml_collections.ConfigDict, workdir: str,
           devices: Optional[Sequence[jax.Device]] = None,
-          stop_after_steps: Optional[int] = None) -> list[dict]:
+          stop_after_steps: Optional[int] = None,
+          profile_steps: Optional[tuple[int, int]] = None) -> list[dict]:
   """Trains (or resumes) in `workdir`; returns the metric rows logged by this call.
 
   stop_after_steps: end this call after that many steps (simulates preemption; the
-  next call resumes from the last checkpoint).
+  next call resumes from the last checkpoint). profile_steps: (a, b) writes a JAX
+  profiler trace of steps a..b (1-based, inclusive) to `workdir/profile`.
+  Raises NonFiniteError (train.nonfinite=stop) naming the first non-finite step.
   """
   exp = setup_experiment(config, devices)
   t = config.train
+  main = jax.process_index() == 0
+  saved = run_config.read(workdir)
+  if saved is not None:  # resuming: the checkpoints must fit this model
+    run_config.check(saved, config, workdir, soft=())
+  if main:
+    run_config.write(config, workdir)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=t.keep_checkpoints,
                       every=t.checkpoint_every, async_save=t.async_checkpointing)
   latest = ckpt.latest_step()
@@ -251,23 +292,75 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   writer = MetricWriter(workdir)
   history, start = [], int(state.step)
   end = t.steps if stop_after_steps is None else min(t.steps, start + stop_after_steps)
-  tokens, tick = 0, time.perf_counter()
+  window = dict(tokens=0, flops=0.0, tick=time.perf_counter())
+  skipped, tracing = 0, False
+  progress = tqdm(range(start, end), initial=start, total=t.steps, desc="train",
+                  disable=not (t.progress_bar and main))
   try:
-    with exp.mesh, nn.logical_axis_rules(exp.rules):
-      for step in tqdm(range(start, end), initial=start, total=t.steps, desc="train",
-                       disable=not t.progress_bar):
-        batch = next(data_iter)
-        tokens += count_tokens(batch)
-        state, metrics = step_fn(state, batch)
+    with exp.mesh, nn.logical_axis_rules(exp.rules), PreemptionNotice(ckpt.manager) as notice:
+      for step in progress:
         done = step + 1
+        if profile_steps and done == profile_steps[0]:
+          jax.profiler.start_trace(os.path.join(workdir, "profile"))
+          tracing = True
+        batch = next(data_iter)
+        window["tokens"] += count_tokens(batch)
+        with jax.profiler.StepTraceAnnotation("train", step_num=done) if tracing else nullcontext():
+          state, metrics = step_fn(state, batch)
+        window["flops"] += step_fn.last_flops or 0.0
+        if not bool(metrics.pop("finite")):
+          if t.nonfinite == "stop":
+            raise NonFiniteError(nonfinite_message(done, metrics, ckpt))
+          skipped += 1
+        if tracing and done == profile_steps[1]:
+          jax.block_until_ready(state)
+          jax.profiler.stop_trace()
+          tracing = False
         if done % t.log_every == 0 or done == end:
           row = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          row["tokens_per_s"] = tokens / max(time.perf_counter() - tick, 1e-9)
+          row.update(throughput_row(window, step_fn.last_flops is not None, exp.mesh),
+                     skipped_steps=skipped)
           writer.write(done, row)
           history.append({"step": done, **row})
-          tokens, tick = 0, time.perf_counter()
-        ckpt.save(done, state, data_iter, force=done == end)
+          progress.set_postfix(loss=f"{row['loss']:.3f}",
+                               mfu=f"{row['mfu']:.1%}" if "mfu" in row else "n/a")
+          window = dict(tokens=0, flops=0.0, tick=time.perf_counter())
+        preempted = notice.reached(done)
+        ckpt.save(done, state, data_iter, force=done == end or preempted)
+        if preempted:
+          ckpt.manager.wait_until_finished()
+          if main:
+            print(f"preempted: saved the checkpoint of step {done} in {workdir}; rerun the "
+                  "same command to resume", flush=True)
+          break
   finally:
+    if tracing:
+      jax.profiler.stop_trace()
+    progress.close()
     ckpt.close()
     writer.close()
   return history
+
+
+def throughput_row(window: dict, have_flops: bool, mesh: Mesh) -> dict[str, float]:
+  """Tokens/s (whole run, per device) and MFU (known chips) since the last log row;
+  `window` holds this host's tokens and one device's FLOPs since then."""
+  seconds = max(time.perf_counter() - window["tick"], 1e-9)
+  per_device = window["tokens"] / seconds / len(mesh.local_devices)
+  row = {"tokens_per_s": per_device * mesh.size, "tokens_per_s_per_device": per_device}
+  utilisation = throughput.mfu(window["flops"] if have_flops else None, seconds,
+                               mesh.devices.flat[0].device_kind)
+  if utilisation is not None:
+    row["mfu"] = utilisation
+  return row
+
+
+def nonfinite_message(step: int, metrics: dict, ckpt: Checkpointer) -> str:
+  """One line naming the step, the values and the checkpoint a rerun would resume from."""
+  ckpt.manager.wait_until_finished()
+  values = ", ".join(f"{k}={float(metrics[k]):.4g}" for k in ("loss", "grad_norm", "param_norm"))
+  latest = ckpt.latest_step()
+  kept = (f"the last good checkpoint is step {latest}" if latest is not None
+          else "no checkpoint was saved")
+  return (f"non-finite values at step {step} ({values}): stopped without saving it; {kept}. "
+          "Lower config.train.learning_rate, or set config.train.nonfinite=skip")

@@ -9,6 +9,7 @@ from vocalnet_jax.diffusion.schedule import get_schedule
 
 OBJECTIVES = ("ar", "mdm")
 DISTILL_STATES = ("confidence", "uniform")
+NONFINITE = ("stop", "skip")
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(t.batch_size % t.grad_accum_steps == 0,
            f"config.train.batch_size={t.batch_size} is not divisible by "
            f"config.train.grad_accum_steps={t.grad_accum_steps}")
+  _require(t.nonfinite in NONFINITE,
+           f"config.train.nonfinite={t.nonfinite!r}; choose from {NONFINITE}")
   if config.objective == "mdm":
     d = config.diffusion
     try:

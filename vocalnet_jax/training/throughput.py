@@ -1,0 +1,36 @@
+"""Model FLOPs utilisation: FLOPs per step from the compiled executable against the
+chip's peak (dense bf16, from a small table); unknown chips (CPU) give None."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+# device_kind substring -> peak dense bf16 FLOP/s per device; first match wins, so more
+# specific names come first ("TPU v5 lite" is v5e, plain "TPU v5" is v5p).
+PEAK_FLOPS = (
+    ("H200", 989e12), ("H100", 989e12), ("A100", 312e12),
+    ("TPU v6 lite", 918e12), ("TPU v6e", 918e12),
+    ("TPU v5 lite", 197e12), ("TPU v5e", 197e12), ("TPU v5p", 459e12), ("TPU v5", 459e12),
+    ("TPU v4", 275e12),
+)
+
+
+def peak_flops(device_kind: str) -> Optional[float]:
+  """Peak bf16 FLOP/s of one device of this kind, None if the chip is not in the table."""
+  return next((peak for name, peak in PEAK_FLOPS if name.lower() in device_kind.lower()), None)
+
+
+def compiled_flops(compiled: Any) -> Optional[float]:
+  """FLOPs of one call of a compiled (SPMD) executable on one device, if XLA reports them."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older JAX: one dict per executable
+    analysis = analysis[0] if analysis else None
+  flops = (analysis or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
+def mfu(flops_per_device: Optional[float], seconds: float, device_kind: str) -> Optional[float]:
+  """Achieved / peak FLOP/s over a window in which each device ran `flops_per_device`."""
+  peak = peak_flops(device_kind)
+  if peak is None or flops_per_device is None or seconds <= 0:
+    return None
+  return flops_per_device / seconds / peak
