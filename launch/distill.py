@@ -13,7 +13,7 @@ from ml_collections import config_flags
 
 from launch.logs import quiet_logging
 from vocalnet_jax.distill import rounds
-from vocalnet_jax.training.validate import ConfigError, validate_config
+from vocalnet_jax.modeling.validate import ConfigError, validate_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/distill.py[:options].")
 _TEACHER = flags.DEFINE_string("teacher", None, "Workdir of the trained MDM run to distill.")

@@ -6,7 +6,7 @@ import pytest
 from configs import distill
 from tests.helpers import tiny_config
 from vocalnet_jax.training import trainer
-from vocalnet_jax.training.validate import ConfigError
+from vocalnet_jax.modeling.validate import ConfigError
 
 
 @pytest.mark.parametrize("overrides,field", [

@@ -9,6 +9,7 @@ iterator, so resuming from the workdir continues the exact run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -24,12 +25,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from data_pipelines import loader
-from vocalnet_jax.training import partitioning, tasks
+from vocalnet_jax.modeling import partitioning, restore
+from vocalnet_jax.training import tasks
 from vocalnet_jax.training.checkpointing import Checkpointer
 from vocalnet_jax.training.metrics import MetricWriter
 from vocalnet_jax.training.train_state import (TrainState, freeze, learning_rate_schedule,
                                                make_optimizer)
-from vocalnet_jax.training.validate import ConfigError, validate_config
+from vocalnet_jax.modeling.validate import validate_config
 
 Array = jax.Array
 
@@ -60,22 +62,18 @@ def setup_experiment(config: ml_collections.ConfigDict,
   mesh = partitioning.make_mesh(config.mesh, devices)
   rules = partitioning.rules_from_config(config.logical_axis_rules)
   task = tasks.build_task(config, shapes_only)
-  tx = make_optimizer(config.train, getattr(task, "trainable", None))
+  tx = make_optimizer(config.train, task.trainable)
   if shapes_only:
     example_batch = task.batch_spec(per_host_batch_size(config))
   else:
     example_batch = next(iter(task.dataset("train", per_host_batch_size(config), config.seed)))
 
   def init_fn(rng: Array) -> TrainState:
-    params = task.init_params(rng, example_batch)
+    params = task.init_params(rng)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
-  with mesh, nn.logical_axis_rules(rules):
-    boxed = jax.eval_shape(init_fn, jax.random.key(0))
-    state_shardings = partitioning.logical_shardings(boxed, mesh, rules)
-  abstract_state = jax.tree_util.tree_map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.unbox(boxed),
-      state_shardings)
+  abstract_state, state_shardings = partitioning.abstract_with_shardings(
+      init_fn, mesh, rules, jax.random.key(0))
   return Experiment(config, mesh, rules, task, tx, example_batch, abstract_state, state_shardings,
                     loader.batch_sharding(mesh), init_fn)
 
@@ -94,7 +92,7 @@ def make_train_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Train
   base_rng = jax.random.key(exp.config.seed + 1)
   batch_axes = exp.batch_sharding.spec[0]
 
-  trainable = getattr(exp.task, "trainable", None)
+  trainable = exp.task.trainable
 
   def grads_and_metrics(params, batch, rng):
     grad_fn = jax.value_and_grad(
@@ -198,23 +196,8 @@ def dry_run(config: ml_collections.ConfigDict,
 def load_params(workdir: str, exp: Experiment) -> Any:
   """Params of the latest checkpoint in another run's workdir (e.g. stage 1 for stage 2),
   placed with this run's shardings; its optimizer state is not read."""
-  source = Checkpointer(os.path.join(workdir, "checkpoints"), keep=1, every=1)
-  try:
-    step = source.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"config.init_from={workdir!r} holds no checkpoint")
-    logging.info("loading params from %s step %d", workdir, step)
-    restore = lambda abstract: source.restore_params(step, abstract)  # noqa: E731
-    adopt = getattr(exp.task, "params_from_checkpoint", None)  # e.g. a distillation round
-    try:
-      if adopt is None:
-        return restore(exp.abstract_state.params)
-      return adopt(restore, exp.abstract_state.params)
-    except ValueError as e:  # shapes differ: another preset, tokenizer or unit codebook
-      raise ConfigError(f"checkpoint {workdir} (step {step}) does not fit this config "
-                        f"(preset/model sizes, config.data.dir vocabularies): {e}") from None
-  finally:
-    source.close()
+  return exp.task.params_from_checkpoint(functools.partial(restore.restore_params, workdir),
+                                         exp.abstract_state.params)
 
 
 def count_tokens(batch: dict[str, np.ndarray]) -> int:
