@@ -13,8 +13,10 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from vocalnet_jax.decoding import benchmark
+from launch.logs import run_quietly
+from vocalnet_jax.decoding import benchmark, step_rules
 from vocalnet_jax.decoding import lm as lm_lib
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
 from vocalnet_jax.evaluation import text_eval
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Model config file[:arg] (MDM).")
@@ -22,9 +24,9 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "MDM workdir (random init 
 _AR_CHECKPOINT = flags.DEFINE_string("ar_checkpoint", None, "AR workdir (random init if unset).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/bench.json", "JSON rows; PNG next to it.")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4", "8", "16"], "MDM steps per block.")
-_RULE = flags.DEFINE_enum("rule", "topk", ["topk", "threshold", "ancestral"], "Commit rule.")
-_CACHE_UPDATES = flags.DEFINE_list("cache_updates", ["extra_forward", "reuse_last_step"],
-                                   "How a clean block's K/V enter the cache.")
+_RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")
+_CACHE_UPDATES = flags.DEFINE_list("cache_updates", list(CACHE_UPDATES),
+                                   f"How a clean block's K/V enter the cache: {CACHE_UPDATES}.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 128, "Tokens per request.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Requests decoded together.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed repetitions after the warm-up.")
@@ -36,7 +38,11 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  run_quietly(lambda: bench(_CONFIG.value))
+
+
+def bench(config) -> None:
+  """Runs the benchmark and writes its JSON rows and plot."""
   lm, mdm_params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   _, ar_params, _ = text_eval.load_thinker(config, _AR_CHECKPOINT.value or _CHECKPOINT.value)
   param_dtype = _PARAM_DTYPE.value or config.model.dtype

@@ -11,15 +11,19 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
+from launch.logs import run_quietly
+from vocalnet_jax.decoding import step_rules
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
 from vocalnet_jax.evaluation import text_eval
+from vocalnet_jax.modeling.validate import OBJECTIVES
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir.")
-_MODE = flags.DEFINE_enum("mode", None, ["ar", "mdm"], "Decoder (default: config.objective).")
+_MODE = flags.DEFINE_enum("mode", None, OBJECTIVES, "Decoder (default: config.objective).")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM steps per block to evaluate.")
-_RULE = flags.DEFINE_enum("rule", "topk", ["topk", "threshold", "ancestral"], "Commit rule.")
-_CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward",
-                                  ["extra_forward", "reuse_last_step"], "Block K/V update.")
+_RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")
+_CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward", CACHE_UPDATES,
+                                  "Block K/V update.")
 _NUM = flags.DEFINE_integer("num_examples", 512, "Held-out examples.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Decode batch size.")
 _OUT = flags.DEFINE_string("out", None, "JSON file (default: CHECKPOINT/eval_<mode>.json).")
@@ -28,7 +32,11 @@ flags.mark_flags_as_required(["config", "checkpoint"])
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  run_quietly(lambda: evaluate(_CONFIG.value))
+
+
+def evaluate(config) -> None:
+  """Writes and prints one row per decoder setting."""
   mode = _MODE.value or config.objective
   lm, params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   prefix, valid, answers = text_eval.held_out_prompts(config, _NUM.value)
