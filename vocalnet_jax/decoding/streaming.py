@@ -242,7 +242,7 @@ class SpeechPipeline:
   model: SpeechLLM
   params: Any
   text_tokenizer: Any  # has encode/decode and bos/eos/mask/user/assistant ids
-  speech_vocab: Any  # training.speech_tasks.SpeechVocab
+  speech_vocab: Any  # modeling.build.SpeechVocab
   cfg: StreamConfig
   mel_config: features.MelConfig = features.MelConfig()
   vocoder: Optional[Any] = None  # speech.vocoder.Vocoder; None: units only
