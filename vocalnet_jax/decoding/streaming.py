@@ -69,6 +69,11 @@ class StreamConfig:
     return -(-self.max_text_tokens // self.text_block)
 
   @property
+  def text_slots(self) -> int:
+    """Talker cache slots of the text conditioning (before the speech slots)."""
+    return self.num_text_blocks * self.text_block
+
+  @property
   def num_speech_chunks(self) -> int:
     return -(-self.max_speech_tokens // self.speech_chunk)
 
@@ -213,17 +218,16 @@ def talker_write_text(model: SpeechLLM, params: Any, cache: Cache, tokens: Array
   return cache
 
 
-@functools.partial(jax.jit, static_argnames=("model", "cfg", "text_slots", "mask_id", "eos_id",
-                                             "bos_id"))
+@functools.partial(jax.jit, static_argnames=("model", "cfg", "mask_id", "eos_id", "bos_id"))
 def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: Array,
-                 num_text: Array, rng: Array, *, cfg: StreamConfig, text_slots: int,
-                 mask_id: int, eos_id: int, bos_id: int):
+                 num_text: Array, rng: Array, *, cfg: StreamConfig, mask_id: int, eos_id: int,
+                 bos_id: int):
   """Speech chunk k, seeing text slots < min(text_per_chunk * (k + 1), num_text).
   Returns (units [1, C], next AR carry, cache, nfe)."""
   lm, chunk = part_lm(model, "talker"), cfg.speech_chunk
   cache_len = cache[0].k.shape[1]
-  write = text_slots + k * chunk
-  visible = talker_visible(cache_len, text_slots, k, num_text, chunk, cfg.text_per_chunk)
+  write = cfg.text_slots + k * chunk
+  visible = talker_visible(cache_len, cfg.text_slots, k, num_text, chunk, cfg.text_per_chunk)
   positions = (k * chunk + jnp.arange(chunk))[None]  # [1, C]
   if cfg.talker_mode == "ar":
     carry = jnp.where(k == 0, bos_id, carry)
@@ -263,9 +267,8 @@ class SpeechPipeline:
     cache, prefix_valid, carry = thinker_prefill(self.model, self.params, *self._mel(wav),
                                                  cfg=cfg, head=head, tail=tail,
                                                  mask_id=tok.mask_id)
-    text_slots = cfg.num_text_blocks * cfg.text_block
     talker_cache = part_lm(self.model, "talker").init_cache(
-        1, text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
+        1, cfg.text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
     return _Answer(t0, cache, prefix_valid, carry, rng, talker_cache,
                    jnp.full((1,), self.speech_vocab.bos_id, jnp.int32), rng)
 
@@ -290,9 +293,8 @@ class SpeechPipeline:
     a.speech_rng, key = jax.random.split(a.speech_rng)
     units, a.talker_carry, a.talker_cache, chunk_nfe = talker_chunk(
         self.model, self.params, a.talker_cache, a.talker_carry, jnp.int32(k),
-        jnp.int32(self._num_text(a)), key, cfg=self.cfg,
-        text_slots=self.cfg.num_text_blocks * self.cfg.text_block, mask_id=v.mask_id,
-        eos_id=v.eos_id, bos_id=v.bos_id)
+        jnp.int32(self._num_text(a)), key, cfg=self.cfg, mask_id=v.mask_id, eos_id=v.eos_id,
+        bos_id=v.bos_id)
     a.num_chunks += 1
     a.nfe += int(chunk_nfe)
     units = np.asarray(units[0])

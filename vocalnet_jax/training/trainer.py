@@ -26,12 +26,12 @@ from tqdm import tqdm
 
 from data_pipelines import loader
 from vocalnet_jax.modeling import partitioning, restore
+from vocalnet_jax.modeling.validate import validate_config
 from vocalnet_jax.training import tasks
 from vocalnet_jax.training.checkpointing import Checkpointer
 from vocalnet_jax.training.metrics import MetricWriter
 from vocalnet_jax.training.train_state import (TrainState, freeze, learning_rate_schedule,
                                                make_optimizer)
-from vocalnet_jax.modeling.validate import validate_config
 
 Array = jax.Array
 
