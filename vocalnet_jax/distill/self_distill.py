@@ -123,8 +123,9 @@ class SelfDistillTask(tasks.Task):
     if type(self.base).lm_problem is tasks.Task.lm_problem:
       raise ConfigError(f"config.distill.base_task={config.distill.base_task!r} has no decoder "
                         "to distill (it must offer lm_problem)")
+    # the base's model and tokenizer; its params are this task's "student" and "teacher"
     self.config, self.model = config, self.base.model
-    self.tokenizer = getattr(self.base, "tokenizer", None)
+    self.tokenizer = self.base.built.text_tokenizer
     base_trainable = self.base.trainable
     self.trainable = (tuple(f"student/{t}" for t in base_trainable) if base_trainable
                       else ("student",))
