@@ -103,3 +103,14 @@ def test_no_import_cycle_between_packages():
   for pkg in sorted(graph):
     if pkg not in state:
       visit(pkg, [pkg])
+
+
+def test_task_registry_names_task_classes():
+  """TASKS is the one table of tasks; its entries are imported by name, so check each
+  resolves to a `Task` (the distillation task is the one entry above training)."""
+  import importlib
+  from vocalnet_jax.training import tasks
+  for name, target in tasks.TASKS.items():
+    module, cls = target.split(":")
+    assert LAYERS[_package(module)] >= LAYERS["vocalnet_jax.training"], name
+    assert issubclass(getattr(importlib.import_module(module), cls), tasks.Task), name
