@@ -77,7 +77,6 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   n_mels, e_dim, e_layers, e_heads, e_mlp = _ENCODER_SHAPES[preset]
   cpu = preset in ("tiny", "small")
   c.task = "speech_thinker" if stage == 1 else "speech_talker"
-  c.stage = stage
   c.encoder = ml_collections.ConfigDict(dict(
       n_mels=n_mels, embed_dim=e_dim, num_layers=e_layers, num_heads=e_heads, mlp_dim=e_mlp,
       trainable=True))
@@ -103,7 +102,6 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
   c.preset = preset
   c.objective = objective
   c.task = "text_lm"
-  c.stage = 0
   c.seed = 0
   c.init_from = ""  # a workdir whose latest params start this run (stage 2: stage 1's)
   c.model = model_config(preset)

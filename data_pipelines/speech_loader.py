@@ -38,7 +38,7 @@ the example and the config field.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Protocol, Sequence
 
 import grain
 import numpy as np
@@ -46,8 +46,8 @@ import tensorflow_datasets as tfds
 import threadpoolctl
 
 from data_pipelines import features, loader, synthetic_text
+from data_pipelines.prompt import prompt_ids
 from data_pipelines.text_tokenizer import TextTokenizer
-from vocalnet_jax.speech.units import UnitTokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,11 @@ def _padded(values: Sequence[int] | np.ndarray, length: int, pad: int, dtype) ->
   return out, np.arange(length) < len(values)
 
 
+class UnitEncoder(Protocol):
+  """What the loader needs of `vocalnet_jax.speech.units.UnitTokenizer`."""
+  def encode(self, wav: np.ndarray) -> np.ndarray: ...  # 16 kHz [samples] -> int32 [units]
+
+
 @dataclasses.dataclass(frozen=True)
 class SpeechTransform:
   """One stored record -> dict of arrays (mel stays variable-length until `pad_batch`)."""
@@ -108,7 +113,7 @@ class SpeechTransform:
   text_tokenizer: TextTokenizer
   batch_config: SpeechBatchConfig
   mel_config: features.MelConfig = features.MelConfig()
-  unit_tokenizer: Optional[UnitTokenizer] = None
+  unit_tokenizer: Optional[UnitEncoder] = None
 
   def _check(self, example_id: str, what: str, length: int, limit: int, field: str) -> None:
     if length > limit:
@@ -128,7 +133,7 @@ class SpeechTransform:
     question = tok.encode(_text(record["question_text"]))
     self._check(example_id, "question tokens", len(question), cfg.max_question_tokens,
                 "max_question_tokens")
-    prompt = [tok.bos_id, tok.user_id, *question, tok.assistant_id]
+    prompt = prompt_ids(tok, question)
     response = [*tok.encode(_text(record["answer_text"])), tok.eos_id]
     self._check(example_id, "prompt", len(prompt), cfg.prompt_len, "prompt_len")
     self._check(example_id, "response", len(response), cfg.response_len, "response_len")

@@ -19,8 +19,11 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
+from typing import Any
 
 import numpy as np
+
+from data_pipelines.prompt import prompt_ids
 
 QA_TASKS = ("add", "reverse", "sort", "count", "double")  # the fine-tuning / evaluation tasks
 # Broader character skills for text pre-training (plus the QA tasks): what a pretrained LLM
@@ -137,13 +140,21 @@ class SyntheticTextSource:
     rng = np.random.default_rng([self.seed, int(index)])
     question, answer = make_qa(rng, self.tasks[int(rng.integers(len(self.tasks)))])
     tok = self.tokenizer
-    prompt = [tok.bos_id, tok.user_id] + tok.encode(question) + [tok.assistant_id]
+    prompt = prompt_ids(tok, tok.encode(question))
     response = tok.encode(answer) + [tok.eos_id]
     if len(prompt) > self.prompt_len or len(response) > self.response_len:
       raise ValueError(f"example {index} does not fit: prompt {len(prompt)} > "
                        f"data.prompt_len={self.prompt_len} or response {len(response)} > "
                        f"data.response_len={self.response_len}")
     return pack_example(prompt, response, self.prompt_len, self.response_len, tok.pad_id)
+
+
+def source_from_config(data: Any, split: str,
+                       tokenizer: CharTokenizer | None = None) -> SyntheticTextSource:
+  """The source of `config.data` for a split: `train`, or any other (held out: seed + 1)."""
+  seed = data.seed if split == "train" else data.seed + 1
+  return SyntheticTextSource(data.num_examples, data.prompt_len, data.response_len, seed=seed,
+                             tasks=tuple(data.tasks), tokenizer=tokenizer)
 
 
 def pack_example(prompt: list[int], response: list[int], prompt_len: int, response_len: int,

@@ -16,12 +16,12 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from launch import distributed
-from launch.logs import quiet_logging
-from vocalnet_jax.decoding import benchmark
+from launch.logs import run_quietly
+from vocalnet_jax.decoding import benchmark, step_rules
 from vocalnet_jax.decoding import lm as lm_lib
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
 from vocalnet_jax.evaluation import text_eval
-from vocalnet_jax.training import run_config
-from vocalnet_jax.training.validate import ConfigError
+from vocalnet_jax.modeling import run_config
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Model config file[:arg] (MDM; default: the --checkpoint's config.json).")
@@ -29,9 +29,9 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "MDM workdir (random init 
 _AR_CHECKPOINT = flags.DEFINE_string("ar_checkpoint", None, "AR workdir (random init if unset).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/bench.json", "JSON rows; PNG next to it.")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4", "8", "16"], "MDM steps per block.")
-_RULE = flags.DEFINE_enum("rule", "topk", ["topk", "threshold", "ancestral"], "Commit rule.")
-_CACHE_UPDATES = flags.DEFINE_list("cache_updates", ["extra_forward", "reuse_last_step"],
-                                   "How a clean block's K/V enter the cache.")
+_RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")
+_CACHE_UPDATES = flags.DEFINE_list("cache_updates", list(CACHE_UPDATES),
+                                   f"How a clean block's K/V enter the cache: {CACHE_UPDATES}.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 128, "Tokens per request.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Requests decoded together.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed repetitions after the warm-up.")
@@ -43,15 +43,16 @@ _PARAM_DTYPE = flags.DEFINE_string("param_dtype", "",
 def main(argv):
   del argv
   distributed.initialize()
-  quiet_logging()
-  try:
-    config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
-    ar_saved = run_config.read(_AR_CHECKPOINT.value) if _AR_CHECKPOINT.value else None
-    if ar_saved is not None:
-      run_config.check(ar_saved, config, _AR_CHECKPOINT.value, hard=run_config.PARAM_FIELDS,
-                       soft=())
-  except ConfigError as e:
-    raise app.UsageError(str(e)) from None
+  run_quietly(bench)
+
+
+def bench() -> None:
+  """Runs the benchmark and writes its JSON rows and plot."""
+  config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
+  ar_saved = run_config.read(_AR_CHECKPOINT.value) if _AR_CHECKPOINT.value else None
+  if ar_saved is not None:
+    run_config.check(ar_saved, config, _AR_CHECKPOINT.value, hard=run_config.PARAM_FIELDS,
+                     soft=())
   lm, mdm_params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   _, ar_params, _ = text_eval.load_thinker(config, _AR_CHECKPOINT.value or _CHECKPOINT.value)
   param_dtype = _PARAM_DTYPE.value or config.model.dtype

@@ -28,21 +28,22 @@ from ml_collections import config_flags
 from data_pipelines import question_audio
 from launch import distributed
 from launch.logs import quiet_logging
-from vocalnet_jax.decoding import speech_io
+from vocalnet_jax.decoding import speech_io, step_rules
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
 from vocalnet_jax.speech.audio_io import write_wav
 from vocalnet_jax.evaluation import text_eval
-from vocalnet_jax.training import run_config
-from vocalnet_jax.training.validate import ConfigError
+from vocalnet_jax.modeling import run_config
+from vocalnet_jax.modeling.validate import OBJECTIVES, ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file[:arg] (default: the --checkpoint's config.json).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (random init if unset).")
 _PROMPT = flags.DEFINE_string("prompt", None, "Text question, e.g. '12+7=?'.")
-_MODE = flags.DEFINE_enum("mode", None, ["ar", "mdm"], "Decoder (default: config.objective).")
+_MODE = flags.DEFINE_enum("mode", None, OBJECTIVES, "Decoder (default: config.objective).")
 _STEPS = flags.DEFINE_integer("steps", 0, "MDM steps per block (0: config.diffusion).")
-_RULE = flags.DEFINE_enum("rule", "topk", ["topk", "threshold", "ancestral"], "Commit rule.")
-_CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward",
-                                  ["extra_forward", "reuse_last_step"], "Block K/V update.")
+_RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")
+_CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward", CACHE_UPDATES,
+                                  "Block K/V update.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 0, "0: config.data.response_len.")
 _AUDIO = flags.DEFINE_string("audio", None, "Spoken question (WAV, resampled to 16 kHz).")
 _HELDOUT = flags.DEFINE_integer("heldout", None, "Index of a held-out corpus question instead.")

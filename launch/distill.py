@@ -19,8 +19,8 @@ from configs import distill as distill_configs
 from launch import distributed
 from launch.logs import quiet_logging
 from vocalnet_jax.distill import rounds
-from vocalnet_jax.training import run_config
-from vocalnet_jax.training.validate import ConfigError, validate_config
+from vocalnet_jax.modeling import run_config
+from vocalnet_jax.modeling.validate import ConfigError, validate_config
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "configs/distill.py[:options] (default: from the teacher's config.json).")

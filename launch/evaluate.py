@@ -14,19 +14,21 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from launch import distributed
-from launch.logs import quiet_logging
+from launch.logs import run_quietly
+from vocalnet_jax.decoding import step_rules
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
 from vocalnet_jax.evaluation import text_eval
-from vocalnet_jax.training import run_config
-from vocalnet_jax.training.validate import ConfigError
+from vocalnet_jax.modeling import run_config
+from vocalnet_jax.modeling.validate import OBJECTIVES
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file[:arg] (default: the --checkpoint's config.json).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir.")
-_MODE = flags.DEFINE_enum("mode", None, ["ar", "mdm"], "Decoder (default: config.objective).")
+_MODE = flags.DEFINE_enum("mode", None, OBJECTIVES, "Decoder (default: config.objective).")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM steps per block to evaluate.")
-_RULE = flags.DEFINE_enum("rule", "topk", ["topk", "threshold", "ancestral"], "Commit rule.")
-_CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward",
-                                  ["extra_forward", "reuse_last_step"], "Block K/V update.")
+_RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")
+_CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward", CACHE_UPDATES,
+                                  "Block K/V update.")
 _NUM = flags.DEFINE_integer("num_examples", 512, "Held-out examples.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Decode batch size.")
 _OUT = flags.DEFINE_string("out", None, "JSON file (default: CHECKPOINT/eval_<mode>.json).")
@@ -36,11 +38,12 @@ flags.mark_flags_as_required(["checkpoint"])
 def main(argv):
   del argv
   distributed.initialize()
-  quiet_logging()
-  try:
-    config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
-  except ConfigError as e:
-    raise app.UsageError(str(e)) from None
+  run_quietly(evaluate)
+
+
+def evaluate() -> None:
+  """Writes and prints one row per decoder setting."""
+  config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
   mode = _MODE.value or config.objective
   lm, params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   prefix, valid, answers = text_eval.held_out_prompts(config, _NUM.value)

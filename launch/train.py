@@ -19,7 +19,7 @@ from ml_collections import config_flags
 from launch import distributed
 from launch.logs import quiet_logging
 from vocalnet_jax.training import trainer
-from vocalnet_jax.training.validate import ConfigError
+from vocalnet_jax.modeling.validate import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl, TensorBoard.")

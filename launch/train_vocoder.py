@@ -114,8 +114,14 @@ def main(argv):
   if config.eval.asr:
     train_texts = [t for t, _ in train_pairs]
     asr = asr_lib.PocketSphinxASR(domain_texts=train_texts if config.eval.domain_lm else None)
-  result = vt.evaluate(vocoder, eval_utts, asr)
+  result = vt.evaluate(vocoder, eval_utts)
   outputs = result.pop("outputs")
+  if asr is not None and any(u.text for u in eval_utts):
+    result["wer"] = asr_lib.wer_of_waves(asr, [u.text for u in eval_utts], {
+        "original": [u.wave for u in eval_utts],
+        "griffin_lim_of_reference_mel": [o["reference_gl"] for o in outputs],
+        "vocoder_oneshot": [o["oneshot"] for o in outputs],
+        "vocoder_stream": [o["stream"] for o in outputs]})
   sr = vocoder.mel_cfg.sample_rate
   for i, (u, out) in enumerate(zip(eval_utts[:config.eval.num_wavs], outputs)):
     for name, wave in (("reference", u.wave), ("reference_griffin_lim", out["reference_gl"]),

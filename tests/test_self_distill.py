@@ -8,6 +8,7 @@ import pytest
 from configs import distill
 from tests.helpers import tiny_config
 from vocalnet_jax.distill import self_distill
+from vocalnet_jax.modeling.build import build
 from vocalnet_jax.training import tasks
 from vocalnet_jax.training.train_state import freeze
 
@@ -57,7 +58,7 @@ def test_only_the_student_learns_and_the_objective_is_learnable():
   task = _distill_task()
   assert task.trainable == ("student",)
   batch = next(iter(task.dataset("train", 8, seed=0)))
-  params = jax.jit(lambda r: nn.unbox(task.init_params(r, batch)))(jax.random.key(0))
+  params = jax.jit(lambda r: nn.unbox(task.init_params(r)))(jax.random.key(0))
   loss_fn = lambda p: task.loss(freeze(p, task.trainable), batch, jax.random.key(1))  # noqa
   opt = optax.adam(3e-3)
 
@@ -85,8 +86,9 @@ def test_distill_task_wraps_the_base_task():
   task = _distill_task()
   assert isinstance(task.base, tasks.TextLMTask)
   assert task.model is task.base.model and task.tokenizer is task.base.tokenizer
-  params = {"student": {"w": 1}, "teacher": {"w": 2}}
-  assert task.inference_params(params) == {"w": 1}
+  # answering (decode, evaluate) uses the student: the params under "student"
+  assert build(task.config).params_scope == ("student",)
+  assert build(task.config).module == task.model
 
 
 def test_base_task_must_be_a_decoder():
@@ -114,7 +116,7 @@ def test_speech_models_distill_with_their_own_frozen_parts(stage, trained, prepa
   assert set(task.trainable) == {f"student/{t}" for t in trained}
   assert config.distill.rounds == ((8, 4, 2) if stage == 2 else (4, 2))
   batch = next(iter(task.dataset("train", 4, seed=0)))
-  params = jax.jit(lambda r: nn.unbox(task.init_params(r, batch)))(jax.random.key(0))
+  params = jax.jit(lambda r: nn.unbox(task.init_params(r)))(jax.random.key(0))
   grad_fn = jax.jit(jax.grad(lambda p: task.loss(freeze(p, task.trainable), batch,
                                                  jax.random.key(1))[0]))
   grads = grad_fn(params)

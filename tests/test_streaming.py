@@ -6,7 +6,7 @@ import pytest
 from configs import ar, mdm
 from data_pipelines import tts
 from vocalnet_jax.decoding import streaming
-from vocalnet_jax.training import tasks
+from vocalnet_jax.modeling.build import build
 
 
 @pytest.mark.parametrize("module", [mdm, ar])
@@ -15,10 +15,10 @@ def test_stream_equals_one_shot(module, prepared_corpus):
   config.data.dir = prepared_corpus
   config.data.update(response_len=12, max_units=44, mel_buckets=(400,))
   config.talker.text_per_chunk = 3  # several text blocks per speech chunk and vice versa
-  task = tasks.build_task(config)
-  params = jax.jit(task.model.init)(jax.random.key(0), *streaming_init_inputs(config))["params"]
-  pipe = streaming.SpeechPipeline(task.model, params, task.corpus.text_tokenizer,
-                                  task.speech_vocab, streaming.stream_config(config, 2, 3))
+  model = build(config)
+  params = jax.jit(model.module.init)(jax.random.key(0), *streaming_init_inputs(config))["params"]
+  pipe = streaming.SpeechPipeline(model.module, params, model.text_tokenizer,
+                                  model.speech_vocab, streaming.stream_config(config, 2, 3))
   wav = tts.synthesize("what is two plus three", tts.speaker_pool(1, 0)[0])
   events = list(pipe.stream(wav))
   once = pipe.respond(wav)

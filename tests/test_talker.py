@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 from vocalnet_jax.models.decoder import Decoder, init_decoder_cache
-from vocalnet_jax.models.talker import (Talker, TalkerFusion, talker_ar_mask,
-                                        talker_attention_mask, talker_positions,
-                                        talker_text_visibility)
+from vocalnet_jax.models.talker import (Talker, TalkerFusion, talker_attention_mask,
+                                        talker_positions, talker_text_visibility)
+
+
+def talker_ar_mask(num_text, num_speech, chunk_size, text_per_chunk, text_valid=None):
+  """AR Talker mask: causal over speech plus the streaming text rule."""
+  return talker_attention_mask(
+      talker_text_visibility(num_text, num_speech, chunk_size, text_per_chunk),
+      jnp.tril(jnp.ones((num_speech, num_speech), bool)), text_valid)
 
 
 def test_text_visibility_hand_drawn():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from vocalnet_jax.training import run_config, throughput, trainer
+from vocalnet_jax.modeling import run_config
+from vocalnet_jax.training import throughput, trainer
 from vocalnet_jax.training.metrics import read_metrics
 
 STEPS = 3

@@ -6,7 +6,7 @@ import pytest
 from configs import distill
 from tests.helpers import tiny_config
 from vocalnet_jax.training import trainer
-from vocalnet_jax.training.validate import ConfigError
+from vocalnet_jax.modeling.validate import ConfigError
 
 
 @pytest.mark.parametrize("overrides,field", [
@@ -28,10 +28,12 @@ def test_mesh_that_does_not_fit_names_the_field(devices):
     trainer.setup_experiment(tiny_config(mesh__data=3, mesh__tensor=4), devices)
 
 
-def test_launcher_reports_bad_config_without_traceback(tmp_path):
+@pytest.mark.parametrize("launcher,flag", [("train", "workdir"), ("evaluate", "checkpoint"),
+                                           ("benchmark_decode", "out")])
+def test_launcher_reports_bad_config_without_traceback(launcher, flag, tmp_path):
   proc = subprocess.run(
-      [sys.executable, "-m", "launch.train", "--config=configs/mdm.py:tiny,text",
-       f"--workdir={tmp_path}", "--config.diffusion.schedule=sqrt"],
+      [sys.executable, "-m", f"launch.{launcher}", "--config=configs/mdm.py:tiny,text",
+       f"--{flag}={tmp_path / 'x'}", "--config.diffusion.schedule=sqrt"],
       capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   assert "diffusion.schedule='sqrt'" in proc.stderr
@@ -57,7 +59,7 @@ def test_bad_distill_values_name_the_field(overrides, field, devices):
 @pytest.mark.parametrize("arg", ["tiny", "tiny,stage=2"])
 def test_shifted_logits_are_refused_for_the_speech_decoders(arg):
   from configs import mdm
-  from vocalnet_jax.training.validate import validate_config
+  from vocalnet_jax.modeling.validate import validate_config
   config = mdm.get_config(arg)
   config.diffusion.shift_logits = True
   with pytest.raises(ConfigError, match=r"diffusion\.shift_logits"):

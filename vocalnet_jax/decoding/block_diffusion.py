@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from vocalnet_jax.decoding import step_rules
-from vocalnet_jax.decoding.lm import (Cache, CachedLM, DecodeOutput, context_keys, finalize,
-                                      prefill)
+from vocalnet_jax.decoding.lm import (Cache, CachedLM, DecodeOutput, block_mask, context_keys,
+                                      finalize, prefill)
 
 Array = jax.Array
 CACHE_UPDATES = ("extra_forward", "reuse_last_step")
@@ -72,10 +72,7 @@ class Block(NamedTuple):
 
 def _block_mask(visible: Array, write_index: Array, block: int) -> Array:
   """[batch, B, C]: the visible cache slots and the block's own slots."""
-  idx = jnp.arange(visible.shape[1])
-  own = (idx >= write_index) & (idx < write_index + block)  # [C]
-  return jnp.broadcast_to((visible | own[None])[:, None, :],
-                          (visible.shape[0], block, visible.shape[1]))
+  return block_mask(visible, write_index, jnp.ones((visible.shape[0], block), bool))
 
 
 def _token_logits(lm: CachedLM, params: Any, hidden: Array, first_logits: Optional[Array],

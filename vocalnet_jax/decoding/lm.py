@@ -77,12 +77,27 @@ def prefill(lm: CachedLM, params: Any, prefix: Array, prefix_valid: Array,
 
   prefix: [batch, P] ids; prefix_valid: [batch, P]. Returns ([batch, vocab], cache).
   """
-  prefix_len, cache_len = prefix.shape[1], cache[0].k.shape[1]
   positions = attention_masks.prefix_positions(prefix_valid, 0)  # [batch, P]
-  mask = attention_masks.causal_mask(prefix_len)[None] & prefix_valid[:, None, :]  # [batch, P, P]
-  mask = jnp.pad(mask, ((0, 0), (0, 0), (0, cache_len - prefix_len)))  # [batch, P, C]
+  mask = prefill_mask(prefix_valid, cache[0].k.shape[1])  # [batch, P, C]
   hidden, cache = lm.forward(params, prefix, positions, mask, cache, jnp.int32(0))
   return lm.logits(params, hidden[:, -1:])[:, 0], cache
+
+
+def prefill_mask(prefix_valid: Array, cache_len: int) -> Array:
+  """[batch, P, C]: the left-padded prefix in cache[0:P] sees its valid slots causally (as
+  the prefix rows of training's `attention_masks.with_prefix`)."""
+  prefix_len = prefix_valid.shape[1]
+  mask = attention_masks.causal_mask(prefix_len)[None] & prefix_valid[:, None, :]  # [b, P, P]
+  return jnp.pad(mask, ((0, 0), (0, 0), (0, cache_len - prefix_len)))
+
+
+def block_mask(visible: Array, write_index: Array, own_valid: Array) -> Array:
+  """[batch, B, C]: a block written at cache[write_index : write_index + B] sees the
+  `visible` slots [batch, C] and its own valid slots (own_valid [batch, B])."""
+  batch, block = own_valid.shape
+  own = jax.lax.dynamic_update_slice_in_dim(jnp.zeros((batch, visible.shape[1]), bool),
+                                            own_valid, write_index, axis=1)  # [batch, C]
+  return jnp.broadcast_to((visible | own)[:, None, :], (batch, block, visible.shape[1]))
 
 
 def context_keys(prefix_valid: Array, cache_len: int, end: Array) -> Array:

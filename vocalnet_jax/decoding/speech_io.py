@@ -14,22 +14,17 @@ import numpy as np
 
 from data_pipelines import features, speech_loader
 from vocalnet_jax.decoding import streaming
+from vocalnet_jax.modeling import build, restore
 from vocalnet_jax.speech.vocoder import Vocoder
-from vocalnet_jax.training import speech_tasks, trainer
 
 
 def load_pipeline(config: ml_collections.ConfigDict, checkpoint: Optional[str],
                   vocoder_dir: Optional[str] = None, text_steps: int = 0, speech_steps: int = 0,
                   rule: str = "topk") -> streaming.SpeechPipeline:
   """A SpeechPipeline from a stage-2 training workdir (random weights if None)."""
-  exp = trainer.setup_experiment(config, jax.devices()[:1])
-  task = exp.task
-  if checkpoint:
-    params = trainer.load_params(checkpoint, exp)
-  else:
-    params = trainer.init_state(exp).params
+  model, params = restore.load(config, checkpoint, jax.devices()[:1])
   return streaming.SpeechPipeline(
-      task.model, params, task.corpus.text_tokenizer, task.speech_vocab,
+      model.module, params, model.text_tokenizer, model.speech_vocab,
       streaming.stream_config(config, text_steps or None, speech_steps or None, rule),
       mel_config(config),
       Vocoder.load(vocoder_dir) if vocoder_dir else None)
@@ -50,8 +45,7 @@ def question_window_s(config: ml_collections.ConfigDict) -> float:
 def heldout_question(config: ml_collections.ConfigDict, index: int,
                      split: str = "heldout") -> dict[str, Any]:
   """Question audio and texts of one example of the prepared corpus."""
-  corpus = speech_tasks.PreparedCorpus(config)
-  source = speech_loader.open_source(corpus.dataset_dir, split)
+  source = speech_loader.open_source(build.corpus_dataset_dir(config), split)
   if not 0 <= index < len(source):
     raise ValueError(f"--heldout={index} is out of range: split {split!r} has {len(source)} "
                      "examples")

@@ -31,10 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines import features
+from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.decoding.block_diffusion import BlockDiffusionConfig, decode_block
-from vocalnet_jax.decoding.lm import Cache, CachedLM, upto_first_eos
+from vocalnet_jax.decoding.lm import (Cache, CachedLM, block_mask, context_keys, prefill_mask,
+                                      upto_first_eos)
 from vocalnet_jax.diffusion import attention_masks
 from vocalnet_jax.models import layers
+from vocalnet_jax.models import talker as talker_lib
 from vocalnet_jax.models.speech_llm import SpeechLLM
 
 Array = jax.Array
@@ -66,17 +69,24 @@ class StreamConfig:
     return -(-self.max_text_tokens // self.text_block)
 
   @property
+  def text_slots(self) -> int:
+    """Talker cache slots of the text conditioning (before the speech slots)."""
+    return self.num_text_blocks * self.text_block
+
+  @property
   def num_speech_chunks(self) -> int:
     return -(-self.max_speech_tokens // self.speech_chunk)
 
 
 class StreamEvent(NamedTuple):
-  """One output of the stream: new text, a new audio chunk, or both."""
+  """One output of the stream, tagged by `kind`: `text` (a Thinker block), `units` (a
+  Talker chunk) or `audio` (a vocoder piece, with the newest chunk's units)."""
   text: str  # the answer text so far
   units: Optional[np.ndarray]  # speech units of this chunk (None for a text event)
   audio: Optional[np.ndarray]  # waveform chunk (None without vocoder / for text events)
   time_s: float  # seconds since the request started (the user's audio ended)
   nfe: int  # network forwards so far (Thinker + Talker)
+  kind: str = "text"
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,26 +117,21 @@ def _slots(cache_len: int, start: Array, stop: Array) -> Array:
   return (idx >= start) & (idx < stop)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "cfg", "ids", "mask_id"))
+@functools.partial(jax.jit, static_argnames=("model", "cfg", "head", "tail", "mask_id"))
 def thinker_prefill(model: SpeechLLM, params: Any, mel: Array, mel_valid: Array, *,
-                    cfg: StreamConfig, ids: tuple[int, int, int], mask_id: int):
-  """Audio -> prefix -> Thinker cache. Returns (cache, prefix_valid [1, P], first AR token,
-  never [MASK])."""
-  bos, user, assistant = ids
+                    cfg: StreamConfig, head: tuple[int, ...], tail: tuple[int, ...],
+                    mask_id: int):
+  """Audio -> prefix [head ; audio ; tail] -> Thinker cache. Returns (cache, prefix_valid
+  [1, P], first AR token, never [MASK])."""
   v = {"params": params}
-  audio, audio_valid = model.apply(v, mel, mel_valid, method=SpeechLLM.encode_audio)
-  head = model.apply(v, jnp.array([[bos, user]]), method=SpeechLLM.thinker_embed)
-  tail = model.apply(v, jnp.array([[assistant]]), method=SpeechLLM.thinker_embed)
-  prefix = jnp.concatenate([head, audio.astype(head.dtype), tail], axis=1)  # [1, P, embed]
-  valid = jnp.concatenate([jnp.ones((1, 2), bool), audio_valid, jnp.ones((1, 1), bool)], 1)
-  prefix_len = prefix.shape[1]
-  cache_len = prefix_len + cfg.num_text_blocks * cfg.text_block
+  prefix, valid = model.apply(v, mel, mel_valid, jnp.array([head]), jnp.array([tail]),
+                              method=SpeechLLM.audio_prompt)  # [1, P, embed], [1, P]
+  cache_len = prefix.shape[1] + cfg.num_text_blocks * cfg.text_block
   lm = part_lm(model, "thinker")
-  mask = attention_masks.causal_mask(prefix_len)[None] & valid[:, None, :]
-  mask = jnp.pad(mask, ((0, 0), (0, 0), (0, cache_len - prefix_len)))
   positions = attention_masks.prefix_positions(valid, 0)
-  hidden, cache = model.apply(v, prefix, positions, mask, lm.init_cache(1, cache_len),
-                              jnp.int32(0), method=SpeechLLM.thinker_hidden)
+  hidden, cache = model.apply(v, prefix, positions, prefill_mask(valid, cache_len),
+                              lm.init_cache(1, cache_len), jnp.int32(0),
+                              method=SpeechLLM.thinker_hidden)
   logits = lm.logits(params, hidden[:, -1:])[:, 0].at[:, mask_id].set(-jnp.inf)  # [1, vocab]
   first = jnp.argmax(logits, axis=-1).astype(jnp.int32)
   return cache, valid, first
@@ -136,11 +141,17 @@ def _clean_forward(lm: CachedLM, params: Any, tokens: Array, positions: Array, v
                    write: Array, cache: Cache, own_valid: Array) -> tuple[Array, Cache]:
   """One forward of a finished block over the visible cache + its own valid slots
   (own_valid [1, B]); writes its K/V."""
-  block, cache_len = tokens.shape[1], visible.shape[1]
-  own = jax.lax.dynamic_update_slice_in_dim(jnp.zeros((1, cache_len), bool), own_valid, write,
-                                            axis=1)  # [1, C]
-  mask = jnp.broadcast_to((visible | own)[:, None, :], (1, block, cache_len))
-  return lm.forward(params, tokens, positions, mask, cache, write)
+  return lm.forward(params, tokens, positions, block_mask(visible, write, own_valid), cache,
+                    write)
+
+
+def talker_visible(cache_len: int, text_slots: int, k: Array, num_text: Array,
+                   chunk: int, text_per_chunk: int) -> Array:
+  """[1, C] Talker cache slots speech chunk k sees besides its own: the text it may see
+  (`talker.visible_text`, up to the answer's num_text) and the earlier chunks."""
+  text_limit = jnp.minimum(talker_lib.visible_text(k, text_per_chunk), num_text)
+  return (_slots(cache_len, 0, text_limit)
+          | _slots(cache_len, text_slots, text_slots + k * chunk))[None]
 
 
 def _ar_chunk(lm: CachedLM, params: Any, cache: Cache, carry: Array, visible: Array,
@@ -176,8 +187,7 @@ def thinker_block(model: SpeechLLM, params: Any, cache: Cache, prefix_valid: Arr
   write = prefix_len + j * block
   start = jnp.sum(prefix_valid, axis=1).astype(jnp.int32)  # [1]
   positions = start[:, None] + j * block + jnp.arange(block)[None, :]  # [1, B]
-  visible = jnp.pad(prefix_valid, ((0, 0), (0, cache_len - prefix_len))) | _slots(
-      cache_len, prefix_len, write)[None]
+  visible = context_keys(prefix_valid, cache_len, write)  # [1, C]
   if cfg.thinker_mode == "ar":
     tokens, hidden, pred, cache = _ar_chunk(lm, params, cache, carry, visible, write,
                                             positions[0, 0], block, suppress=mask_id)
@@ -201,25 +211,23 @@ def talker_write_text(model: SpeechLLM, params: Any, cache: Cache, tokens: Array
   cond = model.apply(v, tokens, hidden, method=SpeechLLM.talker_fuse)  # [1, B, embed]
   write = j * block
   slots = write + jnp.arange(block)
-  positions = (slots * cfg.speech_chunk // cfg.text_per_chunk)[None]  # [1, B]
+  positions = talker_lib.text_positions(slots, cfg.speech_chunk, cfg.text_per_chunk)[None]
   cache_len = cache[0].k.shape[1]
   mask = (jnp.arange(cache_len)[None, :] <= slots[:, None])[None]  # [1, B, C]
   _, cache = model.apply(v, cond, positions, mask, cache, write, method=SpeechLLM.talker_hidden)
   return cache
 
 
-@functools.partial(jax.jit, static_argnames=("model", "cfg", "text_slots", "mask_id", "eos_id",
-                                             "bos_id"))
+@functools.partial(jax.jit, static_argnames=("model", "cfg", "mask_id", "eos_id", "bos_id"))
 def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: Array,
-                 num_text: Array, rng: Array, *, cfg: StreamConfig, text_slots: int,
-                 mask_id: int, eos_id: int, bos_id: int):
+                 num_text: Array, rng: Array, *, cfg: StreamConfig, mask_id: int, eos_id: int,
+                 bos_id: int):
   """Speech chunk k, seeing text slots < min(text_per_chunk * (k + 1), num_text).
   Returns (units [1, C], next AR carry, cache, nfe)."""
   lm, chunk = part_lm(model, "talker"), cfg.speech_chunk
   cache_len = cache[0].k.shape[1]
-  write = text_slots + k * chunk
-  text_limit = jnp.minimum(cfg.text_per_chunk * (k + 1), num_text)
-  visible = (_slots(cache_len, 0, text_limit) | _slots(cache_len, text_slots, write))[None]
+  write = cfg.text_slots + k * chunk
+  visible = talker_visible(cache_len, cfg.text_slots, k, num_text, chunk, cfg.text_per_chunk)
   positions = (k * chunk + jnp.arange(chunk))[None]  # [1, C]
   if cfg.talker_mode == "ar":
     carry = jnp.where(k == 0, bos_id, carry)
@@ -238,7 +246,7 @@ class SpeechPipeline:
   model: SpeechLLM
   params: Any
   text_tokenizer: Any  # has encode/decode and bos/eos/mask/user/assistant ids
-  speech_vocab: Any  # training.speech_tasks.SpeechVocab
+  speech_vocab: Any  # modeling.build.SpeechVocab
   cfg: StreamConfig
   mel_config: features.MelConfig = features.MelConfig()
   vocoder: Optional[Any] = None  # speech.vocoder.Vocoder; None: units only
@@ -252,103 +260,140 @@ class SpeechPipeline:
     padded[0, :mel.shape[0]] = mel
     return jnp.asarray(padded), jnp.asarray(np.arange(self.cfg.mel_frames) < mel.shape[0])[None]
 
-  def _text_blocks(self, wav: np.ndarray, rng: Array) -> Iterator[tuple]:
-    """Yields (tokens [B], hidden, j, nfe, finished) per text block."""
-    tok = self.text_tokenizer
-    cache, prefix_valid, carry = thinker_prefill(
-        self.model, self.params, *self._mel(wav), cfg=self.cfg,
-        ids=(tok.bos_id, tok.user_id, tok.assistant_id), mask_id=tok.mask_id)
-    for j in range(self.cfg.num_text_blocks):
-      rng, key = jax.random.split(rng)
-      tokens, hidden, carry, cache, nfe = thinker_block(
-          self.model, self.params, cache, prefix_valid, carry, jnp.int32(j), key, cfg=self.cfg,
-          mask_id=tok.mask_id, eos_id=tok.eos_id)
-      tokens_np = np.asarray(tokens[0])
-      finished = bool(np.any(tokens_np == tok.eos_id)) or j + 1 == self.cfg.num_text_blocks
-      yield tokens_np, (tokens, hidden), j, int(nfe), finished
-      if finished:
-        return
-
-  def _speech(self, wav: np.ndarray, rng: Array, interleave: bool, log: list) -> Iterator[np.ndarray]:
-    """Drives Thinker and Talker; yields unit chunks and appends text events to `log`."""
-    t0 = time.perf_counter()
-    tok, v, cfg = self.text_tokenizer, self.speech_vocab, self.cfg
-    text_slots = cfg.num_text_blocks * cfg.text_block
+  def _start(self, wav: np.ndarray, rng: Array) -> _Answer:
+    """Prefills the Thinker with the question; an empty Talker cache."""
+    t0, cfg, tok = time.perf_counter(), self.cfg, self.text_tokenizer
+    head, tail = prompt_head_tail(tok)
+    cache, prefix_valid, carry = thinker_prefill(self.model, self.params, *self._mel(wav),
+                                                 cfg=cfg, head=head, tail=tail,
+                                                 mask_id=tok.mask_id)
     talker_cache = part_lm(self.model, "talker").init_cache(
-        1, text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
-    text: list[int] = []
-    nfe, num_text, text_done = 0, 0, False
-    blocks = self._text_blocks(wav, rng)
-    carry = jnp.full((1,), v.bos_id, jnp.int32)
+        1, cfg.text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
+    return _Answer(t0, cache, prefix_valid, carry, rng, talker_cache,
+                   jnp.full((1,), self.speech_vocab.bos_id, jnp.int32), rng)
 
-    def next_text_block():
-      nonlocal talker_cache, nfe, num_text, text_done
-      tokens, (tok_arr, hidden), j, block_nfe, text_done = next(blocks)
-      talker_cache = talker_write_text(self.model, self.params, talker_cache, tok_arr, hidden,
-                                       jnp.int32(j), cfg=cfg)
-      text.extend(int(t) for t in tokens)
-      nfe += block_nfe + 1  # + the Talker's conditioning forward
-      eos = [i for i, t in enumerate(text) if t == tok.eos_id]
-      num_text = eos[0] + 1 if eos else len(text)
-      log.append(StreamEvent(tok.decode(text[:num_text]), None, None, time.perf_counter() - t0,
-                             nfe))
+  def _text_event(self, a: _Answer) -> StreamEvent:
+    """Decodes the next Thinker block and writes it into the Talker's text slots."""
+    tok, j = self.text_tokenizer, a.num_blocks
+    a.text_rng, key = jax.random.split(a.text_rng)
+    tokens, hidden, a.thinker_carry, a.thinker_cache, block_nfe = thinker_block(
+        self.model, self.params, a.thinker_cache, a.prefix_valid, a.thinker_carry, jnp.int32(j),
+        key, cfg=self.cfg, mask_id=tok.mask_id, eos_id=tok.eos_id)
+    a.talker_cache = talker_write_text(self.model, self.params, a.talker_cache, tokens, hidden,
+                                       jnp.int32(j), cfg=self.cfg)
+    a.text.extend(int(t) for t in np.asarray(tokens[0]))
+    a.num_blocks += 1
+    a.text_done = tok.eos_id in a.text or a.num_blocks == self.cfg.num_text_blocks
+    a.nfe += int(block_nfe) + 1  # + the Talker's conditioning forward
+    return StreamEvent(self._answer_text(a), None, None, time.perf_counter() - a.t0, a.nfe)
 
-    for k in range(cfg.num_speech_chunks):
-      while not text_done and (not interleave or len(text) < cfg.text_per_chunk * (k + 1)):
-        next_text_block()
-      rng, key = jax.random.split(rng)
-      units, carry, talker_cache, chunk_nfe = talker_chunk(
-          self.model, self.params, talker_cache, carry, jnp.int32(k), jnp.int32(num_text), key,
-          cfg=cfg, text_slots=text_slots, mask_id=v.mask_id, eos_id=v.eos_id, bos_id=v.bos_id)
-      nfe += int(chunk_nfe)
-      units = np.asarray(units[0])
-      stop = np.flatnonzero(units >= v.num_units)  # eos (or any special) ends the speech
-      log.append(StreamEvent(tok.decode(text[:num_text]), units[:stop[0] if stop.size else None],
-                             None, time.perf_counter() - t0, nfe))
-      yield log[-1].units
-      if stop.size:
-        break
-    while not text_done:  # the text is always finished, even when the speech ended first
-      next_text_block()
+  def _units_event(self, a: _Answer) -> StreamEvent:
+    """Decodes the next Talker chunk over the text written so far."""
+    v, k = self.speech_vocab, a.num_chunks
+    a.speech_rng, key = jax.random.split(a.speech_rng)
+    units, a.talker_carry, a.talker_cache, chunk_nfe = talker_chunk(
+        self.model, self.params, a.talker_cache, a.talker_carry, jnp.int32(k),
+        jnp.int32(self._num_text(a)), key, cfg=self.cfg, mask_id=v.mask_id, eos_id=v.eos_id,
+        bos_id=v.bos_id)
+    a.num_chunks += 1
+    a.nfe += int(chunk_nfe)
+    units = np.asarray(units[0])
+    stop = np.flatnonzero(units >= v.num_units)  # eos (or any special) ends the speech
+    a.speech_done = bool(stop.size) or a.num_chunks == self.cfg.num_speech_chunks
+    return StreamEvent(self._answer_text(a), units[:stop[0] if stop.size else None], None,
+                       time.perf_counter() - a.t0, a.nfe, "units")
+
+  def _num_text(self, a: _Answer) -> int:
+    """Text positions of the answer: through its first eos (all decoded ones without)."""
+    eos = self.text_tokenizer.eos_id
+    return a.text.index(eos) + 1 if eos in a.text else len(a.text)
+
+  def _answer_text(self, a: _Answer) -> str:
+    return self.text_tokenizer.decode(a.text[:self._num_text(a)])
+
+  def _events(self, wav: np.ndarray, rng: Array, interleave: bool) -> Iterator[StreamEvent]:
+    """One answer in decoding order: a `text` event per Thinker block, a `units` event per
+    Talker chunk. Chunk k starts once the text it may see is decoded (interleave) or
+    after all text; the text is always finished, even when the speech ended first."""
+    a = self._start(wav, rng)
+    while not a.speech_done:
+      need = talker_lib.visible_text(a.num_chunks, self.cfg.text_per_chunk)
+      while not a.text_done and (not interleave or len(a.text) < need):
+        yield self._text_event(a)
+      yield self._units_event(a)
+    while not a.text_done:
+      yield self._text_event(a)
 
   def stream(self, wav: np.ndarray, rng: Optional[Array] = None,
              interleave: bool = True) -> Iterator[StreamEvent]:
-    """Yields text events as blocks finish and audio events as speech chunks are voiced."""
-    rng = jax.random.key(0) if rng is None else rng
-    log: list[StreamEvent] = []
-    chunks = self._speech(wav, rng, interleave, log)
+    """Yields text events as blocks finish and audio events as speech chunks are voiced
+    (unit events instead without a vocoder)."""
+    events = self._events(wav, jax.random.key(0) if rng is None else rng, interleave)
     if self.vocoder is None:
-      for _ in chunks:
-        yield from log
-        log.clear()
-      yield from log
+      yield from events
       return
     t0 = time.perf_counter()
-    nonempty = (u for u in chunks if u.size)
-    first = next(nonempty, None)
+    pending = _Pending(events)
+    chunks = pending.unit_chunks()
+    first = next(chunks, None)
     if first is None:  # the Talker ended before saying anything: text only
-      yield from log
+      yield from pending.drain()
       return
     text, nfe = "", 0  # as of the newest Thinker/Talker event
-    for audio in self.vocoder.stream(itertools.chain([first], nonempty)):
+    for audio in self.vocoder.stream(itertools.chain([first], chunks)):
       last_units = None
-      for event in log:
-        if event.units is None:
+      for event in pending.drain():
+        if event.kind == "text":
           yield event
         else:
           last_units = event.units
         text, nfe = event.text, event.nfe
-      log.clear()
-      yield StreamEvent(text, last_units, audio, time.perf_counter() - t0, nfe)
+      yield StreamEvent(text, last_units, audio, time.perf_counter() - t0, nfe, "audio")
 
   def respond(self, wav: np.ndarray, rng: Optional[Array] = None) -> dict[str, Any]:
     """The whole answer at once: all text first, then all speech, one-shot vocoder."""
-    log: list[StreamEvent] = []
-    rng = jax.random.key(0) if rng is None else rng
-    chunks = list(self._speech(wav, rng, False, log))
+    events = list(self._events(wav, jax.random.key(0) if rng is None else rng, False))
+    chunks = [e.units for e in events if e.kind == "units"]
     units = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
     audio = self.vocoder.synthesize(units) if self.vocoder is not None and units.size else None
-    return {"text": log[-1].text, "units": units, "audio": audio, "nfe": log[-1].nfe}
+    return {"text": events[-1].text, "units": units, "audio": audio, "nfe": events[-1].nfe}
+
+
+@dataclasses.dataclass
+class _Answer:
+  """What decoding one answer carries from block to block."""
+  t0: float  # when the request started
+  thinker_cache: Cache
+  prefix_valid: Array  # [1, P]
+  thinker_carry: Array  # [1] the Thinker's next AR input
+  text_rng: Array
+  talker_cache: Cache
+  talker_carry: Array  # [1] the Talker's next AR input
+  speech_rng: Array
+  text: list[int] = dataclasses.field(default_factory=list)  # text ids decoded so far
+  num_blocks: int = 0  # text blocks decoded (the next one's index)
+  num_chunks: int = 0  # speech chunks decoded (the next one's index)
+  text_done: bool = False
+  speech_done: bool = False
+  nfe: int = 0  # network forwards so far (Thinker + Talker)
+
+
+class _Pending:
+  """Events decoded while the vocoder pulls unit chunks, held until its next piece."""
+
+  def __init__(self, events: Iterator[StreamEvent]):
+    self._events, self._held = events, []
+
+  def unit_chunks(self) -> Iterator[np.ndarray]:
+    """The non-empty unit chunks of the events (each event is held as it passes)."""
+    for event in self._events:
+      self._held.append(event)
+      if event.kind == "units" and event.units.size:
+        yield event.units
+
+  def drain(self) -> list[StreamEvent]:
+    held, self._held = self._held, []
+    return held
 
 
 def stream_config(config: Any, text_steps: Optional[int] = None,

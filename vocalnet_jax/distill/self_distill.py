@@ -33,8 +33,8 @@ import ml_collections
 
 from vocalnet_jax.decoding import step_rules
 from vocalnet_jax.diffusion import losses, masking
+from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.training import objectives, tasks
-from vocalnet_jax.training.validate import ConfigError
 
 Array = jax.Array
 _NEVER = -1e9  # logit of [MASK]: never an output (finite, so KL terms stay 0 * finite)
@@ -113,20 +113,20 @@ def self_distill_loss(student: objectives.LMProblem, teacher: objectives.LMProbl
                 "teacher_commit_ratio": jnp.sum(committed & scored) / n}
 
 
-class SelfDistillTask:
+class SelfDistillTask(tasks.Task):
   """A distillation round over `config.distill.base_task` (see the module docstring)."""
 
   def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
-    self.config = config
     base_config = config.copy_and_resolve_references()
     base_config.task = config.distill.base_task
     self.base = tasks.build_task(base_config, shapes_only)
-    if not hasattr(self.base, "lm_problem"):
+    if type(self.base).lm_problem is tasks.Task.lm_problem:
       raise ConfigError(f"config.distill.base_task={config.distill.base_task!r} has no decoder "
                         "to distill (it must offer lm_problem)")
-    self.model = self.base.model
-    self.tokenizer = getattr(self.base, "tokenizer", None)
-    base_trainable = getattr(self.base, "trainable", None)
+    # the base's model and tokenizer; its params are this task's "student" and "teacher"
+    self.config, self.model = config, self.base.model
+    self.tokenizer = self.base.built.text_tokenizer
+    base_trainable = self.base.trainable
     self.trainable = (tuple(f"student/{t}" for t in base_trainable) if base_trainable
                       else ("student",))
 
@@ -140,8 +140,8 @@ class SelfDistillTask:
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     return self.base.batch_spec(batch_size)
 
-  def init_params(self, rng: Array, batch: dict) -> Any:
-    params = self.base.init_params(rng, batch)
+  def init_params(self, rng: Array) -> Any:
+    params = self.base.init_params(rng)
     return {"student": params, "teacher": params}
 
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
@@ -160,10 +160,3 @@ class SelfDistillTask:
     else:
       params = restore(part)
     return {"student": params, "teacher": jax.tree_util.tree_map(jnp.copy, params)}
-
-  def inference_params(self, params: Any) -> Any:
-    """What decoding uses: the student."""
-    return params["student"]
-
-
-tasks.TASKS["self_distill"] = SelfDistillTask

@@ -110,3 +110,9 @@ def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
   out = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
   edits = out.substitutions + out.deletions + out.insertions + insertions
   return edits / sum(len(r.split()) for r, _ in pairs)
+
+
+def wer_of_waves(asr: PocketSphinxASR, references: Sequence[str],
+                 waves: dict[str, Sequence[np.ndarray]]) -> dict[str, float]:
+  """WER of each named set of waveforms (one per reference text) against the references."""
+  return {name: wer(references, [asr.transcribe(w) for w in ws]) for name, ws in waves.items()}

@@ -6,20 +6,19 @@ compile per decoder configuration) and detokenizes; `evaluate` adds the metrics.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Union
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from data_pipelines import synthetic_text
+from data_pipelines.prompt import prompt_ids
 from vocalnet_jax.decoding import ar, block_diffusion
 from vocalnet_jax.decoding.lm import CachedLM, decoder_lm
 from vocalnet_jax.evaluation import text_metrics
-from vocalnet_jax.training import tasks
+from vocalnet_jax.modeling import restore
 
 Array = jax.Array
 DecoderConfig = Union[ar.ARConfig, block_diffusion.BlockDiffusionConfig]
@@ -28,30 +27,16 @@ DecoderConfig = Union[ar.ARConfig, block_diffusion.BlockDiffusionConfig]
 def load_thinker(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
                  seed: int = 0) -> tuple[CachedLM, Any, Any]:
   """(CachedLM, params, tokenizer) from `workdir`'s latest checkpoint, or random init."""
-  task = tasks.build_task(config)
-  if workdir:
-    from vocalnet_jax.training import checkpointing, trainer  # heavy: only when restoring
-    exp = trainer.setup_experiment(config)
-    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1, every=1)
-    step = ckpt.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints")
-    params = ckpt.restore(step, exp.abstract_state).params
-    ckpt.close()
-  else:
-    batch = {k: v[None] for k, v in task.source("train")[0].items()}
-    params = jax.jit(lambda r: nn.unbox(task.init_params(r, batch)))(jax.random.key(seed))
-  params = getattr(task, "inference_params", lambda p: p)(params)  # a distilled student
-  return decoder_lm(task.model), params, task.tokenizer
+  model, params = restore.load(config, workdir, seed=seed)
+  return decoder_lm(model.module), params, model.text_tokenizer
 
 
 def held_out_prompts(config: ml_collections.ConfigDict, n: int
                      ) -> tuple[Array, Array, list[str]]:
   """First n examples of the held-out split: prompts [n, P], validity [n, P], answers."""
-  task = tasks.build_task(config)
-  source = task.source("eval")
+  source = synthetic_text.source_from_config(config.data, "eval")
   examples = [source[i] for i in range(n)]
-  answers = [task.tokenizer.decode(e["response"][e["response_valid"]]) for e in examples]
+  answers = [source.tokenizer.decode(e["response"][e["response_valid"]]) for e in examples]
   return (jnp.asarray(np.stack([e["prompt"] for e in examples])),
           jnp.asarray(np.stack([e["prompt_valid"] for e in examples])), answers)
 
@@ -102,8 +87,7 @@ def evaluate(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, valid: Ar
 
 def encode_question(tokenizer: Any, question: str, prompt_len: int) -> tuple[Array, Array]:
   """A typed question as the training prompt layout: ids [1, P] and validity [1, P]."""
-  ids = [tokenizer.bos_id, tokenizer.user_id] + tokenizer.encode(question) + [
-      tokenizer.assistant_id]
+  ids = prompt_ids(tokenizer, tokenizer.encode(question))
   if len(ids) > prompt_len:
     raise ValueError(f"question needs {len(ids)} tokens > data.prompt_len={prompt_len}")
   ex = synthetic_text.pack_example(ids, [tokenizer.eos_id], prompt_len, 1, tokenizer.pad_id)

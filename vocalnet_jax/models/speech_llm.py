@@ -34,6 +34,20 @@ class SpeechLLM(nn.Module):
     hidden, valid = self.encoder(mel, mel_valid)
     return self.adaptor(hidden, valid)
 
+  def audio_prompt(self, mel: Array, mel_valid: Array, head: Array,
+                   tail: Array) -> tuple[Array, Array]:
+    """The Thinker prefix [head ; adapted audio ; tail] (layout: `data_pipelines.prompt`).
+
+    mel [b, frames, n_mels], mel_valid [b, frames], head ids [b, H], tail ids [b, T] ->
+    (embeddings [b, H + A + T, embed], validity [b, H + A + T]).
+    """
+    audio, audio_valid = self.encode_audio(mel, mel_valid)  # [b, A, embed], [b, A]
+    head_emb, tail_emb = self.thinker_embed(head), self.thinker_embed(tail)
+    prefix = jnp.concatenate([head_emb, audio.astype(head_emb.dtype), tail_emb], axis=1)
+    valid = jnp.concatenate([jnp.ones(head.shape, bool), audio_valid,
+                             jnp.ones(tail.shape, bool)], axis=1)
+    return prefix, valid
+
   def thinker_embed(self, tokens: Array) -> Array:
     return self.thinker.embed(tokens)
 

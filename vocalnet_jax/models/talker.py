@@ -23,16 +23,26 @@ from vocalnet_jax.models.decoder import Decoder
 Array = jax.Array
 
 
+def visible_text(chunk: Array | int, text_per_chunk: int) -> Array | int:
+  """The streaming rule: speech chunk k may see text positions < text_per_chunk * (k + 1)."""
+  return text_per_chunk * (chunk + 1)
+
+
+def text_positions(slots: Array, chunk_size: int, text_per_chunk: int) -> Array:
+  """RoPE position of text slot j: j * chunk_size // text_per_chunk (time-aligned)."""
+  return slots * chunk_size // text_per_chunk
+
+
 def talker_text_visibility(num_text: int, num_speech: int, chunk_size: int = 15,
                            text_per_chunk: int = 5) -> Array:
-  """Streaming rule, bool[num_speech, num_text]: speech token i (chunk k = i // chunk_size)
+  """`visible_text` as bool[num_speech, num_text]: speech token i (chunk k = i // chunk_size)
   sees text position j iff j < text_per_chunk * (k + 1).
 
   For the [x_t ; x_0] training layout both halves index the same speech positions,
   so use `jnp.tile(vis, (2, 1))`.
   """
   chunk = jnp.arange(num_speech) // chunk_size  # [num_speech]
-  return jnp.arange(num_text)[None, :] < text_per_chunk * (chunk[:, None] + 1)
+  return jnp.arange(num_text)[None, :] < visible_text(chunk[:, None], text_per_chunk)
 
 
 def talker_attention_mask(text_visibility: Array, speech_mask: Array,
@@ -69,19 +79,6 @@ def talker_attention_mask(text_visibility: Array, speech_mask: Array,
   return mask
 
 
-def talker_ar_mask(num_text: int, num_speech: int, chunk_size: int = 15, text_per_chunk: int = 5,
-                   text_valid: Optional[Array] = None,
-                   speech_valid: Optional[Array] = None) -> Array:
-  """AR Talker mask: causal over speech plus the streaming text rule.
-
-  Returns bool[batch, N + S, N + S] (batch = 1 without validity masks).
-  """
-  causal = jnp.tril(jnp.ones((num_speech, num_speech), bool))
-  return talker_attention_mask(
-      talker_text_visibility(num_text, num_speech, chunk_size, text_per_chunk), causal,
-      text_valid, speech_valid)
-
-
 def talker_positions(num_text: int, num_speech: int, chunk_size: int = 15,
                      text_per_chunk: int = 5) -> tuple[Array, Array]:
   """Time-aligned RoPE positions: speech i at i, text j at j * chunk_size // text_per_chunk.
@@ -90,7 +87,7 @@ def talker_positions(num_text: int, num_speech: int, chunk_size: int = 15,
   the last text position a chunk may see lies inside that chunk's position range.
   Returns (text positions int32[N], speech positions int32[S]).
   """
-  text = jnp.arange(num_text, dtype=jnp.int32) * chunk_size // text_per_chunk
+  text = text_positions(jnp.arange(num_text, dtype=jnp.int32), chunk_size, text_per_chunk)
   return text, jnp.arange(num_speech, dtype=jnp.int32)
 
 

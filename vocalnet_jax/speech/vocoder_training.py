@@ -3,8 +3,9 @@
 A compact single-device loop (jit step, optax AdamW): the vocoder is small and trains
 on random fixed-length segments, so it needs none of the sharded LM trainer.
 Evaluation measures what the vocoder is for: closeness of generated mels to the
-reference for ground-truth tokens, intelligibility (independent ASR WER), speed
-(real-time factor per streamed chunk) and streaming-vs-one-shot agreement.
+reference for ground-truth tokens, speed (real-time factor per streamed chunk) and
+streaming-vs-one-shot agreement; intelligibility (independent ASR WER of its outputs)
+is `evaluation.asr.wer_of_waves`.
 """
 from __future__ import annotations
 
@@ -13,12 +14,10 @@ import time
 from typing import Callable, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
-from vocalnet_jax.evaluation import asr as asr_lib
 from vocalnet_jax.speech import flow_matching as fm
 from vocalnet_jax.speech import mel_inversion as mi
 from vocalnet_jax.speech import vocoder as voc
@@ -130,11 +129,11 @@ def _mean_dicts(rows: Sequence[dict[str, float]]) -> dict[str, float]:
   return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
-def evaluate(vocoder: voc.Vocoder, utts: Sequence[Utterance],
-             asr: Optional[asr_lib.PocketSphinxASR] = None) -> dict:
+def evaluate(vocoder: voc.Vocoder, utts: Sequence[Utterance]) -> dict:
   """Metrics over held-out utterances with ground-truth units (see module docstring).
 
-  Returns a JSON-able dict; `outputs` (not JSON) holds per-utterance arrays for WAV/PNG.
+  Returns a JSON-able dict; `outputs` (not JSON) holds per-utterance arrays for WAV/PNG
+  (what `evaluation.asr.wer_of_waves` transcribes).
   """
   mel_cfg, st = vocoder.mel_cfg, vocoder.config.stream
   chunk = st.chunk_tokens
@@ -187,15 +186,5 @@ def evaluate(vocoder: voc.Vocoder, utts: Sequence[Utterance],
               "chunk_tokens": chunk,
               "chunk_seconds": chunk * vocoder.upsample / mel_cfg.frame_rate_hz},
   }
-  if asr is not None and any(u.text for u in utts):
-    refs = [u.text for u in utts]
-    def score(waves):
-      return asr_lib.wer(refs, [asr.transcribe(w) for w in waves])
-    result["wer"] = {
-        "original": score([u.wave for u in utts]),
-        "griffin_lim_of_reference_mel": score([o["reference_gl"] for o in outputs]),
-        "vocoder_oneshot": score([o["oneshot"] for o in outputs]),
-        "vocoder_stream": score([o["stream"] for o in outputs]),
-    }
   result["outputs"] = outputs
   return result

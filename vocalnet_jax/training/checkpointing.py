@@ -43,14 +43,6 @@ class Checkpointer:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
-  def restore_params(self, step: int, abstract_params: Any) -> Any:
-    """Only `state.params` of a checkpoint, onto `abstract_params`' shardings."""
-    item = {"params": abstract_params}
-    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-        partial_restore=True)))
-    return restored["state"]["params"]
-
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()

@@ -9,71 +9,33 @@ streaming chunk) under the streaming rule: chunk k sees text positions < m*(k+1)
 """
 from __future__ import annotations
 
-import json
-import os
-from typing import Any, NamedTuple
+from typing import Any
 
 import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from data_pipelines import features, speech_loader, text_tokenizer
+from data_pipelines import features, speech_loader
+from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.diffusion import attention_masks
+from vocalnet_jax.modeling.build import Model, corpus_dataset_dir
 from vocalnet_jax.models import talker as talker_lib
-from vocalnet_jax.models.speech_llm import SpeechLLM, init_inputs, speech_llm_from_config
-from vocalnet_jax.speech.units import UnitTokenizer
+from vocalnet_jax.models.speech_llm import SpeechLLM
 from vocalnet_jax.training import objectives
-from vocalnet_jax.training.tasks import TASKS, padded_vocab
-from vocalnet_jax.training.validate import ConfigError
+from vocalnet_jax.training.tasks import Task
 
 Array = jax.Array
 
 
-class SpeechVocab:
-  """Talker vocabulary: speech units 0..K-1, then pad, eos, [MASK] and a start token."""
-
-  def __init__(self, num_units: int, multiple: int):
-    self.num_units = num_units
-    self.pad_id, self.eos_id, self.mask_id, self.bos_id = range(num_units, num_units + 4)
-    self.size = padded_vocab(num_units + 4, multiple)
-
-
-class TextIds(NamedTuple):
-  """The special text ids the objectives need."""
-  bos_id: int
-  eos_id: int
-  mask_id: int
-  user_id: int
-  assistant_id: int
-
-  @classmethod
-  def of(cls, tokenizer: Any) -> "TextIds":
-    return cls(*(getattr(tokenizer, f) for f in cls._fields))
-
-
-# Ids our trained sentencepiece models fix (text_tokenizer.train_sentencepiece); a dry
-# run traces shapes only, so it uses these without reading a tokenizer.
-TRAINED_TEXT_IDS = TextIds(bos_id=2, eos_id=3, mask_id=4, user_id=5, assistant_id=6)
-
-
 class PreparedCorpus:
-  """What `launch.prepare_data` wrote under `config.data.dir`: dataset + tokenizers."""
+  """The splits `launch.prepare_data` wrote under `config.data.dir`, as training batches."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    data_dir = config.data.dir
-    summary = os.path.join(data_dir, "summary.json")
-    if not os.path.exists(summary):
-      raise ConfigError(
-          f"config.data.dir={data_dir!r} holds no prepared corpus ({summary} is missing); run "
-          f"`python -m launch.prepare_data --config=configs/data.py:tiny --out={data_dir}`")
-    with open(summary, encoding="utf-8") as f:
-      self.dataset_dir = json.load(f)["dataset_dir"]
-    self.text_tokenizer = text_tokenizer.load_tokenizer(os.path.join(data_dir, "tokenizer.model"))
-    self.unit_tokenizer = UnitTokenizer.load(os.path.join(data_dir, "units.npz"))
+  def __init__(self, config: ml_collections.ConfigDict, built: Model):
+    self.dataset_dir = corpus_dataset_dir(config)
     self.transform = speech_loader.SpeechTransform(
-        self.text_tokenizer, speech_loader.SpeechBatchConfig.from_config(config.data),
-        features.MelConfig(n_mels=config.encoder.n_mels), self.unit_tokenizer)
+        built.text_tokenizer, speech_loader.SpeechBatchConfig.from_config(config.data),
+        features.MelConfig(n_mels=config.encoder.n_mels), built.unit_tokenizer)
 
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
@@ -92,24 +54,15 @@ def part_fns(model: SpeechLLM, params: Any, part: str) -> objectives.DecoderFns:
       logits=lambda h: model.apply(variables, h, method=method("logits")))
 
 
-class SpeechThinkerTask:
+class SpeechThinkerTask(Task):
   """Stage 1: speech question -> text answer."""
 
   def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
     """shapes_only: no corpus is read (dry runs); vocabulary sizes must then be set in
     `config.model.vocab_size` and `config.talker.num_units`."""
-    self.config = config
-    self.corpus = None if shapes_only else PreparedCorpus(config)
-    if shapes_only and not (config.model.vocab_size and config.talker.num_units):
-      raise ConfigError("a dry run reads no tokenizer: set config.model.vocab_size and "
-                        "config.talker.num_units")
-    self.ids = TRAINED_TEXT_IDS if shapes_only else TextIds.of(self.corpus.text_tokenizer)
-    text_vocab = config.model.vocab_size or self.corpus.text_tokenizer.vocab_size
-    self.text_vocab = padded_vocab(text_vocab, config.model.vocab_multiple)
-    self.speech_vocab = SpeechVocab(
-        config.talker.num_units or self.corpus.unit_tokenizer.num_units,
-        config.talker.model.vocab_multiple)
-    self.model = speech_llm_from_config(config, self.text_vocab, self.speech_vocab.size)
+    super().__init__(config, shapes_only)
+    self.corpus = None if shapes_only else PreparedCorpus(config, self.built)
+    self.ids, self.speech_vocab = self.built.ids, self.built.speech_vocab
     self.trainable = ("adaptor", "thinker") + (("encoder",) if config.encoder.trainable else ())
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -127,22 +80,12 @@ class SpeechThinkerTask:
               shuffle: bool = True) -> grain.IterDataset:
     return self.corpus.dataset(split, batch_size, seed, shuffle)
 
-  def init_params(self, rng: Array, batch: dict) -> Any:
-    inputs = init_inputs(1, 10, batch["mel"].shape[-1], 4, 4)
-    return self.model.init(rng, *inputs)["params"]
-
   def thinker_batch(self, params: Any, batch: dict) -> objectives.ResponseBatch:
     """Prefix [bos, <|user|>, adapted audio..., <|assistant|>] and the text answer."""
-    tok = self.ids
-    audio, audio_valid = self.model.apply({"params": params}, batch["mel"], batch["mel_valid"],
-                                          method=SpeechLLM.encode_audio)  # [b, A, embed]
-    b = audio.shape[0]
-    fns = part_fns(self.model, params, "thinker")
-    head = fns.embed(jnp.tile(jnp.array([[tok.bos_id, tok.user_id]]), (b, 1)))  # [b, 2, embed]
-    tail = fns.embed(jnp.full((b, 1), tok.assistant_id))  # [b, 1, embed]
-    prefix = jnp.concatenate([head, audio.astype(head.dtype), tail], axis=1)
-    ones = lambda n: jnp.ones((b, n), bool)  # noqa: E731
-    prefix_valid = jnp.concatenate([ones(2), audio_valid, ones(1)], axis=1)
+    b = batch["mel"].shape[0]
+    head, tail = (jnp.tile(jnp.array([ids]), (b, 1)) for ids in prompt_head_tail(self.ids))
+    prefix, prefix_valid = self.model.apply({"params": params}, batch["mel"], batch["mel_valid"],
+                                            head, tail, method=SpeechLLM.audio_prompt)
     return objectives.ResponseBatch(prefix, prefix_valid, batch["response"],
                                     batch["response_valid"])
 
@@ -209,5 +152,3 @@ class SpeechTalkerTask(SpeechThinkerTask):
     return objectives.LMProblem(part_fns(self.model, params, "talker"), talker_batch,
                                 v.mask_id, v.eos_id, t.chunk_size, start_id=v.bos_id)
 
-
-TASKS.update(speech_thinker=SpeechThinkerTask, speech_talker=SpeechTalkerTask)

@@ -1,35 +1,57 @@
 """Tasks: what a training run optimises (model + data source + loss), chosen by
-`config.task`. The trainer is generic over them; the speech stages register here too."""
+`config.task` from `TASKS`. The trainer is generic over them."""
 from __future__ import annotations
 
+import abc
 import importlib
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Optional
 
 import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from data_pipelines import loader, synthetic_text
-from vocalnet_jax.models.decoder import Decoder, decoder_from_config
+from vocalnet_jax.modeling.build import build
+from vocalnet_jax.modeling.validate import ConfigError
+from vocalnet_jax.models.decoder import Decoder
 from vocalnet_jax.training import objectives
 
 Array = jax.Array
 
 
-class Task(Protocol):
-  """A task may also set `trainable`: the param paths ("thinker", "student/adaptor") to
-  train, others frozen; decoder tasks also offer `lm_problem(params, batch)`."""
+class Task(abc.ABC):
+  """A model of `modeling.build`, its data and its loss; the optional members default
+  to: train every param, no decoder to distill, params restored as saved."""
+  trainable: Optional[tuple[str, ...]] = None  # param paths to train ("thinker", ...); None: all
+
+  def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
+    """shapes_only: build the model without reading any file (dry runs)."""
+    self.config = config
+    self.built = build(config, shapes_only)
+    self.model = self.built.module
+
+  @abc.abstractmethod
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset: ...
-  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]: ...
-  def init_params(self, rng: Array, batch: dict) -> Any: ...
+
+  @abc.abstractmethod
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes of the largest batch `dataset` yields."""
+
+  @abc.abstractmethod
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]: ...
 
+  def init_params(self, rng: Array) -> Any:
+    return self.built.init_params(rng)
 
-def padded_vocab(size: int, multiple: int) -> int:
-  """Rounds the vocabulary up so the `vocab` axis shards evenly (unused ids never occur)."""
-  return -(-size // multiple) * multiple
+  def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
+    """One decoder answering `batch` (what self-distillation needs)."""
+    raise NotImplementedError(f"{type(self).__name__} has no decoder")
+
+  def params_from_checkpoint(self, restore: Callable[[Any], Any], abstract_params: Any) -> Any:
+    """This run's params from another run's (`config.init_from`); restore: abstract
+    params -> the saved ones."""
+    return restore(abstract_params)
 
 
 def decoder_fns(model: Decoder, params: Any) -> objectives.DecoderFns:
@@ -42,23 +64,15 @@ def decoder_fns(model: Decoder, params: Any) -> objectives.DecoderFns:
       logits=lambda h: model.apply(variables, h, method=Decoder.logits))
 
 
-class TextLMTask:
+class TextLMTask(Task):
   """The Thinker alone on the procedural text QA task (no speech)."""
 
   def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
-    del shapes_only  # the procedural source costs nothing to open
-    self.config = config
-    self.tokenizer = synthetic_text.CharTokenizer()
-    self.vocab_size = padded_vocab(config.model.vocab_size or self.tokenizer.vocab_size,
-                                   config.model.vocab_multiple)
-    self.model = decoder_from_config(config.model, self.vocab_size)
+    super().__init__(config, shapes_only)
+    self.tokenizer = self.built.text_tokenizer
 
   def source(self, split: str) -> synthetic_text.SyntheticTextSource:
-    d = self.config.data
-    seed = d.seed if split == "train" else d.seed + 1
-    return synthetic_text.SyntheticTextSource(d.num_examples, d.prompt_len, d.response_len,
-                                              seed=seed, tasks=tuple(d.tasks),
-                                              tokenizer=self.tokenizer)
+    return synthetic_text.source_from_config(self.config.data, split, self.tokenizer)
 
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
@@ -68,12 +82,6 @@ class TextLMTask:
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     return {k: jax.ShapeDtypeStruct((batch_size,) + v.shape, v.dtype)
             for k, v in self.source("train")[0].items()}
-
-  def init_params(self, rng: Array, batch: dict) -> Any:
-    tokens = jnp.zeros(batch["prompt"].shape, jnp.int32)
-    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-    mask = jnp.ones(tokens.shape + tokens.shape[1:], bool)
-    return self.model.init(rng, tokens, positions, mask)["params"]
 
   def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
     fns = decoder_fns(self.model, params)
@@ -88,19 +96,20 @@ class TextLMTask:
                               self.config.diffusion)
 
 
-TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {"text_lm": TextLMTask}
-# Tasks whose modules register themselves; imported only when asked for, so a text run
-# never loads the speech stack (librosa, tfds).
-_REGISTERED_ON_IMPORT = {"speech_thinker": "vocalnet_jax.training.speech_tasks",
-                         "speech_talker": "vocalnet_jax.training.speech_tasks",
-                         "self_distill": "vocalnet_jax.distill.self_distill"}
+# Every task, as "module:class": imported only when asked for, so a text run never loads
+# the speech stack (librosa, tfds).
+TASKS: dict[str, str] = {
+    "text_lm": "vocalnet_jax.training.tasks:TextLMTask",
+    "speech_thinker": "vocalnet_jax.training.speech_tasks:SpeechThinkerTask",
+    "speech_talker": "vocalnet_jax.training.speech_tasks:SpeechTalkerTask",
+    "self_distill": "vocalnet_jax.distill.self_distill:SelfDistillTask",
+}
 
 
 def build_task(config: ml_collections.ConfigDict, shapes_only: bool = False) -> Task:
-  """shapes_only: build the model without opening data (dry runs)."""
-  if config.task not in TASKS and config.task in _REGISTERED_ON_IMPORT:
-    importlib.import_module(_REGISTERED_ON_IMPORT[config.task])
+  """The task of `config.task`; shapes_only: build the model without opening data."""
   if config.task not in TASKS:
-    raise ValueError(f"config.task={config.task!r} is not registered; choose from {sorted(TASKS)}")
-  return TASKS[config.task](config, shapes_only)
-
+    raise ConfigError(f"config.task={config.task!r} is not registered; choose from "
+                      f"{sorted(TASKS)}")
+  module, name = TASKS[config.task].split(":")
+  return getattr(importlib.import_module(module), name)(config, shapes_only)

@@ -14,6 +14,7 @@ without saving it (`train.nonfinite=stop`) or skips the update (`skip`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from contextlib import nullcontext
@@ -30,12 +31,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from data_pipelines import loader
-from vocalnet_jax.training import partitioning, run_config, tasks, throughput
+from vocalnet_jax.modeling import partitioning, restore, run_config
+from vocalnet_jax.modeling.validate import ConfigError, validate_config
+from vocalnet_jax.training import tasks, throughput
 from vocalnet_jax.training.checkpointing import Checkpointer, PreemptionNotice
 from vocalnet_jax.training.metrics import MetricWriter
 from vocalnet_jax.training.train_state import (TrainState, freeze, learning_rate_schedule,
                                                make_optimizer)
-from vocalnet_jax.training.validate import ConfigError, validate_config
 
 Array = jax.Array
 
@@ -70,22 +72,18 @@ def setup_experiment(config: ml_collections.ConfigDict,
   mesh = partitioning.make_mesh(config.mesh, devices)
   rules = partitioning.rules_from_config(config.logical_axis_rules)
   task = tasks.build_task(config, shapes_only)
-  tx = make_optimizer(config.train, getattr(task, "trainable", None))
+  tx = make_optimizer(config.train, task.trainable)
   if shapes_only:
     example_batch = task.batch_spec(per_host_batch_size(config))
   else:
     example_batch = next(iter(task.dataset("train", per_host_batch_size(config), config.seed)))
 
   def init_fn(rng: Array) -> TrainState:
-    params = task.init_params(rng, example_batch)
+    params = task.init_params(rng)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
-  with mesh, nn.logical_axis_rules(rules):
-    boxed = jax.eval_shape(init_fn, jax.random.key(0))
-    state_shardings = partitioning.logical_shardings(boxed, mesh, rules)
-  abstract_state = jax.tree_util.tree_map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.unbox(boxed),
-      state_shardings)
+  abstract_state, state_shardings = partitioning.abstract_with_shardings(
+      init_fn, mesh, rules, jax.random.key(0))
   return Experiment(config, mesh, rules, task, tx, example_batch, abstract_state, state_shardings,
                     loader.batch_sharding(mesh), init_fn)
 
@@ -104,7 +102,7 @@ def make_train_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Train
   base_rng = jax.random.key(exp.config.seed + 1)
   batch_axes = exp.batch_sharding.spec[0]
 
-  trainable = getattr(exp.task, "trainable", None)
+  trainable = exp.task.trainable
   skip_nonfinite = exp.config.train.nonfinite == "skip"
 
   def grads_and_metrics(params, batch, rng):
@@ -230,23 +228,8 @@ def load_params(workdir: str, exp: Experiment) -> Any:
   saved = run_config.read(workdir)
   if saved is not None:  # the stage-1 (or teacher) config: its model must be this one's
     run_config.check(saved, exp.config, workdir, hard=run_config.PARAM_FIELDS, soft=())
-  source = Checkpointer(os.path.join(workdir, "checkpoints"), keep=1, every=1)
-  try:
-    step = source.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"config.init_from={workdir!r} holds no checkpoint")
-    logging.info("loading params from %s step %d", workdir, step)
-    restore = lambda abstract: source.restore_params(step, abstract)  # noqa: E731
-    adopt = getattr(exp.task, "params_from_checkpoint", None)  # e.g. a distillation round
-    try:
-      if adopt is None:
-        return restore(exp.abstract_state.params)
-      return adopt(restore, exp.abstract_state.params)
-    except ValueError as e:  # shapes differ: another preset, tokenizer or unit codebook
-      raise ConfigError(f"checkpoint {workdir} (step {step}) does not fit this config "
-                        f"(preset/model sizes, config.data.dir vocabularies): {e}") from None
-  finally:
-    source.close()
+  return exp.task.params_from_checkpoint(functools.partial(restore.restore_params, workdir),
+                                         exp.abstract_state.params)
 
 
 def count_tokens(batch: dict[str, np.ndarray]) -> int:

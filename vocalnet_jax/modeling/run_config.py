@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 import ml_collections
 from absl import logging
 
-from vocalnet_jax.training.validate import ConfigError
+from vocalnet_jax.modeling.validate import ConfigError
 
 FILENAME = "config.json"
 # The params' shapes: a checkpoint restores only into a model with these.

@@ -8,7 +8,7 @@ on a 4-way tensor axis), so one rules table serves every model size.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -67,3 +67,16 @@ def logical_shardings(abstract_tree: Any, mesh: Mesh, rules) -> Any:
   return jax.tree_util.tree_map(
       lambda sh, x: NamedSharding(mesh, _fit_spec(sh.spec, x.shape, mesh)),
       mesh_shardings, shapes, is_leaf=lambda x: isinstance(x, NamedSharding))
+
+
+def abstract_with_shardings(init_fn: Callable[..., Any], mesh: Mesh, rules, *args
+                            ) -> tuple[Any, Any]:
+  """(ShapeDtypeStructs carrying their shardings, the shardings) of `init_fn(*args)`'s
+  boxed output, traced without allocating it."""
+  with mesh, nn.logical_axis_rules(rules):
+    boxed = jax.eval_shape(init_fn, *args)
+    shardings = logical_shardings(boxed, mesh, rules)
+  abstract = jax.tree_util.tree_map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.unbox(boxed),
+      shardings)
+  return abstract, shardings

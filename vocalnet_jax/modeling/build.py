@@ -1,0 +1,136 @@
+"""The network, tokenizers and vocabularies a config means, built without opening data.
+
+`build(config)` is what training tasks, the decoders, the evaluator and distillation
+all start from: a `text_lm` config gives the text Thinker (`Decoder`) and the character
+tokenizer; a speech config (`speech_thinker`, `speech_talker`) the `SpeechLLM` with the
+tokenizers `launch.prepare_data` wrote under `config.data.dir` (never its splits); a
+`self_distill` config its base task's model, whose answering params are the student.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from data_pipelines import synthetic_text, text_tokenizer
+from vocalnet_jax.modeling.validate import ConfigError
+from vocalnet_jax.models.decoder import decoder_from_config
+from vocalnet_jax.models.speech_llm import init_inputs, speech_llm_from_config
+from vocalnet_jax.speech.units import UnitTokenizer
+
+Array = jax.Array
+
+
+def padded_vocab(size: int, multiple: int) -> int:
+  """Rounds the vocabulary up so the `vocab` axis shards evenly (unused ids never occur)."""
+  return -(-size // multiple) * multiple
+
+
+class SpeechVocab:
+  """Talker vocabulary: speech units 0..K-1, then pad, eos, [MASK] and a start token."""
+
+  def __init__(self, num_units: int, multiple: int):
+    self.num_units = num_units
+    self.pad_id, self.eos_id, self.mask_id, self.bos_id = range(num_units, num_units + 4)
+    self.size = padded_vocab(num_units + 4, multiple)
+
+
+class TextIds(NamedTuple):
+  """The special text ids the objectives and decoders need."""
+  bos_id: int
+  eos_id: int
+  mask_id: int
+  user_id: int
+  assistant_id: int
+
+  @classmethod
+  def of(cls, tokenizer: Any) -> "TextIds":
+    return cls(*(getattr(tokenizer, f) for f in cls._fields))
+
+
+# Ids our trained sentencepiece models fix (text_tokenizer.train_sentencepiece); a dry
+# run traces shapes only, so it uses these without reading a tokenizer.
+TRAINED_TEXT_IDS = TextIds(bos_id=2, eos_id=3, mask_id=4, user_id=5, assistant_id=6)
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A config's network with what answering needs besides params."""
+  module: nn.Module  # Decoder (text_lm) or SpeechLLM
+  init_inputs: tuple[Array, ...]  # dummy inputs of `module.init` (params do not depend on them)
+  text_tokenizer: Any  # encode/decode + special ids; None in a shapes-only speech build
+  ids: TextIds
+  speech_vocab: Optional[SpeechVocab] = None  # speech models only
+  unit_tokenizer: Optional[UnitTokenizer] = None  # speech models read from a corpus only
+  params_scope: tuple[str, ...] = ()  # path of the answering params in a checkpoint's params
+
+  def init_params(self, rng: Array) -> Any:
+    """Freshly initialised params (boxed with their logical axis names)."""
+    return self.module.init(rng, *self.init_inputs)["params"]
+
+
+def corpus_dataset_dir(config: ml_collections.ConfigDict) -> str:
+  """The TFDS dataset directory of the prepared corpus under `config.data.dir`."""
+  summary = os.path.join(config.data.dir, "summary.json")
+  if not os.path.exists(summary):
+    raise ConfigError(
+        f"config.data.dir={config.data.dir!r} holds no prepared corpus ({summary} is missing); "
+        f"run `python -m launch.prepare_data --config=configs/data.py:tiny "
+        f"--out={config.data.dir}`")
+  with open(summary, encoding="utf-8") as f:
+    return json.load(f)["dataset_dir"]
+
+
+def _text_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model:
+  del shapes_only  # the character tokenizer needs no files
+  tok = synthetic_text.CharTokenizer()
+  vocab = padded_vocab(config.model.vocab_size or tok.vocab_size, config.model.vocab_multiple)
+  tokens = jnp.zeros((1, config.data.prompt_len), jnp.int32)  # [1, P]
+  positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)  # [1, P]
+  mask = jnp.ones(tokens.shape + tokens.shape[1:], bool)  # [1, P, P]
+  return Model(decoder_from_config(config.model, vocab), (tokens, positions, mask), tok,
+               TextIds.of(tok))
+
+
+def _speech_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model:
+  """shapes_only: no tokenizer is read (dry runs); vocabulary sizes must then be set in
+  `config.model.vocab_size` and `config.talker.num_units`."""
+  if shapes_only:
+    if not (config.model.vocab_size and config.talker.num_units):
+      raise ConfigError("a dry run reads no tokenizer: set config.model.vocab_size and "
+                        "config.talker.num_units")
+    text_tok = units = None
+    ids = TRAINED_TEXT_IDS
+  else:
+    corpus_dataset_dir(config)  # a missing corpus fails with the command that makes it
+    text_tok = text_tokenizer.load_tokenizer(os.path.join(config.data.dir, "tokenizer.model"))
+    units = UnitTokenizer.load(os.path.join(config.data.dir, "units.npz"))
+    ids = TextIds.of(text_tok)
+  text_vocab = padded_vocab(config.model.vocab_size or text_tok.vocab_size,
+                            config.model.vocab_multiple)
+  speech_vocab = SpeechVocab(config.talker.num_units or units.num_units,
+                             config.talker.model.vocab_multiple)
+  return Model(speech_llm_from_config(config, text_vocab, speech_vocab.size),
+               init_inputs(1, 10, config.encoder.n_mels, 4, 4), text_tok, ids, speech_vocab, units)
+
+
+_BUILDERS = {"text_lm": _text_model, "speech_thinker": _speech_model,
+             "speech_talker": _speech_model}
+
+
+def build(config: ml_collections.ConfigDict, shapes_only: bool = False) -> Model:
+  """The model of `config.task`; shapes_only: read no files (dry runs)."""
+  if config.task == "self_distill":  # params {"student", "teacher"}; answering uses the student
+    base = config.copy_and_resolve_references()
+    base.task = config.distill.base_task
+    return dataclasses.replace(build(base, shapes_only), params_scope=("student",))
+  if config.task not in _BUILDERS:
+    raise ConfigError(f"config.task={config.task!r} has no model; choose from "
+                      f"{sorted(_BUILDERS) + ['self_distill']}")
+  return _BUILDERS[config.task](config, shapes_only)
