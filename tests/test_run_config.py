@@ -7,7 +7,8 @@ import pytest
 from absl import logging
 
 from tests.helpers import tiny_config
-from vocalnet_jax.modeling import run_config, trainer
+from vocalnet_jax.modeling import run_config
+from vocalnet_jax.training import trainer
 from vocalnet_jax.modeling.validate import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
