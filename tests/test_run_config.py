@@ -74,4 +74,4 @@ def test_distill_without_config_uses_the_teachers(workdir, tmp_path):
       capture_output=True, text=True, timeout=120)
   # the config came from config.json: the run got as far as looking for the teacher's params
   assert proc.returncode == 1 and "Traceback" not in proc.stderr
-  assert f"no checkpoint under {workdir}/checkpoints" in proc.stderr
+  assert f"holds no checkpoint ({workdir}/checkpoints is missing)" in proc.stderr
