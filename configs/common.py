@@ -113,7 +113,7 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       masking="hierarchical",
       hierarchical_prob=0.5,  # share of hierarchical states per example when mixed
       sampler_steps=4,  # S: the decoder's default steps per block; hierarchical states are its
-      shift_logits=False,  # Dream: position i predicts token i+1 (for AR-initialised Thinkers)
+      shift_logits=False,  # Dream: position i predicts token i+1 (AR-initialised Thinkers; never the Talker)
       # with shift_logits (two_stream): score every block's context-predicted first token on
       # every draw (same ELBO, less variance; masking.score_context_predicted)
       score_first_token=True,

@@ -44,3 +44,22 @@ def test_training_logits_equal_the_cached_decoders(shift):
   if shift:  # block 0's first token comes from the prompt's last state, as in AR
     np.testing.assert_allclose(np.asarray(train[:, 0]), np.asarray(first_logits), atol=2e-4,
                                rtol=2e-4)
+
+
+def test_the_talker_never_shifts():
+  """A decoder answering with a start token (the Talker) ignores `shift_logits`: its first
+  chunk may not see the end of its prefix, so there is no context state to shift from."""
+  from configs import mdm
+  model, params = tiny_model()
+  prefix, valid = prompts(["12+7=?"])
+  fns = tasks.decoder_fns(model, params)
+  response = jnp.array([TOK.encode("19") + [TOK.eos_id, TOK.eos_id]], jnp.int32)
+  rb = objectives.ResponseBatch(fns.embed(prefix), valid, response, jnp.ones_like(response, bool))
+  diffusion = mdm.get_config("tiny,text").diffusion
+  losses = []
+  for start_id, shift in [(None, False), (None, True), (1, False), (1, True)]:
+    diffusion.shift_logits = shift
+    problem = objectives.LMProblem(fns, rb, TOK.mask_id, TOK.eos_id, B, start_id=start_id)
+    losses.append(float(objectives.lm_loss(problem, jax.random.key(0), "mdm", diffusion)[0]))
+  assert losses[0] != losses[1]  # a Thinker shifts
+  assert losses[2] == losses[3] == losses[0]  # the Talker does not

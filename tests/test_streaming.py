@@ -9,9 +9,10 @@ from vocalnet_jax.decoding import streaming
 from vocalnet_jax.modeling.build import build
 
 
-@pytest.mark.parametrize("module", [mdm, ar])
-def test_stream_equals_one_shot(module, prepared_corpus):
+@pytest.mark.parametrize("module,shift", [(mdm, False), (mdm, True), (ar, False)])
+def test_stream_equals_one_shot(module, shift, prepared_corpus):
   config = module.get_config("tiny,stage=2")
+  config.diffusion.shift_logits = shift  # the Thinker's (the Talker never shifts)
   config.data.dir = prepared_corpus
   config.data.update(response_len=12, max_units=44, mel_buckets=(400,))
   config.talker.text_per_chunk = 3  # several text blocks per speech chunk and vice versa

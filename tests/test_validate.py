@@ -54,16 +54,3 @@ def test_bad_distill_values_name_the_field(overrides, field, devices):
     (config[section] if section else config)[leaf] = value
   with pytest.raises(ConfigError, match=field):
     trainer.setup_experiment(config, devices)
-
-
-@pytest.mark.parametrize("arg", ["tiny", "tiny,stage=2"])
-def test_shifted_logits_are_refused_for_the_speech_decoders(arg):
-  from configs import mdm
-  from vocalnet_jax.modeling.validate import validate_config
-  config = mdm.get_config(arg)
-  config.diffusion.shift_logits = True
-  with pytest.raises(ConfigError, match=r"diffusion\.shift_logits"):
-    validate_config(config)
-  text = mdm.get_config("tiny,text")
-  text.diffusion.shift_logits = True
-  validate_config(text)

@@ -58,6 +58,7 @@ class StreamConfig:
   rule: str = "topk"
   cache_update: str = "extra_forward"
   mel_frames: int = 600  # question mel is padded to this many frames (one compile)
+  text_shift: bool = False  # the MDM Thinker's shifted logits (the Talker never shifts)
 
   def __post_init__(self):
     for name in ("thinker_mode", "talker_mode"):
@@ -122,7 +123,7 @@ def thinker_prefill(model: SpeechLLM, params: Any, mel: Array, mel_valid: Array,
                     cfg: StreamConfig, head: tuple[int, ...], tail: tuple[int, ...],
                     mask_id: int):
   """Audio -> prefix [head ; audio ; tail] -> Thinker cache. Returns (cache, prefix_valid
-  [1, P], first AR token, never [MASK])."""
+  [1, P], the prefix's next-token logits [1, vocab], [MASK] never chosen)."""
   v = {"params": params}
   prefix, valid = model.apply(v, mel, mel_valid, jnp.array([head]), jnp.array([tail]),
                               method=SpeechLLM.audio_prompt)  # [1, P, embed], [1, P]
@@ -132,9 +133,13 @@ def thinker_prefill(model: SpeechLLM, params: Any, mel: Array, mel_valid: Array,
   hidden, cache = model.apply(v, prefix, positions, prefill_mask(valid, cache_len),
                               lm.init_cache(1, cache_len), jnp.int32(0),
                               method=SpeechLLM.thinker_hidden)
-  logits = lm.logits(params, hidden[:, -1:])[:, 0].at[:, mask_id].set(-jnp.inf)  # [1, vocab]
-  first = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  return cache, valid, first
+  return cache, valid, _next_logits(lm, params, hidden, mask_id)
+
+
+def _next_logits(lm: CachedLM, params: Any, hidden: Array, mask_id: int) -> Array:
+  """The last state's next-token logits [1, vocab], [MASK] excluded: the Thinker's carry
+  (AR feeds its argmax; shifted MDM predicts the next block's first token with it)."""
+  return lm.logits(params, hidden[:, -1:])[:, 0].at[:, mask_id].set(-jnp.inf)
 
 
 def _clean_forward(lm: CachedLM, params: Any, tokens: Array, positions: Array, visible: Array,
@@ -181,7 +186,8 @@ def _ar_chunk(lm: CachedLM, params: Any, cache: Cache, carry: Array, visible: Ar
 def thinker_block(model: SpeechLLM, params: Any, cache: Cache, prefix_valid: Array,
                   carry: Array, j: Array, rng: Array, *, cfg: StreamConfig, mask_id: int,
                   eos_id: int):
-  """Text block j. Returns (tokens [1, B], hidden [1, B, embed], next AR carry, cache, nfe)."""
+  """Text block j after the carry (the context's next-token logits [1, vocab]). Returns
+  (tokens [1, B], hidden [1, B, embed], the next carry, cache, nfe)."""
   lm, block = part_lm(model, "thinker"), cfg.text_block
   prefix_len, cache_len = prefix_valid.shape[1], cache[0].k.shape[1]
   write = prefix_len + j * block
@@ -189,17 +195,18 @@ def thinker_block(model: SpeechLLM, params: Any, cache: Cache, prefix_valid: Arr
   positions = start[:, None] + j * block + jnp.arange(block)[None, :]  # [1, B]
   visible = context_keys(prefix_valid, cache_len, write)  # [1, C]
   if cfg.thinker_mode == "ar":
-    tokens, hidden, pred, cache = _ar_chunk(lm, params, cache, carry, visible, write,
-                                            positions[0, 0], block, suppress=mask_id)
-    return tokens, hidden, pred[:, -1], cache, jnp.int32(block)
+    first = jnp.argmax(carry, axis=-1).astype(jnp.int32)  # [1]
+    tokens, hidden, _, cache = _ar_chunk(lm, params, cache, first, visible, write,
+                                         positions[0, 0], block, suppress=mask_id)
+    return tokens, hidden, _next_logits(lm, params, hidden, mask_id), cache, jnp.int32(block)
   bd = BlockDiffusionConfig(block, cfg.text_steps, mask_id, eos_id, rule=cfg.rule,
-                            cache_update="reuse_last_step")
-  blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
+                            cache_update="reuse_last_step", shift_logits=cfg.text_shift)
+  blk = decode_block(lm, params, cache, visible, write, positions, rng, bd, carry)
   # The clean pass gives the K/V the cache keeps and the states the Talker is fused with;
   # as in training (`SpeechTalkerTask.thinker_states`) they never see past the answer's eos.
   hidden, cache = _clean_forward(lm, params, blk.tokens, positions, visible, write, blk.cache,
                                  upto_first_eos(blk.tokens, eos_id))
-  return blk.tokens, hidden, carry, cache, blk.nfe + 1
+  return blk.tokens, hidden, _next_logits(lm, params, hidden, mask_id), cache, blk.nfe + 1
 
 
 @functools.partial(jax.jit, static_argnames=("model", "cfg"))
@@ -365,7 +372,7 @@ class _Answer:
   t0: float  # when the request started
   thinker_cache: Cache
   prefix_valid: Array  # [1, P]
-  thinker_carry: Array  # [1] the Thinker's next AR input
+  thinker_carry: Array  # [1, vocab] the Thinker's next-token logits
   text_rng: Array
   talker_cache: Cache
   talker_carry: Array  # [1] the Talker's next AR input
@@ -406,4 +413,5 @@ def stream_config(config: Any, text_steps: Optional[int] = None,
       text_steps=text_steps or config.diffusion.sampler_steps,
       speech_chunk=t.chunk_size, speech_steps=speech_steps or config.diffusion.sampler_steps,
       text_per_chunk=t.text_per_chunk, max_text_tokens=d.response_len,
-      max_speech_tokens=d.max_units + 1, rule=rule, mel_frames=d.mel_buckets[-1])
+      max_speech_tokens=d.max_units + 1, rule=rule, mel_frames=d.mel_buckets[-1],
+      text_shift=config.diffusion.shift_logits)

@@ -145,11 +145,11 @@ class SelfDistillTask(tasks.Task):
     return {"student": params, "teacher": params}
 
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
-    return self_distill_loss(self.base.lm_problem(params["student"], batch),
-                             self.base.lm_problem(params["teacher"], batch), rng,
+    student = self.base.lm_problem(params["student"], batch)
+    return self_distill_loss(student, self.base.lm_problem(params["teacher"], batch), rng,
                              self.config.distill.teacher_steps, self.config.distill.states,
                              self.config.distill.commit_smoothing,
-                             self.config.diffusion.shift_logits)
+                             self.config.diffusion.shift_logits and objectives.shifts(student))
 
   def params_from_checkpoint(self, restore: Callable[[Any], Any], abstract_params: Any) -> Any:
     """Student and teacher both start as the source run's model: a plain MDM run, or the

@@ -51,11 +51,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(d.block_size > 0 and config.data.response_len % d.block_size == 0,
              f"config.diffusion.block_size={d.block_size} does not divide "
              f"config.data.response_len={config.data.response_len}")
-    decoder_task = config.distill.base_task if config.task == "self_distill" else config.task
-    _require(not d.shift_logits or decoder_task == "text_lm",
-             "config.diffusion.shift_logits is built for the text Thinker (task text_lm): the "
-             "Talker's first chunk may not see the end of its text prefix, and the streaming "
-             f"speech decoder does not shift yet (task {decoder_task!r})")
     _require(1 <= d.sampler_steps <= d.block_size,
              f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, block_size="
              f"{d.block_size}]")

@@ -54,7 +54,15 @@ def lm_loss(problem: LMProblem, rng: Array, objective: str,
   if objective == "ar":
     return ar_objective(problem.fns, problem.batch, start_id=problem.start_id)
   return mdm_objective(problem.fns, problem.batch, rng, diffusion_cfg, problem.mask_id,
-                       problem.eos_id, block_size=problem.block_size)
+                       problem.eos_id, block_size=problem.block_size,
+                       shift=diffusion_cfg.shift_logits and shifts(problem))
+
+
+def shifts(problem: LMProblem) -> bool:
+  """Whether `diffusion.shift_logits` applies: only to a decoder whose prefix's last state
+  predicts the response's first token (a Thinker). The Talker (`start_id`) never shifts:
+  its first chunk may not see the end of its text prefix."""
+  return problem.start_id is None
 
 
 def _positions(batch: ResponseBatch, repeats: int) -> Array:
@@ -106,10 +114,12 @@ def ar_objective(fns: DecoderFns, batch: ResponseBatch,
 
 def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
                   diffusion_cfg: ml_collections.ConfigDict, mask_id: int, eos_id: int,
-                  block_size: Optional[int] = None) -> tuple[Array, dict]:
+                  block_size: Optional[int] = None, shift: bool = False
+                  ) -> tuple[Array, dict]:
   """Block-diffusion ELBO over the response (prefix always visible, never scored).
 
-  block_size overrides `diffusion_cfg.block_size` (the Talker uses its chunk size).
+  block_size overrides `diffusion_cfg.block_size` (the Talker uses its chunk size);
+  shift: shifted logits (see `denoiser_logits`).
   """
   block = block_size or diffusion_cfg.block_size
   valid = masking.block_valid(batch.response_valid, block)  # [batch, R]
@@ -118,12 +128,11 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
       rng, valid, block_size=block, schedule=get_schedule(diffusion_cfg.schedule),
       strategy=diffusion_cfg.masking, hierarchical_prob=diffusion_cfg.hierarchical_prob,
       num_steps=diffusion_cfg.sampler_steps, layout=diffusion_cfg.layout)
-  if (diffusion_cfg.shift_logits and diffusion_cfg.layout == "two_stream"
-      and diffusion_cfg.score_first_token):
+  if shift and diffusion_cfg.layout == "two_stream" and diffusion_cfg.score_first_token:
     corruption = masking.score_context_predicted(corruption, valid, block)
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
   logits = denoiser_logits(fns, batch, noisy, target, valid, block, diffusion_cfg.layout,
-                           diffusion_cfg.shift_logits)
+                           shift)
   loss = losses.mdm_loss(logits, target, corruption.scored, corruption.weight, valid)
   metrics = _accuracy_metrics(logits, target, corruption.scored, loss)
   metrics["mask_ratio"] = jnp.sum(corruption.corrupted & valid) / jnp.maximum(jnp.sum(valid), 1)
