@@ -89,3 +89,6 @@ def test_config_knob_defaults_to_einsum_and_is_validated():
                              40).attention_impl == "xla"
   with pytest.raises(ConfigError, match=r"config\.model\.attention_impl='flash'"):
     validate_config(tiny_config(model__attention_impl="flash"))
+  with pytest.raises(ConfigError, match=r"config\.model\.attention_impl='cudnn' needs"):
+    validate_config(tiny_config(model__attention_impl="cudnn"))  # tiny is float32
+  validate_config(tiny_config(model__attention_impl="cudnn", model__dtype="bfloat16"))

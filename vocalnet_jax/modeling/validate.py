@@ -36,6 +36,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     impl = model.get("attention_impl", "einsum")
     _require(impl in ATTENTION_IMPLS,
              f"{name}.attention_impl={impl!r}; choose from {ATTENTION_IMPLS}")
+    _require(impl != "cudnn" or model.dtype in ("bfloat16", "float16"),
+             f"{name}.attention_impl='cudnn' needs {name}.dtype bfloat16 or float16 "
+             f"(cuDNN flash attention), got {model.dtype!r}")
   t = config.train
   _require(t.steps > 0, f"config.train.steps={t.steps} must be positive")
   _require(t.batch_size % t.grad_accum_steps == 0,
