@@ -63,6 +63,7 @@ def model_config(preset: str, shapes: dict | None = None) -> ml_collections.Conf
       norm_eps=1e-5,
       remat_policy="full" if preset in ("1b", "8b") else "none",  # none | full | save_dots
       scan_layers=preset in ("1b", "8b"),  # one nn.scan over the layers (params [layers, ...])
+      attention_impl="einsum",  # einsum (hand-written) | xla | cudnn (jax.nn.dot_product_attention)
       vocab_size=0 if preset in ("tiny", "small") else 128256,  # 0: the tokenizer's size
       dtype="float32" if preset in ("tiny", "small") else "bfloat16",
       vocab_multiple=64 if preset in ("tiny", "small") else 128))

@@ -6,6 +6,7 @@ import ml_collections
 
 from vocalnet_jax.diffusion.masking import LAYOUTS, STRATEGIES as MASKINGS
 from vocalnet_jax.diffusion.schedule import get_schedule
+from vocalnet_jax.models.layers import ATTENTION_IMPLS
 
 OBJECTIVES = ("ar", "mdm")
 DISTILL_STATES = ("confidence", "uniform")
@@ -30,6 +31,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f"config.model.num_heads={m.num_heads} must be a multiple of "
            f"config.model.num_kv_heads={m.num_kv_heads}")
   _require(m.head_dim % 2 == 0, f"config.model.head_dim={m.head_dim} must be even for RoPE")
+  for name, model in [("config.model", m)] + (
+      [("config.talker.model", config.talker.model)] if "talker" in config else []):
+    impl = model.get("attention_impl", "einsum")
+    _require(impl in ATTENTION_IMPLS,
+             f"{name}.attention_impl={impl!r}; choose from {ATTENTION_IMPLS}")
+    _require(impl != "cudnn" or model.dtype in ("bfloat16", "float16"),
+             f"{name}.attention_impl='cudnn' needs {name}.dtype bfloat16 or float16 "
+             f"(cuDNN flash attention), got {model.dtype!r}")
   t = config.train
   _require(t.steps > 0, f"config.train.steps={t.steps} must be positive")
   _require(t.batch_size % t.grad_accum_steps == 0,

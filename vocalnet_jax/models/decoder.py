@@ -53,6 +53,7 @@ class Decoder(nn.Module):
   scan_layers: bool = False
   dtype: jnp.dtype = jnp.float32
   rope_scaling: layers.RopeScaling = None  # Llama-3 RoPE scaling, see layers.rope_inv_freq
+  attention_impl: str = "einsum"  # layers.ATTENTION_IMPLS: einsum | xla | cudnn
 
   def setup(self):
     self.embedder = nn.Embed(
@@ -62,7 +63,7 @@ class Decoder(nn.Module):
         name="embed_tokens")
     layer_cls = remat_layer(layers.DecoderLayer, self.remat_policy, self.scan_layers)
     args = (self.num_heads, self.num_kv_heads, self.head_dim, self.mlp_dim, self.rope_theta,
-            self.qkv_bias, self.norm_eps, self.dtype, self.rope_scaling)
+            self.qkv_bias, self.norm_eps, self.dtype, self.rope_scaling, self.attention_impl)
     if self.scan_layers:
       self.stack = nn.scan(
           layer_cls, variable_axes={"params": 0}, split_rngs={"params": True},
@@ -140,7 +141,8 @@ def decoder_from_config(cfg: ml_collections.ConfigDict, vocab_size: int) -> Deco
       mlp_dim=cfg.mlp_dim, rope_theta=cfg.rope_theta, qkv_bias=cfg.qkv_bias,
       tie_embeddings=cfg.tie_embeddings, norm_eps=cfg.norm_eps,
       remat_policy=cfg.remat_policy, scan_layers=cfg.scan_layers, dtype=jnp.dtype(cfg.dtype),
-      rope_scaling=tuple(cfg.rope_scaling) if cfg.get("rope_scaling") else None)
+      rope_scaling=tuple(cfg.rope_scaling) if cfg.get("rope_scaling") else None,
+      attention_impl=cfg.get("attention_impl", "einsum"))
 
 
 def init_decoder_cache(model: Decoder, batch: int, max_len: int,

@@ -88,13 +88,32 @@ def apply_rope(x: Array, positions: Array, theta: float, scaling: RopeScaling = 
   return (x32 * jnp.cos(angles) + rotated * jnp.sin(angles)).astype(x.dtype)
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+# "einsum": the hand-written path below; "xla" / "cudnn": jax.nn.dot_product_attention with
+# that `implementation=` (so a GPU/TPU run can pick a fused kernel; "xla" also runs on CPU).
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
+
+
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array,
+                          implementation: str = "einsum") -> Array:
   """Grouped-query attention with a boolean mask.
 
   q: [batch, q_len, heads, head_dim]; k, v: [batch, k_len, kv_heads, head_dim];
   mask: [batch, q_len, k_len] (True = may attend). Returns [batch, q_len, heads, head_dim].
   Rows with no visible key (padding queries) return zeros instead of NaNs.
+  `implementation` is one of ATTENTION_IMPLS; the jax.nn paths match "einsum" within
+  float tolerance (not bit for bit).
   """
+  if implementation != "einsum":
+    if implementation not in ATTENTION_IMPLS:
+      raise ValueError(f"attention implementation={implementation!r}; choose from "
+                       f"{ATTENTION_IMPLS}")
+    # jax.nn takes K/V with fewer heads natively (GQA) and a mask broadcastable to
+    # [batch, heads, q_len, k_len]; it softmaxes a fully masked row uniformly, so such
+    # rows are zeroed after, as the einsum path does.
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, :, :],
+                                       implementation=implementation)
+    visible = jnp.any(mask, axis=-1)[:, :, None, None]  # [batch, q_len, 1, 1]
+    return jnp.where(visible, out, jnp.zeros((), out.dtype))
   b, q_len, heads, head_dim = q.shape
   kv_heads = k.shape[2]
   groups = heads // kv_heads
@@ -116,6 +135,7 @@ class Attention(nn.Module):
   qkv_bias: bool = False
   dtype: DType = jnp.float32
   rope_scaling: RopeScaling = None
+  attention_impl: str = "einsum"  # one of ATTENTION_IMPLS
 
   @nn.compact
   def __call__(self, x: Array, positions: Array, mask: Array,
@@ -142,7 +162,8 @@ class Attention(nn.Module):
       k = jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), start)
       v = jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), start)
       new_cache = KVCache(k, v)
-    out = dot_product_attention(q, k.astype(self.dtype), v.astype(self.dtype), mask)
+    out = dot_product_attention(q, k.astype(self.dtype), v.astype(self.dtype), mask,
+                                self.attention_impl)
     out = nn.DenseGeneral(x.shape[-1], axis=(-2, -1), use_bias=False, dtype=self.dtype,
                           kernel_init=_kernel(("heads", "kv", "embed")), name="o_proj")(out)
     return out, new_cache
@@ -174,12 +195,14 @@ class DecoderLayer(nn.Module):
   norm_eps: float = 1e-6
   dtype: DType = jnp.float32
   rope_scaling: RopeScaling = None
+  attention_impl: str = "einsum"  # one of ATTENTION_IMPLS
 
   @nn.compact
   def __call__(self, x: Array, positions: Array, mask: Array, cache: Optional[KVCache] = None,
                cache_index: Optional[Array] = None) -> tuple[Array, Optional[KVCache]]:
     h, new_cache = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.rope_theta,
-                             self.qkv_bias, self.dtype, self.rope_scaling, name="self_attn")(
+                             self.qkv_bias, self.dtype, self.rope_scaling, self.attention_impl,
+                             name="self_attn")(
                                  RMSNorm(self.norm_eps, self.dtype, name="input_norm")(x),
                                  positions, mask, cache, cache_index)
     x = x + h
