@@ -79,6 +79,13 @@ def test_bfloat16_export_and_evaluate_loader(trained, tmp_path, devices):
   _, ref = restore.load(run_config.read(trained), trained, devices)
   for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(ref)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b.astype(jnp.bfloat16)))
+  # init_from an export (trainer.load_params) restores into the training dtype instead.
+  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                                   sharding=x.sharding), ref)
+  f32 = restore.restore_params(out, abstract, exported_dtype=False)
+  for a, b in zip(jax.tree_util.tree_leaves(f32), jax.tree_util.tree_leaves(ref)):
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b.astype(jnp.bfloat16)).astype(b.dtype))
 
 
 def test_export_refuses_bad_input(trained, exported, tmp_path):

@@ -76,7 +76,8 @@ def _nest(scope: Sequence[str], tree: Any) -> Any:
   return tree
 
 
-def _restore_export(export_dir: str, abstract_params: Any, scope: Sequence[str]) -> Any:
+def _restore_export(export_dir: str, abstract_params: Any, scope: Sequence[str],
+                    exported_dtype: bool) -> Any:
   """An export read as if it were a training checkpoint whose params are the export's
   params nested under its `params_scope` (a distillation run exports its student)."""
   with open(os.path.join(export_dir, EXPORT_INFO), encoding="utf-8") as f:
@@ -88,7 +89,8 @@ def _restore_export(export_dir: str, abstract_params: Any, scope: Sequence[str])
       raise ConfigError(f"export {export_dir} holds only the params under "
                         f"{'/'.join(stored_scope)}, not those asked for")
     item = item[name]
-  item = cast_params(item, info["dtype"])  # restored in the dtype it was exported in
+  if exported_dtype:  # restored in the dtype it was exported in, else in abstract_params'
+    item = cast_params(item, info["dtype"])
   logging.info("loading params from export %s (step %d, %s)", export_dir, info["step"],
                info["dtype"])
   try:
@@ -105,14 +107,15 @@ def _restore_export(export_dir: str, abstract_params: Any, scope: Sequence[str])
 
 
 def restore_params(workdir: str, abstract_params: Any, scope: Sequence[str] = (),
-                   step: Optional[int] = None) -> Any:
+                   step: Optional[int] = None, exported_dtype: bool = True) -> Any:
   """`state.params[scope...]` of `step` (default: the latest) in `workdir`, onto
   `abstract_params`' shardings (ShapeDtypeStructs, any mesh). `workdir` may also be an
-  export directory (`launch.export`), whose params keep their exported dtype."""
+  export directory (`launch.export`), whose params keep their exported dtype unless
+  `exported_dtype` is False (then they take `abstract_params`' dtypes, as for init_from)."""
   if is_export(workdir):
     if step is not None:
       raise ConfigError(f"{workdir!r} is an export (one step); --step does not apply")
-    return _restore_export(workdir, abstract_params, scope)
+    return _restore_export(workdir, abstract_params, scope, exported_dtype)
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"{workdir!r} holds no checkpoint ({directory} is missing)")
