@@ -25,8 +25,10 @@ from vocalnet_jax.modeling import run_config
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Model config file[:arg] (MDM; default: the --checkpoint's config.json).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "MDM workdir (random init if unset).")
-_AR_CHECKPOINT = flags.DEFINE_string("ar_checkpoint", None, "AR workdir (random init if unset).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
+                                  "MDM workdir or export (random init if unset).")
+_AR_CHECKPOINT = flags.DEFINE_string("ar_checkpoint", None,
+                                     "AR workdir or export (random init if unset).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/bench.json", "JSON rows; PNG next to it.")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4", "8", "16"], "MDM steps per block.")
 _RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")

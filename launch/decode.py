@@ -37,7 +37,8 @@ from vocalnet_jax.modeling.validate import OBJECTIVES, ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file[:arg] (default: the --checkpoint's config.json).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (random init if unset).")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Training workdir or launch.export directory (random init if unset).")
 _PROMPT = flags.DEFINE_string("prompt", None, "Text question, e.g. '12+7=?'.")
 _MODE = flags.DEFINE_enum("mode", None, OBJECTIVES, "Decoder (default: config.objective).")
 _STEPS = flags.DEFINE_integer("steps", 0, "MDM steps per block (0: config.diffusion).")

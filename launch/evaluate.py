@@ -23,7 +23,8 @@ from vocalnet_jax.modeling.validate import OBJECTIVES
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file[:arg] (default: the --checkpoint's config.json).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
+                                  "Training workdir or launch.export directory.")
 _MODE = flags.DEFINE_enum("mode", None, OBJECTIVES, "Decoder (default: config.objective).")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM steps per block to evaluate.")
 _RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from vocalnet_jax.diffusion import attention_masks
+from vocalnet_jax.modeling import restore
 from vocalnet_jax.models.decoder import Decoder, init_decoder_cache
 from vocalnet_jax.models.layers import KVCache
 
@@ -58,8 +59,7 @@ def cast_params(params: Any, dtype: Any) -> Any:
   """Floating params in `dtype` for serving: a bf16 model then reads half the bytes per
   decode step (at batch 1 a step is bound by reading the weights). Layers already compute
   in their `dtype`, so matmuls see the same operands; only norm scales are rounded."""
-  return jax.tree_util.tree_map(
-      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+  return restore.cast_params(params, dtype)
 
 
 def shard_cache(cache: Cache) -> list[KVCache]:

@@ -228,8 +228,9 @@ def load_params(workdir: str, exp: Experiment) -> Any:
   saved = run_config.read(workdir)
   if saved is not None:  # the stage-1 (or teacher) config: its model must be this one's
     run_config.check(saved, exp.config, workdir, hard=run_config.PARAM_FIELDS, soft=())
-  return exp.task.params_from_checkpoint(functools.partial(restore.restore_params, workdir),
-                                         exp.abstract_state.params)
+  return exp.task.params_from_checkpoint(  # an export's bf16 params start training in f32
+      functools.partial(restore.restore_params, workdir, exported_dtype=False),
+      exp.abstract_state.params)
 
 
 def count_tokens(batch: dict[str, np.ndarray]) -> int:
