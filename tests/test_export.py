@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from launch import export as export_lib
 from tests.helpers import tiny_config
 from vocalnet_jax.evaluation import text_eval
+from vocalnet_jax.modeling import export as export_lib
 from vocalnet_jax.modeling import restore, run_config
 from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.training import trainer
