@@ -22,6 +22,7 @@ from vocalnet_jax.decoding import lm as lm_lib
 from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
 from vocalnet_jax.evaluation import text_eval
 from vocalnet_jax.modeling import run_config
+from vocalnet_jax.modeling.validate import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Model config file[:arg] (MDM; default: the --checkpoint's config.json).")
@@ -51,6 +52,10 @@ def main(argv):
 def bench() -> None:
   """Runs the benchmark and writes its JSON rows and plot."""
   config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
+  if config.task != "text_lm":
+    raise ConfigError(f"config.task={config.task!r}: launch.benchmark_decode times the text "
+                      "Thinker (a `PRESET,text` config); the spoken pipeline's latency "
+                      "benchmark is not built yet")
   ar_saved = run_config.read(_AR_CHECKPOINT.value) if _AR_CHECKPOINT.value else None
   if ar_saved is not None:
     run_config.check(ar_saved, config, _AR_CHECKPOINT.value, hard=run_config.PARAM_FIELDS,
