@@ -33,7 +33,8 @@ def table(workdir: str, rows: list[str]) -> list[dict]:
         out.append(dict(row=row, block_size=int(row.split("_b")[-1]) if "_b" in row else None,
                         steps=r["steps"], exact_match=r["exact_match"],
                         valid_rate=r["valid_rate"], char_error_rate=r["char_error_rate"],
-                        nfe_per_token=r["nfe_per_token"], num_examples=r["num_examples"]))
+                        nfe_per_token=r["nfe_per_token"], num_examples=r["num_examples"],
+                        per_task=r.get("per_task", {})))
   base = next((r["exact_match"] for r in out if r["row"] == "ar_pretrained"), None)
   for r in out:
     if base:
@@ -50,6 +51,13 @@ def markdown(rows: list[dict]) -> str:
     lines.append(f"| {r['row']} | {r['block_size'] or '—'} | {r['steps'] or 'AR'} | "
                  f"{r['exact_match']:.3f} | {r['valid_rate']:.3f} | "
                  f"{'—' if ratio is None else f'{ratio:.3f}×'} | {r['nfe_per_token']:.3f} |")
+  lines += ["", "Exact match per task at S = B/4 (AR: greedy):", ""]
+  quarter = [r for r in rows if r["steps"] is None or r["steps"] == r["block_size"] // 4]
+  tasks = sorted({t for r in quarter for t in r["per_task"]})
+  lines += ["| row | B | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+  for r in quarter:
+    lines.append(f"| {r['row']} | {r['block_size'] or '—'} | "
+                 + " | ".join(f"{r['per_task'].get(t, float('nan')):.2f}" for t in tasks) + " |")
   return "\n".join(lines)
 
 

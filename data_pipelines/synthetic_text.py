@@ -112,6 +112,21 @@ def make_qa(rng: np.random.Generator, task: str) -> tuple[str, str]:
   raise ValueError(f"unknown synthetic task {task!r}; choose from {TASKS}")
 
 
+# The question form of each task, as `make_qa` writes it (so results can be split by task).
+QUESTION_FORMS = {
+    "add": r"\d+\+\d+=\?", "reverse": r"reverse [a-z]+", "sort": r"sort \d+",
+    "count": r"count [a-z] in [a-z]+", "double": r"double [a-z]+", "copy": r"copy [a-z]+",
+    "next": r"next [a-z]+", "sub": r"\d+-\d+=\?", "max": r"max \d+ \d+",
+    "length": r"length [a-z]+", "range": r"from [a-z] to [a-z]", "repeat": r"\d times [a-z]+",
+    "inc": r"inc \d+", "digitsum": r"\d+ digits sum \d+"}
+
+
+def task_of(question: str) -> str:
+  """The task whose question form `question` has ('unknown' for anything else)."""
+  return next((t for t, form in QUESTION_FORMS.items() if re.fullmatch(form, question)),
+              "unknown")
+
+
 def answer_is_valid(question: str, prediction: str, reference: str) -> bool:
   """Whether `prediction` answers `question`: by the rule for `digitsum`, else exactly."""
   match = _DIGITSUM.match(question)

@@ -25,6 +25,15 @@ def test_every_reference_answer_is_valid(task):
     assert synthetic_text.answer_is_valid(question, answer, answer)
 
 
+@pytest.mark.parametrize("task", synthetic_text.TASKS)
+def test_every_question_names_its_task(task):
+  """`task_of` recovers the task from the question alone (per-task evaluation)."""
+  rng = np.random.default_rng(2)
+  for _ in range(50):
+    assert synthetic_text.task_of(synthetic_text.make_qa(rng, task)[0]) == task
+  assert synthetic_text.task_of("what is this") == "unknown"
+
+
 def test_digitsum_has_many_right_answers_judged_by_the_rule():
   rng = np.random.default_rng(1)
   answers = {synthetic_text.make_qa(rng, "digitsum") for _ in range(200)}

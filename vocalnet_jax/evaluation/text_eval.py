@@ -71,13 +71,19 @@ def decode_answers(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, val
 def evaluate(lm: CachedLM, params: Any, tokenizer: Any, prefix: Array, valid: Array,
              answers: list[str], cfg: DecoderConfig, max_new_tokens: int,
              batch_size: int = 64) -> dict:
-  """Exact match, valid-answer rate (`synthetic_text.answer_is_valid`: tasks with many
-  right answers), CER and NFE of one decoder configuration, with a few examples."""
+  """Exact match (overall and per task), valid-answer rate (`synthetic_text.answer_is_valid`:
+  tasks with many right answers), CER and NFE of one decoder configuration, with a few
+  examples."""
   texts, nfe, nfe_per_token = decode_answers(lm, params, tokenizer, prefix, valid, cfg,
                                              max_new_tokens, batch_size)
   prompts, prompt_valid = np.asarray(prefix), np.asarray(valid)
   questions = [tokenizer.decode(p[v]) for p, v in zip(prompts, prompt_valid)]
-  return {"exact_match": text_metrics.exact_match(texts, answers),
+  by_task: dict[str, list[int]] = {}
+  for i, q in enumerate(questions):
+    by_task.setdefault(synthetic_text.task_of(q), []).append(i)
+  per_task = {task: text_metrics.exact_match([texts[i] for i in rows], [answers[i] for i in rows])
+              for task, rows in sorted(by_task.items())}
+  return {"exact_match": text_metrics.exact_match(texts, answers), "per_task": per_task,
           "valid_rate": float(np.mean([synthetic_text.answer_is_valid(q, t, a)
                                        for q, t, a in zip(questions, texts, answers)])),
           "char_error_rate": text_metrics.char_error_rate(texts, answers),
