@@ -43,6 +43,20 @@ def test_hard_fields_are_errors_soft_fields_warnings(workdir, monkeypatch):
   assert "diffusion.masking: workdir hierarchical, given uniform" in warned[0]
 
 
+def test_knobs_newer_than_the_run_are_warnings(tmp_path, monkeypatch):
+  """A workdir written before a knob existed still loads (the knob's default is assumed,
+  with a warning); the same knob set to another value than the run's is an error."""
+  old = tiny_config()
+  del old.model["attention_impl"]  # a run from before `model.attention_impl` existed
+  run_config.write(old, str(tmp_path))
+  warned = []
+  monkeypatch.setattr(logging, "warning", lambda msg, *args: warned.append(msg % args))
+  run_config.resolve(tiny_config(), str(tmp_path))
+  assert "model.attention_impl: workdir (absent), given einsum" in warned[0]
+  with pytest.raises(ConfigError, match="diffusion.shift_logits: workdir False, given True"):
+    run_config.resolve(tiny_config(diffusion__shift_logits=True), str(tmp_path))
+
+
 def test_speech_workdir_against_text_config_names_the_sections(workdir):
   speech = tiny_config()
   speech.talker = {"text_per_chunk": 5, "chunk_size": 15}

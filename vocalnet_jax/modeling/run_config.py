@@ -14,12 +14,13 @@ from absl import logging
 from vocalnet_jax.modeling.validate import ConfigError
 
 FILENAME = "config.json"
+_ABSENT = "(absent)"
 # The params' shapes: a checkpoint restores only into a model with these.
 PARAM_FIELDS = ("model", "encoder", "adaptor", "talker.model", "talker.num_units")
 # What the trained model expects at decode time, beyond its shapes.
 HARD_FIELDS = PARAM_FIELDS + (
     "objective", "diffusion.block_size", "diffusion.sampler_steps", "diffusion.layout",
-    "talker.chunk_size", "talker.text_per_chunk")
+    "diffusion.shift_logits", "talker.chunk_size", "talker.text_per_chunk")
 # The data and the masking: another value is legitimate but worth a word.
 SOFT_FIELDS = ("preset", "task", "data", "diffusion.schedule", "diffusion.masking")
 
@@ -57,20 +58,24 @@ def differences(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDi
   """'field: workdir X, given Y' for every leaf under `fields` whose values differ."""
   a, b = _flatten(_plain(saved)), _flatten(_plain(given))
   under = lambda key: any(key == f or key.startswith(f + ".") for f in fields)  # noqa: E731
-  missing = "(absent)"
-  return [f"{k}: workdir {a.get(k, missing)}, given {b.get(k, missing)}"
+  return [f"{k}: workdir {a.get(k, _ABSENT)}, given {b.get(k, _ABSENT)}"
           for k in sorted(k for k in set(a) | set(b) if under(k))
-          if a.get(k, missing) != b.get(k, missing)]
+          if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
 
 
 def check(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict, workdir: str,
           hard: Sequence[str] = HARD_FIELDS, soft: Sequence[str] = SOFT_FIELDS) -> None:
-  """Raises ConfigError if a `hard` field differs; logs a warning for `soft` ones."""
-  errors = differences(saved, given, hard)
+  """Raises ConfigError if a `hard` field differs; logs a warning for `soft` ones and for
+  knobs the workdir's config.json does not have (added after that run: their defaults)."""
+  hard_diffs = differences(saved, given, hard)
+  sections = {k.rsplit(".", 1)[0] for k in _flatten(_plain(saved)) if "." in k}
+  newer = [d for d in hard_diffs  # a knob missing from a section the run did have
+           if f": workdir {_ABSENT}," in d and d.split(":")[0].rsplit(".", 1)[0] in sections]
+  errors = [d for d in hard_diffs if d not in newer]
   if errors:
     raise ConfigError(f"the config disagrees with {os.path.join(workdir, FILENAME)} on "
                       f"{'; '.join(errors)}")
-  warnings = differences(saved, given, soft)
+  warnings = newer + differences(saved, given, soft)
   if warnings:
     logging.warning("config differs from %s on %s", os.path.join(workdir, FILENAME),
                     "; ".join(warnings))
