@@ -53,29 +53,28 @@ def read(workdir: str) -> Optional[ml_collections.ConfigDict]:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def differences(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict,
-                fields: Sequence[str]) -> list[str]:
-  """'field: workdir X, given Y' for every leaf under `fields` whose values differ."""
-  a, b = _flatten(_plain(saved)), _flatten(_plain(given))
+def _differing(a: dict[str, Any], b: dict[str, Any], fields: Sequence[str]) -> list[str]:
+  """Flat keys under `fields` whose values differ between flat configs a and b."""
   under = lambda key: any(key == f or key.startswith(f + ".") for f in fields)  # noqa: E731
-  return [f"{k}: workdir {a.get(k, _ABSENT)}, given {b.get(k, _ABSENT)}"
-          for k in sorted(k for k in set(a) | set(b) if under(k))
-          if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
+  return sorted(k for k in set(a) | set(b)
+                if under(k) and a.get(k, _ABSENT) != b.get(k, _ABSENT))
 
 
 def check(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict, workdir: str,
           hard: Sequence[str] = HARD_FIELDS, soft: Sequence[str] = SOFT_FIELDS) -> None:
   """Raises ConfigError if a `hard` field differs; logs a warning for `soft` ones and for
   knobs the workdir's config.json does not have (added after that run: their defaults)."""
-  hard_diffs = differences(saved, given, hard)
-  sections = {k.rsplit(".", 1)[0] for k in _flatten(_plain(saved)) if "." in k}
-  newer = [d for d in hard_diffs  # a knob missing from a section the run did have
-           if f": workdir {_ABSENT}," in d and d.split(":")[0].rsplit(".", 1)[0] in sections]
-  errors = [d for d in hard_diffs if d not in newer]
+  a, b = _flatten(_plain(saved)), _flatten(_plain(given))
+  describe = lambda k: f"{k}: workdir {a.get(k, _ABSENT)}, given {b.get(k, _ABSENT)}"  # noqa
+  sections = {k.rsplit(".", 1)[0] for k in a if "." in k}
+  hard_keys = _differing(a, b, hard)
+  # a knob missing from a section the run did have was added after the run
+  newer = [k for k in hard_keys if k not in a and k.rsplit(".", 1)[0] in sections]
+  errors = [describe(k) for k in hard_keys if k not in newer]
   if errors:
     raise ConfigError(f"the config disagrees with {os.path.join(workdir, FILENAME)} on "
                       f"{'; '.join(errors)}")
-  warnings = newer + differences(saved, given, soft)
+  warnings = [describe(k) for k in newer + _differing(a, b, soft)]
   if warnings:
     logging.warning("config differs from %s on %s", os.path.join(workdir, FILENAME),
                     "; ".join(warnings))
