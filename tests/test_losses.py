@@ -42,3 +42,31 @@ def test_reverse_kl_zero_iff_equal_and_asymmetric():
   np.testing.assert_allclose(losses.reverse_kl(a, a, mask), 0.0, atol=1e-6)
   assert losses.reverse_kl(a, b, mask) > 0
   assert not np.isclose(losses.reverse_kl(a, b, mask), losses.reverse_kl(b, a, mask))
+
+
+def _reference_ctc_nll(log_probs: np.ndarray, labels: list[int], blank: int) -> float:
+  """-log sum over every frame path that collapses (merge repeats, drop blanks) to labels."""
+  import itertools
+  total = 0.0
+  frames, vocab = log_probs.shape
+  for path in itertools.product(range(vocab), repeat=frames):
+    collapsed = [s for i, s in enumerate(path) if s != blank and (i == 0 or s != path[i - 1])]
+    if collapsed == labels:
+      total += np.exp(sum(log_probs[t, s] for t, s in enumerate(path)))
+  return -np.log(total)
+
+
+def test_ctc_per_token_is_path_sum_per_label():
+  """Brute force over all 4^5 paths: the NLL per valid label, padding ignored, and an example
+  whose labels cannot fit its frames dropped from both sums."""
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 6, 4)).astype(np.float32)
+  frames_valid = np.array([[1] * 5 + [0], [1] * 5 + [0], [1, 1, 0, 0, 0, 0]], bool)
+  labels = np.array([[1, 2, 2], [3, 1, 0], [2, 2, 0]])
+  labels_valid = np.array([[1, 1, 1], [1, 1, 0], [1, 1, 0]], bool)
+  log_probs = np.asarray(jax.nn.log_softmax(logits, axis=-1))
+  want = (_reference_ctc_nll(log_probs[0, :5], [1, 2, 2], 0)
+          + _reference_ctc_nll(log_probs[1, :5], [3, 1], 0)) / 5  # example 2: [2, 2] needs 3 frames
+  got = losses.ctc_per_token(jnp.asarray(logits), jnp.asarray(frames_valid), jnp.asarray(labels),
+                             jnp.asarray(labels_valid), blank_id=0)
+  np.testing.assert_allclose(got, want, rtol=1e-4)

@@ -59,10 +59,32 @@ def test_mdm_loss_scores_only_response_positions(stage, valid_key, prepared_corp
   # ...and with no valid response/speech position nothing is scored.
   empty = dict(batch, **{valid_key: np.zeros_like(batch[valid_key])})
   empty_loss, empty_metrics = loss(params, empty, rng)
-  if stage == 1:
-    assert empty_metrics["target_tokens"] == 0 and empty_loss == 0
+  if stage == 1:  # the transcript's CTC term does not read the answer
+    assert empty_metrics["target_tokens"] == 0 and empty_metrics["answer_loss"] == 0
+    np.testing.assert_allclose(empty_loss, task.config.auxiliary.ctc_weight
+                               * empty_metrics["ctc_loss"], rtol=1e-6)
   else:  # an empty answer is still "eos", filled to the end of the first chunk
     assert 0 < empty_metrics["target_tokens"] <= 4 * task.config.talker.chunk_size
+
+
+def test_stage1_loss_is_answer_plus_weighted_auxiliary_terms(prepared_corpus):
+  """loss = answer + w_ctc * CTC(transcript | encoder frames) + w_typed * answer(typed
+  question); each term reads only its own inputs."""
+  config = _config(ar, 1, prepared_corpus, steps=1)
+  config.auxiliary.update(ctc_weight=0.5, typed_weight=2.0)
+  task = tasks.build_task(config)
+  batch = next(iter(task.dataset("train", 4, seed=0)))
+  params = jax.jit(task.init_params)(jax.random.key(0))
+  loss = jax.jit(task.loss)
+  total, m = loss(params, batch, jax.random.key(1))
+  np.testing.assert_allclose(total, m["answer_loss"] + 0.5 * m["ctc_loss"] + 2.0 * m["typed_loss"],
+                             rtol=1e-5)
+  assert all(m[k] > 0 for k in ("answer_loss", "ctc_loss", "typed_loss"))
+  _, noisy = loss(params, dict(batch, mel=batch["mel"] + 1.0), jax.random.key(1))
+  assert noisy["typed_loss"] == m["typed_loss"] and noisy["ctc_loss"] != m["ctc_loss"]
+  rolled = dict(batch, question_tokens=np.roll(batch["question_tokens"], 1, axis=0))
+  _, other = loss(params, rolled, jax.random.key(1))
+  assert other["answer_loss"] == m["answer_loss"] and other["ctc_loss"] != m["ctc_loss"]
 
 
 @pytest.mark.slow

@@ -42,3 +42,21 @@ def reverse_kl(student_logits: Array, teacher_logits: Array, mask: Array) -> Arr
   log_q = jax.nn.log_softmax(teacher_logits.astype(jnp.float32), axis=-1)
   kl = jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)  # [batch, L]
   return jnp.sum(kl * mask) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def ctc_per_token(logits: Array, frames_valid: Array, labels: Array, labels_valid: Array,
+                  blank_id: int) -> Array:
+  """CTC negative log-likelihood of the label sequences, summed and divided by the number
+  of valid labels (a per-token loss like the others).
+
+  logits [batch, frames, vocab]; frames_valid [batch, frames]; labels [batch, L];
+  labels_valid [batch, L] (right-padded). Examples whose labels cannot fit their frames
+  (optax gives them a huge finite value) are dropped so one short clip cannot swamp a batch.
+  """
+  nll = optax.ctc_loss(logits.astype(jnp.float32), 1.0 - frames_valid.astype(jnp.float32),
+                       labels, 1.0 - labels_valid.astype(jnp.float32), blank_id=blank_id)
+  n_labels = jnp.sum(labels_valid, axis=1)
+  repeats = jnp.sum((labels[:, 1:] == labels[:, :-1]) & labels_valid[:, 1:], axis=1)
+  feasible = jnp.sum(frames_valid, axis=1) >= n_labels + repeats  # a blank between repeats
+  return (jnp.sum(jnp.where(feasible, nll, 0.0))
+          / jnp.maximum(jnp.sum(jnp.where(feasible, n_labels, 0)), 1))

@@ -48,6 +48,7 @@ class TextIds(NamedTuple):
   mask_id: int
   user_id: int
   assistant_id: int
+  pad_id: int  # also the transcriber's CTC blank
 
   @classmethod
   def of(cls, tokenizer: Any) -> "TextIds":
@@ -56,7 +57,8 @@ class TextIds(NamedTuple):
 
 # Ids our trained sentencepiece models fix (text_tokenizer.train_sentencepiece); a dry
 # run traces shapes only, so it uses these without reading a tokenizer.
-TRAINED_TEXT_IDS = TextIds(bos_id=2, eos_id=3, mask_id=4, user_id=5, assistant_id=6)
+TRAINED_TEXT_IDS = TextIds(bos_id=2, eos_id=3, mask_id=4, user_id=5, assistant_id=6,
+                           pad_id=0)
 
 
 @dataclasses.dataclass(frozen=True)

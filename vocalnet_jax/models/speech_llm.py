@@ -23,16 +23,17 @@ Array = jax.Array
 
 
 class SpeechLLM(nn.Module):
-  """Parameters: {encoder, adaptor, thinker, talker}."""
+  """Parameters: {encoder, adaptor, thinker, talker, transcriber}.
+
+  `transcriber` is a linear CTC head on the encoder frames (text vocabulary, blank =
+  pad): an auxiliary ASR objective that teaches an encoder trained from scratch to hear.
+  Decoding never calls it.
+  """
   encoder: AudioEncoder
   adaptor: Adaptor
   thinker: Decoder
   talker: Talker
-
-  def encode_audio(self, mel: Array, mel_valid: Array) -> tuple[Array, Array]:
-    """mel [batch, frames, n_mels] -> adapted frames [batch, A, embed] + mask [batch, A]."""
-    hidden, valid = self.encoder(mel, mel_valid)
-    return self.adaptor(hidden, valid)
+  transcriber: nn.Dense
 
   def audio_prompt(self, mel: Array, mel_valid: Array, head: Array,
                    tail: Array) -> tuple[Array, Array]:
@@ -41,12 +42,20 @@ class SpeechLLM(nn.Module):
     mel [b, frames, n_mels], mel_valid [b, frames], head ids [b, H], tail ids [b, T] ->
     (embeddings [b, H + A + T, embed], validity [b, H + A + T]).
     """
-    audio, audio_valid = self.encode_audio(mel, mel_valid)  # [b, A, embed], [b, A]
+    prefix, valid, _, _ = self.audio_prompt_and_transcript(mel, mel_valid, head, tail)
+    return prefix, valid
+
+  def audio_prompt_and_transcript(self, mel: Array, mel_valid: Array, head: Array,
+                                  tail: Array) -> tuple[Array, Array, Array, Array]:
+    """`audio_prompt` plus the transcriber's CTC logits over the encoder frames
+    ([b, F, text_vocab], frame validity [b, F]) from the same encoder pass."""
+    frames, frames_valid = self.encoder(mel, mel_valid)  # [b, F, enc], [b, F]
+    audio, audio_valid = self.adaptor(frames, frames_valid)  # [b, A, embed], [b, A]
     head_emb, tail_emb = self.thinker_embed(head), self.thinker_embed(tail)
     prefix = jnp.concatenate([head_emb, audio.astype(head_emb.dtype), tail_emb], axis=1)
     valid = jnp.concatenate([jnp.ones(head.shape, bool), audio_valid,
                              jnp.ones(tail.shape, bool)], axis=1)
-    return prefix, valid
+    return prefix, valid, self.transcriber(frames), frames_valid
 
   def thinker_embed(self, tokens: Array) -> Array:
     return self.thinker.embed(tokens)
@@ -78,7 +87,8 @@ class SpeechLLM(nn.Module):
 
   def __call__(self, mel: Array, mel_valid: Array, text: Array, speech: Array) -> Array:
     """Touches every part once (used only to create the parameters)."""
-    audio, audio_valid = self.encode_audio(mel, mel_valid)
+    frames, frames_valid = self.encoder(mel, mel_valid)
+    audio, _ = self.adaptor(frames, frames_valid)
     emb = jnp.concatenate([audio, self.thinker_embed(text)], axis=1)
     length = emb.shape[1]
     positions = jnp.broadcast_to(jnp.arange(length), emb.shape[:2])
@@ -89,7 +99,8 @@ class SpeechLLM(nn.Module):
     t_len = talk.shape[1]
     t_hidden, _ = self.talker_hidden(talk, jnp.broadcast_to(jnp.arange(t_len), talk.shape[:2]),
                                      jnp.ones((talk.shape[0], t_len, t_len), bool))
-    return self.thinker_logits(hidden).sum() + self.talker_logits(t_hidden).sum()
+    return (self.thinker_logits(hidden).sum() + self.talker_logits(t_hidden).sum()
+            + self.transcriber(frames).sum())
 
 
 def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
@@ -105,7 +116,10 @@ def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
                            remat=config.model.remat_policy != "none", dtype=dtype),
       adaptor=Adaptor(config.model.embed_dim, a.hidden_dim, a.stack, dtype=dtype),
       thinker=thinker,
-      talker=Talker(talker_decoder, t.fusion_hidden_dim))
+      talker=Talker(talker_decoder, t.fusion_hidden_dim),
+      transcriber=nn.Dense(text_vocab, dtype=dtype,
+                           kernel_init=nn.with_logical_partitioning(
+                               nn.initializers.lecun_normal(), ("embed", "vocab"))))
 
 
 def init_inputs(batch: int, frames: int, n_mels: int, text_len: int,

@@ -18,7 +18,7 @@ import ml_collections
 
 from data_pipelines import features, speech_loader
 from data_pipelines.prompt import prompt_head_tail
-from vocalnet_jax.diffusion import attention_masks
+from vocalnet_jax.diffusion import attention_masks, losses
 from vocalnet_jax.modeling.build import Model, corpus_dataset_dir
 from vocalnet_jax.models import talker as talker_lib
 from vocalnet_jax.models.speech_llm import SpeechLLM
@@ -71,6 +71,10 @@ class SpeechThinkerTask(Task):
     spec = lambda shape, dtype: jax.ShapeDtypeStruct((batch_size,) + shape, dtype)  # noqa: E731
     return {"mel": spec((d.mel_buckets[-1], self.config.encoder.n_mels), jnp.float32),
             "mel_valid": spec((d.mel_buckets[-1],), jnp.bool_),
+            "question_tokens": spec((d.max_question_tokens,), jnp.int32),
+            "question_valid": spec((d.max_question_tokens,), jnp.bool_),
+            "prompt": spec((d.prompt_len,), jnp.int32),
+            "prompt_valid": spec((d.prompt_len,), jnp.bool_),
             "response": spec((d.response_len,), jnp.int32),
             "response_valid": spec((d.response_len,), jnp.bool_),
             "answer_units": spec((d.max_units,), jnp.int32),
@@ -80,23 +84,57 @@ class SpeechThinkerTask(Task):
               shuffle: bool = True) -> grain.IterDataset:
     return self.corpus.dataset(split, batch_size, seed, shuffle)
 
+  def head_tail(self, batch_size: int) -> tuple[Array, Array]:
+    """Prompt ids around the audio: ([b, H], [b, T])."""
+    head, tail = prompt_head_tail(self.ids)
+    return jnp.tile(jnp.array([head]), (batch_size, 1)), jnp.tile(jnp.array([tail]),
+                                                                 (batch_size, 1))
+
   def thinker_batch(self, params: Any, batch: dict) -> objectives.ResponseBatch:
     """Prefix [bos, <|user|>, adapted audio..., <|assistant|>] and the text answer."""
-    b = batch["mel"].shape[0]
-    head, tail = (jnp.tile(jnp.array([ids]), (b, 1)) for ids in prompt_head_tail(self.ids))
+    head, tail = self.head_tail(batch["mel"].shape[0])
     prefix, prefix_valid = self.model.apply({"params": params}, batch["mel"], batch["mel_valid"],
                                             head, tail, method=SpeechLLM.audio_prompt)
     return objectives.ResponseBatch(prefix, prefix_valid, batch["response"],
                                     batch["response_valid"])
 
   def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
-    return objectives.LMProblem(part_fns(self.model, params, "thinker"),
-                                self.thinker_batch(params, batch), self.ids.mask_id,
-                                self.ids.eos_id, self.config.diffusion.block_size)
+    return self.thinker_problem(params, self.thinker_batch(params, batch))
+
+  def thinker_problem(self, params: Any, batch: objectives.ResponseBatch) -> objectives.LMProblem:
+    return objectives.LMProblem(part_fns(self.model, params, "thinker"), batch,
+                                self.ids.mask_id, self.ids.eos_id,
+                                self.config.diffusion.block_size)
 
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
-    return objectives.lm_loss(self.lm_problem(params, batch), rng, self.config.objective,
-                              self.config.diffusion)
+    """The spoken answer's loss, plus the auxiliary terms of `config.auxiliary`:
+    CTC of the question transcript on the encoder frames (the encoder learns to hear)
+    and the same answer from the typed question (the Thinker learns to answer)."""
+    aux, objective, diffusion = self.config.auxiliary, self.config.objective, self.config.diffusion
+    head, tail = self.head_tail(batch["mel"].shape[0])
+    prefix, prefix_valid, ctc_logits, frames_valid = self.model.apply(
+        {"params": params}, batch["mel"], batch["mel_valid"], head, tail,
+        method=SpeechLLM.audio_prompt_and_transcript)
+    spoken = objectives.ResponseBatch(prefix, prefix_valid, batch["response"],
+                                      batch["response_valid"])
+    rng_spoken, rng_typed = jax.random.split(rng)
+    loss, metrics = objectives.lm_loss(self.thinker_problem(params, spoken), rng_spoken,
+                                       objective, diffusion)
+    metrics["answer_loss"] = loss
+    if aux.ctc_weight:
+      metrics["ctc_loss"] = losses.ctc_per_token(ctc_logits, frames_valid,
+                                                 batch["question_tokens"],
+                                                 batch["question_valid"], self.ids.pad_id)
+      loss = loss + aux.ctc_weight * metrics["ctc_loss"]
+    if aux.typed_weight:
+      embed = part_fns(self.model, params, "thinker").embed
+      typed = objectives.ResponseBatch(embed(batch["prompt"]), batch["prompt_valid"],
+                                       batch["response"], batch["response_valid"])
+      metrics["typed_loss"], _ = objectives.lm_loss(self.thinker_problem(params, typed),
+                                                    rng_typed, objective, diffusion)
+      loss = loss + aux.typed_weight * metrics["typed_loss"]
+    metrics["loss"] = loss
+    return loss, metrics
 
 
 class SpeechTalkerTask(SpeechThinkerTask):
