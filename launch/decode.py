@@ -120,7 +120,7 @@ def main(argv):
     else:
       raise app.UsageError("give --prompt (text), --audio=WAV or --heldout=N (speech)")
   except ConfigError as e:
-    raise app.UsageError(str(e)) from None
+    sys.exit(f"error: {e}")  # one line naming the field or path, exit status 1
   except question_audio.QuestionAudioError as e:
     sys.exit(f"error: {e}")  # one line on stderr, exit status 1
 

@@ -11,6 +11,7 @@ import os
 
 import jax
 from absl import app, flags
+from etils import epath
 from ml_collections import config_flags
 
 from launch import distributed
@@ -59,8 +60,7 @@ def evaluate() -> None:
     results.append(row)
   if jax.process_index() == 0:
     out = _OUT.value or os.path.join(_CHECKPOINT.value, f"eval_{mode}.json")
-    with open(out, "w") as f:
-      json.dump(results, f, indent=1)
+    epath.Path(out).write_text(json.dumps(results, indent=1))  # local or gs://
 
 
 if __name__ == "__main__":

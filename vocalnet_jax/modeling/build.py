@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+from etils import epath
 
 from data_pipelines import synthetic_text, text_tokenizer
 from vocalnet_jax.modeling.validate import ConfigError
@@ -79,14 +80,13 @@ class Model:
 
 def corpus_dataset_dir(config: ml_collections.ConfigDict) -> str:
   """The TFDS dataset directory of the prepared corpus under `config.data.dir`."""
-  summary = os.path.join(config.data.dir, "summary.json")
-  if not os.path.exists(summary):
+  summary = epath.Path(config.data.dir) / "summary.json"
+  if not summary.exists():
     raise ConfigError(
         f"config.data.dir={config.data.dir!r} holds no prepared corpus ({summary} is missing); "
         f"run `python -m launch.prepare_data --config=configs/data.py:tiny "
         f"--out={config.data.dir}`")
-  with open(summary, encoding="utf-8") as f:
-    return json.load(f)["dataset_dir"]
+  return json.loads(summary.read_text(encoding="utf-8"))["dataset_dir"]
 
 
 def _text_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model:

@@ -20,15 +20,16 @@ import ml_collections
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
-from vocalnet_jax.modeling import partitioning
+from vocalnet_jax.modeling import partitioning, paths
 from vocalnet_jax.modeling.build import Model, build
 from vocalnet_jax.modeling.validate import ConfigError, validate_config
 
 
 def checkpoint_dir(workdir: str) -> str:
   """Where the trainer keeps a run's checkpoints."""
-  return os.path.abspath(os.path.join(workdir, "checkpoints"))
+  return paths.absolute(os.path.join(workdir, "checkpoints"))
 
 
 EXPORT_INFO = "export.json"  # written last by launch.export: marks a complete export
@@ -37,7 +38,7 @@ EXPORT_PARAMS = "params"  # the export's sharded orbax checkpoint of params
 
 def is_export(directory: str) -> bool:
   """Whether `directory` is an export (launch.export) rather than a training workdir."""
-  return os.path.exists(os.path.join(directory, EXPORT_INFO))
+  return (epath.Path(directory) / EXPORT_INFO).exists()
 
 
 def cast_params(params: Any, dtype: Any) -> Any:
@@ -54,7 +55,7 @@ def cast_params(params: Any, dtype: Any) -> Any:
 def checkpoint_step(workdir: str, step: Optional[int] = None) -> int:
   """`step` if `workdir` holds it, else its latest step; ConfigError if there is none."""
   directory = checkpoint_dir(workdir)
-  if not os.path.isdir(directory):
+  if not epath.Path(directory).is_dir():
     raise ConfigError(f"{workdir!r} holds no checkpoint ({directory} is missing)")
   manager = ocp.CheckpointManager(directory, item_names=("state",))
   try:
@@ -80,8 +81,7 @@ def _restore_export(export_dir: str, abstract_params: Any, scope: Sequence[str],
                     exported_dtype: bool) -> Any:
   """An export read as if it were a training checkpoint whose params are the export's
   params nested under its `params_scope` (a distillation run exports its student)."""
-  with open(os.path.join(export_dir, EXPORT_INFO), encoding="utf-8") as f:
-    info = json.load(f)
+  info = json.loads((epath.Path(export_dir) / EXPORT_INFO).read_text(encoding="utf-8"))
   stored_scope = tuple(info["params_scope"])
   item = _nest(scope, abstract_params)
   for name in stored_scope:
@@ -96,7 +96,7 @@ def _restore_export(export_dir: str, abstract_params: Any, scope: Sequence[str],
   try:
     with ocp.StandardCheckpointer() as checkpointer:
       restored = checkpointer.restore(
-          os.path.join(os.path.abspath(export_dir), EXPORT_PARAMS), item)
+          os.path.join(paths.absolute(export_dir), EXPORT_PARAMS), item)
   except (ValueError, KeyError) as e:
     raise ConfigError(f"export {export_dir} does not fit this config "
                       f"(preset/model sizes, config.data.dir vocabularies): {e}") from None
@@ -116,17 +116,9 @@ def restore_params(workdir: str, abstract_params: Any, scope: Sequence[str] = ()
     if step is not None:
       raise ConfigError(f"{workdir!r} is an export (one step); --step does not apply")
     return _restore_export(workdir, abstract_params, scope, exported_dtype)
-  directory = checkpoint_dir(workdir)
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"{workdir!r} holds no checkpoint ({directory} is missing)")
-  manager = ocp.CheckpointManager(directory, item_names=("state",))
+  step = checkpoint_step(workdir, step)
+  manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=("state",))
   try:
-    if step is None:
-      step = manager.latest_step()
-      if step is None:
-        raise FileNotFoundError(f"{workdir!r} holds no checkpoint (no step in {directory})")
-    elif step not in manager.all_steps():
-      raise ConfigError(f"{workdir!r} has no step {step} (steps: {sorted(manager.all_steps())})")
     logging.info("loading params from %s step %d", workdir, step)
     item = {"params": _nest(scope, abstract_params)}
     try:

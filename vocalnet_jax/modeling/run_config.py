@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence
 
 import ml_collections
 from absl import logging
+from etils import epath
 
 from vocalnet_jax.modeling.validate import ConfigError
 
@@ -39,18 +40,27 @@ def _plain(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def write(config: ml_collections.ConfigDict, workdir: str) -> None:
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, FILENAME), "w", encoding="utf-8") as f:
-    f.write(config.to_json(indent=1, sort_keys=True))
+  directory = epath.Path(workdir)
+  directory.mkdir(parents=True, exist_ok=True)
+  (directory / FILENAME).write_text(config.to_json(indent=1, sort_keys=True), encoding="utf-8")
 
 
 def read(workdir: str) -> Optional[ml_collections.ConfigDict]:
-  """The config a workdir was trained with, None if it has no config.json."""
-  path = os.path.join(workdir, FILENAME)
-  if not os.path.exists(path):
+  """The config a workdir was trained with, None if it has no config.json; ConfigError
+  if that file is not such a config."""
+  path = epath.Path(workdir) / FILENAME
+  if not path.is_file():
     return None
-  with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+  try:
+    saved = json.loads(path.read_text(encoding="utf-8"))
+  except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+    raise ConfigError(f"{path} is not a config written by launch.train ({e})") from None
+  if isinstance(saved, dict) and "model_type" in saved:
+    raise ConfigError(f"{path} is a Hugging Face model config (launch.export --format=hf), "
+                      "not a training run's; load it with vocalnet_jax.models.hf_import")
+  if not (isinstance(saved, dict) and "task" in saved and "model" in saved):
+    raise ConfigError(f"{path} is not a config written by launch.train (no task/model)")
+  return ml_collections.ConfigDict(saved)
 
 
 def _differing(a: dict[str, Any], b: dict[str, Any], fields: Sequence[str]) -> list[str]:

@@ -8,10 +8,7 @@ when a sharding tree is given, placed shard by shard, so host memory holds about
 one tensor at a time. The converted tree is checked against the module's abstract
 init (same keys, same shapes) before it is returned.
 
-Layout conversions (torch Linear weight is [out, in]):
-  q/k/v_proj [heads*head_dim, embed] -> kernel [embed, heads, head_dim]
-  o_proj / out_proj [embed, heads*head_dim] -> kernel [heads, head_dim, embed]
-  Linear [out, in] -> Dense kernel [in, out]; Conv1d [out, in, k] -> Conv kernel [k, in, out]
+Names and layout conversions: `hf_layout` (shared with `hf_export`).
 """
 from __future__ import annotations
 
@@ -20,24 +17,18 @@ import os
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
+from safetensors import safe_open
 
+from vocalnet_jax.models import hf_layout
 from vocalnet_jax.models.decoder import Decoder
 from vocalnet_jax.models.encoder import AudioEncoder, sinusoidal_positions
 
 PyTree = Any
 Thunk = Callable[[], np.ndarray]
-
-
-def _safe_open(file: str, framework: str) -> Any:
-  """`safetensors.safe_open`, imported lazily: safetensors is an extra, like transformers."""
-  try:
-    from safetensors import safe_open
-  except ImportError as e:
-    raise ImportError("HF checkpoint import needs `safetensors` (pip install safetensors)") from e
-  return safe_open(file, framework=framework)
 
 
 class Checkpoint:
@@ -60,7 +51,7 @@ class Checkpoint:
         raise FileNotFoundError(f"HF checkpoint {path!r} has no *.safetensors file")
       self._file_of = {}
       for name in files:
-        with _safe_open(os.path.join(path, name), "np") as f:
+        with safe_open(os.path.join(path, name), framework="np") as f:
           self._file_of.update({k: os.path.join(path, name) for k in f.keys()})
 
   def keys(self) -> list[str]:
@@ -75,10 +66,10 @@ class Checkpoint:
     if not os.path.isfile(file):
       raise FileNotFoundError(f"HF checkpoint {self.path!r}: file {file!r} (holding {name!r}) "
                               "is missing")
-    with _safe_open(file, "np") as f:
+    with safe_open(file, framework="np") as f:
       if f.get_slice(name).get_dtype() != "BF16":
         return f.get_tensor(name).astype(np.float32)
-    with jax.default_device(jax.devices("cpu")[0]), _safe_open(file, "flax") as f:
+    with jax.default_device(jax.devices("cpu")[0]), safe_open(file, framework="flax") as f:
       return np.asarray(f.get_tensor(name), np.float32)
 
 
@@ -90,30 +81,9 @@ def _prefix(ckpt: Checkpoint, suffix: str) -> str:
   return matches[0]
 
 
-def _dense(ckpt: Checkpoint, name: str) -> Thunk:
-  return lambda: ckpt.get(name).T  # [in, out]
-
-
-def _heads_in(ckpt: Checkpoint, name: str, heads: int) -> Thunk:
-  def load() -> np.ndarray:
-    w = ckpt.get(name)  # [heads*head_dim, embed]
-    return w.T.reshape(w.shape[1], heads, w.shape[0] // heads)
-  return load
-
-
-def _heads_out(ckpt: Checkpoint, name: str, heads: int) -> Thunk:
-  def load() -> np.ndarray:
-    w = ckpt.get(name)  # [embed, heads*head_dim]
-    return w.T.reshape(heads, w.shape[1] // heads, w.shape[0])
-  return load
-
-
-def _heads_bias(ckpt: Checkpoint, name: str, heads: int) -> Thunk:
-  return lambda: ckpt.get(name).reshape(heads, -1)
-
-
-def _plain(ckpt: Checkpoint, name: str) -> Thunk:
-  return lambda: ckpt.get(name)
+def _load(ckpt: Checkpoint, name: str, layout: hf_layout.Layout) -> Thunk:
+  """Tensor `name`, read when called, in our layout."""
+  return lambda: layout.to_ours(ckpt.get(name))
 
 
 def _check_and_place(thunks: PyTree, abstract: PyTree, dtype: jnp.dtype,
@@ -192,30 +162,11 @@ def load_hf_decoder(path: str, dtype: jnp.dtype = jnp.float32,
   """
   ckpt = Checkpoint(path)
   hp = decoder_hparams_from_hf_config(ckpt.config)
-  p = _prefix(ckpt, "embed_tokens.weight")
-  heads, kv_heads = hp["num_heads"], hp["num_kv_heads"]
-  params: dict = {"embed_tokens": {"embedding": _plain(ckpt, f"{p}embed_tokens.weight")},
-                  "norm": {"scale": _plain(ckpt, f"{p}norm.weight")}}
-  for i in range(hp["num_layers"]):
-    lp = f"{p}layers.{i}."
-    attn: dict = {
-        "q_proj": {"kernel": _heads_in(ckpt, f"{lp}self_attn.q_proj.weight", heads)},
-        "k_proj": {"kernel": _heads_in(ckpt, f"{lp}self_attn.k_proj.weight", kv_heads)},
-        "v_proj": {"kernel": _heads_in(ckpt, f"{lp}self_attn.v_proj.weight", kv_heads)},
-        "o_proj": {"kernel": _heads_out(ckpt, f"{lp}self_attn.o_proj.weight", heads)},
-    }
-    if hp["qkv_bias"]:
-      for name, n in (("q_proj", heads), ("k_proj", kv_heads), ("v_proj", kv_heads)):
-        attn[name]["bias"] = _heads_bias(ckpt, f"{lp}self_attn.{name}.bias", n)
-    params[f"layers_{i}"] = {
-        "self_attn": attn,
-        "mlp": {name: {"kernel": _dense(ckpt, f"{lp}mlp.{name}.weight")}
-                for name in ("gate_proj", "up_proj", "down_proj")},
-        "input_norm": {"scale": _plain(ckpt, f"{lp}input_layernorm.weight")},
-        "post_attention_norm": {"scale": _plain(ckpt, f"{lp}post_attention_layernorm.weight")},
-    }
-  if not hp["tie_embeddings"]:
-    params["lm_head"] = {"kernel": _dense(ckpt, "lm_head.weight")}
+  table = hf_layout.decoder_tensors(
+      hp["num_layers"], hp["num_heads"], hp["num_kv_heads"], hp["qkv_bias"],
+      hp["tie_embeddings"], prefix=_prefix(ckpt, "embed_tokens.weight"))
+  params = traverse_util.unflatten_dict({path: _load(ckpt, name, layout)
+                                         for path, (name, layout) in table.items()})
   tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
   abstract = _abstract_params(Decoder(**hp), tokens, tokens, jax.ShapeDtypeStruct((1, 1, 1), bool))
   return hp, _check_and_place(params, abstract, dtype, shardings, f"{hp} from {path}")
@@ -246,17 +197,21 @@ def load_hf_whisper_encoder(path: str, dtype: jnp.dtype = jnp.float32,
   if not np.allclose(positions, sinusoidal_positions(*positions.shape), atol=1e-4):
     raise ValueError(f"{path}: embed_positions are not Whisper's sinusoids; "
                      "learned encoder positions are not supported")
-  heads = hp["num_heads"]
+  heads_in, heads_out, bias = (hf_layout.heads_in(hp["num_heads"]),
+                              hf_layout.heads_out(hp["num_heads"]),
+                              hf_layout.heads_bias(hp["num_heads"]))
 
   def conv(name: str) -> dict:
-    return {"kernel": lambda: ckpt.get(f"{p}{name}.weight").transpose(2, 1, 0),  # [k, in, out]
-            "bias": _plain(ckpt, f"{p}{name}.bias")}
+    return {"kernel": _load(ckpt, f"{p}{name}.weight", hf_layout.CONV),
+            "bias": _load(ckpt, f"{p}{name}.bias", hf_layout.PLAIN)}
 
   def linear(name: str) -> dict:
-    return {"kernel": _dense(ckpt, f"{name}.weight"), "bias": _plain(ckpt, f"{name}.bias")}
+    return {"kernel": _load(ckpt, f"{name}.weight", hf_layout.DENSE),
+            "bias": _load(ckpt, f"{name}.bias", hf_layout.PLAIN)}
 
   def layer_norm(name: str) -> dict:
-    return {"scale": _plain(ckpt, f"{name}.weight"), "bias": _plain(ckpt, f"{name}.bias")}
+    return {"scale": _load(ckpt, f"{name}.weight", hf_layout.PLAIN),
+            "bias": _load(ckpt, f"{name}.bias", hf_layout.PLAIN)}
 
   params: dict = {"conv1": conv("conv1"), "conv2": conv("conv2"),
                   "layer_norm": layer_norm(f"{p}layer_norm")}
@@ -264,13 +219,13 @@ def load_hf_whisper_encoder(path: str, dtype: jnp.dtype = jnp.float32,
     lp = f"{p}layers.{i}."
     params[f"layers_{i}"] = {
         "self_attn": {
-            "q_proj": {"kernel": _heads_in(ckpt, f"{lp}self_attn.q_proj.weight", heads),
-                       "bias": _heads_bias(ckpt, f"{lp}self_attn.q_proj.bias", heads)},
-            "k_proj": {"kernel": _heads_in(ckpt, f"{lp}self_attn.k_proj.weight", heads)},
-            "v_proj": {"kernel": _heads_in(ckpt, f"{lp}self_attn.v_proj.weight", heads),
-                       "bias": _heads_bias(ckpt, f"{lp}self_attn.v_proj.bias", heads)},
-            "out_proj": {"kernel": _heads_out(ckpt, f"{lp}self_attn.out_proj.weight", heads),
-                         "bias": _plain(ckpt, f"{lp}self_attn.out_proj.bias")},
+            "q_proj": {"kernel": _load(ckpt, f"{lp}self_attn.q_proj.weight", heads_in),
+                       "bias": _load(ckpt, f"{lp}self_attn.q_proj.bias", bias)},
+            "k_proj": {"kernel": _load(ckpt, f"{lp}self_attn.k_proj.weight", heads_in)},
+            "v_proj": {"kernel": _load(ckpt, f"{lp}self_attn.v_proj.weight", heads_in),
+                       "bias": _load(ckpt, f"{lp}self_attn.v_proj.bias", bias)},
+            "out_proj": {"kernel": _load(ckpt, f"{lp}self_attn.out_proj.weight", heads_out),
+                         "bias": _load(ckpt, f"{lp}self_attn.out_proj.bias", hf_layout.PLAIN)},
         },
         "self_attn_layer_norm": layer_norm(f"{lp}self_attn_layer_norm"),
         "final_layer_norm": layer_norm(f"{lp}final_layer_norm"),

@@ -6,7 +6,6 @@ interrupted save never shadows the last good checkpoint; saves are asynchronous.
 """
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from typing import Any, Optional
@@ -15,13 +14,15 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from vocalnet_jax.modeling import paths
+
 
 class Checkpointer:
   """Keep-N async CheckpointManager over items `state` and `data_iter`."""
 
   def __init__(self, directory: str, *, keep: int, every: int, async_save: bool = True):
     self.manager = ocp.CheckpointManager(
-        os.path.abspath(directory), item_names=("state", "data_iter"),
+        paths.absolute(directory), item_names=("state", "data_iter"),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
                                              enable_async_checkpointing=async_save))
 

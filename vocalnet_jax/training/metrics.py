@@ -7,6 +7,7 @@ import os
 from typing import Mapping
 
 import jax
+from etils import epath
 from tensorboardX import SummaryWriter
 
 
@@ -16,8 +17,8 @@ class MetricWriter:
   def __init__(self, workdir: str):
     self._on = jax.process_index() == 0
     if self._on:
-      os.makedirs(workdir, exist_ok=True)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+      epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # local or gs://
+      self._jsonl = (epath.Path(workdir) / "metrics.jsonl").open("a", encoding="utf-8")
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
@@ -38,5 +39,5 @@ class MetricWriter:
 
 def read_metrics(workdir: str) -> list[dict]:
   """Rows of `<workdir>/metrics.jsonl`, in order."""
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+  text = (epath.Path(workdir) / "metrics.jsonl").read_text(encoding="utf-8")
+  return [json.loads(line) for line in text.splitlines() if line.strip()]
