@@ -72,12 +72,17 @@ def model_config(preset: str, shapes: dict | None = None) -> ml_collections.Conf
 def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> None:
   """Encoder, adaptor, Talker and spoken-QA data knobs of the speech model.
 
-  stage 1 trains adaptor + Thinker (speech -> text; encoder optional), stage 2 the
-  Talker alone (text -> speech tokens) from the stage-1 checkpoint (`init_from`).
+  stage 0 trains the Thinker alone on typed questions of the corpus's templates (cheap;
+  stage 1 may start from it), stage 1 adaptor + Thinker (speech -> text; encoder
+  optional), stage 2 the Talker alone (text -> speech tokens) from the stage-1 checkpoint
+  (`init_from`).
   """
+  if stage not in (0, 1, 2):
+    raise ValueError(f"config option stage={stage}: choose 0 (typed), 1 (speech -> text) or "
+                     "2 (Talker)")
   n_mels, e_dim, e_layers, e_heads, e_mlp = _ENCODER_SHAPES[preset]
   cpu = preset in ("tiny", "small")
-  c.task = "speech_thinker" if stage == 1 else "speech_talker"
+  c.task = ("speech_typed", "speech_thinker", "speech_talker")[stage]
   c.encoder = ml_collections.ConfigDict(dict(
       n_mels=n_mels, embed_dim=e_dim, num_layers=e_layers, num_heads=e_heads, mlp_dim=e_mlp,
       trainable=True))
@@ -96,7 +101,9 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
       dir="demo_out/data",  # written by `python -m launch.prepare_data`
       mel_buckets=(600,) if cpu else (1000, 2000, 3000),
       max_question_tokens=48, prompt_len=52, response_len=32 if cpu else 256,
-      max_units=104 if cpu else 750, seed=0))
+      max_units=104 if cpu else 750, seed=0,
+      # stage 0: procedural typed questions of the corpus's train templates (no audio)
+      typed_examples=1_000_000, typed_seed=17))
 
 
 def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:

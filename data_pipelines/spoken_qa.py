@@ -20,9 +20,12 @@ train. Answers are all spoken by one assistant voice (`tfds_builders`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
+
+from data_pipelines.prompt import prompt_ids
+from data_pipelines.synthetic_text import pack_example
 
 SPLITS = ("train", "test", "heldout")
 
@@ -220,3 +223,33 @@ def make_example(seed: int, split: str, index: int, num_speakers: int) -> QAText
       answer=answer,
       speaker_index=int(rng.integers(num_speakers)),
   )
+
+
+class TypedQASource:
+  """Random-access typed questions of a split, tokenized in the speech Thinker's prompt
+  layout (`prompt`/`response` keys of `synthetic_text.pack_example`), no audio.
+
+  Why: the Thinker can learn to answer from text at a fraction of the cost of a speech
+  step (stage 0), so stage 1 only has to teach the encoder and adaptor to hear. Drawn
+  from the same templates and combinations as the split, so a typed `train` stream never
+  shows a held-out combination.
+  """
+
+  def __init__(self, tokenizer: Any, split: str, num_examples: int, prompt_len: int,
+               response_len: int, seed: int):
+    self.tokenizer, self.split, self.num_examples = tokenizer, split, num_examples
+    self.prompt_len, self.response_len, self.seed = prompt_len, response_len, seed
+
+  def __len__(self) -> int:
+    return self.num_examples
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    tok = self.tokenizer
+    ex = make_example(self.seed, self.split, int(index), num_speakers=1)
+    prompt = prompt_ids(tok, tok.encode(ex.question))
+    response = [*tok.encode(ex.answer), tok.eos_id]
+    if len(prompt) > self.prompt_len or len(response) > self.response_len:
+      raise ValueError(f"typed example {ex.id} does not fit: prompt {len(prompt)} > "
+                       f"data.prompt_len={self.prompt_len} or response {len(response)} > "
+                       f"data.response_len={self.response_len}")
+    return pack_example(prompt, response, self.prompt_len, self.response_len, tok.pad_id)

@@ -44,6 +44,23 @@ def test_two_stages_train_only_their_parts(module, prepared_corpus, tmp_path, de
   assert max(jax.tree_util.tree_leaves(moved)) > 0
 
 
+def test_typed_stage_trains_only_the_thinker_and_starts_stage_1(prepared_corpus, tmp_path,
+                                                                devices):
+  """Stage 0 (typed questions) moves the Thinker alone; stage 1 starts from its params."""
+  s0 = _config(ar, 0, prepared_corpus, steps=2)
+  trainer.train(s0, str(tmp_path / "s0"), devices=devices)
+  exp = trainer.setup_experiment(s0, devices)
+  init, typed = exp.task.init_params(jax.random.key(s0.seed)), _params(tmp_path / "s0", s0, devices)
+  for part in ("encoder", "adaptor", "talker", "transcriber"):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, init[part], typed[part])
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(init["thinker"]),
+                                                      jax.tree_util.tree_leaves(typed["thinker"])))
+  s1 = _config(ar, 1, prepared_corpus, steps=1)
+  s1.init_from = str(tmp_path / "s0")
+  jax.tree_util.tree_map(np.testing.assert_array_equal, typed,
+                         trainer.load_params(s1.init_from, trainer.setup_experiment(s1, devices)))
+
+
 @pytest.mark.parametrize("stage,valid_key", [(1, "response_valid"), (2, "answer_units_valid")])
 def test_mdm_loss_scores_only_response_positions(stage, valid_key, prepared_corpus):
   task = tasks.build_task(_config(mdm, stage, prepared_corpus, steps=1))

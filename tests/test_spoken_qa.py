@@ -55,3 +55,23 @@ def test_answers_follow_from_questions():
 def test_unknown_split_is_rejected():
   with pytest.raises(ValueError, match="unknown split"):
     spoken_qa.make_example(0, "validation", 0, 4)
+
+
+def test_typed_source_is_the_split_in_the_prompt_layout():
+  """Typed examples decode to make_example's question and answer, in the Thinker's prompt
+  layout; a typed train stream never shows a held-out combination."""
+  from data_pipelines.synthetic_text import CharTokenizer
+  tok = CharTokenizer()
+  held = spoken_qa.heldout_combinations()
+  source = spoken_qa.TypedQASource(tok, "train", 100, prompt_len=140, response_len=48, seed=3)
+  for i in range(100):
+    ex, item = spoken_qa.make_example(3, "train", i, num_speakers=1), source[i]
+    prompt = item["prompt"][item["prompt_valid"]].tolist()
+    assert prompt[:2] == [tok.bos_id, tok.user_id] and prompt[-1] == tok.assistant_id
+    assert tok.decode(prompt[2:-1]) == ex.question
+    response = item["response"][item["response_valid"]].tolist()
+    assert response[-1] == tok.eos_id and tok.decode(response[:-1]) == ex.answer
+    name, phrasing = ex.template.split("/")
+    assert (name, int(phrasing)) not in held
+  with pytest.raises(ValueError, match="prompt_len"):
+    spoken_qa.TypedQASource(tok, "train", 1, prompt_len=4, response_len=48, seed=3)[0]

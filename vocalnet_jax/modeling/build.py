@@ -122,8 +122,8 @@ def _speech_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model
                init_inputs(1, 10, config.encoder.n_mels, 4, 4), text_tok, ids, speech_vocab, units)
 
 
-_BUILDERS = {"text_lm": _text_model, "speech_thinker": _speech_model,
-             "speech_talker": _speech_model}
+_BUILDERS = {"text_lm": _text_model, "speech_typed": _speech_model,
+             "speech_thinker": _speech_model, "speech_talker": _speech_model}
 
 
 def build(config: ml_collections.ConfigDict, shapes_only: bool = False) -> Model:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from data_pipelines import features, speech_loader
+from data_pipelines import features, loader, speech_loader, spoken_qa
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.diffusion import attention_masks, losses
 from vocalnet_jax.modeling.build import Model, corpus_dataset_dir
@@ -101,6 +101,12 @@ class SpeechThinkerTask(Task):
   def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
     return self.thinker_problem(params, self.thinker_batch(params, batch))
 
+  def typed_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
+    """The Thinker answering the typed question (`prompt`) instead of the audio."""
+    embed = part_fns(self.model, params, "thinker").embed
+    return self.thinker_problem(params, objectives.ResponseBatch(
+        embed(batch["prompt"]), batch["prompt_valid"], batch["response"], batch["response_valid"]))
+
   def thinker_problem(self, params: Any, batch: objectives.ResponseBatch) -> objectives.LMProblem:
     return objectives.LMProblem(part_fns(self.model, params, "thinker"), batch,
                                 self.ids.mask_id, self.ids.eos_id,
@@ -127,14 +133,46 @@ class SpeechThinkerTask(Task):
                                                  batch["question_valid"], self.ids.pad_id)
       loss = loss + aux.ctc_weight * metrics["ctc_loss"]
     if aux.typed_weight:
-      embed = part_fns(self.model, params, "thinker").embed
-      typed = objectives.ResponseBatch(embed(batch["prompt"]), batch["prompt_valid"],
-                                       batch["response"], batch["response_valid"])
-      metrics["typed_loss"], _ = objectives.lm_loss(self.thinker_problem(params, typed),
+      metrics["typed_loss"], _ = objectives.lm_loss(self.typed_problem(params, batch),
                                                     rng_typed, objective, diffusion)
       loss = loss + aux.typed_weight * metrics["typed_loss"]
     metrics["loss"] = loss
     return loss, metrics
+
+
+class TypedThinkerTask(SpeechThinkerTask):
+  """Stage 0: the speech model's Thinker answers typed questions of the corpus's templates
+  (procedural, `spoken_qa.TypedQASource`) with the corpus tokenizer; nothing else trains.
+  Its params are the speech model's, so stage 1 starts from them with `init_from`."""
+
+  def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
+    super().__init__(config, shapes_only)
+    self.trainable = ("thinker",)
+
+  def source(self, split: str) -> spoken_qa.TypedQASource:
+    d = self.config.data
+    return spoken_qa.TypedQASource(self.built.text_tokenizer, split, d.typed_examples,
+                                   d.prompt_len, d.response_len, d.typed_seed)
+
+  def dataset(self, split: str, batch_size: int, seed: int,
+              shuffle: bool = True) -> grain.IterDataset:
+    return loader.make_dataset(self.source(split), lambda x: x, batch_size=batch_size,
+                               seed=seed, shuffle=shuffle)
+
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    d = self.config.data
+    spec = lambda shape, dtype: jax.ShapeDtypeStruct((batch_size,) + shape, dtype)  # noqa: E731
+    return {"prompt": spec((d.prompt_len,), jnp.int32),
+            "prompt_valid": spec((d.prompt_len,), jnp.bool_),
+            "response": spec((d.response_len,), jnp.int32),
+            "response_valid": spec((d.response_len,), jnp.bool_)}
+
+  def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
+    return self.typed_problem(params, batch)
+
+  def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
+    return objectives.lm_loss(self.lm_problem(params, batch), rng, self.config.objective,
+                              self.config.diffusion)
 
 
 class SpeechTalkerTask(SpeechThinkerTask):

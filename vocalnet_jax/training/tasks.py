@@ -100,6 +100,7 @@ class TextLMTask(Task):
 # the speech stack (librosa, tfds).
 TASKS: dict[str, str] = {
     "text_lm": "vocalnet_jax.training.tasks:TextLMTask",
+    "speech_typed": "vocalnet_jax.training.speech_tasks:TypedThinkerTask",
     "speech_thinker": "vocalnet_jax.training.speech_tasks:SpeechThinkerTask",
     "speech_talker": "vocalnet_jax.training.speech_tasks:SpeechTalkerTask",
     "self_distill": "vocalnet_jax.distill.self_distill:SelfDistillTask",
