@@ -118,8 +118,9 @@ def _check_speech_inputs(config: ml_collections.ConfigDict, checkpoint: Optional
                       f"({os.path.join(vocoder_dir, 'config.json')} is missing)")
   if n <= 0:
     raise ConfigError(f"--n={n} must be positive")
-  try:  # a missing corpus names the command that makes it
-    size = len(speech_loader.open_source(build.corpus_dataset_dir(config), split))
+  dataset_dir = build.corpus_dataset_dir(config)  # a missing corpus: the command making it
+  try:
+    size = len(speech_loader.open_source(dataset_dir, split))
   except ValueError as e:  # tfds: "Unknown split 'x'. Should be one of [...]"
     raise ConfigError(f"--split={split}: {e}") from None
   if checkpoint and not restore.is_export(checkpoint):
@@ -156,9 +157,11 @@ def _floors(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
   chunk, mel_cfg = config.talker.chunk_size, pipe.vocoder.mel_cfg
   rows = []
   for i, ex in enumerate(examples):
-    units = unit_tokenizer.encode(ex["answer_audio"])  # [units]
-    resynth = np.concatenate(list(pipe.vocoder.stream(
-        [units[k:k + chunk] for k in range(0, len(units), chunk)])))
+    resynth = np.zeros(0, np.float32)  # a manifest corpus may have no answer audio
+    if ex["answer_audio"].size:
+      units = unit_tokenizer.encode(ex["answer_audio"])  # [units]
+      resynth = np.concatenate(list(pipe.vocoder.stream(
+          [units[k:k + chunk] for k in range(0, len(units), chunk)])))
     spoken = _speak(ex["answer"], voices[i])
     for stem, wave in (("question", ex["audio"]), ("reference", ex["answer_audio"]),
                        ("reference_vocoder", resynth)):
