@@ -52,7 +52,9 @@ def heldout_question(config: ml_collections.ConfigDict, index: int,
   record = source[index]
   text = lambda k: record[k].decode() if isinstance(record[k], bytes) else str(record[k])  # noqa: E731
   return {"audio": np.asarray(record["question_audio"], np.float32),
-          "question": text("question_text"), "answer": text("answer_text")}
+          "question": text("question_text"), "answer": text("answer_text"),
+          "answer_audio": np.asarray(record["answer_audio"], np.float32),
+          "answer_speaker": text("answer_speaker")}
 
 
 @dataclasses.dataclass
@@ -63,13 +65,14 @@ class AnswerReport:
   first_text_s: float
   first_audio_s: Optional[float]
   total_s: float
+  thinker_nfe: int = 0  # of `nfe`, the Thinker's (the rest: the Talker's)
 
 
 def answer(pipe: streaming.SpeechPipeline, wav: np.ndarray) -> AnswerReport:
   """Streams one answer, collecting text, audio and the latencies of first outputs."""
   tick = time.perf_counter()
   first_text = first_audio = None
-  audio, text, nfe = [], "", 0
+  audio, text, nfe, thinker_nfe = [], "", 0, 0
   for event in pipe.stream(wav):
     if event.text and first_text is None:
       first_text = event.time_s  # when the Thinker produced it (events may be yielded later)
@@ -77,6 +80,6 @@ def answer(pipe: streaming.SpeechPipeline, wav: np.ndarray) -> AnswerReport:
       audio.append(event.audio)
       if first_audio is None and event.audio.size:
         first_audio = time.perf_counter() - tick
-    text, nfe = event.text, event.nfe
+    text, nfe, thinker_nfe = event.text, event.nfe, event.thinker_nfe
   return AnswerReport(text, np.concatenate(audio) if audio else None, nfe, first_text or 0.0,
-                      first_audio, time.perf_counter() - tick)
+                      first_audio, time.perf_counter() - tick, thinker_nfe)

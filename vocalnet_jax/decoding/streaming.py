@@ -88,6 +88,7 @@ class StreamEvent(NamedTuple):
   time_s: float  # seconds since the request started (the user's audio ended)
   nfe: int  # network forwards so far (Thinker + Talker)
   kind: str = "text"
+  thinker_nfe: int = 0  # of `nfe`, the Thinker's (the rest: Talker, text conditioning included)
 
 
 @functools.lru_cache(maxsize=None)
@@ -292,7 +293,9 @@ class SpeechPipeline:
     a.num_blocks += 1
     a.text_done = tok.eos_id in a.text or a.num_blocks == self.cfg.num_text_blocks
     a.nfe += int(block_nfe) + 1  # + the Talker's conditioning forward
-    return StreamEvent(self._answer_text(a), None, None, time.perf_counter() - a.t0, a.nfe)
+    a.thinker_nfe += int(block_nfe)
+    return StreamEvent(self._answer_text(a), None, None, time.perf_counter() - a.t0, a.nfe,
+                       thinker_nfe=a.thinker_nfe)
 
   def _units_event(self, a: _Answer) -> StreamEvent:
     """Decodes the next Talker chunk over the text written so far."""
@@ -308,7 +311,7 @@ class SpeechPipeline:
     stop = np.flatnonzero(units >= v.num_units)  # eos (or any special) ends the speech
     a.speech_done = bool(stop.size) or a.num_chunks == self.cfg.num_speech_chunks
     return StreamEvent(self._answer_text(a), units[:stop[0] if stop.size else None], None,
-                       time.perf_counter() - a.t0, a.nfe, "units")
+                       time.perf_counter() - a.t0, a.nfe, "units", a.thinker_nfe)
 
   def _num_text(self, a: _Answer) -> int:
     """Text positions of the answer: through its first eos (all decoded ones without)."""
@@ -346,7 +349,7 @@ class SpeechPipeline:
     if first is None:  # the Talker ended before saying anything: text only
       yield from pending.drain()
       return
-    text, nfe = "", 0  # as of the newest Thinker/Talker event
+    text, nfe, thinker_nfe = "", 0, 0  # as of the newest Thinker/Talker event
     for audio in self.vocoder.stream(itertools.chain([first], chunks)):
       last_units = None
       for event in pending.drain():
@@ -354,8 +357,9 @@ class SpeechPipeline:
           yield event
         else:
           last_units = event.units
-        text, nfe = event.text, event.nfe
-      yield StreamEvent(text, last_units, audio, time.perf_counter() - t0, nfe, "audio")
+        text, nfe, thinker_nfe = event.text, event.nfe, event.thinker_nfe
+      yield StreamEvent(text, last_units, audio, time.perf_counter() - t0, nfe, "audio",
+                        thinker_nfe)
 
   def respond(self, wav: np.ndarray, rng: Optional[Array] = None) -> dict[str, Any]:
     """The whole answer at once: all text first, then all speech, one-shot vocoder."""
@@ -383,6 +387,7 @@ class _Answer:
   text_done: bool = False
   speech_done: bool = False
   nfe: int = 0  # network forwards so far (Thinker + Talker)
+  thinker_nfe: int = 0  # of which the Thinker's
 
 
 class _Pending:

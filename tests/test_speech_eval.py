@@ -1,0 +1,167 @@
+"""Speech evaluation: DTW mel distance, WER aggregation, and the evaluator end to end."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import soundfile as sf
+
+from configs import mdm
+from data_pipelines import tts
+from tests.test_vocoder import random_vocoder, tiny_config as tiny_vocoder_config
+from vocalnet_jax.decoding import speech_io
+from vocalnet_jax.evaluation import asr, speech_eval, speech_evaluator, text_metrics
+from vocalnet_jax.modeling import run_config
+from vocalnet_jax.speech import mel_inversion
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEL = mel_inversion.MelConfig()
+
+
+def test_dtw_mel_distance_is_zero_for_identical_symmetric_and_grows_with_difference():
+  voice = tts.speaker_pool(1, 0)[0]
+  a = tts.synthesize("the first letter of table is t", voice)
+  b = tts.synthesize("david has thirteen pears", voice)
+  slow = tts.synthesize("the first letter of table is t",
+                        tts.Speaker(voice.voice, voice.variant, rate=120))
+  assert speech_eval.mel_distance(a, a, MEL) == 0.0
+  ab, ba = speech_eval.mel_distance(a, b, MEL), speech_eval.mel_distance(b, a, MEL)
+  np.testing.assert_allclose(ab, ba, rtol=1e-9)
+  # the same words spoken slower align (DTW) closer than other words
+  assert 0 < speech_eval.mel_distance(a, slow, MEL) < ab
+  assert speech_eval.mel_distance(a, np.zeros(0, np.float32), MEL) is None
+
+
+def test_dtw_mel_l1_matches_a_hand_computed_alignment():
+  a = np.array([[0.0], [1.0], [2.0]])
+  b = np.array([[0.0], [2.0]])
+  # best path (0,0) (1,0|1) (2,1): costs 0, 1 (one side step, weight 1), 0 -> 1 / (3+2-1)
+  np.testing.assert_allclose(speech_eval.dtw_mel_l1(a, b), 0.25)
+  np.testing.assert_allclose(speech_eval.dtw_mel_l1(a, a + 0.5), 0.5)  # constant offset
+  with pytest.raises(ValueError, match="equal n_mels"):
+    speech_eval.dtw_mel_l1(a, np.zeros((2, 3)))
+
+
+def test_word_errors_aggregate_to_the_asr_corpus_wer():
+  refs = ["the first letter of table is T.", "david has 13 pears.", "Nine.", "?"]
+  hyps = ["the first letter r e", "eighty has thirteen pears", "", "extra words"]
+  errors = [speech_eval.word_errors(r, h) for r, h in zip(refs, hyps)]
+  assert errors[1] == (1, 4)  # "13" is spelled out before scoring
+  assert errors[3] == (2, 0)  # no reference words: insertions only
+  np.testing.assert_allclose(speech_eval.corpus_wer(errors), asr.wer(refs, hyps))
+  assert speech_eval.corpus_wer([(3, 0)]) is None
+
+
+def _answer(printed, reference, errors, words, mel, audio):
+  return speech_eval.SpokenAnswer(
+      index=0, question="q", reference=reference, printed=printed, transcript="",
+      word_errors=errors, words=words, mel_distance=mel, thinker_nfe=4, talker_nfe=6,
+      first_text_s=0.1, first_audio_s=0.5 if audio else None, total_s=1.0,
+      audio_s=1.0 if audio else 0.0)
+
+
+def test_summary_aggregates_over_examples_and_skips_missing_values():
+  answers = [_answer("four.", " four.", 1, 1, 0.5, True),
+             _answer("five.", "six.", 2, 3, None, False)]
+  s = speech_eval.summarize(answers)
+  assert s["exact_match"] == 0.5 and s["num_with_audio"] == 1
+  np.testing.assert_allclose(s["wer_vs_printed"], 3 / 4)
+  assert s["mel_distance"] == 0.5 and s["first_audio_s"] == 0.5 and s["talker_nfe"] == 6
+  table = speech_eval.format_table({"mdm_steps1": s}, {"corpus_audio": {"wer": 0.25,
+                                                                        "mel_distance": 0.0}})
+  assert "mdm_steps1" in table and "corpus_audio" in table
+
+
+@pytest.fixture(scope="module")
+def speech_setup(prepared_corpus, tmp_path_factory):
+  """A tiny stage-2 MDM config on the micro corpus and a random vocoder of its units."""
+  config = mdm.get_config("tiny,stage=2")
+  config.data.dir = prepared_corpus
+  config.data.update(response_len=8, max_units=30, mel_buckets=(600,))
+  config.talker.text_per_chunk = 3
+  vocoder_config = tiny_vocoder_config()
+  vocoder_config.units.vocab_size = 32  # tests.helpers.micro_data_config's units
+  vocoder_dir = str(tmp_path_factory.mktemp("vocoder"))
+  random_vocoder(vocoder_config).save(vocoder_dir)
+  return config, vocoder_dir
+
+
+def speaking_pipeline(config, vocoder_dir):
+  """Random weights whose Talker never ends early: its special-token logits are 0 (the
+  best of the 32 unit logits is almost surely above), so every answer has audio."""
+  pipe = speech_io.load_pipeline(config, None, vocoder_dir)
+  params = jax.tree_util.tree_map(lambda x: x, pipe.params)  # a copy to edit
+  head = params["talker"]["decoder"]["lm_head"]
+  head["kernel"] = head["kernel"].at[:, pipe.speech_vocab.num_units:].set(0.0)
+  return dataclasses.replace(pipe, params=params)
+
+
+@pytest.mark.slow  # ~45 s of CPU: model init and one decoder setting's compiles
+def test_evaluator_writes_scores_consistent_with_its_answers_and_wavs(speech_setup, tmp_path):
+  config, vocoder_dir = speech_setup
+  out = str(tmp_path / "eval")
+  result = speech_evaluator.evaluate_pipeline(
+      config, speaking_pipeline(config, vocoder_dir), "heldout", 2, [2], "topk", out,
+      domain_lm=False)  # the generic LM loads in 1 s (a domain LM: ~25 s)
+  with open(os.path.join(out, "eval.json")) as f:
+    saved = json.load(f)
+  assert saved == json.loads(json.dumps(result))
+  assert set(saved["settings"]) == {"mdm_steps2"}
+  assert set(saved["floors"]) == {"corpus_audio", "vocoder_resynthesis", "examples"}
+  assert saved["floors"]["corpus_audio"]["mel_distance"] == 0.0  # the assistant voice itself
+  for name, setting in saved["settings"].items():
+    examples, summary = setting["examples"], setting["summary"]
+    assert summary["num_examples"] == len(examples) == 2
+    assert summary["exact_match"] == text_metrics.exact_match(
+        [e["printed"] for e in examples], [e["reference"] for e in examples])
+    assert summary["wer_vs_printed"] == speech_eval.corpus_wer(
+        [speech_eval.word_errors(e["printed"], e["transcript"]) for e in examples])
+    for e in examples:  # S=2 (topk commits half a block per step), Talker never ends early:
+      blocks = e["thinker_nfe"] // 3  # Thinker: 2 steps + 1 clean pass per text block
+      assert e["thinker_nfe"] == 3 * blocks > 0
+      # Talker: 3 chunks (31 units max) x (2 steps + 1 clean pass) + 1 per text block fused
+      assert e["talker_nfe"] == 3 * 3 + blocks
+    assert summary["num_with_audio"] == 2
+    for i, e in enumerate(examples):
+      wave, rate = sf.read(os.path.join(out, name, f"answer_{i}.wav"))
+      assert rate == 16000 and abs(wave.size / rate - e["audio_s"]) < 1e-3 and wave.size
+  for i in range(2):
+    for stem in ("question", "reference", "reference_vocoder"):
+      wave, rate = sf.read(os.path.join(out, f"{stem}_{i}.wav"))
+      assert rate == 16000 and wave.size > 0
+
+
+def test_evaluator_bad_input_is_one_line_and_exit_1(speech_setup, tmp_path):
+  config, vocoder_dir = speech_setup
+  text_dir, speech_dir, no_corpus_dir = (str(tmp_path / d) for d in ("text", "speech", "nocorp"))
+  run_config.write(mdm.get_config("tiny,text"), text_dir)
+  run_config.write(config, speech_dir)  # a workdir without checkpoints
+  no_corpus = config.copy_and_resolve_references()
+  no_corpus.data.dir = str(tmp_path / "nowhere")
+  run_config.write(no_corpus, no_corpus_dir)
+  voc = f"--vocoder={vocoder_dir}"
+  cases = {  # in this order: absl keeps a flag's value until a later argv sets it
+      f"--checkpoint={text_dir} --split=heldout": "is a text model",
+      f"--checkpoint={speech_dir}": "--vocoder is required",
+      f"--checkpoint={speech_dir} --vocoder={tmp_path / 'novoc'}": "is not a vocoder directory",
+      f"--checkpoint={no_corpus_dir} {voc}": "holds no prepared corpus",
+      f"--checkpoint={speech_dir} {voc} --split=dev": "Unknown split 'dev'",
+      f"--checkpoint={speech_dir} {voc} --split=heldout": "holds no checkpoint",
+  }
+  script = ("import sys\nfrom absl import app\nfrom launch import evaluate\n"
+            "for argv in sys.argv[1:]:\n"
+            "  try:\n    app.run(evaluate.main, argv=['evaluate'] + argv.split())\n"
+            "  except SystemExit as e:\n    print('EXIT', e.code, flush=True)\n")
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", script, *cases], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+  # sys.exit(message): the message is the one line on stderr and the exit status is 1
+  exits = [line for line in proc.stdout.splitlines() if line.startswith("EXIT")]
+  assert len(exits) == len(cases), proc.stdout + proc.stderr
+  for line, needle in zip(exits, cases.values()):
+    assert line.startswith("EXIT error: ") and needle in line, (needle, line)

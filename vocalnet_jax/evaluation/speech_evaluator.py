@@ -1,0 +1,204 @@
+"""Spoken answers of a stage-2 speech checkpoint on a prepared corpus split, scored.
+
+What `launch.evaluate` runs for a speech checkpoint: the first n questions of a split
+are answered through the streaming path (`decoding.speech_io.answer`: question audio ->
+encoder -> Thinker text -> Talker units -> vocoder) once per decoder setting, scored
+with `speech_eval` (its pure math) and the independent ASR (`asr`), next to the ASR's
+floors on the corpus audio and on the vocoder's resynthesis of the reference units.
+Writes OUT/eval.json and the WAVs. Bad input raises ConfigError (one line).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from data_pipelines import speech_loader, tts
+from vocalnet_jax.decoding import speech_io, streaming
+from vocalnet_jax.evaluation import asr as asr_lib
+from vocalnet_jax.evaluation import speech_eval
+from vocalnet_jax.modeling import build, restore
+from vocalnet_jax.modeling.validate import ConfigError
+from vocalnet_jax.speech.audio_io import write_wav
+
+SPEECH_TASKS = ("speech_thinker", "speech_talker")
+
+
+def _task(config: ml_collections.ConfigDict) -> str:
+  """The task whose model answers (a distillation run: its base task's)."""
+  return config.distill.base_task if config.task == "self_distill" else config.task
+
+
+def is_speech(config: ml_collections.ConfigDict) -> bool:
+  """Whether the config answers spoken questions (else typed ones)."""
+  return _task(config) in SPEECH_TASKS
+
+
+def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str],
+                    vocoder_dir: Optional[str], split: str, n: int, steps: Sequence[int],
+                    rule: str, out_dir: str, domain_lm: bool = True, mode: Optional[str] = None,
+                    command: str = "") -> dict[str, Any]:
+  """Checks the inputs (ConfigError: one line), loads the pipeline of `checkpoint` (None:
+  random weights) and `vocoder_dir`, then `evaluate_pipeline`."""
+  n = _check_speech_inputs(config, checkpoint, vocoder_dir, split, n, mode)
+  pipe = speech_io.load_pipeline(config, checkpoint, vocoder_dir, rule=rule)
+  if pipe.vocoder.vocab_size != pipe.speech_vocab.num_units:
+    raise ConfigError(f"--vocoder={vocoder_dir} reads {pipe.vocoder.vocab_size} speech units "
+                      f"but the model speaks {pipe.speech_vocab.num_units} (config.data.dir="
+                      f"{config.data.dir}); train the vocoder on the same corpus")
+  if pipe.vocoder.mel_cfg.sample_rate != asr_lib.SAMPLE_RATE:
+    raise ConfigError(f"--vocoder={vocoder_dir} speaks at {pipe.vocoder.mel_cfg.sample_rate} "
+                      f"Hz; the ASR judge needs {asr_lib.SAMPLE_RATE} Hz")
+  return evaluate_pipeline(config, pipe, split, n, steps, rule, out_dir, domain_lm,
+                           {"command": command, "checkpoint": checkpoint,
+                            "vocoder": vocoder_dir})
+
+
+def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
+                      split: str, n: int, steps: Sequence[int], rule: str, out_dir: str,
+                      domain_lm: bool = True, about: Optional[dict] = None) -> dict[str, Any]:
+  """Answers the first n questions of `split` with `pipe` (with a vocoder) once per decoder
+  setting (AR; MDM: `steps` for the Thinker and the Talker both); writes out_dir/eval.json
+  (`about` first, e.g. the command) and the WAVs, prints the table, returns eval.json."""
+  examples = [speech_io.heldout_question(config, i, split) for i in range(n)]
+  os.makedirs(out_dir, exist_ok=True)
+  asr = asr_lib.PocketSphinxASR(domain_texts=_train_answers(config) if domain_lm else None)
+  voices = [tts.Speaker.from_name(e["answer_speaker"]) if e["answer_speaker"] else None
+            for e in examples]
+  floors, floor_examples = _floors(config, pipe, examples, voices, asr, out_dir)
+  settings = {}
+  for name, s in ([("ar", 0)] if config.objective == "ar" else
+                  [(f"mdm_steps{s}", s) for s in steps]):
+    setting = dataclasses.replace(pipe, cfg=streaming.stream_config(config, s or None,
+                                                                    s or None, rule))
+    answers = _answer_all(setting, examples, voices, asr, os.path.join(out_dir, name))
+    settings[name] = {"mode": config.objective, "steps": s or None,
+                      "rule": rule if config.objective == "mdm" else "greedy",
+                      "summary": speech_eval.summarize(answers),
+                      "examples": [dataclasses.asdict(a) for a in answers]}
+  result = {
+      **(about or {}), "split": split,
+      "num_examples": len(examples), "objective": config.objective,
+      "asr": "pocketsphinx en-us acoustic model, " + (
+          "3-gram LM of the train-split answer texts" if domain_lm else "generic LM"),
+      "mel_distance": "mean |log-mel| L1 per bin along a symmetric DTW path "
+                      "(speech_eval.dtw_mel_l1), vocoder mel analysis",
+      "platform": jax.devices()[0].platform, "device": jax.devices()[0].device_kind,
+      "cpu_count": os.cpu_count(), "settings": settings,
+      "floors": {**floors, "examples": floor_examples}}
+  with open(os.path.join(out_dir, "eval.json"), "w") as f:
+    json.dump(result, f, indent=1)
+  print(speech_eval.format_table({k: v["summary"] for k, v in settings.items()}, floors))
+  print(f"wrote {os.path.join(out_dir, 'eval.json')} and the WAVs under {out_dir}")
+  return result
+
+
+def _check_speech_inputs(config: ml_collections.ConfigDict, checkpoint: Optional[str],
+                         vocoder_dir: Optional[str], split: str, n: int,
+                         mode: Optional[str]) -> int:
+  """The number of examples to answer; ConfigError naming the first missing or mismatched
+  input, before anything is built."""
+  task = _task(config)
+  if task != "speech_talker":
+    raise ConfigError(f"spoken answers need a stage-2 (speech_talker) checkpoint; "
+                      f"{checkpoint} is config.task={task}")
+  if mode is not None and mode != config.objective:
+    raise ConfigError(f"--mode={mode}: the speech model decodes with its "
+                      f"config.objective={config.objective}")
+  if not vocoder_dir:
+    raise ConfigError("--vocoder is required for spoken answers (launch.train_vocoder's "
+                      "W/vocoder)")
+  if not os.path.isfile(os.path.join(vocoder_dir, "config.json")):
+    raise ConfigError(f"--vocoder={vocoder_dir} is not a vocoder directory "
+                      f"({os.path.join(vocoder_dir, 'config.json')} is missing)")
+  if n <= 0:
+    raise ConfigError(f"--n={n} must be positive")
+  dataset_dir = build.corpus_dataset_dir(config)  # a missing corpus: the command making it
+  try:
+    size = len(speech_loader.open_source(dataset_dir, split))
+  except ValueError as e:  # tfds: "Unknown split 'x'. Should be one of [...]"
+    raise ConfigError(f"--split={split}: {e}") from None
+  if checkpoint and not restore.is_export(checkpoint):
+    restore.checkpoint_step(checkpoint)  # a workdir without checkpoints is one line too
+  return min(n, size)
+
+
+def _train_answers(config: ml_collections.ConfigDict) -> list[str]:
+  """Answer texts of the train split (the ASR's domain LM; never the scored split)."""
+  source = speech_loader.open_source(build.corpus_dataset_dir(config), "train")
+  texts = [source[i]["answer_text"] for i in range(len(source))]
+  return [t.decode() if isinstance(t, bytes) else str(t) for t in texts]
+
+
+def _speak(text: str, voice: Optional[tts.Speaker]) -> np.ndarray:
+  """The assistant voice saying `text` (empty without a voice or words)."""
+  if voice is None or not asr_lib.normalize_text(text):
+    return np.zeros(0, np.float32)
+  return tts.synthesize(text, voice)
+
+
+def _transcribe(asr: asr_lib.PocketSphinxASR, wave: Optional[np.ndarray]) -> str:
+  return asr.transcribe(wave) if wave is not None and wave.size else ""
+
+
+def _floors(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
+            examples: Sequence[dict], voices: Sequence[Optional[tts.Speaker]],
+            asr: asr_lib.PocketSphinxASR, out_dir: str) -> tuple[dict, list[dict]]:
+  """The judge's floor (ASR WER on the corpus audio of the reference answers) and the
+  vocoder's (on its resynthesis of the reference units, streamed in Talker-sized
+  chunks as the answers are), each with its mel distance to the assistant voice
+  speaking the reference text. Writes question_i, reference_i, reference_vocoder_i."""
+  unit_tokenizer = build.build(config).unit_tokenizer
+  chunk, mel_cfg = config.talker.chunk_size, pipe.vocoder.mel_cfg
+  rows = []
+  for i, ex in enumerate(examples):
+    resynth = np.zeros(0, np.float32)  # a manifest corpus may have no answer audio
+    if ex["answer_audio"].size:
+      units = unit_tokenizer.encode(ex["answer_audio"])  # [units]
+      resynth = np.concatenate(list(pipe.vocoder.stream(
+          [units[k:k + chunk] for k in range(0, len(units), chunk)])))
+    spoken = _speak(ex["answer"], voices[i])
+    for stem, wave in (("question", ex["audio"]), ("reference", ex["answer_audio"]),
+                       ("reference_vocoder", resynth)):
+      write_wav(os.path.join(out_dir, f"{stem}_{i}.wav"), wave)
+    row = {"index": i, "question": ex["question"], "reference": ex["answer"]}
+    for name, wave in (("corpus_audio", ex["answer_audio"]), ("vocoder_resynthesis", resynth)):
+      transcript = _transcribe(asr, wave)
+      edits, words = speech_eval.word_errors(ex["answer"], transcript)
+      row[name] = {"transcript": transcript, "word_errors": edits, "words": words,
+                   "mel_distance": speech_eval.mel_distance(wave, spoken, mel_cfg)}
+    rows.append(row)
+  floors = {name: speech_eval.summarize_floor([r[name] for r in rows])
+            for name in ("corpus_audio", "vocoder_resynthesis")}
+  return floors, rows
+
+
+def _answer_all(pipe: streaming.SpeechPipeline, examples: Sequence[dict],
+                voices: Sequence[Optional[tts.Speaker]], asr: asr_lib.PocketSphinxASR,
+                out_dir: str) -> list[speech_eval.SpokenAnswer]:
+  """Streams every answer (after one untimed call that compiles), then scores them and
+  writes answer_i.wav (silent answers: no file)."""
+  os.makedirs(out_dir, exist_ok=True)
+  speech_io.answer(pipe, examples[0]["audio"])  # compile
+  reports = [speech_io.answer(pipe, ex["audio"]) for ex in examples]
+  answers = []
+  for i, (ex, r) in enumerate(zip(examples, reports)):
+    if r.audio is not None:
+      write_wav(os.path.join(out_dir, f"answer_{i}.wav"), r.audio)
+    transcript = _transcribe(asr, r.audio)
+    edits, words = speech_eval.word_errors(r.text, transcript)
+    audio = np.zeros(0, np.float32) if r.audio is None else r.audio
+    answers.append(speech_eval.SpokenAnswer(
+        index=i, question=ex["question"], reference=ex["answer"], printed=r.text,
+        transcript=transcript, word_errors=edits, words=words,
+        mel_distance=speech_eval.mel_distance(audio, _speak(r.text, voices[i]),
+                                              pipe.vocoder.mel_cfg),
+        thinker_nfe=r.thinker_nfe, talker_nfe=r.nfe - r.thinker_nfe,
+        first_text_s=r.first_text_s, first_audio_s=r.first_audio_s, total_s=r.total_s,
+        audio_s=audio.size / asr_lib.SAMPLE_RATE))
+  return answers
