@@ -1,41 +1,59 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded corpus (called by `make demo`):
-# spoken-QA corpus -> tokenizers/units -> VocalNet-MDM and its AR twin (stage 1: speech->text,
-# stage 2: Talker) -> flow-matching vocoder -> answer a held-out spoken question, save WAVs.
+# spoken-QA corpus -> tokenizers/units -> AR Thinker on typed questions (stage 0) ->
+# AR speech Thinker (stage 1: the encoder learns to hear with a CTC transcript loss) ->
+# MDM Thinker adapted from it (shifted logits) -> a Talker for each (stage 2) ->
+# flow-matching vocoder -> both answer the same 50 unseen spoken questions, judged by an
+# independent ASR (eval.json + WAVs).
 # Step counts are sized for a 2-core CPU; override with e.g. STAGE1_STEPS=2000 make demo.
 set -euo pipefail
 DEMO_DIR=${DEMO_DIR:-demo_out}
 PY=${PY:-.venv/bin/python}
-STAGE1_STEPS=${STAGE1_STEPS:-300}
-STAGE2_STEPS=${STAGE2_STEPS:-300}
-HELDOUT=${HELDOUT:-0}
+NUM_TRAIN=${NUM_TRAIN:-2000}
+STAGE0_STEPS=${STAGE0_STEPS:-1500}
+STAGE1_STEPS=${STAGE1_STEPS:-400}
+ADAPT_STEPS=${ADAPT_STEPS:-150}
+STAGE2_STEPS=${STAGE2_STEPS:-200}
+VOCODER_STEPS=${VOCODER_STEPS:-500}
+SPLIT=${SPLIT:-test}
+NUM_EVAL=${NUM_EVAL:-50}
 export XLA_FLAGS=${XLA_FLAGS:-}
 DATA=$DEMO_DIR/data
+SHIFT=--config.diffusion.shift_logits=True  # the MDM Thinker is adapted from the AR one
 
-step() { printf '\n=== %s ===\n' "$*"; }
+step() { printf '\n=== %s (%s) ===\n' "$*" "$(date +%T)"; }
+train() { $PY -m launch.train --config.data.dir="$DATA" --config.train.progress_bar=False "$@"; }
 
-step "1/5 spoken-QA corpus, sentencepiece tokenizer, speech units -> $DATA"
-$PY -m launch.prepare_data --config=configs/data.py:tiny --out="$DATA"
+step "1/7 spoken-QA corpus ($NUM_TRAIN train questions), sentencepiece tokenizer, speech units"
+$PY -m launch.prepare_data --config=configs/data.py:tiny --config.corpus.num_train="$NUM_TRAIN" \
+  --out="$DATA"
 
-for objective in mdm ar; do
-  step "2/5 $objective stage 1 (speech question -> text answer), $STAGE1_STEPS steps"
-  $PY -m launch.train --config="configs/$objective.py:tiny" --workdir="$DEMO_DIR/$objective/stage1" \
-    --config.data.dir="$DATA" --config.train.steps="$STAGE1_STEPS"
-  step "3/5 $objective stage 2 (Talker: text -> speech units), $STAGE2_STEPS steps"
-  $PY -m launch.train --config="configs/$objective.py:tiny,stage=2" \
-    --workdir="$DEMO_DIR/$objective/stage2" --config.init_from="$DEMO_DIR/$objective/stage1" \
-    --config.data.dir="$DATA" --config.train.steps="$STAGE2_STEPS"
-done
+step "2/7 AR Thinker on typed questions (stage 0), $STAGE0_STEPS steps"
+train --config=configs/ar.py:tiny,stage=0 --workdir="$DEMO_DIR/ar/stage0" \
+  --config.train.steps="$STAGE0_STEPS"
 
-step "4/5 flow-matching vocoder (units -> mel -> waveform)"
+step "3/7 AR speech Thinker (stage 1: question audio -> text answer), $STAGE1_STEPS steps"
+train --config=configs/ar.py:tiny,stage=1 --workdir="$DEMO_DIR/ar/stage1" \
+  --config.init_from="$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE1_STEPS"
+
+step "4/7 MDM speech Thinker adapted from the AR one, $ADAPT_STEPS steps"
+train --config=configs/mdm.py:tiny,stage=1 --workdir="$DEMO_DIR/mdm/stage1" $SHIFT \
+  --config.init_from="$DEMO_DIR/ar/stage1" --config.train.steps="$ADAPT_STEPS"
+
+step "5/7 Talkers (stage 2: text -> speech units), $STAGE2_STEPS steps each"
+train --config=configs/ar.py:tiny,stage=2 --workdir="$DEMO_DIR/ar/stage2" \
+  --config.init_from="$DEMO_DIR/ar/stage1" --config.train.steps="$STAGE2_STEPS"
+train --config=configs/mdm.py:tiny,stage=2 --workdir="$DEMO_DIR/mdm/stage2" $SHIFT \
+  --config.init_from="$DEMO_DIR/mdm/stage1" --config.train.steps="$STAGE2_STEPS"
+
+step "6/7 vocoder (units -> mel -> waveform), $VOCODER_STEPS steps"
 $PY -m launch.train_vocoder --config=configs/vocoder.py:tiny --data="$DATA" \
-  --workdir="$DEMO_DIR/vocoder"
+  --workdir="$DEMO_DIR/vocoder" --config.train.steps="$VOCODER_STEPS"
 
-for objective in mdm ar; do
-  step "5/5 answer held-out spoken question #$HELDOUT with $objective"
-  $PY -m launch.decode --config="configs/$objective.py:tiny,stage=2" \
-    --checkpoint="$DEMO_DIR/$objective/stage2" --vocoder="$DEMO_DIR/vocoder/vocoder" \
-    --config.data.dir="$DATA" --heldout="$HELDOUT" --out="$DEMO_DIR/answer_$objective.wav"
+step "7/7 answer $NUM_EVAL unseen spoken questions ($SPLIT split) with AR and MDM"
+for objective in ar mdm; do
+  $PY -m launch.evaluate --checkpoint="$DEMO_DIR/$objective/stage2" --steps=2 \
+    --vocoder="$DEMO_DIR/vocoder/vocoder" --split="$SPLIT" --n="$NUM_EVAL" \
+    --out="$DEMO_DIR/eval_$objective"
 done
-printf '\nDone: question and answers in %s (question.wav, answer_mdm.wav, answer_ar.wav)\n' \
-  "$DEMO_DIR"
+$PY -m launch.demo_summary --ar="$DEMO_DIR/eval_ar" --mdm="$DEMO_DIR/eval_mdm"

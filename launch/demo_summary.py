@@ -1,0 +1,62 @@
+"""The demo's last word: AR vs MDM on the same spoken questions, from two eval.json files.
+
+  python -m launch.demo_summary --ar=demo_out/eval_ar --mdm=demo_out/eval_mdm
+
+Prints text exact match (and MDM / AR), intelligibility (the independent ASR's WER of
+each spoken answer against its own printed text, next to the judge's floor on the
+corpus audio), first-audio latency and NFE, and where the WAVs of the first question are.
+"""
+import json
+import os
+import sys
+
+from absl import app, flags
+
+_AR = flags.DEFINE_string("ar", None, "launch.evaluate --out directory of the AR model.")
+_MDM = flags.DEFINE_string("mdm", None, "launch.evaluate --out directory of the MDM model.")
+flags.mark_flags_as_required(["ar", "mdm"])
+
+
+def _read(directory: str) -> dict:
+  path = os.path.join(directory, "eval.json")
+  if not os.path.exists(path):
+    sys.exit(f"error: {path} does not exist; run `python -m launch.evaluate ... --out="
+             f"{directory}` first")
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def main(argv):
+  del argv
+  runs = {"AR": _read(_AR.value), "MDM": _read(_MDM.value)}
+  rows = {}
+  for name, run in runs.items():
+    setting, result = next(iter(run["settings"].items()))  # the demo evaluates one setting
+    rows[name] = dict(setting=setting, **result["summary"])
+  ar, mdm = rows["AR"], rows["MDM"]
+  run = runs["AR"]
+  print(f"\n{run['num_examples']} spoken questions of the {run['split']!r} split, "
+        "same questions for both:")
+  print(f"{'':4} {'setting':11} {'exact match':>11} {'ASR WER':>8} {'first audio s':>13} "
+        f"{'NFE Thinker':>11} {'NFE Talker':>10}")
+  for name, r in rows.items():
+    print(f"{name:4} {r['setting']:11} {r['exact_match']:11.2f} {r['wer_vs_printed']:8.2f} "
+          f"{r['first_audio_s']:13.3f} {r['thinker_nfe']:11.1f} {r['talker_nfe']:10.1f}")
+  ratio = mdm["exact_match"] / ar["exact_match"] if ar["exact_match"] else float("nan")
+  print(f"MDM / AR exact match: {ratio:.2f}")
+  floors = run["floors"]
+  print(f"judge's floor (same ASR): WER {floors['corpus_audio']['wer']:.2f} on the corpus's "
+        f"own audio of the answers, {floors['vocoder_resynthesis']['wer']:.2f} on the "
+        "vocoder's resynthesis of their reference units")
+  first = run["settings"][ar["setting"]]["examples"][0]
+  print(f"\nquestion #0: {first['question']!r} (reference: {first['reference']!r})")
+  for name, directory in (("AR", _AR.value), ("MDM", _MDM.value)):
+    example = runs[name]["settings"][rows[name]["setting"]]["examples"][0]
+    print(f"  {name:3} printed {example['printed']!r}, ASR heard {example['transcript']!r}")
+    print(f"      {os.path.join(directory, rows[name]['setting'], 'answer_0.wav')}")
+  print(f"  question audio: {os.path.join(_AR.value, 'question_0.wav')}")
+  print(f"  everything per question: {_AR.value}/eval.json, {_MDM.value}/eval.json")
+
+
+if __name__ == "__main__":
+  app.run(main)
