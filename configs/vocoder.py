@@ -12,13 +12,14 @@ mel L1, log-spectral distance, ASR WER (original / Griffin-Lim of the reference 
 vocoder), real-time factor per chunk and the streaming-vs-one-shot difference; measured
 numbers are in README.md and benchmarks/results/.
 
-mel -> waveform (`inversion.kind`): 'griffin_lim' (phase recovery, nothing to train) or
-'vocos' (a ConvNeXt + iSTFT generator, `neural`, trained after the flow model by the
-same launcher and saved with it; `--init_flow=DIR` trains only it behind an existing
-flow checkpoint):
+mel -> waveform (`inversion.kind`): 'vocos' (default; a ConvNeXt + iSTFT generator,
+`neural`, trained after the flow model by the same launcher and saved with it;
+`--init_flow=DIR` trains only it behind an existing flow checkpoint) or 'griffin_lim'
+(phase recovery, nothing to train):
 
-  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --config.inversion.kind=vocos \
-      --data=DIR --workdir=W [--init_flow=OLD/vocoder] [--compare_out=benchmarks/results/X.json]
+  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=DIR --workdir=W \
+      [--init_flow=OLD/vocoder] [--compare_out=benchmarks/results/X.json]
+  python -m launch.train_vocoder ... --config.inversion.kind=griffin_lim
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       crossfade_frames=4,  # mel frames cross-faded at each chunk joint
       gl_context_frames=16,  # already-emitted mel frames re-inverted for phase continuity
       prompt_left_context=True))  # give emitted mel as the prompt over the left context
-  c.inversion = ml_collections.ConfigDict(dict(kind="griffin_lim", n_iter=32))  # or "vocos"
+  # mel -> waveform: "vocos" (trained after the flow, `neural`) or "griffin_lim" (n_iter).
+  c.inversion = ml_collections.ConfigDict(dict(kind="vocos", n_iter=32))
   dim, inter, blocks = _NEURAL_SHAPES[preset]
   c.neural = ml_collections.ConfigDict(dict(
       model=dict(dim=dim, intermediate_dim=inter, num_blocks=blocks, kernel_size=7),

@@ -246,7 +246,8 @@ def main(argv):
       asr="pocketsphinx 5 en-us acoustic model, " + (
           "3-gram LM built from the train-split answer texts" if config.eval.domain_lm
           else "shipped generic LM"),
-      machine=f"{os.cpu_count()}-core CPU")
+      machine=f"{os.cpu_count()}-core CPU", platform=platform.platform(),
+      command="python -m launch.train_vocoder " + " ".join(sys.argv[1:]))
   with open(os.path.join(workdir, f"eval{tag}.json"), "w") as f:
     json.dump(result, f, indent=2)
   logging.info("eval: %s", json.dumps({k: v for k, v in result.items() if k != "train"}))
