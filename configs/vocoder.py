@@ -1,27 +1,25 @@
-"""Flow-matching vocoder: speech units -> log-mel (OT-CFM, ODE) -> waveform (Griffin-Lim).
+"""Flow-matching vocoder: speech units -> log-mel (OT-CFM, ODE) -> waveform (Griffin-Lim/Vocos).
 
   python -m launch.prepare_data --config=configs/data.py:tiny --out=/tmp/data
   python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=/tmp/data --workdir=/tmp/voc
   python -m launch.train_vocoder --config=configs/vocoder.py:small --data=... --workdir=...
 
-`tiny` (0.86M params with 512 units, 800 steps) trains in about 4-8 minutes on a
-2-core CPU (measured: 475 s while other jobs shared the cores; CFM loss 1.9 -> 0.58).
-`small` (10M params, about 30x the compute per step, 20k steps) is meant for one
-accelerator; it has not been timed here. The token vocabulary and unit frame rate are
-read from the data (`units.vocab_size`, `units.frame_rate_hz`); any rate that divides
-the mel frame rate works (25 Hz -> x4, 50 Hz -> x2; CosyVoice2 tokens: 6561 codes at
-25 Hz). The launcher writes eval.json with mel L1, log-spectral distance, ASR WER
-(original / Griffin-Lim of the reference mel / vocoder), real-time factor per chunk and
-the streaming-vs-one-shot difference.
+`tiny` trains on a 2-core CPU in minutes; `small` is meant for one accelerator. The
+token vocabulary and unit frame rate are read from the data (`units.vocab_size`,
+`units.frame_rate_hz`); any rate that divides the mel frame rate works (25 Hz -> x4,
+50 Hz -> x2; CosyVoice2 tokens: 6561 codes at 25 Hz). The launcher writes eval.json with
+mel L1, log-spectral distance, ASR WER (original / Griffin-Lim of the reference mel /
+vocoder), real-time factor per chunk and the streaming-vs-one-shot difference; measured
+numbers are in README.md and benchmarks/results/.
 
-Measured on the 50 held-out answers of `configs/data.py:tiny` (512 units at 25 Hz, 400
-train answers, shared 2-core CPU; pocketsphinx with a train-answer 3-gram LM):
-                          mel L1  LSD dB  WER one-shot / stream  (original 0.62, GL of ref 0.49)
-  tiny, 800 steps          0.85    9.2    0.72 / 0.73
-  tiny, 2500 steps         0.61    6.6    0.66 / 0.62   (--config.train.steps=2500, 19 min)
-Streamed (15-token chunks) vs one-shot: mel L1 0.03-0.04, LSD 0.4 dB (mel), 1.6-1.8 dB
-(waveform, Griffin-Lim per piece). Real-time factor: one-shot 0.24-0.40 (flow 0.05-0.09,
-Griffin-Lim the rest), per streamed 0.6 s chunk 0.50-0.79 mean.
+mel -> waveform (`inversion.kind`): 'vocos' (default; a ConvNeXt + iSTFT generator,
+`neural`, trained after the flow model by the same launcher and saved with it;
+`--init_flow=DIR` trains only it behind an existing flow checkpoint) or 'griffin_lim'
+(phase recovery, nothing to train):
+
+  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=DIR --workdir=W \
+      [--init_flow=OLD/vocoder] [--compare_out=benchmarks/results/X.json]
+  python -m launch.train_vocoder ... --config.inversion.kind=griffin_lim
 """
 from __future__ import annotations
 
@@ -31,6 +29,8 @@ PRESETS = ("tiny", "small")
 
 # name: (embed_dim, encoder_layers, estimator_layers, num_heads, mlp_dim)
 _SHAPES = {"tiny": (96, 2, 3, 4, 256), "small": (256, 3, 6, 8, 768)}
+# name: neural (Vocos) generator (dim, intermediate_dim, num_blocks)
+_NEURAL_SHAPES = {"tiny": (128, 384, 4), "small": (384, 1152, 8)}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -62,7 +62,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       crossfade_frames=4,  # mel frames cross-faded at each chunk joint
       gl_context_frames=16,  # already-emitted mel frames re-inverted for phase continuity
       prompt_left_context=True))  # give emitted mel as the prompt over the left context
-  c.inversion = ml_collections.ConfigDict(dict(kind="griffin_lim", n_iter=32))
+  # mel -> waveform: "vocos" (trained after the flow, `neural`) or "griffin_lim" (n_iter).
+  c.inversion = ml_collections.ConfigDict(dict(kind="vocos", n_iter=32))
+  dim, inter, blocks = _NEURAL_SHAPES[preset]
+  c.neural = ml_collections.ConfigDict(dict(
+      model=dict(dim=dim, intermediate_dim=inter, num_blocks=blocks, kernel_size=7),
+      pad_frames=64,  # inputs padded (masked) to a multiple: bounded recompiles
+      train=dict(steps=6000 if tiny else 200000, batch_size=8 if tiny else 16,
+                 segment_frames=32 if tiny else 64, learning_rate=1e-3 if tiny else 5e-4,
+                 warmup_steps=100 if tiny else 1000, weight_decay=0.01, grad_clip=1.0,
+                 log_every=250 if tiny else 1000),
+      # (n_fft, hop, win) of the multi-resolution STFT loss, in samples at 16 kHz.
+      stft_resolutions=((256, 64, 256), (512, 128, 512), (1024, 256, 1024)),
+      loss=dict(mel_weight=1.0, stft_weight=1.0,
+                adversarial=False,  # multi-resolution spectrogram discriminator, hinge
+                adv_weight=0.05, feature_weight=0.1, disc_channels=16,
+                disc_learning_rate=1e-3 if tiny else 2e-4)))
   c.train = ml_collections.ConfigDict(dict(
       steps=800 if tiny else 20000, batch_size=8 if tiny else 32,
       segment_tokens=32 if tiny else 100, learning_rate=2e-3 if tiny else 1e-3,

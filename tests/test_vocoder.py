@@ -26,7 +26,7 @@ def tiny_config(frame_rate_hz: float = 25.0):
   # synthesis exactly equal to one-shot synthesis (prompting off).
   c.stream.update(chunk_tokens=5, left_context_tokens=8, lookahead_tokens=8,
                   crossfade_frames=4, gl_context_frames=8, prompt_left_context=False)
-  c.inversion.n_iter = 4
+  c.inversion.update(kind="griffin_lim", n_iter=4)
   c.train.update(steps=60, batch_size=4, segment_tokens=8, learning_rate=1e-2, warmup_steps=5,
                  log_every=10)
   return c

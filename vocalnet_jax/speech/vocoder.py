@@ -1,7 +1,9 @@
 """Public vocoder API: speech tokens -> waveform, one-shot or streamed chunk by chunk.
 
 `Vocoder` bundles the trained flow decoder (`flow_matching`), the mel normalisation
-statistics and a mel inverter (`mel_inversion`, Griffin-Lim by default).
+statistics and a mel inverter chosen by `inversion.kind`: 'griffin_lim'
+(`mel_inversion.GriffinLimInverter`) or 'vocos' (`neural_vocoder.NeuralInverter`, trained,
+saved with the vocoder); both are `mel_inversion.MelInverter` calls (log-mel -> waveform).
 
 Streaming (`stream`): tokens arrive in chunks (e.g. one 15-token Talker block). Each
 emission covers tokens up to `lookahead_tokens` before the newest one; its mel is
@@ -9,9 +11,10 @@ sampled over a window with `left_context_tokens` of history (optionally given as
 prompt mel, i.e. exactly what was already emitted) and the lookahead, with noise tied
 to absolute frame indices. The last `crossfade_frames` mel frames of each emission are
 held back and cross-faded with the next one, and the waveform is made the same way:
-every new mel piece is inverted together with `gl_context_frames` already emitted
-frames and the sample overlap is cross-faded. Window shapes are fixed, so the sampler
-compiles once for streaming.
+every new mel piece is inverted together with some already emitted frames
+(`inversion_stream_frames`) and the sample overlap is cross-faded (`stream_waveform`,
+the same rules for either inverter). Window shapes are fixed, so the sampler compiles
+once for streaming.
 """
 from __future__ import annotations
 
@@ -30,8 +33,11 @@ import orbax.checkpoint as ocp
 
 from vocalnet_jax.speech import flow_matching as fm
 from vocalnet_jax.speech import mel_inversion as mi
+from vocalnet_jax.speech import neural_vocoder as nv
 
 Params = Any
+INVERSION_KINDS = ("griffin_lim", "vocos")  # mel -> waveform: phase recovery or neural
+NEURAL_STATE = "neural_state"  # checkpoint subdirectory of a trained NeuralInverter
 
 
 def mel_config(config: ml_collections.ConfigDict) -> mi.MelConfig:
@@ -89,6 +95,49 @@ def crossfade(tail: np.ndarray, segment: np.ndarray) -> np.ndarray:
   return np.concatenate([head.astype(segment.dtype), segment[n:]])
 
 
+def inversion_stream_frames(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """(context, hold, lookahead) mel frames of `stream_waveform` for the configured inverter.
+
+  Griffin-Lim: `stream.gl_context_frames` of context, half of it held back, no lookahead
+  (its phase is never exactly the one-shot phase). Neural: `neural_vocoder.stream_frames`
+  (enough context and lookahead that streamed samples equal one-shot samples).
+  """
+  if config.inversion.kind == "vocos":
+    return nv.stream_frames(config)
+  context = config.stream.gl_context_frames
+  return context, context // 2, 0
+
+
+def stream_waveform(inverter: mi.MelInverter, mel_pieces: Iterable[np.ndarray], hop: int,
+                    context_frames: int, hold_frames: int, lookahead_frames: int = 0
+                    ) -> Iterator[np.ndarray]:
+  """Log-mel pieces [frames_k, n_mels] -> waveform pieces [samples_k] whose concatenation
+  covers all frames (F frames -> F * hop samples).
+
+  Each new piece is inverted together with `context_frames` already received frames. Of
+  each inversion, the last `lookahead_frames` (they lack right context) are dropped and
+  remade by the next one, and the `hold_frames` before them are held back and cross-faded
+  with the next inversion; at the end everything left is yielded.
+  """
+  if context_frames < hold_frames + lookahead_frames:
+    raise ValueError(f"context_frames={context_frames} must be >= hold_frames + "
+                     f"lookahead_frames = {hold_frames + lookahead_frames}")
+  hold, drop = hold_frames * hop, lookahead_frames * hop  # samples
+  mel = None  # frames so far [frames, n_mels]
+  yielded = keep = 0  # samples yielded; of `fresh`, samples yielded
+  tail = fresh = np.zeros(0, np.float32)  # tail: samples [yielded, +len(tail)), provisional
+  for piece in mel_pieces:
+    mel = piece if mel is None else np.concatenate([mel, piece])
+    first = max(0, len(mel) - len(piece) - context_frames)  # re-invert received frames
+    wave = inverter(mel[first:])  # absolute samples [first * hop, len(mel) * hop)
+    fresh = crossfade(tail, wave[yielded - first * hop:])  # samples [yielded, len(mel) * hop)
+    keep = max(len(fresh) - drop - hold, 0)
+    yield fresh[:keep]
+    yielded += keep
+    tail = fresh[keep:max(len(fresh) - drop, keep)]
+  yield fresh[keep:]
+
+
 @functools.partial(jax.jit, static_argnames=("model", "num_steps", "method", "t_schedule",
                                              "cfg_scale"))
 def _sample_window(model: fm.FlowDecoder, params: Params, tokens: jax.Array,
@@ -117,10 +166,13 @@ class Vocoder:
     self.model = build_model(self.config)
     self.upsample = self.model.upsample
     self.mel_cfg = mel_config(self.config)
-    if self.inverter is None:
-      if self.config.inversion.kind != "griffin_lim":
-        raise ValueError(f"inversion.kind {self.config.inversion.kind!r} needs an explicit "
-                         "`inverter`; only 'griffin_lim' is built in")
+    if self.inverter is None:  # an explicit inverter (any kind) is used as given
+      kind = self.config.inversion.kind
+      if kind not in INVERSION_KINDS:
+        raise ValueError(f"inversion.kind {kind!r} is not one of {INVERSION_KINDS}")
+      if kind != "griffin_lim":
+        raise ValueError(f"inversion.kind {kind!r} needs a trained `inverter` "
+                         "(Vocoder.load restores it from the checkpoint)")
       self.inverter = mi.GriffinLimInverter(self.mel_cfg, self.config.inversion.n_iter)
     self._key = jax.random.key(self.config.sample.seed)
 
@@ -207,21 +259,8 @@ class Vocoder:
 
   def stream(self, unit_chunks: Iterable[Any]) -> Iterator[np.ndarray]:
     """Yields waveform pieces [samples_k] whose concatenation is the whole utterance."""
-    hop, ctx = self.mel_cfg.hop_length, self.config.stream.gl_context_frames
-    hold = ctx * hop // 2  # samples held back and cross-faded with the next inversion
-    mel = np.zeros((0, self.mel_cfg.n_mels), np.float32)
-    yielded = 0  # samples yielded
-    tail = np.zeros(0, np.float32)  # samples [yielded, yielded + len(tail)), provisional
-    for piece in self.stream_mel(unit_chunks):
-      mel = np.concatenate([mel, piece])
-      first = max(0, len(mel) - len(piece) - ctx)  # re-invert some emitted frames for context
-      wave = self.inverter(mel[first:])  # absolute samples [first * hop, len(mel) * hop)
-      fresh = crossfade(tail, wave[yielded - first * hop:])
-      keep = max(len(fresh) - hold, 0)
-      yield fresh[:keep]
-      yielded += keep
-      tail = fresh[keep:]
-    yield tail
+    yield from stream_waveform(self.inverter, self.stream_mel(unit_chunks),
+                               self.mel_cfg.hop_length, *inversion_stream_frames(self.config))
 
   def save(self, directory: str) -> None:
     """Writes params + statistics (orbax) and config.json under `directory`."""
@@ -231,13 +270,18 @@ class Vocoder:
     state = {"params": self.params, "mel_mean": self.mel_mean, "mel_std": self.mel_std}
     with ocp.StandardCheckpointer() as ckpt:
       ckpt.save(os.path.abspath(os.path.join(directory, "state")), state, force=True)
+    if isinstance(self.inverter, nv.NeuralInverter):
+      self.inverter.save(os.path.join(directory, NEURAL_STATE))
 
   @classmethod
   def load(cls, directory: str, inverter: Optional[mi.MelInverter] = None) -> "Vocoder":
-    """Restores a `save`d vocoder (config from config.json, arrays from orbax)."""
+    """Restores a `save`d vocoder (config from config.json, arrays from orbax; with
+    inversion.kind 'vocos', its neural inverter too)."""
     with open(os.path.join(directory, "config.json")) as f:
       config = ml_collections.ConfigDict(json.load(f))
     with ocp.StandardCheckpointer() as ckpt:
       state = ckpt.restore(os.path.abspath(os.path.join(directory, "state")))
+    if inverter is None and config.inversion.kind == "vocos":
+      inverter = nv.NeuralInverter.load(os.path.join(directory, NEURAL_STATE), config)
     return cls(config, state["params"], np.asarray(state["mel_mean"]),
                np.asarray(state["mel_std"]), inverter)
