@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import platform
+import sys
 import time
 from typing import Any, Callable, Iterable, Optional
 
@@ -43,6 +46,17 @@ class BenchmarkSpec:
 def device_name() -> str:
   d = jax.devices()[0]
   return f"{d.platform}:{d.device_kind} x{jax.device_count()}"
+
+
+def run_info(argv: Optional[list[str]] = None) -> dict[str, str]:
+  """The exact command (`python -m launch.benchmark_decode` + its flags), the machine and
+  the device, for a result file."""
+  argv = sys.argv if argv is None else argv
+  return {"command": " ".join(["python -m launch.benchmark_decode"] + argv[1:]),
+          "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+                     f"{platform.system()} {platform.release()}, python "
+                     f"{platform.python_version()}, jax {jax.__version__}",
+          "device": device_name()}
 
 
 def _wall(fn: Callable[[], DecodeOutput]) -> tuple[float, DecodeOutput]:
