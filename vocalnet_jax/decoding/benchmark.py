@@ -49,14 +49,16 @@ def device_name() -> str:
 
 
 def run_info(argv: Optional[list[str]] = None) -> dict[str, str]:
-  """The exact command (`python -m launch.benchmark_decode` + its flags), the machine and
-  the device, for a result file."""
+  """The exact command (`python -m launch.benchmark_decode` + its flags), the machine, the
+  device, and how busy the machine was (load average, this process's nice level: on a
+  shared machine other jobs slow a low-priority benchmark), for a result file."""
   argv = sys.argv if argv is None else argv
   return {"command": " ".join(["python -m launch.benchmark_decode"] + argv[1:]),
           "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
                      f"{platform.system()} {platform.release()}, python "
                      f"{platform.python_version()}, jax {jax.__version__}",
-          "device": device_name()}
+          "device": device_name(), "load_average_1_5_15_min": list(os.getloadavg()),
+          "nice": os.nice(0)}
 
 
 def _wall(fn: Callable[[], DecodeOutput]) -> tuple[float, DecodeOutput]:
