@@ -15,6 +15,7 @@ STAGE1_STEPS=${STAGE1_STEPS:-400}
 ADAPT_STEPS=${ADAPT_STEPS:-150}
 STAGE2_STEPS=${STAGE2_STEPS:-200}
 VOCODER_STEPS=${VOCODER_STEPS:-500}
+VOCOS_STEPS=${VOCOS_STEPS:-2000}
 SPLIT=${SPLIT:-test}
 NUM_EVAL=${NUM_EVAL:-50}
 export XLA_FLAGS=${XLA_FLAGS:-}
@@ -22,33 +23,38 @@ DATA=$DEMO_DIR/data
 SHIFT=--config.diffusion.shift_logits=True  # the MDM Thinker is adapted from the AR one
 
 step() { printf '\n=== %s (%s) ===\n' "$*" "$(date +%T)"; }
-train() { $PY -m launch.train --config.data.dir="$DATA" --config.train.progress_bar=False "$@"; }
+train() {  # train CONFIG WORKDIR [overrides...]
+  local config=$1 workdir=$2
+  shift 2
+  $PY -m launch.train --config="$config" --workdir="$workdir" --config.data.dir="$DATA" \
+    --config.train.progress_bar=False "$@"
+}
 
 step "1/7 spoken-QA corpus ($NUM_TRAIN train questions), sentencepiece tokenizer, speech units"
 $PY -m launch.prepare_data --config=configs/data.py:tiny --config.corpus.num_train="$NUM_TRAIN" \
   --out="$DATA"
 
 step "2/7 AR Thinker on typed questions (stage 0), $STAGE0_STEPS steps"
-train --config=configs/ar.py:tiny,stage=0 --workdir="$DEMO_DIR/ar/stage0" \
-  --config.train.steps="$STAGE0_STEPS"
+train configs/ar.py:tiny,stage=0 "$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE0_STEPS"
 
 step "3/7 AR speech Thinker (stage 1: question audio -> text answer), $STAGE1_STEPS steps"
-train --config=configs/ar.py:tiny,stage=1 --workdir="$DEMO_DIR/ar/stage1" \
+train configs/ar.py:tiny,stage=1 "$DEMO_DIR/ar/stage1" \
   --config.init_from="$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE1_STEPS"
 
 step "4/7 MDM speech Thinker adapted from the AR one, $ADAPT_STEPS steps"
-train --config=configs/mdm.py:tiny,stage=1 --workdir="$DEMO_DIR/mdm/stage1" $SHIFT \
+train configs/mdm.py:tiny,stage=1 "$DEMO_DIR/mdm/stage1" $SHIFT \
   --config.init_from="$DEMO_DIR/ar/stage1" --config.train.steps="$ADAPT_STEPS"
 
 step "5/7 Talkers (stage 2: text -> speech units), $STAGE2_STEPS steps each"
-train --config=configs/ar.py:tiny,stage=2 --workdir="$DEMO_DIR/ar/stage2" \
+train configs/ar.py:tiny,stage=2 "$DEMO_DIR/ar/stage2" \
   --config.init_from="$DEMO_DIR/ar/stage1" --config.train.steps="$STAGE2_STEPS"
-train --config=configs/mdm.py:tiny,stage=2 --workdir="$DEMO_DIR/mdm/stage2" $SHIFT \
+train configs/mdm.py:tiny,stage=2 "$DEMO_DIR/mdm/stage2" $SHIFT \
   --config.init_from="$DEMO_DIR/mdm/stage1" --config.train.steps="$STAGE2_STEPS"
 
-step "6/7 vocoder (units -> mel -> waveform), $VOCODER_STEPS steps"
+step "6/7 vocoder (units -> mel: $VOCODER_STEPS steps; mel -> waveform, Vocos: $VOCOS_STEPS)"
 $PY -m launch.train_vocoder --config=configs/vocoder.py:tiny --data="$DATA" \
-  --workdir="$DEMO_DIR/vocoder" --config.train.steps="$VOCODER_STEPS"
+  --workdir="$DEMO_DIR/vocoder" --config.train.steps="$VOCODER_STEPS" \
+  --config.neural.train.steps="$VOCOS_STEPS"
 
 step "7/7 answer $NUM_EVAL unseen spoken questions ($SPLIT split) with AR and MDM"
 for objective in ar mdm; do
