@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 from typing import Iterable, Protocol
 
+from etils import epath
 import sentencepiece as spm
 
 
@@ -149,18 +149,19 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int,
 
 
 def load_tokenizer(path: str, specials: SpecialTokens = SpecialTokens()) -> TextTokenizer:
-  """Loads a sentencepiece `.model` file or a Hugging Face tokenizer directory."""
-  if os.path.isdir(path):
+  """Loads a sentencepiece `.model` file or a Hugging Face tokenizer directory; local or
+  any path etils.epath reads (`gs://...`)."""
+  file = epath.Path(path)
+  if file.is_dir():
     for name in ("tokenizer.model", "tokenizer.json"):
-      if os.path.exists(os.path.join(path, name)):
-        return load_tokenizer(os.path.join(path, name), specials)
+      if (file / name).exists():
+        return load_tokenizer(str(file / name), specials)
     raise FileNotFoundError(f"{path} has neither tokenizer.model nor tokenizer.json")
-  if not os.path.exists(path):
+  if not file.exists():
     raise FileNotFoundError(f"tokenizer file {path} does not exist")
   if path.endswith(".json"):
     return TextTokenizer(_HFTokenizers(path), path, specials)
-  with open(path, "rb") as f:
-    proto = f.read()
+  proto = file.read_bytes()
   try:
     backend = _SentencePiece(proto)
   except RuntimeError as e:

@@ -23,3 +23,27 @@ def test_the_trainer_hands_orbax_the_gs_path(monkeypatch):
   monkeypatch.setattr(ocp, "CheckpointManager", lambda directory, **_: seen.append(directory))
   checkpointing.Checkpointer("gs://bucket/run/checkpoints", keep=1, every=1)
   assert seen == ["gs://bucket/run/checkpoints"]
+
+
+def test_corpus_tokenizers_load_through_epath(prepared_corpus, monkeypatch):
+  """A `gs://` data dir: the text tokenizer and the unit codebook are read through
+  etils.epath (here mapped onto the local corpus), never through os.path/open()."""
+  from etils import epath
+
+  from data_pipelines import text_tokenizer
+  from vocalnet_jax.speech import units
+
+  real_path, seen = epath.Path, []
+
+  def gs_path(path):
+    seen.append(str(path))
+    return real_path(str(path).replace("gs://bucket/data", prepared_corpus))
+
+  local_tok = text_tokenizer.load_tokenizer(os.path.join(prepared_corpus, "tokenizer.model"))
+  local_units = units.UnitTokenizer.load(os.path.join(prepared_corpus, "units.npz"))
+  monkeypatch.setattr(text_tokenizer.epath, "Path", gs_path)
+  tok = text_tokenizer.load_tokenizer("gs://bucket/data/tokenizer.model")
+  codebook = units.UnitTokenizer.load("gs://bucket/data/units.npz")
+  assert tok.encode("what is 2 plus 3?") == local_tok.encode("what is 2 plus 3?")
+  assert (codebook.codebook == local_units.codebook).all()
+  assert "gs://bucket/data/tokenizer.model" in seen and "gs://bucket/data/units.npz" in seen

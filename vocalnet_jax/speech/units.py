@@ -27,6 +27,7 @@ from typing import Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from data_pipelines import features
 
@@ -168,7 +169,8 @@ class UnitTokenizer:
 
   @classmethod
   def load(cls, path: str) -> "UnitTokenizer":
-    with np.load(path) as z:
+    """From a local or `gs://` (etils.epath) .npz."""
+    with epath.Path(path).open("rb") as f, np.load(f) as z:
       config = UnitConfig(**json.loads(str(z["config"])))
       if z["codebook"].shape[0] != config.num_units:
         raise ValueError(f"{path}: codebook has {z['codebook'].shape[0]} rows, config says "
