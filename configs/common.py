@@ -90,8 +90,11 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   # Stage-1 auxiliary losses (weights; 0 turns one off): CTC of the question transcript on
   # the encoder frames (an encoder trained from scratch learns to hear) and the answer
   # from the typed question on the same batch (the Thinker learns to answer).
+  # ctc_on: `encoder` (a linear head on the encoder frames) or `adaptor` (the adapted frames
+  # scored by the Thinker's token embeddings).
   c.auxiliary = ml_collections.ConfigDict(dict(ctc_weight=1.0 if cpu else 0.0,
-                                               typed_weight=1.0 if cpu else 0.0))
+                                               typed_weight=1.0 if cpu else 0.0,
+                                               ctc_on="encoder"))
   c.talker = ml_collections.ConfigDict(dict(
       model=model_config(preset, _TALKER_SHAPES), chunk_size=15, text_per_chunk=5,
       num_units=0 if cpu else 6561,  # 0: the unit tokenizer's size; 6561 = CosyVoice2

@@ -89,11 +89,12 @@ def test_mdm_loss_scores_only_response_positions(stage, valid_key, prepared_corp
     assert 0 < empty_metrics["target_tokens"] <= 4 * task.config.talker.chunk_size
 
 
-def test_stage1_loss_is_answer_plus_weighted_auxiliary_terms(prepared_corpus):
-  """loss = answer + w_ctc * CTC(transcript | encoder frames) + w_typed * answer(typed
-  question); each term reads only its own inputs."""
+@pytest.mark.parametrize("ctc_on", ["encoder", "adaptor"])
+def test_stage1_loss_is_answer_plus_weighted_auxiliary_terms(ctc_on, prepared_corpus):
+  """loss = answer + w_ctc * CTC(transcript | encoder or adapted frames) + w_typed *
+  answer(typed question); each term reads only its own inputs."""
   config = _config(ar, 1, prepared_corpus, steps=1)
-  config.auxiliary.update(ctc_weight=0.5, typed_weight=2.0)
+  config.auxiliary.update(ctc_weight=0.5, typed_weight=2.0, ctc_on=ctc_on)
   task = tasks.build_task(config)
   batch = next(iter(task.dataset("train", 4, seed=0)))
   params = jax.jit(task.init_params)(jax.random.key(0))

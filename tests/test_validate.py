@@ -54,12 +54,3 @@ def test_bad_distill_values_name_the_field(overrides, field, devices):
     (config[section] if section else config)[leaf] = value
   with pytest.raises(ConfigError, match=field):
     trainer.setup_experiment(config, devices)
-
-
-def test_benchmark_decode_names_what_it_times(tmp_path):
-  """A speech config is one clear line (the spoken latency benchmark is not built yet)."""
-  proc = subprocess.run(
-      [sys.executable, "-m", "launch.benchmark_decode", "--config=configs/mdm.py:tiny,stage=2",
-       f"--out={tmp_path / 'b.json'}"], capture_output=True, text=True, timeout=300)
-  assert proc.returncode != 0 and "Traceback" not in proc.stderr
-  assert "config.task='speech_talker'" in proc.stderr

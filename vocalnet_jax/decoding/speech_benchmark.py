@@ -32,6 +32,7 @@ from vocalnet_jax.decoding import benchmark, speech_io, streaming
 from vocalnet_jax.modeling import build, restore
 from vocalnet_jax.modeling.validate import ConfigError, validate_config
 from vocalnet_jax.models.decoder import Decoder
+from vocalnet_jax.speech import neural_vocoder as nv
 from vocalnet_jax.speech import vocoder as voc
 from vocalnet_jax.speech.units import UnitTokenizer
 
@@ -106,11 +107,18 @@ def has_corpus(config: ml_collections.ConfigDict) -> bool:
 
 def random_vocoder(config: ml_collections.ConfigDict) -> voc.Vocoder:
   """An untrained vocoder of `config` (units.vocab_size and frame rate set): the same
-  compute as a trained one, identity mel statistics."""
+  compute as a trained one (its `inversion.kind`'s inverter, random too), identity mel
+  statistics."""
   model = voc.build_model(config)
   n_mels = config.mel.n_mels
-  params = jax.jit(voc.init_params, static_argnums=0)(model, jax.random.key(config.seed))
-  return voc.Vocoder(config, params, np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32))
+  key_flow, key_inverter = jax.random.split(jax.random.key(config.seed))
+  params = jax.jit(voc.init_params, static_argnums=0)(model, key_flow)
+  zeros, ones = np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
+  inverter = None  # griffin_lim: built by the Vocoder
+  if config.inversion.kind == "vocos":
+    inverter = nv.NeuralInverter(config, nv.init_params(nv.generator_from_config(config),
+                                                        key_inverter, n_mels), zeros, ones)
+  return voc.Vocoder(config, params, zeros, ones, inverter)
 
 
 def load_benchmark_pipeline(config: ml_collections.ConfigDict, checkpoint: Optional[str],

@@ -11,6 +11,7 @@ from vocalnet_jax.models.layers import ATTENTION_IMPLS
 OBJECTIVES = ("ar", "mdm")
 DISTILL_STATES = ("confidence", "uniform")
 NONFINITE = ("stop", "skip")
+CTC_ON = ("encoder", "adaptor")  # where stage 1 scores the question transcript
 
 
 class ConfigError(ValueError):
@@ -63,6 +64,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(1 <= d.sampler_steps <= d.block_size,
              f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, block_size="
              f"{d.block_size}]")
+  if "auxiliary" in config:
+    _require(config.auxiliary.ctc_on in CTC_ON,
+             f"config.auxiliary.ctc_on={config.auxiliary.ctc_on!r}; choose from {CTC_ON}")
   if config.task == "self_distill":
     _validate_distill(config)
 

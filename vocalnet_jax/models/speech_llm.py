@@ -45,16 +45,21 @@ class SpeechLLM(nn.Module):
     prefix, valid, _, _ = self.audio_prompt_and_transcript(mel, mel_valid, head, tail)
     return prefix, valid
 
-  def audio_prompt_and_transcript(self, mel: Array, mel_valid: Array, head: Array,
-                                  tail: Array) -> tuple[Array, Array, Array, Array]:
-    """`audio_prompt` plus the transcriber's CTC logits over the encoder frames
-    ([b, F, text_vocab], frame validity [b, F]) from the same encoder pass."""
+  def audio_prompt_and_transcript(self, mel: Array, mel_valid: Array, head: Array, tail: Array,
+                                  transcribe: str = "encoder"
+                                  ) -> tuple[Array, Array, Array, Array]:
+    """`audio_prompt` plus CTC logits of the transcript from the same pass ([b, F, text_vocab],
+    frame validity [b, F]): over the encoder frames by the transcriber (`encoder`), or over
+    the adapted frames by the Thinker's own token embeddings (`adaptor`: a frame that says a
+    word is pushed towards that word's embedding, so the Thinker reads audio as text)."""
     frames, frames_valid = self.encoder(mel, mel_valid)  # [b, F, enc], [b, F]
     audio, audio_valid = self.adaptor(frames, frames_valid)  # [b, A, embed], [b, A]
     head_emb, tail_emb = self.thinker_embed(head), self.thinker_embed(tail)
     prefix = jnp.concatenate([head_emb, audio.astype(head_emb.dtype), tail_emb], axis=1)
     valid = jnp.concatenate([jnp.ones(head.shape, bool), audio_valid,
                              jnp.ones(tail.shape, bool)], axis=1)
+    if transcribe == "adaptor":
+      return prefix, valid, self.thinker.embedder.attend(audio.astype(head_emb.dtype)), audio_valid
     return prefix, valid, self.transcriber(frames), frames_valid
 
   def thinker_embed(self, tokens: Array) -> Array:
