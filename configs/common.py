@@ -94,7 +94,7 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   # scored by the Thinker's token embeddings).
   c.auxiliary = ml_collections.ConfigDict(dict(ctc_weight=1.0 if cpu else 0.0,
                                                typed_weight=1.0 if cpu else 0.0,
-                                               ctc_on="encoder"))
+                                               ctc_on="adaptor"))
   c.talker = ml_collections.ConfigDict(dict(
       model=model_config(preset, _TALKER_SHAPES), chunk_size=15, text_per_chunk=5,
       num_units=0 if cpu else 6561,  # 0: the unit tokenizer's size; 6561 = CosyVoice2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded corpus (called by `make demo`):
 # spoken-QA corpus -> tokenizers/units -> AR Thinker on typed questions (stage 0) ->
-# AR speech Thinker (stage 1: the encoder learns to hear with a CTC transcript loss) ->
+# AR speech Thinker (stage 1: CTC of the question transcript on the adapted frames teaches
+# the encoder to hear and the adaptor to speak the Thinker's token embeddings) ->
 # MDM Thinker adapted from it (shifted logits) -> a Talker for each (stage 2) ->
 # flow-matching vocoder -> both answer the same 50 unseen spoken questions, judged by an
 # independent ASR (eval.json + WAVs).
@@ -10,12 +11,12 @@ set -euo pipefail
 DEMO_DIR=${DEMO_DIR:-demo_out}
 PY=${PY:-.venv/bin/python}
 NUM_TRAIN=${NUM_TRAIN:-2000}
-STAGE0_STEPS=${STAGE0_STEPS:-1500}
-STAGE1_STEPS=${STAGE1_STEPS:-400}
+STAGE0_STEPS=${STAGE0_STEPS:-1200}
+STAGE1_STEPS=${STAGE1_STEPS:-700}
 ADAPT_STEPS=${ADAPT_STEPS:-150}
 STAGE2_STEPS=${STAGE2_STEPS:-200}
-VOCODER_STEPS=${VOCODER_STEPS:-500}
-VOCOS_STEPS=${VOCOS_STEPS:-2000}
+VOCODER_STEPS=${VOCODER_STEPS:-400}
+VOCOS_STEPS=${VOCOS_STEPS:-1000}
 SPLIT=${SPLIT:-test}
 NUM_EVAL=${NUM_EVAL:-50}
 export XLA_FLAGS=${XLA_FLAGS:-}
