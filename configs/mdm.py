@@ -1,6 +1,7 @@
 """VocalNet-MDM: block-diffusion training with hierarchical block-wise masking.
 
-Options after the preset: `stage=1` (default: speech question -> text, Thinker + adaptor),
+Options after the preset: `stage=0` (the Thinker alone on typed questions of the corpus),
+`stage=1` (default: speech question -> text, encoder + adaptor + Thinker),
 `stage=2` (Talker: Thinker states -> speech units, one block = one 15-unit chunk),
 `text` (the Thinker alone on a procedural text QA task, no speech data needed).
 

@@ -65,8 +65,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, block_size="
              f"{d.block_size}]")
   if "auxiliary" in config:
-    _require(config.auxiliary.ctc_on in CTC_ON,
-             f"config.auxiliary.ctc_on={config.auxiliary.ctc_on!r}; choose from {CTC_ON}")
+    ctc_on = config.auxiliary.get("ctc_on", "encoder")  # runs saved before the knob: encoder
+    _require(ctc_on in CTC_ON, f"config.auxiliary.ctc_on={ctc_on!r}; choose from {CTC_ON}")
   if config.task == "self_distill":
     _validate_distill(config)
 

@@ -119,7 +119,8 @@ class SpeechThinkerTask(Task):
     aux, objective, diffusion = self.config.auxiliary, self.config.objective, self.config.diffusion
     head, tail = self.head_tail(batch["mel"].shape[0])
     prefix, prefix_valid, ctc_logits, frames_valid = self.model.apply(
-        {"params": params}, batch["mel"], batch["mel_valid"], head, tail, aux.ctc_on,
+        {"params": params}, batch["mel"], batch["mel_valid"], head, tail,
+        aux.get("ctc_on", "encoder"),  # runs saved before the knob scored encoder frames
         method=SpeechLLM.audio_prompt_and_transcript)
     spoken = objectives.ResponseBatch(prefix, prefix_valid, batch["response"],
                                       batch["response_valid"])

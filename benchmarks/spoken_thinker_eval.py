@@ -1,0 +1,87 @@
+"""Text exact match of a speech Thinker (stage 0/1/2 workdir) on a corpus split, answering
+each question from its audio (spoken) and from its transcript (typed), Thinker only.
+
+  python benchmarks/spoken_thinker_eval.py --checkpoint=w/ar1 --split=test --n=50 \
+      --out=benchmarks/results/x.json [--label=...]
+
+Why: stage 1 is judged before any Talker exists; spoken vs typed on the same questions
+separates hearing (encoder + adaptor) from answering (the Thinker).
+"""
+import json
+import os
+import platform
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from data_pipelines import features
+from data_pipelines.prompt import prompt_head_tail
+from vocalnet_jax.decoding import speech_io, streaming
+from vocalnet_jax.evaluation import text_eval, text_metrics
+from vocalnet_jax.modeling import restore, run_config
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Speech training workdir.")
+_SPLIT = flags.DEFINE_string("split", "test", "Corpus split.")
+_N = flags.DEFINE_integer("n", 50, "Questions (the split's first n).")
+_OUT = flags.DEFINE_string("out", None, "JSON file to append this row to.")
+_LABEL = flags.DEFINE_string("label", "", "Row label.")
+flags.mark_flags_as_required(["checkpoint", "out"])
+
+
+def spoken_answer(model, params, tok, cfg: streaming.StreamConfig, wav: np.ndarray) -> str:
+  """The Thinker's answer to question audio, block by block as streaming decodes it."""
+  mel = features.log_mel(wav, features.MelConfig())  # [frames, n_mels]
+  padded = np.zeros((1, cfg.mel_frames, mel.shape[1]), np.float32)
+  padded[0, :len(mel)] = mel
+  head, tail = prompt_head_tail(tok)
+  cache, valid, carry = streaming.thinker_prefill(
+      model, params, jnp.asarray(padded), jnp.asarray(np.arange(cfg.mel_frames) < len(mel))[None],
+      cfg=cfg, head=head, tail=tail, mask_id=tok.mask_id)
+  text = []
+  for j in range(cfg.num_text_blocks):
+    tokens, _, carry, cache, _ = streaming.thinker_block(
+        model, params, cache, valid, carry, jnp.int32(j), jax.random.key(j), cfg=cfg,
+        mask_id=tok.mask_id, eos_id=tok.eos_id)
+    text += np.asarray(tokens[0]).tolist()
+    if tok.eos_id in text:
+      return tok.decode(text[:text.index(tok.eos_id)])
+  return tok.decode(text)
+
+
+def main(argv):
+  del argv
+  config = run_config.resolve(None, _CHECKPOINT.value)
+  built, params = restore.load(config, _CHECKPOINT.value, jax.devices()[:1])
+  model, tok = built.module, built.text_tokenizer
+  cfg = streaming.stream_config(config)
+  lm = streaming.part_lm(model, "thinker")
+  decoder = text_eval.decoder_config(config, tok, config.objective)
+  rows = {"spoken": [], "typed": [], "reference": []}
+  for i in range(_N.value):
+    ex = speech_io.heldout_question(config, i, _SPLIT.value)
+    rows["spoken"].append(spoken_answer(model, params, tok, cfg, ex["audio"]))
+    prefix, valid = text_eval.encode_question(tok, ex["question"], config.data.prompt_len)
+    out = text_eval.generate(lm, params, prefix, valid, jax.random.key(i), decoder,
+                             config.data.response_len)
+    rows["typed"].append(tok.decode(np.asarray(out.tokens[0, :int(out.lengths[0])]).tolist()))
+    rows["reference"].append(ex["answer"])
+  result = {"label": _LABEL.value, "checkpoint": _CHECKPOINT.value, "split": _SPLIT.value,
+            "n": _N.value, "objective": config.objective,
+            "step": restore.checkpoint_step(_CHECKPOINT.value),
+            "spoken_exact_match": text_metrics.exact_match(rows["spoken"], rows["reference"]),
+            "typed_exact_match": text_metrics.exact_match(rows["typed"], rows["reference"]),
+            "examples": [dict(zip(rows, r)) for r in zip(*rows.values())][:10],
+            "command": " ".join(["python"] + sys.argv), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "device": jax.devices()[0].device_kind}
+  table = json.load(open(_OUT.value)) if os.path.exists(_OUT.value) else {"rows": []}
+  table["rows"].append(result)
+  with open(_OUT.value, "w") as f:
+    json.dump(table, f, indent=1)
+  print({k: result[k] for k in ("label", "step", "spoken_exact_match", "typed_exact_match")})
+
+
+if __name__ == "__main__":
+  app.run(main)
