@@ -62,6 +62,17 @@ def test_cfm_loss_decreases_on_tiny_case():
   assert losses[-1] < 0.75 * losses[0], losses
 
 
+def test_flow_training_under_vocos_config_hands_back_griffin_lim():
+  """The flow stage trains before any neural inverter exists: with inversion.kind='vocos'
+  it must still return a usable Vocoder (Griffin-Lim waveform until Vocos is trained)."""
+  config = tiny_config()
+  config.train.steps = 2
+  config.inversion.kind = "vocos"
+  utts = synthetic_utterances(config, 4, np.random.default_rng(0))
+  vocoder = vt.train(config, utts)
+  assert isinstance(vocoder.inverter, mi.GriffinLimInverter)
+
+
 def test_sampler_shape_and_determinism():
   config = tiny_config()
   vocoder = random_vocoder(config)

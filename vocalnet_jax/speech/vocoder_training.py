@@ -96,7 +96,9 @@ def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransforma
 
 def train(config: ml_collections.ConfigDict, utts: Sequence[Utterance],
           log: Callable[[int, float], None] = lambda step, loss: None) -> voc.Vocoder:
-  """Trains a vocoder from scratch on `utts`; `log(step, mean_loss)` every log_every steps."""
+  """Trains the units -> mel flow model from scratch on `utts`; `log(step, mean_loss)` every
+  log_every steps. Its waveform stage is Griffin-Lim until a neural inverter is trained
+  (`neural_vocoder_training`, `inversion.kind='vocos'`) and handed to the final Vocoder."""
   if not utts:
     raise ValueError("utts is empty: nothing to train the vocoder on")
   model = voc.build_model(config)
@@ -116,7 +118,8 @@ def train(config: ml_collections.ConfigDict, utts: Sequence[Utterance],
     if step % t.log_every == 0 or step == t.steps:
       log(step, float(np.mean(jax.device_get(losses))))
       losses = []
-  return voc.Vocoder(config, params, mean, std)
+  inverter = mi.GriffinLimInverter(voc.mel_config(config), config.inversion.n_iter)
+  return voc.Vocoder(config, params, mean, std, inverter)
 
 
 def _mel_distances(generated: np.ndarray, reference: np.ndarray) -> dict[str, float]:
