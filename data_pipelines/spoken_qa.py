@@ -24,8 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from data_pipelines.prompt import prompt_ids
-from data_pipelines.synthetic_text import pack_example
+from data_pipelines.synthetic_text import pack_qa
 
 SPLITS = ("train", "test", "heldout")
 
@@ -244,12 +243,6 @@ class TypedQASource:
     return self.num_examples
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    tok = self.tokenizer
     ex = make_example(self.seed, self.split, int(index), num_speakers=1)
-    prompt = prompt_ids(tok, tok.encode(ex.question))
-    response = [*tok.encode(ex.answer), tok.eos_id]
-    if len(prompt) > self.prompt_len or len(response) > self.response_len:
-      raise ValueError(f"typed example {ex.id} does not fit: prompt {len(prompt)} > "
-                       f"data.prompt_len={self.prompt_len} or response {len(response)} > "
-                       f"data.response_len={self.response_len}")
-    return pack_example(prompt, response, self.prompt_len, self.response_len, tok.pad_id)
+    return pack_qa(self.tokenizer, ex.question, ex.answer, self.prompt_len, self.response_len,
+                   f"typed example {ex.id}")

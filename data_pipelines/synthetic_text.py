@@ -154,14 +154,8 @@ class SyntheticTextSource:
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([self.seed, int(index)])
     question, answer = make_qa(rng, self.tasks[int(rng.integers(len(self.tasks)))])
-    tok = self.tokenizer
-    prompt = prompt_ids(tok, tok.encode(question))
-    response = tok.encode(answer) + [tok.eos_id]
-    if len(prompt) > self.prompt_len or len(response) > self.response_len:
-      raise ValueError(f"example {index} does not fit: prompt {len(prompt)} > "
-                       f"data.prompt_len={self.prompt_len} or response {len(response)} > "
-                       f"data.response_len={self.response_len}")
-    return pack_example(prompt, response, self.prompt_len, self.response_len, tok.pad_id)
+    return pack_qa(self.tokenizer, question, answer, self.prompt_len, self.response_len,
+                   f"example {index}")
 
 
 def source_from_config(data: Any, split: str,
@@ -170,6 +164,18 @@ def source_from_config(data: Any, split: str,
   seed = data.seed if split == "train" else data.seed + 1
   return SyntheticTextSource(data.num_examples, data.prompt_len, data.response_len, seed=seed,
                              tasks=tuple(data.tasks), tokenizer=tokenizer)
+
+
+def pack_qa(tokenizer: Any, question: str, answer: str, prompt_len: int, response_len: int,
+            name: str) -> dict[str, np.ndarray]:
+  """A typed question and its answer in the prompt layout (answer + eos), packed; ValueError
+  naming `name` and the config field when either does not fit."""
+  prompt = prompt_ids(tokenizer, tokenizer.encode(question))
+  response = tokenizer.encode(answer) + [tokenizer.eos_id]
+  if len(prompt) > prompt_len or len(response) > response_len:
+    raise ValueError(f"{name} does not fit: prompt {len(prompt)} > data.prompt_len={prompt_len} "
+                     f"or response {len(response)} > data.response_len={response_len}")
+  return pack_example(prompt, response, prompt_len, response_len, tokenizer.pad_id)
 
 
 def pack_example(prompt: list[int], response: list[int], prompt_len: int, response_len: int,
