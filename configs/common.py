@@ -119,7 +119,9 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
   c.objective = objective
   c.task = "text_lm"
   c.seed = 0
-  c.init_from = ""  # a workdir whose latest params start this run (stage 2: stage 1's)
+  # A workdir whose latest params start this run (stage 2: stage 1's); `W,thinker=W2` then
+  # takes the named top-level part from another run (an MDM Thinker adapted on typed text).
+  c.init_from = ""
   c.model = model_config(preset)
   c.diffusion = ml_collections.ConfigDict(dict(
       schedule="linear",  # linear | cosine | polyK: t's law for uniform masking
@@ -145,6 +147,9 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       warmup_steps=20 if cpu else 2000, min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.98,
       grad_clip=1.0, log_every=10 if cpu else 100, checkpoint_every=100 if cpu else 1000,
       keep_checkpoints=3, async_checkpointing=True, progress_bar=True))
+  # Comma-separated top-level parts kept fixed on top of the task's own choice, e.g.
+  # 'thinker' in stage 1: the encoder and adaptor learn to speak to the typed Thinker.
+  c.train.frozen = ""
   c.train.nonfinite = "stop"  # non-finite loss/grad/param norm: stop unsaved | skip the update
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   if "pretrain" in args:  # the shared text pre-training every Thinker starts from

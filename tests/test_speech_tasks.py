@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from configs import ar, mdm
+from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.training import tasks, trainer
 
 BATCH = 8
@@ -62,8 +63,21 @@ def test_typed_stage_trains_only_the_thinker_and_starts_stage_1(prepared_corpus,
                                                       jax.tree_util.tree_leaves(typed["thinker"])))
   s1 = _config(ar, 1, prepared_corpus, steps=1)
   s1.init_from = str(tmp_path / "s0")
+  exp1 = trainer.setup_experiment(s1, devices)
   jax.tree_util.tree_map(np.testing.assert_array_equal, typed,
-                         trainer.load_params(s1.init_from, trainer.setup_experiment(s1, devices)))
+                         trainer.load_params(s1.init_from, exp1))
+  # `W,thinker=W2` grafts W2's Thinker into W's params and leaves the other parts W's.
+  trainer.train(s1, str(tmp_path / "s1"), devices=devices)
+  spoken = _params(tmp_path / "s1", s1, devices)
+  grafted = trainer.load_params(f"{tmp_path / 's1'},thinker={tmp_path / 's0'}", exp1)
+  for part, source in (("thinker", typed), ("encoder", spoken), ("adaptor", spoken)):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, source[part], grafted[part])
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree_util.tree_leaves(spoken["thinker"]), jax.tree_util.tree_leaves(typed["thinker"])))
+  for bad, says in ((f"{tmp_path / 's1'},thinker", "PART=WORKDIR"),
+                    (f"{tmp_path / 's1'},ears={tmp_path / 's0'}", "no part 'ears'")):
+    with pytest.raises(ConfigError, match=says):
+      trainer.load_params(bad, exp1)
 
 
 @pytest.mark.parametrize("stage,valid_key", [(1, "response_valid"), (2, "answer_units_valid")])
@@ -129,3 +143,13 @@ def test_dry_run_reports_1b_memory_on_8_device_mesh(devices):
   total_state = 4 * (sum(parts.values()) + 2 * trainable)  # f32 params + Adam mu, nu
   # fsdp=8 shards params and optimizer state: each device holds ~1/8 of it.
   assert 0.9 * total_state / 8 < memory["argument"] < 1.3 * total_state / 8
+
+
+def test_train_frozen_removes_parts_from_the_trained_ones(prepared_corpus):
+  config = _config(ar, 1, prepared_corpus, steps=1)
+  assert set(tasks.build_task(config).trainable) == {"adaptor", "thinker", "encoder"}
+  config.train.frozen = "thinker"
+  assert set(tasks.build_task(config).trainable) == {"adaptor", "encoder"}
+  config.train.frozen = "thinker,talker"  # stage 1 never trains the Talker
+  with pytest.raises(ConfigError, match="'talker'"):
+    tasks.build_task(config)

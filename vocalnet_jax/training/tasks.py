@@ -113,4 +113,12 @@ def build_task(config: ml_collections.ConfigDict, shapes_only: bool = False) -> 
     raise ConfigError(f"config.task={config.task!r} is not registered; choose from "
                       f"{sorted(TASKS)}")
   module, name = TASKS[config.task].split(":")
-  return getattr(importlib.import_module(module), name)(config, shapes_only)
+  task = getattr(importlib.import_module(module), name)(config, shapes_only)
+  frozen = [p.strip() for p in config.train.get("frozen", "").split(",") if p.strip()]
+  if frozen:
+    unknown = sorted(set(frozen) - set(task.trainable or ()))
+    if unknown:
+      raise ConfigError(f"config.train.frozen={config.train.frozen!r}: {unknown} not among "
+                        f"the parts task {config.task!r} trains: {list(task.trainable or ())}")
+    task.trainable = tuple(p for p in task.trainable if p not in frozen)
+  return task

@@ -222,15 +222,46 @@ def dry_run(config: ml_collections.ConfigDict,
   }
 
 
-def load_params(workdir: str, exp: Experiment) -> Any:
-  """Params of the latest checkpoint in another run's workdir (e.g. stage 1 for stage 2),
-  placed with this run's shardings; its optimizer state is not read."""
+def parse_init_from(spec: str) -> tuple[str, dict[str, str]]:
+  """'W' or 'W,thinker=W2' -> ('W', {'thinker': 'W2'}): every param from W, then each named
+  top-level part from its own run (e.g. an MDM Thinker adapted on typed questions grafted
+  into a speech model whose encoder and adaptor already hear)."""
+  base, *rest = [s.strip() for s in spec.split(",")]
+  parts = {}
+  for entry in rest:
+    part, sep, workdir = entry.partition("=")
+    if not sep or not part or not workdir:
+      raise ConfigError(f"config.init_from={spec!r}: {entry!r} is not PART=WORKDIR "
+                        "(e.g. 'w/ar1,thinker=w/mdm0')")
+    parts[part] = workdir
+  if not base or "=" in base:
+    raise ConfigError(f"config.init_from={spec!r} must start with a workdir")
+  return base, parts
+
+
+def _checked(workdir: str, exp: Experiment) -> str:
   saved = run_config.read(workdir)
-  if saved is not None:  # the stage-1 (or teacher) config: its model must be this one's
+  if saved is not None:  # the source config: its model must be this one's
     run_config.check(saved, exp.config, workdir, hard=run_config.PARAM_FIELDS, soft=())
-  return exp.task.params_from_checkpoint(  # an export's bf16 params start training in f32
-      functools.partial(restore.restore_params, workdir, exported_dtype=False),
-      exp.abstract_state.params)
+  return workdir
+
+
+def load_params(init_from: str, exp: Experiment) -> Any:
+  """Params of the latest checkpoint of another run (e.g. stage 1 for stage 2), placed
+  with this run's shardings; `init_from` may graft parts from other runs
+  (`parse_init_from`). Optimizer states are not read."""
+  base, parts = parse_init_from(init_from)
+  abstract = exp.abstract_state.params
+  params = exp.task.params_from_checkpoint(  # an export's bf16 params start training in f32
+      functools.partial(restore.restore_params, _checked(base, exp), exported_dtype=False),
+      abstract)
+  for part, workdir in parts.items():
+    if not isinstance(params, dict) or part not in params:
+      names = sorted(params) if isinstance(params, dict) else []
+      raise ConfigError(f"config.init_from: this model has no part {part!r}; parts: {names}")
+    params = {**params, part: restore.restore_params(
+        _checked(workdir, exp), abstract[part], scope=(part,), exported_dtype=False)}
+  return params
 
 
 def count_tokens(batch: dict[str, np.ndarray]) -> int:
