@@ -85,7 +85,8 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   c.task = ("speech_typed", "speech_thinker", "speech_talker")[stage]
   c.encoder = ml_collections.ConfigDict(dict(
       n_mels=n_mels, embed_dim=e_dim, num_layers=e_layers, num_heads=e_heads, mlp_dim=e_mlp,
-      trainable=True))
+      trainable=True,
+      stride=2))  # frames per encoder frame (Whisper: 2, 50/s); the adaptor stacks `stack` more
   c.adaptor = ml_collections.ConfigDict(dict(stack=5, hidden_dim=2 * c.model.embed_dim))
   # Stage-1 auxiliary losses (weights; 0 turns one off): CTC of the question transcript on
   # the encoder frames (an encoder trained from scratch learns to hear) and the answer
@@ -147,8 +148,9 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       warmup_steps=20 if cpu else 2000, min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.98,
       grad_clip=1.0, log_every=10 if cpu else 100, checkpoint_every=100 if cpu else 1000,
       keep_checkpoints=3, async_checkpointing=True, progress_bar=True))
-  # Comma-separated top-level parts kept fixed on top of the task's own choice, e.g.
-  # 'thinker' in stage 1: the encoder and adaptor learn to speak to the typed Thinker.
+  # Comma-separated param paths kept fixed on top of the task's own choice, e.g.
+  # "thinker" or "thinker/embed_tokens" (an MDM Thinker adapted from a speech one keeps the
+  # token embeddings its ears were trained to speak).
   c.train.frozen = ""
   c.train.nonfinite = "stop"  # non-finite loss/grad/param norm: stop unsaved | skip the update
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))

@@ -1,4 +1,5 @@
 """Audio encoder and adaptor: shapes, validity masks, padding invariance, frame grouping."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,29 +10,40 @@ from vocalnet_jax.models.encoder import Adaptor, AudioEncoder, stack_frames
 N_MELS, FRAMES = 8, 23
 
 
-@pytest.fixture(scope="module")
-def encoder_and_params():
-  enc = AudioEncoder(embed_dim=16, num_layers=2, num_heads=4, mlp_dim=32)
+@pytest.fixture(scope="module", params=[2, 4], ids=["stride2", "stride4"])
+def encoder_and_params(request):
+  enc = AudioEncoder(embed_dim=16, num_layers=2, num_heads=4, mlp_dim=32, stride=request.param)
   params = jax.jit(enc.init)(jax.random.key(0), jnp.zeros((1, FRAMES, N_MELS)),
                             jnp.ones((1, FRAMES), bool))
-  return jax.jit(enc.apply), params
+  return jax.jit(enc.apply), params, request.param
 
 
 def test_encoder_shapes_and_mask(encoder_and_params):
-  apply, params = encoder_and_params
+  apply, params, stride = encoder_and_params
   lengths = jnp.array([FRAMES, 11])
   mel_mask = jnp.arange(FRAMES)[None] < lengths[:, None]  # [2, 23]
   mel = np.random.RandomState(1).randn(2, FRAMES, N_MELS).astype(np.float32)
   hidden, mask = apply(params, mel, mel_mask)
-  assert hidden.shape == (2, 12, 16)  # stride 2: ceil(23 / 2)
-  np.testing.assert_array_equal(mask.sum(-1), [12, 6])  # ceil(length / 2) valid frames
-  np.testing.assert_array_equal(mask[1], np.arange(12) < 6)
+  out = -(-FRAMES // stride)
+  assert hidden.shape == (2, out, 16)  # ceil(23 / stride)
+  valid = -(-11 // stride)  # ceil(length / stride) valid frames
+  np.testing.assert_array_equal(mask.sum(-1), [out, valid])
+  np.testing.assert_array_equal(mask[1], np.arange(out) < valid)
   assert np.isfinite(np.asarray(hidden)).all()
+
+
+def test_whisper_stride_keeps_whisper_kernel(encoder_and_params):
+  """stride 2 is Whisper's conv2 (kernel 3, what hf_import loads); stride s widens the
+  kernel to 2s-1 so no input frame is skipped."""
+  _, params, stride = encoder_and_params
+  params = nn.meta.unbox(params)["params"]
+  assert params["conv2"]["kernel"].shape[0] == 2 * stride - 1
+  assert params["conv1"]["kernel"].shape[0] == 3
 
 
 def test_encoder_padding_invariance(encoder_and_params):
   """Valid outputs of a padded row equal the unpadded utterance's, whatever the padding holds."""
-  apply, params = encoder_and_params
+  apply, params, _ = encoder_and_params
   length = 11
   # Frames >= length are padding with arbitrary content.
   mel = 3.0 * np.random.RandomState(2).randn(1, FRAMES, N_MELS).astype(np.float32)

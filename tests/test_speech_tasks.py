@@ -9,7 +9,7 @@ import pytest
 
 from configs import ar, mdm
 from vocalnet_jax.modeling.validate import ConfigError
-from vocalnet_jax.training import tasks, trainer
+from vocalnet_jax.training import tasks, train_state, trainer
 
 BATCH = 8
 
@@ -145,11 +145,25 @@ def test_dry_run_reports_1b_memory_on_8_device_mesh(devices):
   assert 0.9 * total_state / 8 < memory["argument"] < 1.3 * total_state / 8
 
 
-def test_train_frozen_removes_parts_from_the_trained_ones(prepared_corpus):
+def test_train_frozen_keeps_paths_inside_the_trained_parts_fixed(prepared_corpus):
   config = _config(ar, 1, prepared_corpus, steps=1)
-  assert set(tasks.build_task(config).trainable) == {"adaptor", "thinker", "encoder"}
-  config.train.frozen = "thinker"
-  assert set(tasks.build_task(config).trainable) == {"adaptor", "encoder"}
+  config.train.frozen = "thinker/embed_tokens, encoder"
+  task = tasks.build_task(config)
+  assert set(task.trainable) == {"adaptor", "thinker", "encoder"}
+  params = {"thinker": {"embed_tokens": {"embedding": jnp.ones(3)}, "head": jnp.ones(2)},
+            "encoder": {"w": jnp.ones(2)}, "adaptor": {"w": jnp.ones(2)},
+            "talker": {"w": jnp.ones(2)}}
+  loss = lambda p: sum(jnp.sum(x ** 2) for x in jax.tree_util.tree_leaves(  # noqa: E731
+      train_state.freeze(p, task.trainable, task.frozen)))
+  grads = jax.grad(loss)(params)
+  moved = {"/".join(str(k.key) for k in path): bool(jnp.any(g != 0))
+           for path, g in jax.tree_util.tree_leaves_with_path(grads)}
+  assert moved == {"thinker/embed_tokens/embedding": False, "thinker/head": True,
+                   "encoder/w": False, "adaptor/w": True, "talker/w": False}
+  opt = train_state.make_optimizer(config.train, task.trainable, task.frozen)
+  updates, _ = opt.update(grads, opt.init(params), params)
+  assert not jnp.any(updates["thinker"]["embed_tokens"]["embedding"])
+  assert jnp.all(updates["thinker"]["head"] != 0)
   config.train.frozen = "thinker,talker"  # stage 1 never trains the Talker
   with pytest.raises(ConfigError, match="'talker'"):
     tasks.build_task(config)

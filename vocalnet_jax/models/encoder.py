@@ -103,23 +103,27 @@ class AudioEncoder(nn.Module):
   norm_eps: float = 1e-5
   remat: bool = False
   dtype: jnp.dtype = jnp.float32
+  stride: int = 2  # of the second conv; Whisper's 2 gives 50 frames/s from 100 mel frames/s
 
   @nn.compact
   def __call__(self, mel: Array, mel_mask: Array) -> tuple[Array, Array]:
     """mel: [batch, frames, n_mels]; mel_mask: [batch, frames] (True = real frame).
 
-    Returns (hidden [batch, ceil(frames/2), embed], mask [batch, ceil(frames/2)]).
-    Output frame j is centred on input frame 2j, so it is valid iff that frame is.
+    Returns (hidden [batch, ceil(frames/stride), embed], mask [batch, ceil(frames/stride)]).
+    Output frame j is centred on input frame stride*j, so it is valid iff that frame is.
     """
     def conv(x: Array, stride: int, name: str) -> Array:
-      return nn.Conv(self.embed_dim, kernel_size=(3,), strides=(stride,), padding=((1, 1),),
+      # kernel 2*stride-1 centred on frame stride*j covers every input frame (Whisper: 3)
+      half = max(stride, 2) - 1
+      return nn.Conv(self.embed_dim, kernel_size=(2 * half + 1,), strides=(stride,),
+                     padding=((half, half),),
                      dtype=self.dtype, kernel_init=_kernel((None, None, "embed")),
                      bias_init=_zeros(("embed",)), name=name)(x)
 
     x = mel.astype(self.dtype) * mel_mask[..., None]  # [batch, frames, n_mels]
     x = exact_gelu(conv(x, 1, "conv1")) * mel_mask[..., None]  # [batch, frames, embed]
-    x = exact_gelu(conv(x, 2, "conv2"))  # [batch, frames/2, embed]
-    mask = mel_mask[:, ::2]  # [batch, frames/2]
+    x = exact_gelu(conv(x, self.stride, "conv2"))  # [batch, frames/stride, embed]
+    mask = mel_mask[:, ::self.stride]  # [batch, frames/stride]
     x = x + sinusoidal_positions(x.shape[1], self.embed_dim).astype(self.dtype)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     attn_mask = jnp.broadcast_to(mask[:, None, :], (x.shape[0], x.shape[1], x.shape[1]))

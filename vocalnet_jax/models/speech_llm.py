@@ -118,7 +118,8 @@ def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
   talker_decoder = decoder_from_config(t.model, speech_vocab)
   return SpeechLLM(
       encoder=AudioEncoder(e.embed_dim, e.num_layers, e.num_heads, e.mlp_dim,
-                           remat=config.model.remat_policy != "none", dtype=dtype),
+                           remat=config.model.remat_policy != "none", dtype=dtype,
+                           stride=e.get("stride", 2)),  # runs saved before the knob: 2
       adaptor=Adaptor(config.model.embed_dim, a.hidden_dim, a.stack, dtype=dtype),
       thinker=thinker,
       talker=Talker(talker_decoder, t.fusion_hidden_dim),

@@ -23,6 +23,7 @@ class Task(abc.ABC):
   """A model of `modeling.build`, its data and its loss; the optional members default
   to: train every param, no decoder to distill, params restored as saved."""
   trainable: Optional[tuple[str, ...]] = None  # param paths to train ("thinker", ...); None: all
+  frozen: tuple[str, ...] = ()  # paths kept fixed inside them (config.train.frozen)
 
   def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
     """shapes_only: build the model without reading any file (dry runs)."""
@@ -114,11 +115,12 @@ def build_task(config: ml_collections.ConfigDict, shapes_only: bool = False) -> 
                       f"{sorted(TASKS)}")
   module, name = TASKS[config.task].split(":")
   task = getattr(importlib.import_module(module), name)(config, shapes_only)
-  frozen = [p.strip() for p in config.train.get("frozen", "").split(",") if p.strip()]
-  if frozen:
-    unknown = sorted(set(frozen) - set(task.trainable or ()))
-    if unknown:
-      raise ConfigError(f"config.train.frozen={config.train.frozen!r}: {unknown} not among "
-                        f"the parts task {config.task!r} trains: {list(task.trainable or ())}")
-    task.trainable = tuple(p for p in task.trainable if p not in frozen)
+  frozen = tuple(p.strip().strip("/") for p in config.train.get("frozen", "").split(",")
+                 if p.strip())
+  untrained = [p for p in frozen if task.trainable is not None
+               and not any(p == t or p.startswith(t + "/") for t in task.trainable)]
+  if untrained:
+    raise ConfigError(f"config.train.frozen={config.train.frozen!r}: {untrained} not under "
+                      f"the parts task {config.task!r} trains: {list(task.trainable)}")
+  task.frozen = frozen
   return task

@@ -31,33 +31,41 @@ def learning_rate_schedule(train_cfg: ml_collections.ConfigDict) -> optax.Schedu
       end_value=train_cfg.learning_rate * train_cfg.min_lr_ratio)
 
 
-def is_trained(path: tuple, trainable: Sequence[str]) -> bool:
+def _under(name: str, paths: Sequence[str]) -> bool:
+  return any(name == t or name.startswith(t + "/") for t in paths)
+
+
+def is_trained(path: tuple, trainable: Optional[Sequence[str]],
+               frozen: Sequence[str] = ()) -> bool:
   """Whether a param at `path` (a tree path) lies under one of the `trainable` paths
-  ("thinker", "student/adaptor": dict keys joined by '/')."""
+  (None: all) and under none of the `frozen` ones ("thinker", "thinker/embedder",
+  "student/adaptor": dict keys joined by '/')."""
   name = "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
-  return any(name == t or name.startswith(t + "/") for t in trainable)
+  return (trainable is None or _under(name, trainable)) and not _under(name, frozen)
 
 
 def make_optimizer(train_cfg: ml_collections.ConfigDict,
-                   trainable: Optional[Sequence[str]] = None) -> optax.GradientTransformation:
-  """clip_by_global_norm -> AdamW(schedule); with `trainable` (param paths, see
-  `is_trained`) every other param is frozen: zero updates and no optimizer state."""
+                   trainable: Optional[Sequence[str]] = None,
+                   frozen: Sequence[str] = ()) -> optax.GradientTransformation:
+  """clip_by_global_norm -> AdamW(schedule); every param outside `trainable` or inside
+  `frozen` (param paths, see `is_trained`) is frozen: zero updates, no optimizer state."""
   tx = optax.chain(
       optax.clip_by_global_norm(train_cfg.grad_clip),
       optax.adamw(learning_rate_schedule(train_cfg), b1=train_cfg.b1, b2=train_cfg.b2,
                   weight_decay=train_cfg.weight_decay))
-  if trainable is None:
+  if trainable is None and not frozen:
     return tx
   labels = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
-      lambda path, _: "train" if is_trained(path, trainable) else "freeze", params,
+      lambda path, _: "train" if is_trained(path, trainable, frozen) else "freeze", params,
       is_leaf=lambda x: isinstance(x, AxisMetadata))  # a boxed param is one leaf
   return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
 
 
-def freeze(params: Any, trainable: Optional[Sequence[str]]) -> Any:
-  """stop_gradient on every param not under `trainable`, so no backward pass is spent on
+def freeze(params: Any, trainable: Optional[Sequence[str]], frozen: Sequence[str] = ()) -> Any:
+  """stop_gradient on every param `is_trained` rejects, so no backward pass is spent on
   frozen parts."""
-  if trainable is None:
+  if trainable is None and not frozen:
     return params
   return jax.tree_util.tree_map_with_path(
-      lambda path, v: v if is_trained(path, trainable) else jax.lax.stop_gradient(v), params)
+      lambda path, v: v if is_trained(path, trainable, frozen) else jax.lax.stop_gradient(v),
+      params)

@@ -72,7 +72,7 @@ def setup_experiment(config: ml_collections.ConfigDict,
   mesh = partitioning.make_mesh(config.mesh, devices)
   rules = partitioning.rules_from_config(config.logical_axis_rules)
   task = tasks.build_task(config, shapes_only)
-  tx = make_optimizer(config.train, task.trainable)
+  tx = make_optimizer(config.train, task.trainable, task.frozen)
   if shapes_only:
     example_batch = task.batch_spec(per_host_batch_size(config))
   else:
@@ -102,12 +102,12 @@ def make_train_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Train
   base_rng = jax.random.key(exp.config.seed + 1)
   batch_axes = exp.batch_sharding.spec[0]
 
-  trainable = exp.task.trainable
+  trainable, frozen = exp.task.trainable, exp.task.frozen
   skip_nonfinite = exp.config.train.nonfinite == "skip"
 
   def grads_and_metrics(params, batch, rng):
     grad_fn = jax.value_and_grad(
-        lambda p, b, r: exp.task.loss(freeze(p, trainable), b, r), has_aux=True)
+        lambda p, b, r: exp.task.loss(freeze(p, trainable, frozen), b, r), has_aux=True)
     if accum == 1:
       (_, metrics), grads = grad_fn(params, batch, rng)
       return grads, metrics
