@@ -89,3 +89,18 @@ def test_distill_without_config_uses_the_teachers(workdir, tmp_path):
   # the config came from config.json: the run got as far as looking for the teacher's params
   assert proc.returncode == 1 and "Traceback" not in proc.stderr
   assert f"holds no checkpoint ({workdir}/checkpoints is missing)" in proc.stderr
+
+
+def test_distill_config_of_a_talker_takes_the_teachers_decoder(tmp_path):
+  """A shift-logits MDM Talker (stage 2) distils without --config: the stage comes from its
+  task and its decoder fields from its config.json."""
+  from configs import mdm
+  from launch import distill
+  teacher = mdm.get_config("tiny,stage=2")
+  teacher.diffusion.shift_logits = True
+  teacher.data.dir = "/corpus"
+  run_config.write(teacher, str(tmp_path))
+  config = distill.distill_config(str(tmp_path), None)
+  assert (config.task, config.distill.base_task) == ("self_distill", "speech_talker")
+  assert config.diffusion.shift_logits and config.data.dir == "/corpus"
+  assert tuple(config.distill.rounds) == (8, 4, 2)  # 15-unit chunks: 8 -> 4 -> 2 -> 1

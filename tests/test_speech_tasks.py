@@ -74,7 +74,13 @@ def test_typed_stage_trains_only_the_thinker_and_starts_stage_1(prepared_corpus,
     jax.tree_util.tree_map(np.testing.assert_array_equal, source[part], grafted[part])
   assert any(not np.array_equal(a, b) for a, b in zip(
       jax.tree_util.tree_leaves(spoken["thinker"]), jax.tree_util.tree_leaves(typed["thinker"])))
+  # 'thinker=W2' alone: this run's fresh params around W2's Thinker.
+  fresh = jax.tree_util.tree_map(jnp.zeros_like, spoken)
+  alone = trainer.load_params(f"thinker={tmp_path / 's0'}", exp1, fresh)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, typed["thinker"], alone["thinker"])
+  jax.tree_util.tree_map(np.testing.assert_array_equal, fresh["encoder"], alone["encoder"])
   for bad, says in ((f"{tmp_path / 's1'},thinker", "PART=WORKDIR"),
+                    (f"thinker={tmp_path / 's0'},thinker={tmp_path / 's1'}", "new PART"),
                     (f"{tmp_path / 's1'},ears={tmp_path / 's0'}", "no part 'ears'")):
     with pytest.raises(ConfigError, match=says):
       trainer.load_params(bad, exp1)

@@ -223,44 +223,57 @@ def dry_run(config: ml_collections.ConfigDict,
 
 
 def parse_init_from(spec: str) -> tuple[str, dict[str, str]]:
-  """'W' or 'W,thinker=W2' -> ('W', {'thinker': 'W2'}): every param from W, then each named
-  top-level part from its own run (e.g. an MDM Thinker adapted on typed questions grafted
-  into a speech model whose encoder and adaptor already hear)."""
-  base, *rest = [s.strip() for s in spec.split(",")]
+  """'W', 'W,thinker=W2' or 'thinker=W2' -> (base, {part: workdir}): every param from the
+  base run W ('' : this run's fresh init), then each named top-level part from its own
+  run (e.g. stage 0's Thinker into a speech model with other ears, or an MDM Thinker
+  grafted onto ears that already hear)."""
+  entries = [s.strip() for s in spec.split(",")]
+  base = "" if "=" in entries[0] else entries.pop(0)
   parts = {}
-  for entry in rest:
+  for entry in entries:
     part, sep, workdir = entry.partition("=")
-    if not sep or not part or not workdir:
-      raise ConfigError(f"config.init_from={spec!r}: {entry!r} is not PART=WORKDIR "
+    if not sep or not part or not workdir or part in parts:
+      raise ConfigError(f"config.init_from={spec!r}: {entry!r} is not a new PART=WORKDIR "
                         "(e.g. 'w/ar1,thinker=w/mdm0')")
     parts[part] = workdir
-  if not base or "=" in base:
-    raise ConfigError(f"config.init_from={spec!r} must start with a workdir")
   return base, parts
 
 
-def _checked(workdir: str, exp: Experiment) -> str:
+# What a part's params depend on: a source run must agree on these (PARAM_FIELDS for a base).
+PART_FIELDS = {"thinker": ("model",), "encoder": ("encoder",),
+               "adaptor": ("adaptor", "encoder.embed_dim", "model.embed_dim"),
+               "talker": ("talker.model", "talker.num_units", "model.embed_dim")}
+
+
+def _checked(workdir: str, exp: Experiment, fields: Sequence[str]) -> str:
   saved = run_config.read(workdir)
   if saved is not None:  # the source config: its model must be this one's
-    run_config.check(saved, exp.config, workdir, hard=run_config.PARAM_FIELDS, soft=())
+    run_config.check(saved, exp.config, workdir, hard=fields, soft=())
   return workdir
 
 
-def load_params(init_from: str, exp: Experiment) -> Any:
+def load_params(init_from: str, exp: Experiment, fresh: Any = None) -> Any:
   """Params of the latest checkpoint of another run (e.g. stage 1 for stage 2), placed
-  with this run's shardings; `init_from` may graft parts from other runs
-  (`parse_init_from`). Optimizer states are not read."""
+  with this run's shardings, with parts grafted from other runs (`parse_init_from`;
+  `fresh`: this run's initial params, the base when `init_from` names none). Optimizer
+  states are not read."""
   base, parts = parse_init_from(init_from)
   abstract = exp.abstract_state.params
-  params = exp.task.params_from_checkpoint(  # an export's bf16 params start training in f32
-      functools.partial(restore.restore_params, _checked(base, exp), exported_dtype=False),
-      abstract)
+  if base:
+    params = exp.task.params_from_checkpoint(  # an export's bf16 params train in f32
+        functools.partial(restore.restore_params, _checked(base, exp, run_config.PARAM_FIELDS),
+                          exported_dtype=False), abstract)
+  elif fresh is not None:
+    params = fresh
+  else:
+    raise ConfigError(f"config.init_from={init_from!r} names no base run")
   for part, workdir in parts.items():
     if not isinstance(params, dict) or part not in params:
       names = sorted(params) if isinstance(params, dict) else []
       raise ConfigError(f"config.init_from: this model has no part {part!r}; parts: {names}")
+    fields = PART_FIELDS.get(part, run_config.PARAM_FIELDS)
     params = {**params, part: restore.restore_params(
-        _checked(workdir, exp), abstract[part], scope=(part,), exported_dtype=False)}
+        _checked(workdir, exp, fields), abstract[part], scope=(part,), exported_dtype=False)}
   return params
 
 
@@ -300,7 +313,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   if latest is None:
     state = init_state(exp)
     if config.get("init_from"):
-      state = state.replace(params=load_params(config.init_from, exp))
+      state = state.replace(params=load_params(config.init_from, exp, state.params))
   else:
     logging.info("resuming from step %d in %s", latest, workdir)
     state = ckpt.restore(latest, exp.abstract_state, data_iter)
