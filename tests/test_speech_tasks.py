@@ -40,6 +40,7 @@ def test_two_stages_train_only_their_parts(module, prepared_corpus, tmp_path, de
   s2.init_from = str(tmp_path / "s1")
   h2 = trainer.train(s2, str(tmp_path / "s2"), devices=devices)
   assert all(np.isfinite(r["loss"]) for r in h2)
+  assert all(r["grad_norm"] > 0 for r in h1 + h2)  # weight decay alone would move params too
   stage2 = _params(tmp_path / "s2", s2, devices)
   for frozen in ("encoder", "adaptor", "thinker"):  # loaded from stage 1, then frozen
     jax.tree_util.tree_map(np.testing.assert_array_equal, stage1[frozen], stage2[frozen])
@@ -107,6 +108,10 @@ def test_mdm_loss_scores_only_response_positions(stage, valid_key, prepared_corp
                                * empty_metrics["ctc_loss"], rtol=1e-6)
   else:  # an empty answer is still "eos", filled to the end of the first chunk
     assert 0 < empty_metrics["target_tokens"] <= 4 * task.config.talker.chunk_size
+    # The Talker's loss scores its speech units, not stage 1's answer and auxiliaries.
+    assert not {"ctc_loss", "typed_loss", "answer_loss"} & set(metrics)
+    units = dict(batch, answer_units=(batch["answer_units"] + 1) % task.speech_vocab.num_units)
+    assert not np.isclose(loss(params, units, rng)[0], base)
 
 
 @pytest.mark.parametrize("ctc_on", ["encoder", "adaptor"])

@@ -229,3 +229,8 @@ class SpeechTalkerTask(SpeechThinkerTask):
     return objectives.LMProblem(part_fns(self.model, params, "talker"), talker_batch,
                                 v.mask_id, v.eos_id, t.chunk_size, start_id=v.bos_id)
 
+  def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
+    """The Talker's own loss (never stage 1's answer + auxiliaries: the Thinker is frozen)."""
+    return objectives.lm_loss(self.lm_problem(params, batch), rng, self.config.objective,
+                              self.config.diffusion)
+
