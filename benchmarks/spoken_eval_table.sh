@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The spoken-answer table on a `make demo` output: AR vs MDM (S = 1, 2, 4) vs the MDM
+# Talker self-distilled over its 15-unit chunks (rounds 8->4, 4->2, 2->1), same
+# checkpoints, same questions, one independent ASR judge with its floors.
+#   DEMO_DIR=demo_out bash benchmarks/spoken_eval_table.sh
+# Writes $DEMO_DIR/eval_table/* and benchmarks/results/spoken_eval_$TAG.json.
+set -euo pipefail
+DEMO_DIR=${DEMO_DIR:-demo_out}
+PY=${PY:-.venv/bin/python}
+SPLIT=${SPLIT:-test}
+NUM_EVAL=${NUM_EVAL:-50}
+ROUND_STEPS=${ROUND_STEPS:-150}
+TAG=${TAG:-tiny_cpu}
+OUT=$DEMO_DIR/eval_table
+VOCODER=$DEMO_DIR/vocoder/vocoder
+evaluate() {  # evaluate CHECKPOINT STEPS OUT_DIR
+  $PY -m launch.evaluate --checkpoint="$1" --steps="$2" --vocoder="$VOCODER" --split="$SPLIT" \
+    --n="$NUM_EVAL" --out="$3"
+}
+AR_EVAL=$DEMO_DIR/eval_ar  # make demo's own AR evaluation when it judged the same questions
+[ -f "$AR_EVAL/eval.json" ] || { AR_EVAL=$OUT/ar; evaluate "$DEMO_DIR/ar/stage2" 1 "$AR_EVAL"; }
+evaluate "$DEMO_DIR/mdm/stage2" 1,2,4 "$OUT/mdm"
+$PY -m launch.distill --teacher="$DEMO_DIR/mdm/stage2" --workdir="$OUT/distill_talker" \
+  --config.train.steps="$ROUND_STEPS" --config.train.progress_bar=False
+last=$(ls -d "$OUT"/distill_talker/round*_2to1)
+evaluate "$last" 1,2 "$OUT/mdm_distilled"
+$PY benchmarks/spoken_eval_table.py --eval=AR="$AR_EVAL" --eval=MDM="$OUT/mdm" \
+  --eval="MDM, Talker distilled 8->4->2->1"="$OUT/mdm_distilled" \
+  --note="make demo checkpoints in $DEMO_DIR; distillation $ROUND_STEPS steps per round" \
+  --out="benchmarks/results/spoken_eval_$TAG.json"
