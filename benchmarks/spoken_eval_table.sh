@@ -19,9 +19,12 @@ evaluate() {  # evaluate CHECKPOINT STEPS OUT_DIR
 }
 AR_EVAL=$DEMO_DIR/eval_ar  # make demo's own AR evaluation when it judged the same questions
 [ -f "$AR_EVAL/eval.json" ] || { AR_EVAL=$OUT/ar; evaluate "$DEMO_DIR/ar/stage2" 1 "$AR_EVAL"; }
-evaluate "$DEMO_DIR/mdm/stage2" 1,2,4 "$OUT/mdm"
-$PY -m launch.distill --teacher="$DEMO_DIR/mdm/stage2" --workdir="$OUT/distill_talker" \
-  --config.train.steps="$ROUND_STEPS" --config.train.progress_bar=False
+[ -f "$OUT/mdm/eval.json" ] || evaluate "$DEMO_DIR/mdm/stage2" 1,2,4 "$OUT/mdm"
+# configs/distill.py with the teacher's data and decoder (overrides need an explicit --config)
+$PY -m launch.distill --config=configs/distill.py:tiny,stage=2 --teacher="$DEMO_DIR/mdm/stage2" \
+  --workdir="$OUT/distill_talker" --config.data.dir="$DEMO_DIR/data" \
+  --config.diffusion.shift_logits=True --config.train.steps="$ROUND_STEPS" \
+  --config.train.progress_bar=False
 last=$(ls -d "$OUT"/distill_talker/round*_2to1)
 evaluate "$last" 1,2 "$OUT/mdm_distilled"
 $PY benchmarks/spoken_eval_table.py --eval=AR="$AR_EVAL" --eval=MDM="$OUT/mdm" \

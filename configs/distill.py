@@ -49,3 +49,23 @@ def get_config(arg: str | None = None):
   c.train.steps = {"tiny": 300, "small": 1000}.get(c.preset, 20_000)
   c.train.learning_rate /= 10  # the student starts from a trained model
   return c
+
+
+# Sections of the teacher's config.json a default distillation config takes over.
+TEACHER_FIELDS = ("model", "encoder", "adaptor", "talker", "diffusion", "auxiliary", "data",
+                  "seed")
+_STAGES = {"speech_typed": 0, "speech_thinker": 1, "speech_talker": 2}
+
+
+def for_teacher(saved):
+  """The default config distilling a run whose config.json is `saved`: the preset and task
+  from its run, its model, decoder and data as it trained them (ValueError: no decoder)."""
+  if saved.task not in _STAGES and saved.task != "text_lm":
+    raise ValueError(f"trained task {saved.task!r}; distill a text, speech Thinker or "
+                     "Talker run")
+  option = "text" if saved.task == "text_lm" else f"stage={_STAGES[saved.task]}"
+  c = get_config(f"{saved.preset},{option}")
+  for key in TEACHER_FIELDS:
+    if key in saved:
+      c[key] = saved[key]
+  return c

@@ -29,11 +29,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "One subdirectory per round + ro
 flags.mark_flags_as_required(["teacher", "workdir"])
 
 
-# Sections of the teacher's config.json a default distillation config takes over.
-TEACHER_FIELDS = ("model", "encoder", "adaptor", "talker", "diffusion", "auxiliary", "data",
-                  "seed")
-
-
 def distill_config(teacher: str, given: ml_collections.ConfigDict | None
                    ) -> ml_collections.ConfigDict:
   """The given config, or configs/distill.py for the teacher's run; checked against it."""
@@ -41,15 +36,10 @@ def distill_config(teacher: str, given: ml_collections.ConfigDict | None
   if given is None:
     if saved is None:
       raise ConfigError(f"--config is required: {teacher} has no {run_config.FILENAME}")
-    stages = {"speech_typed": 0, "speech_thinker": 1, "speech_talker": 2}
-    if saved.task not in stages and saved.task != "text_lm":
-      raise ConfigError(f"{teacher} trained task {saved.task!r}; distill a text, speech "
-                        "Thinker or Talker run")
-    option = "text" if saved.task == "text_lm" else f"stage={stages[saved.task]}"
-    given = distill_configs.get_config(f"{saved.preset},{option}")
-    for key in TEACHER_FIELDS:  # the teacher's model, decoder and data, as it trained them
-      if key in saved:
-        given[key] = saved[key]
+    try:
+      given = distill_configs.for_teacher(saved)
+    except ValueError as e:
+      raise ConfigError(f"{teacher}: {e}") from None
   if saved is not None:
     run_config.check(saved, given, teacher, soft=())
   return given

@@ -94,13 +94,13 @@ def test_distill_without_config_uses_the_teachers(workdir, tmp_path):
 def test_distill_config_of_a_talker_takes_the_teachers_decoder(tmp_path):
   """A shift-logits MDM Talker (stage 2) distils without --config: the stage comes from its
   task and its decoder fields from its config.json."""
-  from configs import mdm
-  from launch import distill
+  from configs import distill, mdm  # launch.distill's flags would clash with other launchers'
   teacher = mdm.get_config("tiny,stage=2")
   teacher.diffusion.shift_logits = True
   teacher.data.dir = "/corpus"
   run_config.write(teacher, str(tmp_path))
-  config = distill.distill_config(str(tmp_path), None)
+  config = distill.for_teacher(run_config.read(str(tmp_path)))
+  run_config.check(run_config.read(str(tmp_path)), config, str(tmp_path), soft=())
   assert (config.task, config.distill.base_task) == ("self_distill", "speech_talker")
   assert config.diffusion.shift_logits and config.data.dir == "/corpus"
   assert tuple(config.distill.rounds) == (8, 4, 2)  # 15-unit chunks: 8 -> 4 -> 2 -> 1
