@@ -10,6 +10,7 @@ import ml_collections
 from data_pipelines import synthetic_text
 
 PRESETS = ("tiny", "small", "1b", "8b")
+SPEECH_TASKS = ("speech_typed", "speech_thinker", "speech_talker")  # config.task of stage 0, 1, 2
 
 # name: (embed_dim, num_layers, num_heads, num_kv_heads, head_dim, mlp_dim, rope_theta, tied)
 _MODEL_SHAPES = {
@@ -82,7 +83,7 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
                      "2 (Talker)")
   n_mels, e_dim, e_layers, e_heads, e_mlp = _ENCODER_SHAPES[preset]
   cpu = preset in ("tiny", "small")
-  c.task = ("speech_typed", "speech_thinker", "speech_talker")[stage]
+  c.task = SPEECH_TASKS[stage]
   c.encoder = ml_collections.ConfigDict(dict(
       n_mels=n_mels, embed_dim=e_dim, num_layers=e_layers, num_heads=e_heads, mlp_dim=e_mlp,
       trainable=True,
@@ -124,7 +125,8 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
   c.task = "text_lm"
   c.seed = 0
   # A workdir whose latest params start this run (stage 2: stage 1's); `W,thinker=W2` then
-  # takes the named top-level part from another run (an MDM Thinker adapted on typed text).
+  # takes the named top-level part from another run (an MDM Thinker adapted on typed text);
+  # `thinker=W2` alone: this run's fresh params around W2's Thinker.
   c.init_from = ""
   c.model = model_config(preset)
   c.diffusion = ml_collections.ConfigDict(dict(

@@ -18,6 +18,8 @@ Measured (2-core CPU, benchmarks/distill_digitsum.sh, multi-answer `digitsum` ta
 steps per round): valid-answer rate at S=2 0.11 -> 0.82 after round 4->2 (teacher at S=4:
 1.00; 600 plain MDM steps instead: 0.08), at S=1 0.65 -> 0.82 after round 2->1.
 """
+import ml_collections
+
 from configs import common
 
 
@@ -54,16 +56,16 @@ def get_config(arg: str | None = None):
 # Sections of the teacher's config.json a default distillation config takes over.
 TEACHER_FIELDS = ("model", "encoder", "adaptor", "talker", "diffusion", "auxiliary", "data",
                   "seed")
-_STAGES = {"speech_typed": 0, "speech_thinker": 1, "speech_talker": 2}
 
 
-def for_teacher(saved):
+def for_teacher(saved: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The default config distilling a run whose config.json is `saved`: the preset and task
   from its run, its model, decoder and data as it trained them (ValueError: no decoder)."""
-  if saved.task not in _STAGES and saved.task != "text_lm":
+  if saved.task not in common.SPEECH_TASKS and saved.task != "text_lm":
     raise ValueError(f"trained task {saved.task!r}; distill a text, speech Thinker or "
                      "Talker run")
-  option = "text" if saved.task == "text_lm" else f"stage={_STAGES[saved.task]}"
+  option = ("text" if saved.task == "text_lm" else
+            f"stage={common.SPEECH_TASKS.index(saved.task)}")
   c = get_config(f"{saved.preset},{option}")
   for key in TEACHER_FIELDS:
     if key in saved:

@@ -15,6 +15,7 @@ from vocalnet_jax.modeling.build import build
 from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.models.decoder import Decoder
 from vocalnet_jax.training import objectives
+from vocalnet_jax.training.train_state import under_any
 
 Array = jax.Array
 
@@ -117,8 +118,8 @@ def build_task(config: ml_collections.ConfigDict, shapes_only: bool = False) -> 
   task = getattr(importlib.import_module(module), name)(config, shapes_only)
   frozen = tuple(p.strip().strip("/") for p in config.train.get("frozen", "").split(",")
                  if p.strip())
-  untrained = [p for p in frozen if task.trainable is not None
-               and not any(p == t or p.startswith(t + "/") for t in task.trainable)]
+  untrained = [p for p in frozen
+               if task.trainable is not None and not under_any(p, task.trainable)]
   if untrained:
     raise ConfigError(f"config.train.frozen={config.train.frozen!r}: {untrained} not under "
                       f"the parts task {config.task!r} trains: {list(task.trainable)}")

@@ -31,7 +31,8 @@ def learning_rate_schedule(train_cfg: ml_collections.ConfigDict) -> optax.Schedu
       end_value=train_cfg.learning_rate * train_cfg.min_lr_ratio)
 
 
-def _under(name: str, paths: Sequence[str]) -> bool:
+def under_any(name: str, paths: Sequence[str]) -> bool:
+  """Whether the '/'-joined param path `name` is one of `paths` or lies below one."""
   return any(name == t or name.startswith(t + "/") for t in paths)
 
 
@@ -41,7 +42,7 @@ def is_trained(path: tuple, trainable: Optional[Sequence[str]],
   (None: all) and under none of the `frozen` ones ("thinker", "thinker/embedder",
   "student/adaptor": dict keys joined by '/')."""
   name = "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
-  return (trainable is None or _under(name, trainable)) and not _under(name, frozen)
+  return (trainable is None or under_any(name, trainable)) and not under_any(name, frozen)
 
 
 def make_optimizer(train_cfg: ml_collections.ConfigDict,
