@@ -28,6 +28,8 @@ _SPLIT = flags.DEFINE_string("split", "test", "Corpus split.")
 _N = flags.DEFINE_integer("n", 50, "Questions (the split's first n).")
 _OUT = flags.DEFINE_string("out", None, "JSON file to append this row to.")
 _LABEL = flags.DEFINE_string("label", "", "Row label.")
+_STEPS = flags.DEFINE_integer("steps", 0, "MDM denoising steps per block (0: the config's).")
+_RULE = flags.DEFINE_string("rule", "topk", "MDM commit rule (decoding.step_rules.RULES).")
 flags.mark_flags_as_required(["checkpoint", "out"])
 
 
@@ -56,9 +58,10 @@ def main(argv):
   config = run_config.resolve(None, _CHECKPOINT.value)
   built, params = restore.load(config, _CHECKPOINT.value, jax.devices()[:1])
   model, tok = built.module, built.text_tokenizer
-  cfg = streaming.stream_config(config)
+  cfg = streaming.stream_config(config, text_steps=_STEPS.value or None, rule=_RULE.value)
   lm = streaming.part_lm(model, "thinker")
-  decoder = text_eval.decoder_config(config, tok, config.objective)
+  decoder = text_eval.decoder_config(config, tok, config.objective, steps=_STEPS.value,
+                                     rule=_RULE.value)
   rows = {"spoken": [], "typed": [], "reference": []}
   for i in range(_N.value):
     ex = speech_io.heldout_question(config, i, _SPLIT.value)
@@ -70,6 +73,8 @@ def main(argv):
     rows["reference"].append(ex["answer"])
   result = {"label": _LABEL.value, "checkpoint": _CHECKPOINT.value, "split": _SPLIT.value,
             "n": _N.value, "objective": config.objective,
+            "steps": cfg.text_steps if config.objective == "mdm" else None,
+            "rule": _RULE.value if config.objective == "mdm" else None,
             "step": restore.checkpoint_step(_CHECKPOINT.value),
             "spoken_exact_match": text_metrics.exact_match(rows["spoken"], rows["reference"]),
             "typed_exact_match": text_metrics.exact_match(rows["typed"], rows["reference"]),

@@ -97,9 +97,17 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   # from the typed question on the same batch (the Thinker learns to answer).
   # ctc_on: `encoder` (a linear head on the encoder frames) or `adaptor` (the adapted frames
   # scored by the Thinker's token embeddings).
-  c.auxiliary = ml_collections.ConfigDict(dict(ctc_weight=1.0 if cpu else 0.0,
+  # answer_weight: the spoken answer's own term; 0 with typed_weight 0 and the Thinker frozen
+  # trains the ears alone (CTC only: cheap steps, no Thinker pass).
+  c.auxiliary = ml_collections.ConfigDict(dict(answer_weight=1.0,
+                                               ctc_weight=1.0 if cpu else 0.0,
                                                typed_weight=1.0 if cpu else 0.0,
                                                ctc_on="adaptor"))
+  # SpecAugment of the stage-1 question mel (training only): `freq_masks` bands of up to
+  # `freq_width` mel bins and `time_masks` spans of up to `time_width` frames (and at most
+  # `time_fraction` of the question) take the question's mean. Counts of 0 turn it off.
+  c.spec_augment = ml_collections.ConfigDict(dict(freq_masks=0, freq_width=0, time_masks=0,
+                                                  time_width=0, time_fraction=1.0))
   c.talker = ml_collections.ConfigDict(dict(
       model=model_config(preset, _TALKER_SHAPES), chunk_size=15, text_per_chunk=5,
       num_units=0 if cpu else 6561,  # 0: the unit tokenizer's size; 6561 = CosyVoice2

@@ -52,11 +52,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Every answer is spoken by this voice (`tts.Speaker.name`), never a question speaker's:
       # the unit tokenizer, the Talker and the vocoder learn one assistant voice.
       assistant_voice="en-us_r175_p50_g50",
-      num_workers=1 if tiny else 2,  # synthesis processes
+      num_workers=2,  # synthesis processes
       # > 0: store question_mel (default mel params, this many bins) at build time; the
       # loader then skips log-mel (measured 1.2-2x faster loading, +26% disk). 0: on the fly.
       cache_mel_bins=80,
-      max_seconds=30.0,
+      # Longer question/answer audio is skipped at build time (summary.json counts it): the
+      # CPU model presets read at most 600 mel frames (configs/common.py mel_buckets), and a
+      # 6.00 s clip is 601 frames.
+      max_seconds=5.99,
       # A user corpus instead of the embedded one: split -> JSONL manifest path.
       manifest=ml_collections.ConfigDict(dict(train="", test="")),
   ))

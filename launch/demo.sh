@@ -3,25 +3,26 @@
 # spoken-QA corpus -> tokenizers/units -> AR Thinker on typed questions (stage 0) ->
 # AR speech Thinker (stage 1: CTC of the question transcript on the adapted frames teaches
 # the encoder to hear and the adaptor to speak the Thinker's token embeddings) ->
-# MDM Thinker adapted from it on typed questions (cheap text steps, its token embeddings
-# kept) -> the MDM Thinker learns to read the AR run's ears, which stay frozen ->
-# a Talker for each (stage 2) -> flow-matching vocoder -> both answer the same 50 unseen
-# spoken questions, judged by an independent ASR (eval.json + WAVs).
+# MDM speech Thinker adapted from it (Dream's shifted logits) behind the AR run's frozen
+# ears and token embeddings -> a Talker for each (stage 2) -> vocoder (flow matching +
+# Vocos) -> both answer the same 50 unseen spoken questions, judged by an independent ASR
+# (eval.json + WAVs). MDM decodes with the confidence-threshold rule (Fast-dLLM), at most
+# MDM_EVAL_STEPS forwards per block.
 # Step counts are sized for a 2-core CPU; override with e.g. STAGE1_STEPS=2000 make demo.
 set -euo pipefail
 DEMO_DIR=${DEMO_DIR:-demo_out}
 PY=${PY:-.venv/bin/python}
-NUM_TRAIN=${NUM_TRAIN:-2000}
+NUM_TRAIN=${NUM_TRAIN:-8000}
 STAGE0_STEPS=${STAGE0_STEPS:-1200}
 STAGE1_STEPS=${STAGE1_STEPS:-1100}
-MDM_TYPED_STEPS=${MDM_TYPED_STEPS:-1200}
-MDM_SPOKEN_STEPS=${MDM_SPOKEN_STEPS:-700}
+MDM_STEPS=${MDM_STEPS:-1100}
 STAGE2_STEPS=${STAGE2_STEPS:-200}
 VOCODER_STEPS=${VOCODER_STEPS:-400}
 VOCOS_STEPS=${VOCOS_STEPS:-1000}
 SPLIT=${SPLIT:-test}
 NUM_EVAL=${NUM_EVAL:-50}
-MDM_EVAL_STEPS=${MDM_EVAL_STEPS:-2}
+MDM_EVAL_STEPS=${MDM_EVAL_STEPS:-4}
+MDM_EVAL_RULE=${MDM_EVAL_RULE:-threshold}
 export XLA_FLAGS=${XLA_FLAGS:-}
 DATA=$DEMO_DIR/data
 SHIFT=--config.diffusion.shift_logits=True  # the MDM Thinker is adapted from the AR one
@@ -34,42 +35,37 @@ train() {  # train CONFIG WORKDIR [overrides...]
     --config.train.progress_bar=False "$@"
 }
 
-step "1/8 spoken-QA corpus ($NUM_TRAIN train questions), sentencepiece tokenizer, speech units"
+step "1/7 spoken-QA corpus ($NUM_TRAIN train questions), sentencepiece tokenizer, speech units"
 $PY -m launch.prepare_data --config=configs/data.py:tiny --config.corpus.num_train="$NUM_TRAIN" \
   --out="$DATA"
 
-step "2/8 AR Thinker on typed questions (stage 0), $STAGE0_STEPS steps"
+step "2/7 AR Thinker on typed questions (stage 0), $STAGE0_STEPS steps"
 train configs/ar.py:tiny,stage=0 "$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE0_STEPS"
 
-step "3/8 AR speech Thinker (stage 1: question audio -> text answer), $STAGE1_STEPS steps"
+step "3/7 AR speech Thinker (stage 1: question audio -> text answer), $STAGE1_STEPS steps"
 train configs/ar.py:tiny,stage=1 "$DEMO_DIR/ar/stage1" \
   --config.init_from="thinker=$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE1_STEPS"
 
-step "4/8 MDM Thinker adapted from the AR speech one on typed questions, $MDM_TYPED_STEPS steps"
-train configs/mdm.py:tiny,stage=0 "$DEMO_DIR/mdm/stage0" $SHIFT \
-  --config.init_from="$DEMO_DIR/ar/stage1" --config.train.frozen=thinker/embed_tokens \
-  --config.train.steps="$MDM_TYPED_STEPS"
-
-step "5/8 MDM speech Thinker on the AR run's frozen ears, $MDM_SPOKEN_STEPS steps"
+step "4/7 MDM speech Thinker adapted from the AR one behind its frozen ears, $MDM_STEPS steps"
 train configs/mdm.py:tiny,stage=1 "$DEMO_DIR/mdm/stage1" $SHIFT \
-  --config.init_from="$DEMO_DIR/ar/stage1,thinker=$DEMO_DIR/mdm/stage0" \
-  --config.train.frozen=encoder,adaptor,thinker/embed_tokens \
-  --config.train.steps="$MDM_SPOKEN_STEPS"
+  --config.init_from="$DEMO_DIR/ar/stage1" \
+  --config.train.frozen=encoder,adaptor,thinker/embed_tokens --config.train.steps="$MDM_STEPS"
 
-step "6/8 Talkers (stage 2: text -> speech units), $STAGE2_STEPS steps each"
+step "5/7 Talkers (stage 2: text -> speech units), $STAGE2_STEPS steps each"
 train configs/ar.py:tiny,stage=2 "$DEMO_DIR/ar/stage2" \
   --config.init_from="$DEMO_DIR/ar/stage1" --config.train.steps="$STAGE2_STEPS"
 train configs/mdm.py:tiny,stage=2 "$DEMO_DIR/mdm/stage2" $SHIFT \
   --config.init_from="$DEMO_DIR/mdm/stage1" --config.train.steps="$STAGE2_STEPS"
 
-step "7/8 vocoder (units -> mel: $VOCODER_STEPS steps; mel -> waveform, Vocos: $VOCOS_STEPS)"
+step "6/7 vocoder (units -> mel: $VOCODER_STEPS steps; mel -> waveform, Vocos: $VOCOS_STEPS)"
 $PY -m launch.train_vocoder --config=configs/vocoder.py:tiny --data="$DATA" \
   --workdir="$DEMO_DIR/vocoder" --config.train.steps="$VOCODER_STEPS" \
   --config.neural.train.steps="$VOCOS_STEPS"
 
-step "8/8 answer $NUM_EVAL unseen spoken questions ($SPLIT split) with AR and MDM"
+step "7/7 answer $NUM_EVAL unseen spoken questions ($SPLIT split) with AR and MDM"
 for objective in ar mdm; do
   $PY -m launch.evaluate --checkpoint="$DEMO_DIR/$objective/stage2" --steps="$MDM_EVAL_STEPS" \
+    --rule="$MDM_EVAL_RULE" \
     --vocoder="$DEMO_DIR/vocoder/vocoder" --split="$SPLIT" --n="$NUM_EVAL" \
     --out="$DEMO_DIR/eval_$objective"
 done

@@ -1,5 +1,7 @@
 """The speech model's two training stages on a micro corpus, and the dry-run report."""
 import functools
+import json
+import os
 
 import flax.linen as nn
 import jax
@@ -133,6 +135,14 @@ def test_stage1_loss_is_answer_plus_weighted_auxiliary_terms(ctc_on, prepared_co
   rolled = dict(batch, question_tokens=np.roll(batch["question_tokens"], 1, axis=0))
   _, other = loss(params, rolled, jax.random.key(1))
   assert other["answer_loss"] == m["answer_loss"] and other["ctc_loss"] != m["ctc_loss"]
+  # answer_weight scales the spoken answer's term; 0 (and typed 0) leaves the ears' CTC alone.
+  config.auxiliary.update(answer_weight=0.25)
+  total, m = jax.jit(tasks.build_task(config).loss)(params, batch, jax.random.key(1))
+  np.testing.assert_allclose(
+      total, 0.25 * m["answer_loss"] + 0.5 * m["ctc_loss"] + 2.0 * m["typed_loss"], rtol=1e-5)
+  config.auxiliary.update(answer_weight=0.0, typed_weight=0.0)
+  total, m = jax.jit(tasks.build_task(config).loss)(params, batch, jax.random.key(1))
+  assert set(m) == {"ctc_loss", "loss"} and total == 0.5 * m["ctc_loss"]
 
 
 @pytest.mark.slow
@@ -178,3 +188,20 @@ def test_train_frozen_keeps_paths_inside_the_trained_parts_fixed(prepared_corpus
   config.train.frozen = "thinker,talker"  # stage 1 never trains the Talker
   with pytest.raises(ConfigError, match="'talker'"):
     tasks.build_task(config)
+
+
+@pytest.mark.parametrize("field,key", [("mel_buckets", "mel_frames"),
+                                       ("max_units", "answer_units"),
+                                       ("response_len", "response_tokens")])
+def test_a_corpus_longer_than_the_config_fails_in_one_line_before_training(
+    field, key, prepared_corpus):
+  """The loader would raise mid-training on the first too-long example; the task refuses
+  the corpus up front, naming the field and the corpus's longest example."""
+  config = _config(ar, 1, prepared_corpus, steps=1)
+  with open(os.path.join(prepared_corpus, "summary.json")) as f:
+    longest = json.load(f)["max_lengths"]["train"][key]
+  config.data[field] = (longest - 1,) if field == "mel_buckets" else longest - 1
+  with pytest.raises(ConfigError, match=rf"config\.data\.{field}.*'train'.*{key} \({longest}\)"):
+    tasks.build_task(config)
+  config.data[field] = (longest,) if field == "mel_buckets" else longest
+  tasks.build_task(config)  # exactly the longest example fits

@@ -59,6 +59,20 @@ def test_threshold_commits_above_tau_and_at_least_one():
   np.testing.assert_array_equal(commit, masked)  # last allowed step: all remaining
 
 
+@pytest.mark.parametrize("steps", [8, 4, 2])
+def test_threshold_commits_at_least_the_topk_share(steps):
+  """Nothing confident: exactly topk's commits (at most S forwards, no last-step dump);
+  everything confident: the whole block in one step."""
+  logits = _logits()
+  unsure = step_rules.get_rule("threshold", threshold=1.0)
+  _, commits = _run_block(logits, jax.random.key(1), unsure, steps)
+  _, topk = _run_block(logits, jax.random.key(1), step_rules.get_rule("topk"), steps)
+  np.testing.assert_array_equal(commits, topk)
+  _, commits = _run_block(logits, jax.random.key(1),
+                          step_rules.get_rule("threshold", threshold=0.0), steps)
+  assert np.all(np.asarray(commits[0])) and not np.any(np.asarray(commits[1:]))
+
+
 def test_ancestral_unmask_probability_follows_schedule():
   logits = _logits(b=512, block=16)
   final, commits = _run_block(logits, jax.random.key(3), step_rules.get_rule("ancestral"), 4)

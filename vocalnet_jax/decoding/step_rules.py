@@ -54,12 +54,15 @@ def confidence_topk(logits: Array, is_masked: Array, step: Array, num_steps: int
 def confidence_threshold(logits: Array, is_masked: Array, step: Array, num_steps: int,
                          rng: Array, *, threshold: float = 0.9,
                          temperature: float = 0.0) -> tuple[Array, Array]:
-  """Fast-dLLM: commit every masked token with confidence > threshold, at least the most
-  confident one; everything at the last allowed step."""
+  """Fast-dLLM: commit every masked token with confidence > threshold, and at least what
+  `confidence_topk` commits (its even share of what is left; one per step when S = B, as in
+  Fast-dLLM). So a block never takes more than S forwards, never dumps most of a block on
+  its last step when S < B (a 15-unit speech chunk in 4 steps), and finishes early when
+  the model is sure."""
   tokens, confidence = _propose(logits, rng, temperature)
-  best = _confidence_ranks(confidence, is_masked) == 0
-  last = step >= num_steps - 1
-  commit = is_masked & ((confidence > threshold) | best | last)
+  k = masking.topk_commit_count(jnp.sum(is_masked, axis=-1), num_steps - step)  # [b]
+  share = _confidence_ranks(confidence, is_masked) < k[:, None]
+  commit = is_masked & ((confidence > threshold) | share)
   return tokens, commit
 
 

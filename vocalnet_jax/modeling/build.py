@@ -89,6 +89,26 @@ def corpus_dataset_dir(config: ml_collections.ConfigDict) -> str:
   return json.loads(summary.read_text(encoding="utf-8"))["dataset_dir"]
 
 
+def check_corpus_fits(config: ml_collections.ConfigDict, split: str = "train") -> None:
+  """ConfigError (one line) when the longest example of `split` in the corpus's summary.json
+  (written by `launch.prepare_data`) exceeds the padded lengths of `config.data`: caught
+  before compiling instead of as a loader traceback mid-training."""
+  d = config.data
+  limits = {"mel_frames": ("mel_buckets[-1]", d.mel_buckets[-1]),
+            "question_tokens": ("max_question_tokens", d.max_question_tokens),
+            "response_tokens": ("response_len", d.response_len),
+            "answer_units": ("max_units", d.max_units)}
+  corpus_dataset_dir(config)  # a missing corpus: the command that makes it
+  summary = epath.Path(config.data.dir) / "summary.json"
+  longest = json.loads(summary.read_text(encoding="utf-8")).get("max_lengths", {}).get(split, {})
+  for key, (field, limit) in limits.items():
+    if longest.get(key, 0) > limit:
+      raise ConfigError(
+          f"config.data.{field}={limit} is shorter than the longest {split!r} example's "
+          f"{key} ({longest[key]}) in {summary}: raise config.data.{field}, or prepare the "
+          "corpus with a lower corpus.max_seconds")
+
+
 def _text_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model:
   del shapes_only  # the character tokenizer needs no files
   tok = synthetic_text.CharTokenizer()

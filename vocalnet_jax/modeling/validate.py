@@ -67,6 +67,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if "auxiliary" in config:
     ctc_on = config.auxiliary.get("ctc_on", "encoder")  # runs saved before the knob: encoder
     _require(ctc_on in CTC_ON, f"config.auxiliary.ctc_on={ctc_on!r}; choose from {CTC_ON}")
+  if "spec_augment" in config:
+    a = config.spec_augment
+    for field in ("freq_masks", "freq_width", "time_masks", "time_width"):
+      _require(a[field] >= 0, f"config.spec_augment.{field}={a[field]} must be >= 0")
+    _require("n_mels" not in config.get("encoder", {}) or a.freq_width <= config.encoder.n_mels,
+             f"config.spec_augment.freq_width={a.freq_width} exceeds config.encoder.n_mels")
+    _require(0.0 <= a.time_fraction <= 1.0,
+             f"config.spec_augment.time_fraction={a.time_fraction} must be in [0, 1]")
   if config.task == "self_distill":
     _validate_distill(config)
 

@@ -19,10 +19,10 @@ import ml_collections
 from data_pipelines import features, loader, speech_loader, spoken_qa
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.diffusion import attention_masks, losses
-from vocalnet_jax.modeling.build import Model, corpus_dataset_dir
+from vocalnet_jax.modeling.build import Model, check_corpus_fits, corpus_dataset_dir
 from vocalnet_jax.models import talker as talker_lib
 from vocalnet_jax.models.speech_llm import SpeechLLM
-from vocalnet_jax.training import objectives
+from vocalnet_jax.training import objectives, spec_augment
 from vocalnet_jax.training.tasks import Task
 
 Array = jax.Array
@@ -32,6 +32,7 @@ class PreparedCorpus:
   """The splits `launch.prepare_data` wrote under `config.data.dir`, as training batches."""
 
   def __init__(self, config: ml_collections.ConfigDict, built: Model):
+    check_corpus_fits(config)
     self.dataset_dir = corpus_dataset_dir(config)
     self.transform = speech_loader.SpeechTransform(
         built.text_tokenizer, speech_loader.SpeechBatchConfig.from_config(config.data),
@@ -64,6 +65,7 @@ class SpeechThinkerTask(Task):
     self.corpus = None if shapes_only else PreparedCorpus(config, self.built)
     self.ids, self.speech_vocab = self.built.ids, self.built.speech_vocab
     self.trainable = ("adaptor", "thinker") + (("encoder",) if config.encoder.trainable else ())
+    self.augment = spec_augment.SpecAugmentConfig.from_config(config.get("spec_augment"))
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     """Shapes of the largest batch the loader can yield (keys the losses read)."""
@@ -113,21 +115,28 @@ class SpeechThinkerTask(Task):
                                 self.config.diffusion.block_size)
 
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
-    """The spoken answer's loss, plus the auxiliary terms of `config.auxiliary`:
+    """The spoken answer's loss (weight `answer_weight`), plus the auxiliary terms of
+    `config.auxiliary`:
     CTC of the question transcript on the encoder frames (the encoder learns to hear)
-    and the same answer from the typed question (the Thinker learns to answer)."""
+    and the same answer from the typed question (the Thinker learns to answer). The
+    question's mel is SpecAugmented per `config.spec_augment` (off when its counts are 0)."""
     aux, objective, diffusion = self.config.auxiliary, self.config.objective, self.config.diffusion
     head, tail = self.head_tail(batch["mel"].shape[0])
+    mel = spec_augment.spec_augment(batch["mel"], batch["mel_valid"],
+                                    jax.random.fold_in(rng, 1), self.augment)
     prefix, prefix_valid, ctc_logits, frames_valid = self.model.apply(
-        {"params": params}, batch["mel"], batch["mel_valid"], head, tail,
+        {"params": params}, mel, batch["mel_valid"], head, tail,
         aux.get("ctc_on", "encoder"),  # runs saved before the knob scored encoder frames
         method=SpeechLLM.audio_prompt_and_transcript)
     spoken = objectives.ResponseBatch(prefix, prefix_valid, batch["response"],
                                       batch["response_valid"])
     rng_spoken, rng_typed = jax.random.split(rng)
-    loss, metrics = objectives.lm_loss(self.thinker_problem(params, spoken), rng_spoken,
-                                       objective, diffusion)
-    metrics["answer_loss"] = loss
+    loss, metrics = jnp.zeros((), jnp.float32), {}
+    if aux.get("answer_weight", 1.0):  # 0: the ears alone (no Thinker pass for the answer)
+      answer, metrics = objectives.lm_loss(self.thinker_problem(params, spoken), rng_spoken,
+                                           objective, diffusion)
+      metrics["answer_loss"] = answer
+      loss = aux.get("answer_weight", 1.0) * answer
     if aux.ctc_weight:
       metrics["ctc_loss"] = losses.ctc_per_token(ctc_logits, frames_valid,
                                                  batch["question_tokens"],
