@@ -77,6 +77,9 @@ class InvalidExample(Exception):
     super().__init__(f"{reason}: {detail}")
     self.reason, self.detail = reason, detail
 
+  def __reduce__(self):  # rebuilt from both fields when a synthesis worker returns it
+    return InvalidExample, (self.reason, self.detail)
+
 
 def check_audio(wav: np.ndarray, sample_rate: int, limits: AudioLimits, where: str) -> np.ndarray:
   """Returns `wav` as float32 mono [samples] or raises InvalidExample naming `where`."""

@@ -32,15 +32,18 @@ def main(argv):
   rows = {}
   for name, run in runs.items():
     setting, result = next(iter(run["settings"].items()))  # the demo evaluates one setting
-    rows[name] = dict(setting=setting, **result["summary"])
+    rule = result.get("rule", "greedy")
+    label = setting if rule == "greedy" else f"{setting} {rule}"  # e.g. mdm_steps4 threshold
+    rows[name] = dict(setting=setting, label=label, **result["summary"])
   ar, mdm = rows["AR"], rows["MDM"]
   run = runs["AR"]
   print(f"\n{run['num_examples']} spoken questions of the {run['split']!r} split, "
         "same questions for both:")
-  print(f"{'':4} {'setting':11} {'exact match':>11} {'ASR WER':>8} {'first audio s':>13} "
+  width = max(len(r["label"]) for r in rows.values())
+  print(f"{'':4} {'setting':{width}} {'exact match':>11} {'ASR WER':>8} {'first audio s':>13} "
         f"{'NFE Thinker':>11} {'NFE Talker':>10}")
   for name, r in rows.items():
-    print(f"{name:4} {r['setting']:11} {r['exact_match']:11.2f} {r['wer_vs_printed']:8.2f} "
+    print(f"{name:4} {r['label']:{width}} {r['exact_match']:11.2f} {r['wer_vs_printed']:8.2f} "
           f"{r['first_audio_s']:13.3f} {r['thinker_nfe']:11.1f} {r['talker_nfe']:10.1f}")
   ratio = mdm["exact_match"] / ar["exact_match"] if ar["exact_match"] else float("nan")
   print(f"MDM / AR exact match: {ratio:.2f}")

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 
-def _eval(directory, setting, exact_match, printed):
+def _eval(directory, setting, exact_match, printed, rule="greedy"):
   example = {"question": "what is 2 times 3?", "reference": "2 times 3 is 6.",
              "printed": printed, "transcript": "two times three is six"}
   summary = {"exact_match": exact_match, "wer_vs_printed": 0.25, "first_audio_s": 0.5,
@@ -12,7 +12,7 @@ def _eval(directory, setting, exact_match, printed):
   directory.mkdir()
   (directory / "eval.json").write_text(json.dumps({
       "num_examples": 1, "split": "test",
-      "settings": {setting: {"summary": summary, "examples": [example]}},
+      "settings": {setting: {"rule": rule, "summary": summary, "examples": [example]}},
       "floors": {"corpus_audio": {"wer": 0.4}, "vocoder_resynthesis": {"wer": 0.5}}}))
 
 
@@ -23,11 +23,11 @@ def _run(*args):
 
 def test_prints_both_models_and_their_ratio(tmp_path):
   _eval(tmp_path / "ar", "ar", 0.8, "2 times 3 is 6.")
-  _eval(tmp_path / "mdm", "mdm_steps2", 0.6, "2 times 3 is 5.")
+  _eval(tmp_path / "mdm", "mdm_steps2", 0.6, "2 times 3 is 5.", rule="threshold")
   out = _run(f"--ar={tmp_path / 'ar'}", f"--mdm={tmp_path / 'mdm'}")
   assert out.returncode == 0, out.stderr
   assert "MDM / AR exact match: 0.75" in out.stdout
-  assert "mdm_steps2" in out.stdout and "'2 times 3 is 5.'" in out.stdout
+  assert "mdm_steps2 threshold" in out.stdout and "'2 times 3 is 5.'" in out.stdout
   assert str(tmp_path / "mdm" / "mdm_steps2" / "answer_0.wav") in out.stdout
 
 

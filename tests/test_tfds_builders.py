@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -41,6 +42,20 @@ def test_embedded_corpus_array_record_round_trip(tmp_path):
   records = list(stored.values()) + [held[i] for i in range(len(held))]
   assert {r["answer_speaker"].decode() for r in records} == {config.assistant_voice}
   assert config.assistant_voice not in {r["speaker"].decode() for r in records}
+
+
+def test_worker_pool_build_skips_too_long_examples(tmp_path):
+  """A worker returns the skipped example's InvalidExample through a pipe (pickled): the
+  build reports it instead of hanging on an exception its result thread cannot rebuild."""
+  err = pickle.loads(pickle.dumps(tb.InvalidExample("too_long", "x/question: 7.0 s > 6 s")))
+  assert (err.reason, err.detail) == ("too_long", "x/question: 7.0 s > 6 s")
+  config = tb.SpokenQAConfig(name="pool", num_examples=(("train", 6),), num_speakers=3,
+                             num_heldout_speakers=2, num_workers=2,
+                             limits=tb.AudioLimits(max_seconds=2.5))
+  report = tb.build(tb.SpokenQA(config=config, data_dir=str(tmp_path)))
+  skipped = report["skipped"].get("train", {})
+  assert report["kept"]["train"] + sum(skipped.values()) == 6
+  assert set(skipped) == {"too_long"} and report["kept"]["train"] > 0
 
 
 def test_answers_use_one_assistant_voice_whatever_the_questioner():
