@@ -5,7 +5,8 @@ each question from its audio (spoken) and from its transcript (typed), Thinker o
       --out=benchmarks/results/x.json [--label=...]
 
 Why: stage 1 is judged before any Talker exists; spoken vs typed on the same questions
-separates hearing (encoder + adaptor) from answering (the Thinker).
+separates hearing (encoder + adaptor) from answering (the Thinker), and the greedy CTC
+transcript of the stage-1 transcript head (`heard_exact_match`) measures the hearing alone.
 """
 import json
 import os
@@ -22,6 +23,7 @@ from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.decoding import speech_io, streaming
 from vocalnet_jax.evaluation import text_eval, text_metrics
 from vocalnet_jax.modeling import restore, run_config
+from vocalnet_jax.models.speech_llm import SpeechLLM
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Speech training workdir.")
 _SPLIT = flags.DEFINE_string("split", "test", "Corpus split.")
@@ -33,15 +35,20 @@ _RULE = flags.DEFINE_string("rule", "topk", "MDM commit rule (decoding.step_rule
 flags.mark_flags_as_required(["checkpoint", "out"])
 
 
+def padded_mel(wav: np.ndarray, frames: int) -> tuple[jax.Array, jax.Array]:
+  """Question audio -> the model's padded log-mel window ([1, frames, n_mels], [1, frames])."""
+  mel = features.log_mel(wav, features.MelConfig())  # [frames, n_mels]
+  padded = np.zeros((1, frames, mel.shape[1]), np.float32)
+  padded[0, :len(mel)] = mel
+  return jnp.asarray(padded), jnp.asarray(np.arange(frames) < len(mel))[None]
+
+
 def spoken_answer(model, params, tok, cfg: streaming.StreamConfig, wav: np.ndarray) -> str:
   """The Thinker's answer to question audio, block by block as streaming decodes it."""
-  mel = features.log_mel(wav, features.MelConfig())  # [frames, n_mels]
-  padded = np.zeros((1, cfg.mel_frames, mel.shape[1]), np.float32)
-  padded[0, :len(mel)] = mel
+  mel, mel_valid = padded_mel(wav, cfg.mel_frames)
   head, tail = prompt_head_tail(tok)
   cache, valid, carry = streaming.thinker_prefill(
-      model, params, jnp.asarray(padded), jnp.asarray(np.arange(cfg.mel_frames) < len(mel))[None],
-      cfg=cfg, head=head, tail=tail, mask_id=tok.mask_id)
+      model, params, mel, mel_valid, cfg=cfg, head=head, tail=tail, mask_id=tok.mask_id)
   text = []
   for j in range(cfg.num_text_blocks):
     tokens, _, carry, cache, _ = streaming.thinker_block(
@@ -53,6 +60,15 @@ def spoken_answer(model, params, tok, cfg: streaming.StreamConfig, wav: np.ndarr
   return tok.decode(text)
 
 
+def heard_transcript(transcribe, params, tok, frames: int, wav: np.ndarray) -> str:
+  """Greedy CTC of the stage-1 transcript head (argmax per frame, repeats merged, blanks
+  = pad dropped): what the ears hear, apart from what the Thinker makes of it."""
+  logits, frames_valid = transcribe(params, *padded_mel(wav, frames))
+  best = np.asarray(jnp.argmax(logits[0], -1))[np.asarray(frames_valid[0])]  # [valid frames]
+  keep = (best != tok.pad_id) & np.concatenate([[True], best[1:] != best[:-1]])
+  return tok.decode(best[keep].tolist())
+
+
 def main(argv):
   del argv
   config = run_config.resolve(None, _CHECKPOINT.value)
@@ -62,7 +78,11 @@ def main(argv):
   lm = streaming.part_lm(model, "thinker")
   decoder = text_eval.decoder_config(config, tok, config.objective, steps=_STEPS.value,
                                      rule=_RULE.value)
-  rows = {"spoken": [], "typed": [], "reference": []}
+  head, tail = (jnp.array([x]) for x in prompt_head_tail(tok))
+  ctc_on = config.auxiliary.get("ctc_on", "encoder")
+  transcribe = jax.jit(lambda p, m, v: model.apply(
+      {"params": p}, m, v, head, tail, ctc_on, method=SpeechLLM.audio_prompt_and_transcript)[2:])
+  rows = {"spoken": [], "typed": [], "reference": [], "heard": [], "question": []}
   for i in range(_N.value):
     ex = speech_io.heldout_question(config, i, _SPLIT.value)
     rows["spoken"].append(spoken_answer(model, params, tok, cfg, ex["audio"]))
@@ -71,6 +91,8 @@ def main(argv):
                              config.data.response_len)
     rows["typed"].append(tok.decode(np.asarray(out.tokens[0, :int(out.lengths[0])]).tolist()))
     rows["reference"].append(ex["answer"])
+    rows["heard"].append(heard_transcript(transcribe, params, tok, cfg.mel_frames, ex["audio"]))
+    rows["question"].append(ex["question"])
   result = {"label": _LABEL.value, "checkpoint": _CHECKPOINT.value, "split": _SPLIT.value,
             "n": _N.value, "objective": config.objective,
             "steps": cfg.text_steps if config.objective == "mdm" else None,
@@ -78,6 +100,8 @@ def main(argv):
             "step": restore.checkpoint_step(_CHECKPOINT.value),
             "spoken_exact_match": text_metrics.exact_match(rows["spoken"], rows["reference"]),
             "typed_exact_match": text_metrics.exact_match(rows["typed"], rows["reference"]),
+            # the ears alone: greedy CTC transcript of the question == its text
+            "heard_exact_match": text_metrics.exact_match(rows["heard"], rows["question"]),
             "examples": [dict(zip(rows, r)) for r in zip(*rows.values())][:10],
             "command": " ".join(["python"] + sys.argv), "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "device": jax.devices()[0].device_kind}
@@ -85,7 +109,8 @@ def main(argv):
   table["rows"].append(result)
   with open(_OUT.value, "w") as f:
     json.dump(table, f, indent=1)
-  print({k: result[k] for k in ("label", "step", "spoken_exact_match", "typed_exact_match")})
+  print({k: result[k] for k in ("label", "step", "spoken_exact_match", "typed_exact_match",
+                                 "heard_exact_match")})
 
 
 if __name__ == "__main__":
