@@ -98,7 +98,7 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   # ctc_on: `encoder` (a linear head on the encoder frames) or `adaptor` (the adapted frames
   # scored by the Thinker's token embeddings).
   # answer_weight: the spoken answer's own term; 0 with typed_weight 0 and the Thinker frozen
-  # trains the ears alone (CTC only: cheap steps, no Thinker pass).
+  # trains the ears alone (CTC only, no Thinker pass for the answer).
   c.auxiliary = ml_collections.ConfigDict(dict(answer_weight=1.0,
                                                ctc_weight=1.0 if cpu else 0.0,
                                                typed_weight=1.0 if cpu else 0.0,

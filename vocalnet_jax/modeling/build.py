@@ -103,10 +103,11 @@ def check_corpus_fits(config: ml_collections.ConfigDict, split: str = "train") -
   longest = json.loads(summary.read_text(encoding="utf-8")).get("max_lengths", {}).get(split, {})
   for key, (field, limit) in limits.items():
     if longest.get(key, 0) > limit:
+      hint = " or prepare the corpus with a lower corpus.max_seconds" if key in (
+          "mel_frames", "answer_units") else ""
       raise ConfigError(
           f"config.data.{field}={limit} is shorter than the longest {split!r} example's "
-          f"{key} ({longest[key]}) in {summary}: raise config.data.{field}, or prepare the "
-          "corpus with a lower corpus.max_seconds")
+          f"{key} ({longest[key]}) in {summary}: raise config.data.{field}{hint}")
 
 
 def _text_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model:
