@@ -27,6 +27,16 @@ export XLA_FLAGS=${XLA_FLAGS:-}
 DATA=$DEMO_DIR/data
 SHIFT=--config.diffusion.shift_logits=True  # the MDM Thinker is adapted from the AR one
 
+# A rerun resumes every stage from its workdir, so a DEMO_DIR trained by another recipe (other
+# steps, corpus, or an older demo.sh) would silently mix runs: refuse it in one line.
+RECIPE="$NUM_TRAIN $STAGE0_STEPS $STAGE1_STEPS $MDM_STEPS $STAGE2_STEPS $VOCODER_STEPS $VOCOS_STEPS $(cksum < "$0")"
+if [ -e "$DEMO_DIR" ] && [ "$(cat "$DEMO_DIR/recipe.txt" 2>/dev/null)" != "$RECIPE" ]; then
+  echo "error: $DEMO_DIR holds a run of another recipe ($DEMO_DIR/recipe.txt differs);" \
+    "remove it (make clean) or set DEMO_DIR to a new directory" >&2
+  exit 1
+fi
+mkdir -p "$DEMO_DIR" && echo "$RECIPE" > "$DEMO_DIR/recipe.txt"
+
 step() { printf '\n=== %s (%s) ===\n' "$*" "$(date +%T)"; }
 train() {  # train CONFIG WORKDIR [overrides...]
   local config=$1 workdir=$2
