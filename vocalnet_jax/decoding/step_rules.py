@@ -40,15 +40,18 @@ def _confidence_ranks(confidence: Array, is_masked: Array) -> Array:
   return jnp.argsort(jnp.argsort(-score, axis=-1), axis=-1)
 
 
+def _topk_share(confidence: Array, is_masked: Array, step: Array, num_steps: int) -> Array:
+  """The k most confident masked positions, k = ceil(masked / steps left). [b, B] bool"""
+  k = masking.topk_commit_count(jnp.sum(is_masked, axis=-1), num_steps - step)  # [b]
+  return (_confidence_ranks(confidence, is_masked) < k[:, None]) & is_masked
+
+
 def confidence_topk(logits: Array, is_masked: Array, step: Array, num_steps: int, rng: Array,
                     *, temperature: float = 0.0) -> tuple[Array, Array]:
   """LLaDA: commit the k most confident masked tokens, k = an even share of what is left
   (ceil(masked / steps left)); B / S per step when S divides B, one per step when S = B."""
   tokens, confidence = _propose(logits, rng, temperature)
-  remaining = jnp.sum(is_masked, axis=-1)  # [b]
-  k = masking.topk_commit_count(remaining, num_steps - step)  # [b]
-  commit = (_confidence_ranks(confidence, is_masked) < k[:, None]) & is_masked
-  return tokens, commit
+  return tokens, _topk_share(confidence, is_masked, step, num_steps)
 
 
 def confidence_threshold(logits: Array, is_masked: Array, step: Array, num_steps: int,
@@ -60,8 +63,7 @@ def confidence_threshold(logits: Array, is_masked: Array, step: Array, num_steps
   its last step when S < B (a 15-unit speech chunk in 4 steps), and finishes early when
   the model is sure."""
   tokens, confidence = _propose(logits, rng, temperature)
-  k = masking.topk_commit_count(jnp.sum(is_masked, axis=-1), num_steps - step)  # [b]
-  share = _confidence_ranks(confidence, is_masked) < k[:, None]
+  share = _topk_share(confidence, is_masked, step, num_steps)
   commit = is_masked & ((confidence > threshold) | share)
   return tokens, commit
 
