@@ -19,9 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	DEMO_DIR=$(DEMO_DIR) PY=$(PY) bash launch/demo.sh
 
-# Whole suite (slow tests included) with 8 fake CPU devices for real sharding.
+# Whole suite (slow tests included) with 8 fake CPU devices for real sharding; two pytest
+# workers (a test module stays in one worker, so module fixtures are built once).
 test: $(STAMP)
-	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -ra tests
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -ra -n 2 \
+	  --dist loadscope tests
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) workdirs

@@ -115,7 +115,12 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   c.data = ml_collections.ConfigDict(dict(
       name="spoken_qa",
       dir="demo_out/data",  # written by `python -m launch.prepare_data`
-      mel_buckets=(600,) if cpu else (1000, 2000, 3000),
+      # a batch pads its question mel to the smallest bucket that fits (one compiled step
+      # per bucket); the last one is the model's window
+      mel_buckets=(200, 300, 400, 600) if cpu else (1000, 2000, 3000),
+      # global batches per length-sorting window (batches of similar question length, so
+      # most fit a short bucket; `data_pipelines.length_grouping`); 0: plain shuffle
+      length_group_window=16,
       max_question_tokens=48, prompt_len=52, response_len=32 if cpu else 256,
       max_units=104 if cpu else 750, seed=0,
       # stage 0: procedural typed questions of the corpus's train templates (no audio)

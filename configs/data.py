@@ -54,8 +54,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       assistant_voice="en-us_r175_p50_g50",
       num_workers=1 if tiny else 2,  # synthesis processes (tiny on 2 cores: 1 is faster, the
       # main process validates, computes mels and writes the records)
-      # > 0: store question_mel (default mel params, this many bins) at build time; the
-      # loader then skips log-mel (measured 1.2-2x faster loading, +26% disk). 0: on the fly.
+      # > 0: store question_mel and answer_mel (default mel params, this many bins) at build
+      # time; the loader then skips the question's log-mel and the answer's STFT for its
+      # speech units (benchmarks/loader_throughput.py measures it). 0: both on the fly.
       cache_mel_bins=80,
       # Longer question/answer audio is skipped at build time (summary.json counts it): the
       # CPU model presets read at most 600 mel frames (configs/common.py mel_buckets), and a

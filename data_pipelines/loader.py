@@ -19,6 +19,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from data_pipelines import length_grouping
+
 Batch = dict[str, np.ndarray]
 
 
@@ -32,7 +34,9 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
                  batch_size: int, seed: int, shuffle: bool = True,
                  num_epochs: Optional[int] = None,
                  shard: Optional[grain.sharding.ShardOptions] = None,
-                 batch_fn: Optional[Callable[[list], Batch]] = None) -> grain.IterDataset:
+                 batch_fn: Optional[Callable[[list], Batch]] = None,
+                 lengths: Optional[np.ndarray] = None, group_window: int = 0
+                 ) -> grain.IterDataset:
   """Builds the per-host pipeline.
 
   source: any random-access source (`__len__`, `__getitem__`), e.g. a TFDS
@@ -41,6 +45,9 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
     shard: default `host_shard_options()`; `NoSharding()` reads every batch.
     batch_fn: list of transformed examples -> batch (default: stack); e.g. pad
     variable-length examples to a length bucket.
+    lengths, group_window: with both (and `shuffle`), each global batch holds examples of
+    similar `lengths` (sorted inside windows of `group_window` global batches;
+    `length_grouping`), so `batch_fn` can pad most batches to a short bucket.
   """
   if len(source) == 0:
     raise ValueError("data source is empty: nothing to train on")
@@ -49,9 +56,12 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
   if len(ds) < batch_size * shard.shard_count:
     raise ValueError(f"data source has {len(ds)} examples, fewer than one global batch "
                      f"({shard.shard_count} hosts x batch_size={batch_size})")
-  if shuffle:
-    ds = ds.shuffle(seed=seed)
-  ds = ds.repeat(num_epochs).map(transform)
+  if shuffle and lengths is not None and group_window > 0:
+    ds = grain.MapDataset.source(length_grouping.LengthGroupedSource(
+        source, lengths, batch_size * shard.shard_count, group_window, seed, num_epochs))
+  else:
+    ds = (ds.shuffle(seed=seed) if shuffle else ds).repeat(num_epochs)
+  ds = ds.map(transform)
   ds = ds.batch(batch_size, drop_remainder=True, batch_fn=batch_fn)
   ds = ds[:len(ds) - len(ds) % shard.shard_count]  # every host gets as many batches
   return ds[shard.shard_index::shard.shard_count].to_iter_dataset()

@@ -30,16 +30,19 @@ is set and it was made with the same `MelConfig`, else computed here from
 runs of benchmarks/loader_throughput.py) cached mel gave 236-253 examples/s vs
 123-197 on the fly, for 26% more disk; log-mel costs ~2 ms per question.
 Units: computed here with the fitted `UnitTokenizer` (not stored), so refitting
-units never needs a dataset rebuild. Without a unit tokenizer the unit keys
-are absent. Examples longer than a configured maximum raise an error naming
-the example and the config field.
+units never needs a dataset rebuild: from the stored `answer_mel` when it matches the
+tokenizer's mel (a nearest-centroid lookup), else from `answer_audio` (~10 ms each).
+Without a unit tokenizer the unit keys are absent. Examples longer than a configured
+maximum raise an error naming the example and the config field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Mapping, Optional, Protocol, Sequence
 
+from etils import epath
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
@@ -48,6 +51,9 @@ import threadpoolctl
 from data_pipelines import features, loader, synthetic_text
 from data_pipelines.prompt import prompt_ids
 from data_pipelines.text_tokenizer import TextTokenizer
+
+
+QUESTION_FRAMES = "question_frames.npz"  # split -> [examples] question mel frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +109,10 @@ def _padded(values: Sequence[int] | np.ndarray, length: int, pad: int, dtype) ->
 
 class UnitEncoder(Protocol):
   """What the loader needs of `vocalnet_jax.speech.units.UnitTokenizer`."""
+  mel_config: features.MelConfig  # the log-mel `encode_mel` reads
+
   def encode(self, wav: np.ndarray) -> np.ndarray: ...  # 16 kHz [samples] -> int32 [units]
+  def encode_mel(self, mel: np.ndarray) -> np.ndarray: ...  # [frames, n_mels] -> [units]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +127,15 @@ class SpeechTransform:
   def _check(self, example_id: str, what: str, length: int, limit: int, field: str) -> None:
     if length > limit:
       raise ValueError(f"example {example_id}: {what} has length {length} > {field}={limit}")
+
+  def _answer_units(self, record: Mapping[str, Any], answer_audio: np.ndarray) -> np.ndarray:
+    """From the cached answer mel when it is the unit tokenizer's (same units, a lookup
+    instead of ~10 ms of STFT), else from the audio."""
+    cached = record.get("answer_mel")
+    if (self.batch_config.use_cached_mel and cached is not None
+        and features.MelConfig(n_mels=cached.shape[-1]) == self.unit_tokenizer.mel_config):
+      return self.unit_tokenizer.encode_mel(cached)
+    return self.unit_tokenizer.encode(answer_audio)
 
   def __call__(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     cfg, tok = self.batch_config, self.text_tokenizer
@@ -146,7 +164,7 @@ class SpeechTransform:
 
     answer_audio = np.asarray(record["answer_audio"], np.float32)  # [samples]
     if self.unit_tokenizer is not None:
-      units = self.unit_tokenizer.encode(answer_audio)  # [units]
+      units = self._answer_units(record, answer_audio)  # [units]
       self._check(example_id, "answer units", units.size, cfg.max_units, "max_units")
       out["answer_units"], out["answer_units_valid"] = _padded(units, cfg.max_units, 0, np.int32)
     if cfg.include_answer_audio:
@@ -189,13 +207,33 @@ def limit_blas_threads() -> None:
   threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
+def save_question_frames(data_dir: str, frames: Mapping[str, Sequence[int]]) -> None:
+  """Writes each split's question mel frame counts (in source order) for length grouping."""
+  with open(os.path.join(data_dir, QUESTION_FRAMES), "wb") as f:
+    np.savez(f, **{split: np.asarray(v, np.int32) for split, v in frames.items()})
+
+
+def load_question_frames(data_dir: str, split: str) -> Optional[np.ndarray]:
+  """The split's question mel frame counts [examples], or None for a corpus prepared
+  before they were recorded."""
+  path = epath.Path(data_dir) / QUESTION_FRAMES
+  if not path.exists():
+    return None
+  with path.open("rb") as f, np.load(f) as z:
+    return np.asarray(z[split]) if split in z.files else None
+
+
 def make_speech_dataset(source: Any, transform: SpeechTransform, *, batch_size: int, seed: int,
                         shuffle: bool = True, num_epochs: Optional[int] = None,
-                        shard: Optional[grain.sharding.ShardOptions] = None) -> grain.IterDataset:
+                        shard: Optional[grain.sharding.ShardOptions] = None,
+                        question_frames: Optional[np.ndarray] = None,
+                        group_window: int = 0) -> grain.IterDataset:
   """Per-host grain pipeline of padded speech batches (keys in the module doc).
 
   `source` must yield records with an `index` (see `IndexedSource`). Iterate
   with `iter(...)`; the iterator's `get_state`/`set_state` resume exactly.
+  question_frames + group_window > 0: batches of similar question length
+  (`length_grouping`), padded to their own `mel_buckets` entry.
   Calls `limit_blas_threads()` (process-wide).
   """
   limit_blas_threads()
@@ -203,4 +241,5 @@ def make_speech_dataset(source: Any, transform: SpeechTransform, *, batch_size: 
   return loader.make_dataset(
       source, transform, batch_size=batch_size, seed=seed, shuffle=shuffle,
       num_epochs=num_epochs, shard=shard,
-      batch_fn=lambda examples: pad_batch(examples, buckets))
+      batch_fn=lambda examples: pad_batch(examples, buckets),
+      lengths=question_frames, group_window=group_window)

@@ -14,8 +14,12 @@ Features of every example (both builders; `as_data_source` returns numpy/bytes):
   question_audio  Tensor  float32 [samples], 16 kHz, mono (stored as raw bytes)
   answer_audio    Tensor  float32 [samples], 16 kHz, mono; [0] samples if the manifest has none
   question_mel    Tensor  float32 [frames, n_mels], only when built with `cache_mel_bins > 0`
+  answer_mel      Tensor  float32 [frames, n_mels] of answer_audio ([0, n_mels] when it is
+                          empty), likewise (version 1.1.0)
 Speech units are not stored: `speech_loader` computes `answer_units` with the
-fitted `UnitTokenizer` (the units are fitted on this dataset after it is built).
+fitted `UnitTokenizer` (the units are fitted on this dataset after it is built), from
+`answer_mel` when its mel matches the tokenizer's (a nearest-centroid lookup), else from
+the audio.
 
 Validation (`check_audio`): every audio is checked and an example is skipped,
 with its id/file and reason recorded in `builder.report`, when audio is
@@ -124,8 +128,9 @@ def qa_features(cache_mel_bins: int) -> tfds.features.FeaturesDict:
           ("id", "speaker", "answer_speaker", "template", "question_text", "answer_text")}
   spec.update(question_audio=audio(), answer_audio=audio())
   if cache_mel_bins:
-    spec["question_mel"] = tfds.features.Tensor(shape=(None, cache_mel_bins), dtype=np.float32,
-                                                encoding=tfds.features.Encoding.BYTES)
+    for name in ("question_mel", "answer_mel"):
+      spec[name] = tfds.features.Tensor(shape=(None, cache_mel_bins), dtype=np.float32,
+                                        encoding=tfds.features.Encoding.BYTES)
   return tfds.features.FeaturesDict(spec)
 
 
@@ -160,10 +165,17 @@ class BuildReport:
 
 
 def _finish_example(ex: dict[str, Any], cache_mel_bins: int) -> dict[str, Any]:
+  """Adds the cached log-mels of the question and answer audio (`cache_mel_bins` > 0)."""
   if cache_mel_bins:
-    ex["question_mel"] = features.log_mel(ex["question_audio"],
-                                          features.MelConfig(n_mels=cache_mel_bins))
+    mel_config = features.MelConfig(n_mels=cache_mel_bins)
+    ex["question_mel"] = features.log_mel(ex["question_audio"], mel_config)
+    ex["answer_mel"] = (features.log_mel(ex["answer_audio"], mel_config)
+                        if ex["answer_audio"].size else
+                        np.zeros((0, cache_mel_bins), np.float32))
   return ex
+
+
+RELEASE_NOTES = {"1.0.0": "question_mel cached", "1.1.0": "answer_mel cached too"}
 
 
 class QABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -258,7 +270,8 @@ def _synthesize_star(args):
 class SpokenQA(QABuilder):
   """Embedded spoken QA corpus: templated questions in many espeak-ng voices, answers in one."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = RELEASE_NOTES
   BUILDER_CONFIGS = [SpokenQAConfig(name="default")]
 
   def _split_generators(self, dl_manager):
@@ -331,7 +344,8 @@ def manifest_example(line: str, line_no: int, manifest: str,
 class SpokenQAManifest(QABuilder):
   """A user's spoken QA corpus given as JSONL manifests (one per split)."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = RELEASE_NOTES
   BUILDER_CONFIGS = [ManifestConfig(name="default")]
 
   def _split_generators(self, dl_manager):

@@ -3,10 +3,11 @@
   python -m launch.prepare_data --config=configs/data.py:tiny --out=DIR
 
 Writes under DIR:
-  tfds/<builder>/<config>/1.0.0/   the dataset (+ build_report.json: kept/skipped and why)
+  tfds/<builder>/<config>/1.1.0/   the dataset (+ build_report.json: kept/skipped and why)
   tokenizer.model                  sentencepiece model (unless config.text_tokenizer.path)
   units.npz                        speech-unit tokenizer
   units_reconstruction.png         log-mel vs codebook reconstruction of one test answer
+  question_frames.npz              each split's question mel frames (length-grouped batches)
   summary.json                     hours, kept/skipped, vocab sizes, codebook usage, longest
                                    mel/tokens/units per split, wall times
 Rerunning with the same DIR reuses a complete dataset and refits the tokenizers.
@@ -29,7 +30,7 @@ import tqdm
 from data_pipelines import features
 from data_pipelines import tfds_builders as tb
 from data_pipelines import text_tokenizer, tts
-from data_pipelines.speech_loader import IndexedSource, limit_blas_threads
+from data_pipelines.speech_loader import IndexedSource, limit_blas_threads, save_question_frames
 from vocalnet_jax.evaluation.plots import save_mel_panels
 from vocalnet_jax.speech import units as units_lib
 
@@ -68,14 +69,17 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def max_lengths(source, tok: text_tokenizer.TextTokenizer, unit_tok: units_lib.UnitTokenizer,
-                mel_config: features.MelConfig, split: str) -> dict[str, int]:
-  """Longest question mel / question tokens / response (+eos) / answer units in a split.
+def split_lengths(source, tok: text_tokenizer.TextTokenizer,
+                  unit_tok: units_lib.UnitTokenizer, mel_config: features.MelConfig,
+                  split: str) -> tuple[dict[str, int], list[int]]:
+  """Longest question mel / question tokens / response (+eos) / answer units in a split,
+  and every question's mel frames in source order (for length-grouped batches).
 
-  Training configs must pad to at least these (`SpeechBatchConfig` raises otherwise).
+  Training configs must pad to at least the longest (`SpeechBatchConfig` raises otherwise).
   """
   pool = units_lib.UnitTokenizer.pool(unit_tok.config)
   longest = {"mel_frames": 0, "question_tokens": 0, "response_tokens": 0, "answer_units": 0}
+  question_frames = []
   for r in _records(source, f"lengths {split}"):
     answer_samples = np.asarray(r["answer_audio"]).size
     lengths = {
@@ -86,7 +90,8 @@ def max_lengths(source, tok: text_tokenizer.TextTokenizer, unit_tok: units_lib.U
                          if answer_samples else 0),
     }
     longest = {k: max(v, lengths[k]) for k, v in longest.items()}
-  return longest
+    question_frames.append(lengths["mel_frames"])
+  return longest, question_frames
 
 
 def save_reconstruction_png(tokenizer: units_lib.UnitTokenizer, wav: np.ndarray, title: str,
@@ -140,7 +145,9 @@ def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:
                             os.path.join(out, "units_reconstruction.png"))
   times["units_eval_s"] = time.time() - t0
   mel_config = features.MelConfig.from_config(config.mel)
-  lengths = {s: max_lengths(src, tok, unit_tok, mel_config, s) for s, src in sources.items()}
+  per_split = {s: split_lengths(src, tok, unit_tok, mel_config, s) for s, src in sources.items()}
+  lengths = {s: longest for s, (longest, _) in per_split.items()}
+  save_question_frames(out, {s: frames for s, (_, frames) in per_split.items()})
 
   corpus_minutes = times["corpus_s"] / 60
   summary = {

@@ -3,8 +3,10 @@
 import json
 import os
 
+import numpy as np
+
 from configs import data as data_config
-from data_pipelines import text_tokenizer
+from data_pipelines import features, speech_loader, text_tokenizer
 from launch import prepare_data
 from tests.helpers import micro_data_config
 from vocalnet_jax.speech import units
@@ -22,6 +24,14 @@ def test_prepare_writes_dataset_tokenizers_and_summary(tmp_path):
   longest = summary["max_lengths"]["train"]
   assert 100 < longest["mel_frames"] < 1000 and 0 < longest["answer_units"] < 200
   assert 5 < longest["question_tokens"] < longest["mel_frames"]
+  # every question's mel frames, in source order, for length-grouped batches
+  source = speech_loader.open_source(summary["dataset_dir"], "train")
+  frames = speech_loader.load_question_frames(out, "train")
+  assert frames.tolist() == [source[i]["question_mel"].shape[0] for i in range(len(source))]
+  assert frames.max() == longest["mel_frames"]
+  record = source[0]  # the answer's log-mel is cached beside the question's
+  np.testing.assert_allclose(record["answer_mel"], features.log_mel(record["answer_audio"]),
+                             atol=1e-6)
   assert json.load(open(os.path.join(out, "summary.json")))["kept"] == summary["kept"]
   tok = text_tokenizer.load_tokenizer(os.path.join(out, "tokenizer.model"))
   assert tok.vocab_size == summary["text_vocab_size"] and tok.mask_id == 4

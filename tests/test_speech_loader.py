@@ -101,6 +101,14 @@ def test_cached_mel_is_used_and_limits_are_named(records, transform):
   other_bins = dict(cached, question_mel=np.ones((7, 128), np.float32))  # made with other params
   np.testing.assert_allclose(transform(other_bins)["mel"],
                              features.log_mel(records[0]["question_audio"]))
+  # a cached answer mel gives the units of the audio it was made from (a lookup, no STFT)
+  from_audio = transform(dict(records[0], index=0))["answer_units"]
+  answer_mel = features.log_mel(records[0]["answer_audio"])
+  no_audio = dict(records[0], index=0, answer_mel=answer_mel, answer_audio=np.zeros(1, np.float32))
+  np.testing.assert_array_equal(transform(no_audio)["answer_units"], from_audio)
+  other = dict(no_audio, answer_audio=records[0]["answer_audio"],
+               answer_mel=np.ones((9, 128), np.float32))  # other params: the audio's units
+  np.testing.assert_array_equal(transform(other)["answer_units"], from_audio)
   tight = sl.SpeechTransform(transform.text_tokenizer, sl.SpeechBatchConfig(response_len=3))
   with pytest.raises(ValueError, match="train-00000000: response has length .* > response_len=3"):
     tight(dict(records[0], index=0))

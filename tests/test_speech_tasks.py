@@ -30,19 +30,22 @@ def _params(workdir, config, devices):
   return trainer.load_params(str(workdir), exp)
 
 
-@pytest.mark.parametrize("module", [mdm, ar])
-def test_two_stages_train_only_their_parts(module, prepared_corpus, tmp_path, devices):
+def _stage1(module, prepared_corpus, workdir, devices, init_from=""):
+  """Two stage-1 steps on a (data 4, fsdp 2) mesh: finite losses, nonzero gradients."""
   s1 = _config(module, 1, prepared_corpus, steps=2)
   s1.mesh.update(data=4, fsdp=2)
-  h1 = trainer.train(s1, str(tmp_path / "s1"), devices=devices)
-  assert all(np.isfinite(r["loss"]) for r in h1)
-  stage1 = _params(tmp_path / "s1", s1, devices)
+  s1.init_from = init_from
+  h1 = trainer.train(s1, str(workdir), devices=devices)
+  assert all(np.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in h1)
+  return s1, _params(workdir, s1, devices)
 
+
+def _stage2_trains_only_the_talker(module, prepared_corpus, tmp_path, devices, stage1):
   s2 = _config(module, 2, prepared_corpus, steps=2)
   s2.init_from = str(tmp_path / "s1")
   h2 = trainer.train(s2, str(tmp_path / "s2"), devices=devices)
-  assert all(np.isfinite(r["loss"]) for r in h2)
-  assert all(r["grad_norm"] > 0 for r in h1 + h2)  # weight decay alone would move params too
+  # weight decay alone would move params too
+  assert all(np.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in h2)
   stage2 = _params(tmp_path / "s2", s2, devices)
   for frozen in ("encoder", "adaptor", "thinker"):  # loaded from stage 1, then frozen
     jax.tree_util.tree_map(np.testing.assert_array_equal, stage1[frozen], stage2[frozen])
@@ -51,9 +54,14 @@ def test_two_stages_train_only_their_parts(module, prepared_corpus, tmp_path, de
   assert max(jax.tree_util.tree_leaves(moved)) > 0
 
 
-def test_typed_stage_trains_only_the_thinker_and_starts_stage_1(prepared_corpus, tmp_path,
-                                                                devices):
-  """Stage 0 (typed questions) moves the Thinker alone; stage 1 starts from its params."""
+def test_mdm_stages_train_only_their_parts(prepared_corpus, tmp_path, devices):
+  _, stage1 = _stage1(mdm, prepared_corpus, tmp_path / "s1", devices)
+  _stage2_trains_only_the_talker(mdm, prepared_corpus, tmp_path, devices, stage1)
+
+
+def test_ar_stages_0_1_2_each_train_their_parts_and_chain(prepared_corpus, tmp_path, devices):
+  """Stage 0 (typed questions) moves the Thinker alone; stage 1 starts from its params (and
+  the `W,thinker=W2` graft); stage 2 from stage 1 trains the Talker alone."""
   s0 = _config(ar, 0, prepared_corpus, steps=2)
   trainer.train(s0, str(tmp_path / "s0"), devices=devices)
   exp = trainer.setup_experiment(s0, devices)
@@ -64,14 +72,11 @@ def test_typed_stage_trains_only_the_thinker_and_starts_stage_1(prepared_corpus,
                            init[part], typed[part])
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(init["thinker"]),
                                                       jax.tree_util.tree_leaves(typed["thinker"])))
-  s1 = _config(ar, 1, prepared_corpus, steps=1)
-  s1.init_from = str(tmp_path / "s0")
+  s1, spoken = _stage1(ar, prepared_corpus, tmp_path / "s1", devices, str(tmp_path / "s0"))
   exp1 = trainer.setup_experiment(s1, devices)
   jax.tree_util.tree_map(np.testing.assert_array_equal, typed,
                          trainer.load_params(s1.init_from, exp1))
   # `W,thinker=W2` grafts W2's Thinker into W's params and leaves the other parts W's.
-  trainer.train(s1, str(tmp_path / "s1"), devices=devices)
-  spoken = _params(tmp_path / "s1", s1, devices)
   grafted = trainer.load_params(f"{tmp_path / 's1'},thinker={tmp_path / 's0'}", exp1)
   for part, source in (("thinker", typed), ("encoder", spoken), ("adaptor", spoken)):
     jax.tree_util.tree_map(np.testing.assert_array_equal, source[part], grafted[part])
@@ -87,12 +92,14 @@ def test_typed_stage_trains_only_the_thinker_and_starts_stage_1(prepared_corpus,
                     (f"{tmp_path / 's1'},ears={tmp_path / 's0'}", "no part 'ears'")):
     with pytest.raises(ConfigError, match=says):
       trainer.load_params(bad, exp1)
+  _stage2_trains_only_the_talker(ar, prepared_corpus, tmp_path, devices, spoken)
 
 
 @pytest.mark.parametrize("stage,valid_key", [(1, "response_valid"), (2, "answer_units_valid")])
 def test_mdm_loss_scores_only_response_positions(stage, valid_key, prepared_corpus):
   task = tasks.build_task(_config(mdm, stage, prepared_corpus, steps=1))
   batch = next(iter(task.dataset("train", 4, seed=0)))
+  assert ("answer_units" in batch) == (stage == 2)  # only the Talker's loader encodes units
   params = jax.jit(task.init_params)(jax.random.key(0))
   loss = jax.jit(task.loss)
   rng = jax.random.key(1)

@@ -3,10 +3,10 @@ import sys
 
 import pytest
 
-from configs import distill
+from configs import distill, mdm
 from tests.helpers import tiny_config
 from vocalnet_jax.training import trainer
-from vocalnet_jax.modeling.validate import ConfigError
+from vocalnet_jax.modeling.validate import ConfigError, validate_config
 
 
 @pytest.mark.parametrize("overrides,field", [
@@ -54,3 +54,12 @@ def test_bad_distill_values_name_the_field(overrides, field, devices):
     (config[section] if section else config)[leaf] = value
   with pytest.raises(ConfigError, match=field):
     trainer.setup_experiment(config, devices)
+
+
+@pytest.mark.parametrize("field,value", [("mel_buckets", (600, 300)), ("mel_buckets", ()),
+                                         ("length_group_window", -1)])
+def test_bad_speech_data_values_name_the_field(field, value):
+  config = mdm.get_config("tiny,stage=1")
+  config.data[field] = value
+  with pytest.raises(ConfigError, match=rf"config\.data\.{field}="):
+    validate_config(config)

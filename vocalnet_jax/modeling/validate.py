@@ -67,6 +67,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if "auxiliary" in config:
     ctc_on = config.auxiliary.get("ctc_on", "encoder")  # runs saved before the knob: encoder
     _require(ctc_on in CTC_ON, f"config.auxiliary.ctc_on={ctc_on!r}; choose from {CTC_ON}")
+  if "mel_buckets" in config.data:
+    buckets = tuple(config.data.mel_buckets)
+    _require(len(buckets) > 0 and all(a < b for a, b in zip(buckets, buckets[1:]))
+             and buckets[0] > 0,
+             f"config.data.mel_buckets={buckets} must be positive and increasing")
+    window = config.data.get("length_group_window", 0)
+    _require(window >= 0, f"config.data.length_group_window={window} must be >= 0")
   if "spec_augment" in config:
     a = config.spec_augment
     for field in ("freq_masks", "freq_width", "time_masks", "time_width"):

@@ -108,19 +108,25 @@ class UnitTokenizer:
   def stacked_frames(wav: np.ndarray, config: UnitConfig) -> np.ndarray:
     """Unstandardised features: [units, pool * n_mels] float32."""
     mel = features.log_mel(wav, features.MelConfig(n_mels=config.n_mels))  # [frames, n_mels]
+    return UnitTokenizer.stack(mel, config)
+
+  @staticmethod
+  def stack(mel: np.ndarray, config: UnitConfig) -> np.ndarray:
+    """Log-mel [frames, n_mels] -> [units, pool * n_mels] (a trailing partial unit dropped)."""
     pool = UnitTokenizer.pool(config)
     n = mel.shape[0] // pool
     return mel[:n * pool].reshape(n, pool * config.n_mels)
-
-  def features(self, wav: np.ndarray) -> np.ndarray:
-    """Standardised features [units, dim]."""
-    return (self.stacked_frames(wav, self.config) - self.mean) / self.std
 
   def encode(self, wav: np.ndarray) -> np.ndarray:
     """16 kHz float waveform [samples] -> int32 [units]. Empty audio -> [0] units."""
     if np.asarray(wav).size == 0:
       return np.zeros((0,), np.int32)
-    x = self.features(wav)  # [units, dim]
+    return self.encode_mel(features.log_mel(wav, self.mel_config))
+
+  def encode_mel(self, mel: np.ndarray) -> np.ndarray:
+    """Log-mel of `mel_config` [frames, n_mels] -> int32 [units]: what `encode` gives the
+    audio the mel was computed from (e.g. a corpus's cached `answer_mel`)."""
+    x = (self.stack(np.asarray(mel, np.float32), self.config) - self.mean) / self.std
     dist = self._codebook_sq[None, :] - 2.0 * x @ self.codebook.T  # [units, num_units]
     return np.argmin(dist, axis=-1).astype(np.int32)
 

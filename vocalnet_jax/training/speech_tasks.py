@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from absl import logging
 import grain
 import jax
 import jax.numpy as jnp
@@ -31,18 +32,31 @@ Array = jax.Array
 class PreparedCorpus:
   """The splits `launch.prepare_data` wrote under `config.data.dir`, as training batches."""
 
-  def __init__(self, config: ml_collections.ConfigDict, built: Model):
+  def __init__(self, config: ml_collections.ConfigDict, built: Model, with_units: bool):
+    """with_units: batches carry the answer's speech units (the Talker's targets; stage 1
+    skips them: loader CPU competes with the train step on a small machine)."""
     check_corpus_fits(config)
     self.dataset_dir = corpus_dataset_dir(config)
+    self.data_dir, self.group_window = config.data.dir, config.data.get("length_group_window", 0)
     self.transform = speech_loader.SpeechTransform(
         built.text_tokenizer, speech_loader.SpeechBatchConfig.from_config(config.data),
-        features.MelConfig(n_mels=config.encoder.n_mels), built.unit_tokenizer)
+        features.MelConfig(n_mels=config.encoder.n_mels),
+        built.unit_tokenizer if with_units else None)
 
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
+    """Shuffled batches grouped by question length (`config.data.length_group_window`)."""
+    frames = None
+    if shuffle and self.group_window:
+      frames = speech_loader.load_question_frames(self.data_dir, split)
+      if frames is None:
+        logging.warning("%s has no %s (prepared before length grouping): batches of %r are "
+                        "not grouped by length; rerun launch.prepare_data to group them",
+                        self.data_dir, speech_loader.QUESTION_FRAMES, split)
     return speech_loader.make_speech_dataset(
         speech_loader.open_source(self.dataset_dir, split), self.transform,
-        batch_size=batch_size, seed=seed, shuffle=shuffle)
+        batch_size=batch_size, seed=seed, shuffle=shuffle, question_frames=frames,
+        group_window=self.group_window)
 
 
 def part_fns(model: SpeechLLM, params: Any, part: str) -> objectives.DecoderFns:
@@ -58,11 +72,14 @@ def part_fns(model: SpeechLLM, params: Any, part: str) -> objectives.DecoderFns:
 class SpeechThinkerTask(Task):
   """Stage 1: speech question -> text answer."""
 
+  reads_units = False  # batches carry `answer_units` (only the Talker's targets need them)
+
   def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
     """shapes_only: no corpus is read (dry runs); vocabulary sizes must then be set in
     `config.model.vocab_size` and `config.talker.num_units`."""
     super().__init__(config, shapes_only)
-    self.corpus = None if shapes_only else PreparedCorpus(config, self.built)
+    self.corpus = (None if shapes_only else
+                   PreparedCorpus(config, self.built, with_units=self.reads_units))
     self.ids, self.speech_vocab = self.built.ids, self.built.speech_vocab
     self.trainable = ("adaptor", "thinker") + (("encoder",) if config.encoder.trainable else ())
     self.augment = spec_augment.SpecAugmentConfig.from_config(config.get("spec_augment"))
@@ -79,8 +96,9 @@ class SpeechThinkerTask(Task):
             "prompt_valid": spec((d.prompt_len,), jnp.bool_),
             "response": spec((d.response_len,), jnp.int32),
             "response_valid": spec((d.response_len,), jnp.bool_),
-            "answer_units": spec((d.max_units,), jnp.int32),
-            "answer_units_valid": spec((d.max_units,), jnp.bool_)}
+            **({"answer_units": spec((d.max_units,), jnp.int32),
+                "answer_units_valid": spec((d.max_units,), jnp.bool_)} if self.reads_units
+               else {})}
 
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
@@ -187,6 +205,8 @@ class TypedThinkerTask(SpeechThinkerTask):
 
 class SpeechTalkerTask(SpeechThinkerTask):
   """Stage 2: frozen Thinker states of the answer text -> the answer's speech units."""
+
+  reads_units = True
 
   def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
     super().__init__(config, shapes_only)
