@@ -12,7 +12,6 @@ access, so grain's iterator state (a position) resumes it exactly.
 """
 from __future__ import annotations
 
-import functools
 import sys
 from typing import Any, Optional
 
@@ -55,13 +54,20 @@ class LengthGroupedSource:
     self._per_epoch = len(source) // group * group
     epochs = num_epochs if num_epochs is not None else sys.maxsize // self._per_epoch
     self._len = self._per_epoch * epochs
+    self._cached: tuple[int, np.ndarray] = (-1, np.zeros((0,), np.int64))
 
   def __len__(self) -> int:
     return self._len
 
-  @functools.lru_cache(maxsize=2)
   def _order(self, epoch: int) -> np.ndarray:
-    return epoch_order(self._lengths, self._group, self._window, self._seed, epoch)
+    """This epoch's order, computed once per epoch (reads move through epochs in turn). One
+    (epoch, order) tuple, swapped whole, so reader threads never pair an epoch with another
+    epoch's order."""
+    cached_epoch, order = self._cached
+    if cached_epoch != epoch:
+      order = epoch_order(self._lengths, self._group, self._window, self._seed, epoch)
+      self._cached = (epoch, order)
+    return order
 
   def example_index(self, index: int) -> int:
     """The source index at position `index` of the grouped stream."""

@@ -52,14 +52,14 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
   if len(source) == 0:
     raise ValueError("data source is empty: nothing to train on")
   shard = shard or host_shard_options()
-  ds = grain.MapDataset.source(source)
-  if len(ds) < batch_size * shard.shard_count:
-    raise ValueError(f"data source has {len(ds)} examples, fewer than one global batch "
+  if len(source) < batch_size * shard.shard_count:
+    raise ValueError(f"data source has {len(source)} examples, fewer than one global batch "
                      f"({shard.shard_count} hosts x batch_size={batch_size})")
   if shuffle and lengths is not None and group_window > 0:
     ds = grain.MapDataset.source(length_grouping.LengthGroupedSource(
         source, lengths, batch_size * shard.shard_count, group_window, seed, num_epochs))
   else:
+    ds = grain.MapDataset.source(source)
     ds = (ds.shuffle(seed=seed) if shuffle else ds).repeat(num_epochs)
   ds = ds.map(transform)
   ds = ds.batch(batch_size, drop_remainder=True, batch_fn=batch_fn)

@@ -128,23 +128,29 @@ class SpeechTransform:
     if length > limit:
       raise ValueError(f"example {example_id}: {what} has length {length} > {field}={limit}")
 
+  def _cached_mel(self, record: Mapping[str, Any], key: str,
+                  mel_config: features.MelConfig) -> Optional[np.ndarray]:
+    """The record's stored log-mel `key` [frames, n_mels] when use_cached_mel is set and it
+    was made with `mel_config`, else None (compute it from the audio)."""
+    cached = record.get(key)
+    if (self.batch_config.use_cached_mel and cached is not None
+        and features.MelConfig(n_mels=cached.shape[-1]) == mel_config):
+      return np.asarray(cached, np.float32)
+    return None
+
   def _answer_units(self, record: Mapping[str, Any], answer_audio: np.ndarray) -> np.ndarray:
     """From the cached answer mel when it is the unit tokenizer's (same units, a lookup
     instead of ~10 ms of STFT), else from the audio."""
-    cached = record.get("answer_mel")
-    if (self.batch_config.use_cached_mel and cached is not None
-        and features.MelConfig(n_mels=cached.shape[-1]) == self.unit_tokenizer.mel_config):
+    cached = self._cached_mel(record, "answer_mel", self.unit_tokenizer.mel_config)
+    if cached is not None:
       return self.unit_tokenizer.encode_mel(cached)
     return self.unit_tokenizer.encode(answer_audio)
 
   def __call__(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     cfg, tok = self.batch_config, self.text_tokenizer
     example_id = _text(record["id"])
-    cached = record.get("question_mel")
-    if (cfg.use_cached_mel and cached is not None
-        and features.MelConfig(n_mels=cached.shape[-1]) == self.mel_config):
-      mel = np.asarray(cached, np.float32)  # [frames, n_mels]
-    else:
+    mel = self._cached_mel(record, "question_mel", self.mel_config)  # [frames, n_mels]
+    if mel is None:
       mel = features.log_mel(record["question_audio"], self.mel_config)  # [frames, n_mels]
     self._check(example_id, "question mel", mel.shape[0], cfg.mel_buckets[-1], "mel_buckets[-1]")
 
