@@ -4,13 +4,16 @@
 
 Prints text exact match (and MDM / AR), intelligibility (the independent ASR's WER of
 each spoken answer against its own printed text, next to the judge's floor on the
-corpus audio), first-audio latency and NFE, and where the WAVs of the first question are.
+corpus audio), first-audio latency and NFE, and where the WAVs are of the first question both answer
+right and of the first one either answers wrong.
 """
 import json
 import os
 import sys
 
 from absl import app, flags
+
+from vocalnet_jax.evaluation import text_metrics
 
 _AR = flags.DEFINE_string("ar", None, "launch.evaluate --out directory of the AR model.")
 _MDM = flags.DEFINE_string("mdm", None, "launch.evaluate --out directory of the MDM model.")
@@ -51,15 +54,47 @@ def main(argv):
   print(f"judge's floor (same ASR): WER {floors['corpus_audio']['wer']:.2f} on the corpus's "
         f"own audio of the answers, {floors['vocoder_resynthesis']['wer']:.2f} on the "
         "vocoder's resynthesis of their reference units")
-  first = run["settings"][ar["setting"]]["examples"][0]
-  print(f"\nquestion #0: {first['question']!r} (reference: {first['reference']!r})")
-  for name, directory in (("AR", _AR.value), ("MDM", _MDM.value)):
-    example = runs[name]["settings"][rows[name]["setting"]]["examples"][0]
-    print(f"  {name:3} printed {example['printed']!r}, ASR heard {example['transcript']!r}")
-    print(f"      {os.path.join(directory, rows[name]['setting'], 'answer_0.wav')}")
-  print(f"  question audio: {os.path.join(_AR.value, 'question_0.wav')}")
-  print(f"  everything per question: {_AR.value}/eval.json, {_MDM.value}/eval.json")
+  _print_breakdown(rows)
+  examples = {name: runs[name]["settings"][rows[name]["setting"]]["examples"] for name in runs}
+  for title, index in _shown_questions(examples["AR"], examples["MDM"]):
+    first = examples["AR"][index]
+    print(f"\n{title}, question #{index}: {first['question']!r} "
+          f"(reference: {first['reference']!r})")
+    for name, directory in (("AR", _AR.value), ("MDM", _MDM.value)):
+      example = examples[name][index]
+      print(f"  {name:3} printed {example['printed']!r}, ASR heard {example['transcript']!r}")
+      print(f"      {os.path.join(directory, rows[name]['setting'], f'answer_{index}.wav')}")
+    print(f"  question audio: {os.path.join(_AR.value, f'question_{index}.wav')}")
+  print(f"\neverything per question: {_AR.value}/eval.json, {_MDM.value}/eval.json")
 
+
+def _print_breakdown(rows: dict[str, dict]) -> None:
+  """Exact match on questions whose text is also a train question vs new ones, and per
+  template (absent from eval.json files written before the breakdown existed)."""
+  if "exact_match_seen" not in rows["AR"]:
+    return
+  print("exact match by question:", "  ".join(
+      f"{name} {r['exact_match_seen']['exact_match'] or 0:.2f} asked in training "
+      f"({r['exact_match_seen']['n']}), {r['exact_match_new']['exact_match'] or 0:.2f} new "
+      f"({r['exact_match_new']['n']})" for name, r in rows.items()))
+  templates = rows["AR"]["exact_match_by_template"]
+  print("exact match by template (AR / MDM):", ", ".join(
+      f"{t or 'none'} {templates[t]['exact_match']:.2f}/"
+      f"{rows['MDM']['exact_match_by_template'].get(t, {}).get('exact_match', 0):.2f} "
+      f"(n={templates[t]['n']})" for t in templates))
+
+
+def _shown_questions(ar: list[dict], mdm: list[dict]) -> list[tuple[str, int]]:
+  """(title, index) of the first question both answer right and the first one either
+  answers wrong (a user hears a success and a failure, not whichever comes first)."""
+  correct = lambda e: text_metrics.exact_match([e["printed"]], [e["reference"]]) == 1
+  right = [correct(a) and correct(m) for a, m in zip(ar, mdm)]
+  shown = []
+  if any(right):
+    shown.append(("both right", right.index(True)))
+  if not all(right):
+    shown.append(("not both right", right.index(False)))
+  return shown
 
 if __name__ == "__main__":
   app.run(main)

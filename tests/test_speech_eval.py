@@ -56,12 +56,30 @@ def test_word_errors_aggregate_to_the_asr_corpus_wer():
   assert speech_eval.corpus_wer([(3, 0)]) is None
 
 
-def _answer(printed, reference, errors, words, mel, audio):
+def _answer(printed, reference, errors, words, mel, audio, template="", seen=None):
   return speech_eval.SpokenAnswer(
       index=0, question="q", reference=reference, printed=printed, transcript="",
       word_errors=errors, words=words, mel_distance=mel, thinker_nfe=4, talker_nfe=6,
       first_text_s=0.1, first_audio_s=0.5 if audio else None, total_s=1.0,
-      audio_s=1.0 if audio else 0.0)
+      audio_s=1.0 if audio else 0.0, template=template, seen_in_train=seen)
+
+
+def test_exact_match_breaks_down_by_template_and_by_seen_question_text():
+  answers = [_answer("4.", "4.", 0, 1, None, False, "add/sum_of", True),
+             _answer("5.", "6.", 0, 1, None, False, "add/plus", False),
+             _answer("5.", "6.", 0, 1, None, False, "add/plus", False),
+             _answer("red.", "red.", 0, 1, None, False, "color/is", False),
+             _answer("x.", "y.", 0, 1, None, False, "", None)]  # a manifest corpus: unknown
+  s = speech_eval.summarize(answers)
+  # phrasings of a template pool; an example without a template has its own group
+  assert s["exact_match_by_template"] == {"": {"n": 1, "exact_match": 0.0},
+                                          "add": {"n": 3, "exact_match": 1 / 3},
+                                          "color": {"n": 1, "exact_match": 1.0}}
+  # unknown seen-ness counts in neither group
+  assert s["exact_match_seen"] == {"n": 1, "exact_match": 1.0}
+  assert s["exact_match_new"] == {"n": 3, "exact_match": 1 / 3}
+  none_seen = speech_eval.summarize(answers[1:3])
+  assert none_seen["exact_match_seen"] == {"n": 0, "exact_match": None}
 
 
 def test_summary_aggregates_over_examples_and_skips_missing_values():

@@ -54,7 +54,7 @@ def heldout_question(config: ml_collections.ConfigDict, index: int,
   return {"audio": np.asarray(record["question_audio"], np.float32),
           "question": text("question_text"), "answer": text("answer_text"),
           "answer_audio": np.asarray(record["answer_audio"], np.float32),
-          "answer_speaker": text("answer_speaker")}
+          "answer_speaker": text("answer_speaker"), "template": text("template")}
 
 
 @dataclasses.dataclass

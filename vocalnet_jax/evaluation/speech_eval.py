@@ -80,6 +80,8 @@ class SpokenAnswer:
   first_audio_s: Optional[float]  # None: no audio
   total_s: float
   audio_s: float  # length of the spoken answer
+  template: str = ""  # the corpus's "<template>/<phrasing>" ("" when it has none)
+  seen_in_train: Optional[bool] = None  # the question's text is also a train question
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -104,6 +106,26 @@ def summarize(answers: Sequence[SpokenAnswer]) -> dict[str, Any]:
       "first_audio_s": _mean([a.first_audio_s for a in answers]),
       "total_s": _mean([a.total_s for a in answers]),
       "audio_s": _mean([a.audio_s for a in answers]),
+      **exact_match_breakdown(answers),
+  }
+
+
+def exact_match_breakdown(answers: Sequence[SpokenAnswer]) -> dict[str, Any]:
+  """Exact match per template, and on questions whose text is also a train question vs
+  new ones (a templated corpus repeats short questions across splits: the ears then hear
+  a new utterance of a known question, not a new question)."""
+  groups: dict[str, list[SpokenAnswer]] = {}
+  for a in answers:
+    groups.setdefault(a.template.split("/")[0], []).append(a)
+  seen = {key: [a for a in answers if a.seen_in_train is value]
+          for key, value in (("seen", True), ("new", False))}
+  match = lambda group: text_metrics.exact_match([a.printed for a in group],  # noqa: E731
+                                                 [a.reference for a in group])
+  return {
+      "exact_match_by_template": {name: {"n": len(g), "exact_match": match(g)}
+                                  for name, g in sorted(groups.items())},
+      **{f"exact_match_{key}": {"n": len(g), "exact_match": match(g) if g else None}
+         for key, g in seen.items()},
   }
 
 

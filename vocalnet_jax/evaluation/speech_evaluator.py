@@ -67,7 +67,8 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
   (`about` first, e.g. the command) and the WAVs, prints the table, returns eval.json."""
   examples = [speech_io.heldout_question(config, i, split) for i in range(n)]
   os.makedirs(out_dir, exist_ok=True)
-  asr = asr_lib.PocketSphinxASR(domain_texts=_train_answers(config) if domain_lm else None)
+  train_questions, train_answers = _train_texts(config)
+  asr = asr_lib.PocketSphinxASR(domain_texts=train_answers if domain_lm else None)
   voices = [tts.Speaker.from_name(e["answer_speaker"]) if e["answer_speaker"] else None
             for e in examples]
   floors, floor_examples = _floors(config, pipe, examples, voices, asr, out_dir)
@@ -76,7 +77,8 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
                   [(f"mdm_steps{s}", s) for s in steps]):
     setting = dataclasses.replace(pipe, cfg=streaming.stream_config(config, s or None,
                                                                     s or None, rule))
-    answers = _answer_all(setting, examples, voices, asr, os.path.join(out_dir, name))
+    answers = _answer_all(setting, examples, voices, asr, os.path.join(out_dir, name),
+                          train_questions)
     settings[name] = {"mode": config.objective, "steps": s or None,
                       "rule": rule if config.objective == "mdm" else "greedy",
                       "summary": speech_eval.summarize(answers),
@@ -128,11 +130,17 @@ def _check_speech_inputs(config: ml_collections.ConfigDict, checkpoint: Optional
   return min(n, size)
 
 
-def _train_answers(config: ml_collections.ConfigDict) -> list[str]:
-  """Answer texts of the train split (the ASR's domain LM; never the scored split)."""
+def _train_texts(config: ml_collections.ConfigDict) -> tuple[set[str], list[str]]:
+  """Question texts (which scored questions were also asked in training) and answer texts
+  (the ASR's domain LM; never the scored split) of the train split."""
   source = speech_loader.open_source(build.corpus_dataset_dir(config), "train")
-  texts = [source[i]["answer_text"] for i in range(len(source))]
-  return [t.decode() if isinstance(t, bytes) else str(t) for t in texts]
+  text = lambda t: t.decode() if isinstance(t, bytes) else str(t)  # noqa: E731
+  questions, answers = set(), []
+  for i in range(len(source)):
+    record = source[i]
+    questions.add(text(record["question_text"]))
+    answers.append(text(record["answer_text"]))
+  return questions, answers
 
 
 def _speak(text: str, voice: Optional[tts.Speaker]) -> np.ndarray:
@@ -180,7 +188,7 @@ def _floors(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
 
 def _answer_all(pipe: streaming.SpeechPipeline, examples: Sequence[dict],
                 voices: Sequence[Optional[tts.Speaker]], asr: asr_lib.PocketSphinxASR,
-                out_dir: str) -> list[speech_eval.SpokenAnswer]:
+                out_dir: str, train_questions: set[str]) -> list[speech_eval.SpokenAnswer]:
   """Streams every answer (after one untimed call that compiles), then scores them and
   writes answer_i.wav (silent answers: no file)."""
   os.makedirs(out_dir, exist_ok=True)
@@ -200,5 +208,6 @@ def _answer_all(pipe: streaming.SpeechPipeline, examples: Sequence[dict],
                                               pipe.vocoder.mel_cfg),
         thinker_nfe=r.thinker_nfe, talker_nfe=r.nfe - r.thinker_nfe,
         first_text_s=r.first_text_s, first_audio_s=r.first_audio_s, total_s=r.total_s,
-        audio_s=audio.size / asr_lib.SAMPLE_RATE))
+        audio_s=audio.size / asr_lib.SAMPLE_RATE, template=ex["template"],
+        seen_in_train=ex["question"] in train_questions))
   return answers
