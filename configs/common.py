@@ -99,9 +99,13 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   # scored by the Thinker's token embeddings).
   # answer_weight: the spoken answer's own term; 0 with typed_weight 0 and the Thinker frozen
   # trains the ears alone (CTC only, no Thinker pass for the answer).
+  # typed_source: `batch` (the typed term reads the batch's own question transcripts) or
+  # `procedural` (a fresh typed question of the train templates at every stream position,
+  # stage 0's stream: the Thinker keeps learning to answer instead of memorising the corpus).
   c.auxiliary = ml_collections.ConfigDict(dict(answer_weight=1.0,
                                                ctc_weight=1.0 if cpu else 0.0,
                                                typed_weight=1.0 if cpu else 0.0,
+                                               typed_source="batch",
                                                ctc_on="adaptor"))
   # SpecAugment of the stage-1 question mel (training only): `freq_masks` bands of up to
   # `freq_width` mel bins and `time_masks` spans of up to `time_width` frames (and at most

@@ -35,7 +35,8 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
                  num_epochs: Optional[int] = None,
                  shard: Optional[grain.sharding.ShardOptions] = None,
                  batch_fn: Optional[Callable[[list], Batch]] = None,
-                 lengths: Optional[np.ndarray] = None, group_window: int = 0
+                 lengths: Optional[np.ndarray] = None, group_window: int = 0,
+                 companion: Optional[Callable[[int], Mapping[str, np.ndarray]]] = None
                  ) -> grain.IterDataset:
   """Builds the per-host pipeline.
 
@@ -48,6 +49,9 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
     lengths, group_window: with both (and `shuffle`), each global batch holds examples of
     similar `lengths` (sorted inside windows of `group_window` global batches;
     `length_grouping`), so `batch_fn` can pad most batches to a short bucket.
+    companion: stream position -> more fixed-shape arrays for that example (e.g. a
+      procedural source read alongside the records: a new draw at every position, not
+      one per record, and as resumable as the stream; the position counts across epochs).
   """
   if len(source) == 0:
     raise ValueError("data source is empty: nothing to train on")
@@ -61,7 +65,8 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
   else:
     ds = grain.MapDataset.source(source)
     ds = (ds.shuffle(seed=seed) if shuffle else ds).repeat(num_epochs)
-  ds = ds.map(transform)
+  ds = (ds.map_with_index(lambda i, record: {**transform(record), **companion(i)})
+        if companion else ds.map(transform))
   ds = ds.batch(batch_size, drop_remainder=True, batch_fn=batch_fn)
   ds = ds[:len(ds) - len(ds) % shard.shard_count]  # every host gets as many batches
   return ds[shard.shard_index::shard.shard_count].to_iter_dataset()

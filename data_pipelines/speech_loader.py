@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 from etils import epath
 import grain
@@ -233,13 +233,16 @@ def make_speech_dataset(source: Any, transform: SpeechTransform, *, batch_size: 
                         shuffle: bool = True, num_epochs: Optional[int] = None,
                         shard: Optional[grain.sharding.ShardOptions] = None,
                         question_frames: Optional[np.ndarray] = None,
-                        group_window: int = 0) -> grain.IterDataset:
+                        group_window: int = 0,
+                        companion: Optional[Callable[[int], Mapping[str, np.ndarray]]] = None
+                        ) -> grain.IterDataset:
   """Per-host grain pipeline of padded speech batches (keys in the module doc).
 
   `source` must yield records with an `index` (see `IndexedSource`). Iterate
   with `iter(...)`; the iterator's `get_state`/`set_state` resume exactly.
   question_frames + group_window > 0: batches of similar question length
-  (`length_grouping`), padded to their own `mel_buckets` entry.
+  (`length_grouping`), padded to their own `mel_buckets` entry. companion: more arrays per
+  stream position (`loader.make_dataset`).
   Calls `limit_blas_threads()` (process-wide).
   """
   limit_blas_threads()
@@ -248,4 +251,4 @@ def make_speech_dataset(source: Any, transform: SpeechTransform, *, batch_size: 
       source, transform, batch_size=batch_size, seed=seed, shuffle=shuffle,
       num_epochs=num_epochs, shard=shard,
       batch_fn=lambda examples: pad_batch(examples, buckets),
-      lengths=question_frames, group_window=group_window)
+      lengths=question_frames, group_window=group_window, companion=companion)

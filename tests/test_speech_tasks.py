@@ -149,6 +149,35 @@ def test_stage1_loss_is_answer_plus_weighted_auxiliary_terms(ctc_on, prepared_co
 
 
 @pytest.mark.slow
+def test_procedural_typed_source_reads_fresh_typed_questions_beside_the_audio(prepared_corpus):
+  """typed_source=procedural: every example carries a typed question of the train templates
+  drawn by stream position (not the audio's own transcript), and the typed term reads only
+  it; the Talker's batches do not carry it."""
+  config = _config(ar, 1, prepared_corpus, steps=1)
+  config.auxiliary.typed_source = "procedural"
+  task = tasks.build_task(config)
+  it = iter(task.dataset("train", 4, seed=0))
+  batch, later = next(it), next(it)
+  typed = {k: batch["typed_" + k] for k in ("prompt", "prompt_valid", "response",
+                                            "response_valid")}
+  assert set(task.batch_spec(4)) <= set(batch)
+  assert not np.array_equal(typed["prompt"], batch["prompt"])  # not the audio's transcript
+  assert not np.array_equal(later["typed_prompt"], typed["prompt"])  # a new draw per position
+  source = task.typed_source("train")
+  np.testing.assert_array_equal(typed["prompt"], np.stack([source[i]["prompt"] for i in range(4)]))
+  params = jax.jit(task.init_params)(jax.random.key(0))
+  loss = jax.jit(task.loss)
+  _, m = loss(params, batch, jax.random.key(1))
+  _, own = loss(params, dict(batch, prompt=np.roll(batch["prompt"], 1, axis=0)), jax.random.key(1))
+  assert own["typed_loss"] == m["typed_loss"]
+  _, other = loss(params, dict(batch, typed_response=np.roll(batch["typed_response"], 1, axis=0)),
+                  jax.random.key(1))
+  assert other["typed_loss"] != m["typed_loss"]
+  talker = _config(ar, 2, prepared_corpus, steps=1)
+  talker.auxiliary.typed_source = "procedural"
+  assert not any(k.startswith("typed_") for k in tasks.build_task(talker).batch_spec(4))
+
+
 def test_dry_run_reports_1b_memory_on_8_device_mesh(devices):
   """1b widths (Whisper-large-v3 encoder, Llama-3.2-1B Thinker) at depth 1, fsdp=8."""
   c = mdm.get_config("1b")

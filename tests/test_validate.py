@@ -63,3 +63,11 @@ def test_bad_speech_data_values_name_the_field(field, value):
   config.data[field] = value
   with pytest.raises(ConfigError, match=rf"config\.data\.{field}="):
     validate_config(config)
+
+
+@pytest.mark.parametrize("field,value", [("typed_source", "corpus"), ("ctc_on", "thinker")])
+def test_bad_auxiliary_values_name_the_field(field, value):
+  config = mdm.get_config("tiny,stage=1")
+  config.auxiliary[field] = value
+  with pytest.raises(ConfigError, match=rf"config\.auxiliary\.{field}="):
+    validate_config(config)

@@ -11,6 +11,7 @@ from vocalnet_jax.models.layers import ATTENTION_IMPLS
 OBJECTIVES = ("ar", "mdm")
 DISTILL_STATES = ("confidence", "uniform")
 NONFINITE = ("stop", "skip")
+TYPED_SOURCES = ("batch", "procedural")
 CTC_ON = ("encoder", "adaptor")  # where stage 1 scores the question transcript
 
 
@@ -67,6 +68,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if "auxiliary" in config:
     ctc_on = config.auxiliary.get("ctc_on", "encoder")  # runs saved before the knob: encoder
     _require(ctc_on in CTC_ON, f"config.auxiliary.ctc_on={ctc_on!r}; choose from {CTC_ON}")
+    typed_source = config.auxiliary.get("typed_source", "batch")
+    _require(typed_source in TYPED_SOURCES,
+             f"config.auxiliary.typed_source={typed_source!r}; choose from {TYPED_SOURCES}")
   if "mel_buckets" in config.data:
     buckets = tuple(config.data.mel_buckets)
     _require(len(buckets) > 0 and all(a < b for a, b in zip(buckets, buckets[1:]))

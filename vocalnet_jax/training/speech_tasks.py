@@ -9,7 +9,7 @@ streaming chunk) under the streaming rule: chunk k sees text positions < m*(k+1)
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 from absl import logging
 import grain
@@ -43,9 +43,10 @@ class PreparedCorpus:
         features.MelConfig(n_mels=config.encoder.n_mels),
         built.unit_tokenizer if with_units else None)
 
-  def dataset(self, split: str, batch_size: int, seed: int,
-              shuffle: bool = True) -> grain.IterDataset:
-    """Shuffled batches grouped by question length (`config.data.length_group_window`)."""
+  def dataset(self, split: str, batch_size: int, seed: int, shuffle: bool = True,
+              companion: Optional[Callable[[int], dict]] = None) -> grain.IterDataset:
+    """Shuffled batches grouped by question length (`config.data.length_group_window`);
+    `companion`: more arrays per stream position (`loader.make_dataset`)."""
     frames = None
     if shuffle and self.group_window:
       frames = speech_loader.load_question_frames(self.data_dir, split)
@@ -56,7 +57,17 @@ class PreparedCorpus:
     return speech_loader.make_speech_dataset(
         speech_loader.open_source(self.dataset_dir, split), self.transform,
         batch_size=batch_size, seed=seed, shuffle=shuffle, question_frames=frames,
-        group_window=self.group_window)
+        group_window=self.group_window, companion=companion)
+
+
+def typed_spec(data: ml_collections.ConfigDict,
+               batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes of a batch of typed questions (`spoken_qa.TypedQASource`)."""
+  spec = lambda shape, dtype: jax.ShapeDtypeStruct((batch_size,) + shape, dtype)  # noqa: E731
+  return {"prompt": spec((data.prompt_len,), jnp.int32),
+          "prompt_valid": spec((data.prompt_len,), jnp.bool_),
+          "response": spec((data.response_len,), jnp.int32),
+          "response_valid": spec((data.response_len,), jnp.bool_)}
 
 
 def part_fns(model: SpeechLLM, params: Any, part: str) -> objectives.DecoderFns:
@@ -69,10 +80,14 @@ def part_fns(model: SpeechLLM, params: Any, part: str) -> objectives.DecoderFns:
       logits=lambda h: model.apply(variables, h, method=method("logits")))
 
 
+TYPED_PREFIX = "typed_"  # batch keys of the procedural typed questions read beside stage 1's
+
+
 class SpeechThinkerTask(Task):
   """Stage 1: speech question -> text answer."""
 
   reads_units = False  # batches carry `answer_units` (only the Talker's targets need them)
+  trains_typed = True  # the typed-answer term of `config.auxiliary` is this task's
 
   def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
     """shapes_only: no corpus is read (dry runs); vocabulary sizes must then be set in
@@ -83,6 +98,12 @@ class SpeechThinkerTask(Task):
     self.ids, self.speech_vocab = self.built.ids, self.built.speech_vocab
     self.trainable = ("adaptor", "thinker") + (("encoder",) if config.encoder.trainable else ())
     self.augment = spec_augment.SpecAugmentConfig.from_config(config.get("spec_augment"))
+    aux = config.auxiliary
+    # typed_source `procedural`: the typed term answers a fresh typed question of the train
+    # templates at every stream position (stage 0's stream), not the batch's own transcript
+    # (which the Thinker would meet once per epoch and could memorise).
+    self.typed_stream = (self.trains_typed and aux.typed_weight > 0
+                         and aux.get("typed_source", "batch") == "procedural")
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     """Shapes of the largest batch the loader can yield (keys the losses read)."""
@@ -98,11 +119,24 @@ class SpeechThinkerTask(Task):
             "response_valid": spec((d.response_len,), jnp.bool_),
             **({"answer_units": spec((d.max_units,), jnp.int32),
                 "answer_units_valid": spec((d.max_units,), jnp.bool_)} if self.reads_units
-               else {})}
+               else {}),
+            **({TYPED_PREFIX + k: v for k, v in typed_spec(d, batch_size).items()}
+               if self.typed_stream else {})}
+
+  def typed_source(self, split: str) -> spoken_qa.TypedQASource:
+    """Procedural typed questions of `split`'s templates (stage 0's stream)."""
+    d = self.config.data
+    return spoken_qa.TypedQASource(self.built.text_tokenizer, split, d.typed_examples,
+                                   d.prompt_len, d.response_len, d.typed_seed)
 
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
-    return self.corpus.dataset(split, batch_size, seed, shuffle)
+    companion = None
+    if self.typed_stream:
+      typed = self.typed_source(split)
+      companion = lambda i: {TYPED_PREFIX + k: v  # noqa: E731
+                             for k, v in typed[i % len(typed)].items()}
+    return self.corpus.dataset(split, batch_size, seed, shuffle, companion)
 
   def head_tail(self, batch_size: int) -> tuple[Array, Array]:
     """Prompt ids around the audio: ([b, H], [b, T])."""
@@ -121,11 +155,13 @@ class SpeechThinkerTask(Task):
   def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
     return self.thinker_problem(params, self.thinker_batch(params, batch))
 
-  def typed_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
-    """The Thinker answering the typed question (`prompt`) instead of the audio."""
+  def typed_problem(self, params: Any, batch: dict, prefix: str = "") -> objectives.LMProblem:
+    """The Thinker answering the typed question (`prompt`) instead of the audio; `prefix`
+    picks the keys (TYPED_PREFIX: the procedural question read beside the audio)."""
     embed = part_fns(self.model, params, "thinker").embed
+    get = lambda key: batch[prefix + key]  # noqa: E731
     return self.thinker_problem(params, objectives.ResponseBatch(
-        embed(batch["prompt"]), batch["prompt_valid"], batch["response"], batch["response_valid"]))
+        embed(get("prompt")), get("prompt_valid"), get("response"), get("response_valid")))
 
   def thinker_problem(self, params: Any, batch: objectives.ResponseBatch) -> objectives.LMProblem:
     return objectives.LMProblem(part_fns(self.model, params, "thinker"), batch,
@@ -161,8 +197,8 @@ class SpeechThinkerTask(Task):
                                                  batch["question_valid"], self.ids.pad_id)
       loss = loss + aux.ctc_weight * metrics["ctc_loss"]
     if aux.typed_weight:
-      metrics["typed_loss"], _ = objectives.lm_loss(self.typed_problem(params, batch),
-                                                    rng_typed, objective, diffusion)
+      typed = self.typed_problem(params, batch, TYPED_PREFIX if self.typed_stream else "")
+      metrics["typed_loss"], _ = objectives.lm_loss(typed, rng_typed, objective, diffusion)
       loss = loss + aux.typed_weight * metrics["typed_loss"]
     metrics["loss"] = loss
     return loss, metrics
@@ -177,23 +213,13 @@ class TypedThinkerTask(SpeechThinkerTask):
     super().__init__(config, shapes_only)
     self.trainable = ("thinker",)
 
-  def source(self, split: str) -> spoken_qa.TypedQASource:
-    d = self.config.data
-    return spoken_qa.TypedQASource(self.built.text_tokenizer, split, d.typed_examples,
-                                   d.prompt_len, d.response_len, d.typed_seed)
-
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
-    return loader.make_dataset(self.source(split), lambda x: x, batch_size=batch_size,
+    return loader.make_dataset(self.typed_source(split), lambda x: x, batch_size=batch_size,
                                seed=seed, shuffle=shuffle)
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
-    d = self.config.data
-    spec = lambda shape, dtype: jax.ShapeDtypeStruct((batch_size,) + shape, dtype)  # noqa: E731
-    return {"prompt": spec((d.prompt_len,), jnp.int32),
-            "prompt_valid": spec((d.prompt_len,), jnp.bool_),
-            "response": spec((d.response_len,), jnp.int32),
-            "response_valid": spec((d.response_len,), jnp.bool_)}
+    return typed_spec(self.config.data, batch_size)
 
   def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
     return self.typed_problem(params, batch)
@@ -207,6 +233,7 @@ class SpeechTalkerTask(SpeechThinkerTask):
   """Stage 2: frozen Thinker states of the answer text -> the answer's speech units."""
 
   reads_units = True
+  trains_typed = False
 
   def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
     super().__init__(config, shapes_only)
