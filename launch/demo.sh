@@ -5,7 +5,8 @@
 # the encoder to hear and the adaptor to speak the Thinker's token embeddings) ->
 # MDM speech Thinker adapted from it (Dream's shifted logits) behind the AR run's frozen
 # ears and token embeddings -> a Talker for each (stage 2) -> vocoder (flow matching +
-# Vocos) -> both answer the same 50 unseen spoken questions, judged by an independent ASR
+# Vocos) -> both answer the same 50 spoken questions of the test split (recordings never
+# trained on; short questions can repeat a train question's text), judged by an independent ASR
 # (eval.json + WAVs). MDM decodes with the confidence-threshold rule (Fast-dLLM), at most
 # MDM_EVAL_STEPS forwards per block.
 # Step counts are sized for a 2-core CPU; override with e.g. STAGE1_STEPS=2000 make demo.
@@ -74,11 +75,13 @@ $PY -m launch.train_vocoder --config=configs/vocoder.py:tiny --data="$DATA" \
   --workdir="$DEMO_DIR/vocoder" --config.train.steps="$VOCODER_STEPS" \
   --config.neural.train.steps="$VOCOS_STEPS"
 
-step "7/7 answer $NUM_EVAL unseen spoken questions ($SPLIT split) with AR and MDM"
+step "7/7 answer $NUM_EVAL spoken questions of the $SPLIT split (recordings never trained on) with AR and MDM"
+FLOORS=()  # the MDM evaluation reuses the AR one's floors (same questions, same vocoder)
 for objective in ar mdm; do
   $PY -m launch.evaluate --checkpoint="$DEMO_DIR/$objective/stage2" --steps="$MDM_EVAL_STEPS" \
     --rule="$MDM_EVAL_RULE" \
     --vocoder="$DEMO_DIR/vocoder/vocoder" --split="$SPLIT" --n="$NUM_EVAL" \
-    --out="$DEMO_DIR/eval_$objective"
+    --out="$DEMO_DIR/eval_$objective" "${FLOORS[@]}"
+  FLOORS=(--floors_from="$DEMO_DIR/eval_ar")
 done
 $PY -m launch.demo_summary --ar="$DEMO_DIR/eval_ar" --mdm="$DEMO_DIR/eval_mdm"

@@ -58,6 +58,8 @@ _VOCODER = flags.DEFINE_string("vocoder", None,
 _DOMAIN_LM = flags.DEFINE_bool("asr_domain_lm", True, "Speech: the ASR's language model is a "
                                "3-gram of the train-split answer texts (else pocketsphinx's "
                                "generic one).")
+_FLOORS_FROM = flags.DEFINE_string("floors_from", None, "Speech: an earlier --out of the same "
+                                   "split, questions and vocoder whose floors are reused.")
 flags.mark_flags_as_required(["checkpoint"])
 
 
@@ -73,7 +75,8 @@ def main(argv):
           config, _CHECKPOINT.value, _VOCODER.value, split, _NUM.value,
           [int(s) for s in _STEPS.value], _RULE.value,
           _OUT.value or os.path.join(_CHECKPOINT.value, f"eval_speech_{split}"),
-          _DOMAIN_LM.value, _MODE.value, " ".join(["python -m launch.evaluate"] + sys.argv[1:]))
+          _DOMAIN_LM.value, _MODE.value, " ".join(["python -m launch.evaluate"] + sys.argv[1:]),
+          _FLOORS_FROM.value)
     else:
       evaluate_text(config)
   except ConfigError as e:
@@ -82,7 +85,7 @@ def main(argv):
 
 def evaluate_text(config: ml_collections.ConfigDict) -> None:
   """Writes and prints one row per decoder setting."""
-  for flag in (_SPLIT, _VOCODER):
+  for flag in (_SPLIT, _VOCODER, _FLOORS_FROM):
     if flag.value is not None:
       raise ConfigError(f"--{flag.name} evaluates spoken answers, but {_CHECKPOINT.value} is a "
                         f"text model (config.task={config.task}); drop --{flag.name} for text "

@@ -16,6 +16,7 @@ from tests.test_vocoder import random_vocoder, tiny_config as tiny_vocoder_confi
 from vocalnet_jax.decoding import speech_io
 from vocalnet_jax.evaluation import asr, speech_eval, speech_evaluator, text_metrics
 from vocalnet_jax.modeling import run_config
+from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.speech import mel_inversion
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -183,3 +184,21 @@ def test_evaluator_bad_input_is_one_line_and_exit_1(speech_setup, tmp_path):
   assert len(exits) == len(cases), proc.stdout + proc.stderr
   for line, needle in zip(exits, cases.values()):
     assert line.startswith("EXIT error: ") and needle in line, (needle, line)
+
+
+def test_reused_floors_need_the_same_split_questions_and_vocoder(tmp_path):
+  floors = {"corpus_audio": {"wer": 0.4, "mel_distance": 0.0},
+            "vocoder_resynthesis": {"wer": 0.2, "mel_distance": 0.6},
+            "examples": [{"index": 0, "question": "q0"}, {"index": 1, "question": "q1"}]}
+  (tmp_path / "eval.json").write_text(json.dumps(
+      {"split": "test", "vocoder": "v", "floors": floors}))
+  got, examples = speech_evaluator.reused_floors(str(tmp_path), "test", ["q0", "q1"], "v")
+  assert got == {k: v for k, v in floors.items() if k != "examples"}
+  assert examples == floors["examples"]
+  for args, what in ((("heldout", ["q0", "q1"], "v"), "split"),
+                     (("test", ["q0", "q1"], "w"), "vocoder"),
+                     (("test", ["q0"], "v"), "questions")):
+    with pytest.raises(ConfigError, match=f"judged other {what}"):
+      speech_evaluator.reused_floors(str(tmp_path), *args)
+  with pytest.raises(ConfigError, match="does not exist"):
+    speech_evaluator.reused_floors(str(tmp_path / "none"), "test", ["q0"], "v")

@@ -42,7 +42,7 @@ def is_speech(config: ml_collections.ConfigDict) -> bool:
 def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str],
                     vocoder_dir: Optional[str], split: str, n: int, steps: Sequence[int],
                     rule: str, out_dir: str, domain_lm: bool = True, mode: Optional[str] = None,
-                    command: str = "") -> dict[str, Any]:
+                    command: str = "", floors_from: Optional[str] = None) -> dict[str, Any]:
   """Checks the inputs (ConfigError: one line), loads the pipeline of `checkpoint` (None:
   random weights) and `vocoder_dir`, then `evaluate_pipeline`."""
   n = _check_speech_inputs(config, checkpoint, vocoder_dir, split, n, mode)
@@ -56,22 +56,28 @@ def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str]
                       f"Hz; the ASR judge needs {asr_lib.SAMPLE_RATE} Hz")
   return evaluate_pipeline(config, pipe, split, n, steps, rule, out_dir, domain_lm,
                            {"command": command, "checkpoint": checkpoint,
-                            "vocoder": vocoder_dir})
+                            "vocoder": vocoder_dir}, floors_from)
 
 
 def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
                       split: str, n: int, steps: Sequence[int], rule: str, out_dir: str,
-                      domain_lm: bool = True, about: Optional[dict] = None) -> dict[str, Any]:
+                      domain_lm: bool = True, about: Optional[dict] = None,
+                      floors_from: Optional[str] = None) -> dict[str, Any]:
   """Answers the first n questions of `split` with `pipe` (with a vocoder) once per decoder
   setting (AR; MDM: `steps` for the Thinker and the Talker both); writes out_dir/eval.json
-  (`about` first, e.g. the command) and the WAVs, prints the table, returns eval.json."""
+  (`about` first, e.g. the command) and the WAVs, prints the table, returns eval.json.
+  floors_from: an earlier evaluation directory of the same questions and vocoder whose
+  floors (and question/reference WAVs) are reused instead of recomputed."""
   examples = [speech_io.heldout_question(config, i, split) for i in range(n)]
   os.makedirs(out_dir, exist_ok=True)
   train_questions, train_answers = _train_texts(config)
   asr = asr_lib.PocketSphinxASR(domain_texts=train_answers if domain_lm else None)
   voices = [tts.Speaker.from_name(e["answer_speaker"]) if e["answer_speaker"] else None
             for e in examples]
-  floors, floor_examples = _floors(config, pipe, examples, voices, asr, out_dir)
+  vocoder = (about or {}).get("vocoder")
+  floors, floor_examples = (
+      reused_floors(floors_from, split, [e["question"] for e in examples], vocoder)
+      if floors_from else _floors(config, pipe, examples, voices, asr, out_dir))
   settings = {}
   for name, s in ([("ar", 0)] if config.objective == "ar" else
                   [(f"mdm_steps{s}", s) for s in steps]):
@@ -92,7 +98,8 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
                       "(speech_eval.dtw_mel_l1), vocoder mel analysis",
       "platform": jax.devices()[0].platform, "device": jax.devices()[0].device_kind,
       "cpu_count": os.cpu_count(), "settings": settings,
-      "floors": {**floors, "examples": floor_examples}}
+      "floors": {**floors, "examples": floor_examples},
+      **({"floors_from": floors_from} if floors_from else {})}
   with open(os.path.join(out_dir, "eval.json"), "w") as f:
     json.dump(result, f, indent=1)
   print(speech_eval.format_table({k: v["summary"] for k, v in settings.items()}, floors))
@@ -184,6 +191,26 @@ def _floors(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
   floors = {name: speech_eval.summarize_floor([r[name] for r in rows])
             for name in ("corpus_audio", "vocoder_resynthesis")}
   return floors, rows
+
+
+def reused_floors(directory: str, split: str, questions: Sequence[str],
+                  vocoder: Optional[str]) -> tuple[dict, list[dict]]:
+  """The floors of DIRECTORY/eval.json, if it judged the same split, questions and vocoder
+  (ConfigError naming the first difference otherwise)."""
+  path = os.path.join(directory, "eval.json")
+  if not os.path.isfile(path):
+    raise ConfigError(f"--floors_from={directory}: {path} does not exist")
+  with open(path, encoding="utf-8") as f:
+    earlier = json.load(f)
+  floors = dict(earlier["floors"])
+  examples = floors.pop("examples")
+  for what, theirs, ours in (("split", earlier["split"], split),
+                             ("vocoder", earlier.get("vocoder"), vocoder),
+                             ("questions", [e["question"] for e in examples], list(questions))):
+    if theirs != ours:
+      raise ConfigError(f"--floors_from={directory} judged other {what} ({path}); evaluate "
+                        "without it")
+  return floors, examples
 
 
 def _answer_all(pipe: streaming.SpeechPipeline, examples: Sequence[dict],
