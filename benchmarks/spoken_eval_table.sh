@@ -13,12 +13,14 @@ ROUND_STEPS=${ROUND_STEPS:-150}
 TAG=${TAG:-tiny_cpu}
 OUT=$DEMO_DIR/eval_table
 VOCODER=$DEMO_DIR/vocoder/vocoder
+FLOORS=()  # after the AR evaluation: every other one reuses its floors
 evaluate() {  # evaluate CHECKPOINT STEPS OUT_DIR [RULE]
   $PY -m launch.evaluate --checkpoint="$1" --steps="$2" --vocoder="$VOCODER" --split="$SPLIT" \
-    --n="$NUM_EVAL" --out="$3" --rule="${4:-topk}"
+    --n="$NUM_EVAL" --out="$3" --rule="${4:-topk}" "${FLOORS[@]}"
 }
 AR_EVAL=$DEMO_DIR/eval_ar  # make demo's own AR evaluation when it judged the same questions
 [ -f "$AR_EVAL/eval.json" ] || { AR_EVAL=$OUT/ar; evaluate "$DEMO_DIR/ar/stage2" 1 "$AR_EVAL"; }
+FLOORS=(--floors_from="$AR_EVAL")
 [ -f "$OUT/mdm/eval.json" ] || evaluate "$DEMO_DIR/mdm/stage2" 1,2,4 "$OUT/mdm"
 MDM_THRESHOLD=$OUT/mdm_threshold  # the confidence-threshold rule, at most 4 steps per block
 [ -f "$MDM_THRESHOLD/eval.json" ] || evaluate "$DEMO_DIR/mdm/stage2" 4 "$MDM_THRESHOLD" threshold

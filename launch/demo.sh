@@ -14,6 +14,11 @@ set -euo pipefail
 DEMO_DIR=${DEMO_DIR:-demo_out}
 PY=${PY:-.venv/bin/python}
 NUM_TRAIN=${NUM_TRAIN:-8000}
+# Test questions stored. TFDS stores a split in hashed order, so another NUM_TEST puts other
+# questions first: 50 keeps the 50 every demo since session 6 answered. A corpus prepared
+# with more (same train split, tokenizer and units) scores these checkpoints with less
+# noise: benchmarks/spoken_thinker_eval.py --n=300.
+NUM_TEST=${NUM_TEST:-50}
 STAGE0_STEPS=${STAGE0_STEPS:-1200}
 STAGE1_STEPS=${STAGE1_STEPS:-3000}
 MDM_STEPS=${MDM_STEPS:-1100}
@@ -30,7 +35,7 @@ SHIFT=--config.diffusion.shift_logits=True  # the MDM Thinker is adapted from th
 
 # A rerun resumes every stage from its workdir, so a DEMO_DIR trained by another recipe (other
 # steps, corpus, or an older demo.sh) would silently mix runs: refuse it in one line.
-RECIPE="$NUM_TRAIN $STAGE0_STEPS $STAGE1_STEPS $MDM_STEPS $STAGE2_STEPS $VOCODER_STEPS $VOCOS_STEPS $(cksum < "$0")"
+RECIPE="$NUM_TRAIN $NUM_TEST $STAGE0_STEPS $STAGE1_STEPS $MDM_STEPS $STAGE2_STEPS $VOCODER_STEPS $VOCOS_STEPS $(cksum < "$0")"
 if [ -e "$DEMO_DIR" ] && [ "$(cat "$DEMO_DIR/recipe.txt" 2>/dev/null)" != "$RECIPE" ]; then
   echo "error: $DEMO_DIR holds a run of another recipe ($DEMO_DIR/recipe.txt differs);" \
     "remove it (make clean) or set DEMO_DIR to a new directory" >&2
@@ -48,19 +53,23 @@ train() {  # train CONFIG WORKDIR [overrides...]
 
 step "1/7 spoken-QA corpus ($NUM_TRAIN train questions), sentencepiece tokenizer, speech units"
 $PY -m launch.prepare_data --config=configs/data.py:tiny --config.corpus.num_train="$NUM_TRAIN" \
-  --out="$DATA"
+  --config.corpus.num_test="$NUM_TEST" --out="$DATA"
 
 step "2/7 AR Thinker on typed questions (stage 0), $STAGE0_STEPS steps"
 train configs/ar.py:tiny,stage=0 "$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE0_STEPS"
 
 step "3/7 AR speech Thinker (stage 1: question audio -> text answer), $STAGE1_STEPS steps"
+# The typed term answers a fresh typed question at every step (stage 0's stream), not the
+# batch's own transcript, which the Thinker would meet every epoch.
 train configs/ar.py:tiny,stage=1 "$DEMO_DIR/ar/stage1" \
-  --config.init_from="thinker=$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE1_STEPS"
+  --config.init_from="thinker=$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE1_STEPS" \
+  --config.auxiliary.typed_source=procedural
 
 step "4/7 MDM speech Thinker adapted from the AR one behind its frozen ears, $MDM_STEPS steps"
 train configs/mdm.py:tiny,stage=1 "$DEMO_DIR/mdm/stage1" $SHIFT \
   --config.init_from="$DEMO_DIR/ar/stage1" \
-  --config.train.frozen=encoder,adaptor,thinker/embed_tokens --config.train.steps="$MDM_STEPS"
+  --config.train.frozen=encoder,adaptor,thinker/embed_tokens --config.train.steps="$MDM_STEPS" \
+  --config.auxiliary.typed_source=procedural
 
 step "5/7 Talkers (stage 2: text -> speech units), $STAGE2_STEPS steps each"
 # One mel bucket: a few hundred steps save less on short batches than three more compiles cost.

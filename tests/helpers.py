@@ -1,7 +1,9 @@
 """Shared test fixtures: tiny configs that train in seconds."""
 from __future__ import annotations
 
+import grain
 import ml_collections
+import numpy as np
 
 from configs import ar, data, mdm
 
@@ -30,3 +32,15 @@ def micro_data_config() -> ml_collections.ConfigDict:
   c.units.num_units, c.units.num_steps, c.units.batch_frames = 32, 10, 256
   c.text_tokenizer.vocab_size = 128
   return c
+
+
+def assert_hosts_read_slices(dataset, key: str, batch_size: int, batches: int = 3) -> None:
+  """Two hosts with per-host batch B, stacked in process order, read the global batches a
+  single process reads with batch 2B (so runs match across topologies).
+  dataset(shard=..., batch_size=...) -> a grain dataset (the default shard: one process)."""
+  single = iter(dataset(batch_size=2 * batch_size))
+  hosts = [iter(dataset(shard=grain.sharding.ShardOptions(p, 2, drop_remainder=True),
+                        batch_size=batch_size)) for p in range(2)]
+  for _ in range(batches):
+    stacked = np.concatenate([next(h)[key] for h in hosts])
+    np.testing.assert_array_equal(stacked, next(single)[key])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from data_pipelines import length_grouping, loader
+from tests import helpers
 
 LENGTHS = np.random.default_rng(0).integers(100, 600, size=203)
 BATCH = 8
@@ -55,14 +56,7 @@ def test_stream_crosses_epochs_and_resumes_exactly():
 
 
 def test_hosts_read_slices_of_the_single_process_batches():
-  """Two hosts with per-host batch B, stacked in process order, read the global batches a
-  single process reads with batch 2B (so runs match across topologies)."""
-  single = iter(_dataset(batch_size=2 * BATCH))
-  hosts = [iter(_dataset(shard=grain.sharding.ShardOptions(p, 2, drop_remainder=True)))
-           for p in range(2)]
-  for _ in range(5):
-    stacked = np.concatenate([next(h)["index"] for h in hosts])
-    np.testing.assert_array_equal(stacked, next(single)["index"])
+  helpers.assert_hosts_read_slices(_dataset, "index", BATCH, batches=5)
 
 
 def test_lengths_must_match_the_source():

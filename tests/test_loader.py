@@ -3,6 +3,7 @@ import grain
 import numpy as np
 
 from data_pipelines import loader
+from tests import helpers
 
 RECORDS = [{"index": np.int64(i)} for i in range(10)]
 BATCH = 4
@@ -24,7 +25,7 @@ def test_companion_pairs_each_stream_position_once_across_epochs():
   assert len(set(records.tolist())) == len(RECORDS)  # while the records repeat
 
 
-def test_companion_resumes_exactly_and_hosts_read_slices():
+def test_companion_resumes_exactly_and_hosts_read_slices_of_one_stream():
   it = iter(_dataset())
   next(it)
   state = it.get_state()
@@ -35,9 +36,4 @@ def test_companion_resumes_exactly_and_hosts_read_slices():
     got = next(resumed)
     for key in w:
       np.testing.assert_array_equal(got[key], w[key])
-  single = iter(_dataset(batch_size=2 * BATCH))
-  hosts = [iter(_dataset(shard=grain.sharding.ShardOptions(p, 2, drop_remainder=True)))
-           for p in range(2)]
-  for _ in range(3):
-    stacked = np.concatenate([next(h)["position"] for h in hosts])
-    np.testing.assert_array_equal(stacked, next(single)["position"])
+  helpers.assert_hosts_read_slices(_dataset, "position", BATCH)
