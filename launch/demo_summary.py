@@ -96,5 +96,6 @@ def _shown_questions(ar: list[dict], mdm: list[dict]) -> list[tuple[str, int]]:
     shown.append(("not both right", right.index(False)))
   return shown
 
+
 if __name__ == "__main__":
   app.run(main)
