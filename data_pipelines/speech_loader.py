@@ -96,7 +96,8 @@ def open_source(dataset_dir: str, split: str) -> IndexedSource:
   return IndexedSource(tfds.builder_from_directory(dataset_dir).as_data_source(split))
 
 
-def _text(value: Any) -> str:
+def record_text(value: Any) -> str:
+  """A text feature of a TFDS record (bytes from `as_data_source`) as str."""
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
@@ -148,17 +149,17 @@ class SpeechTransform:
 
   def __call__(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     cfg, tok = self.batch_config, self.text_tokenizer
-    example_id = _text(record["id"])
+    example_id = record_text(record["id"])
     mel = self._cached_mel(record, "question_mel", self.mel_config)  # [frames, n_mels]
     if mel is None:
       mel = features.log_mel(record["question_audio"], self.mel_config)  # [frames, n_mels]
     self._check(example_id, "question mel", mel.shape[0], cfg.mel_buckets[-1], "mel_buckets[-1]")
 
-    question = tok.encode(_text(record["question_text"]))
+    question = tok.encode(record_text(record["question_text"]))
     self._check(example_id, "question tokens", len(question), cfg.max_question_tokens,
                 "max_question_tokens")
     prompt = prompt_ids(tok, question)
-    response = [*tok.encode(_text(record["answer_text"])), tok.eos_id]
+    response = [*tok.encode(record_text(record["answer_text"])), tok.eos_id]
     self._check(example_id, "prompt", len(prompt), cfg.prompt_len, "prompt_len")
     self._check(example_id, "response", len(response), cfg.response_len, "response_len")
     out = synthetic_text.pack_example(prompt, response, cfg.prompt_len, cfg.response_len,

@@ -30,7 +30,8 @@ import tqdm
 from data_pipelines import features
 from data_pipelines import tfds_builders as tb
 from data_pipelines import text_tokenizer, tts
-from data_pipelines.speech_loader import IndexedSource, limit_blas_threads, save_question_frames
+from data_pipelines.speech_loader import (IndexedSource, limit_blas_threads, record_text,
+                                          save_question_frames)
 from vocalnet_jax.evaluation.plots import save_mel_panels
 from vocalnet_jax.speech import units as units_lib
 
@@ -65,10 +66,6 @@ def _records(source, desc: str, limit: int | None = None):
     yield source[i]
 
 
-def _text(value) -> str:
-  return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def split_lengths(source, tok: text_tokenizer.TextTokenizer,
                   unit_tok: units_lib.UnitTokenizer, mel_config: features.MelConfig,
                   split: str) -> tuple[dict[str, int], list[int]]:
@@ -84,8 +81,8 @@ def split_lengths(source, tok: text_tokenizer.TextTokenizer,
     answer_samples = np.asarray(r["answer_audio"]).size
     lengths = {
         "mel_frames": features.num_frames(np.asarray(r["question_audio"]).size, mel_config),
-        "question_tokens": len(tok.encode(_text(r["question_text"]))),
-        "response_tokens": len(tok.encode(_text(r["answer_text"]))) + 1,  # + eos
+        "question_tokens": len(tok.encode(record_text(r["question_text"]))),
+        "response_tokens": len(tok.encode(record_text(r["answer_text"]))) + 1,  # + eos
         "answer_units": (features.num_frames(answer_samples, unit_tok.mel_config) // pool
                          if answer_samples else 0),
     }
@@ -118,7 +115,7 @@ def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:
   if config.text_tokenizer.path:
     tok = text_tokenizer.load_tokenizer(config.text_tokenizer.path)
   else:
-    texts = [_text(r[k]) for r in _records(train, "tokenizer text")
+    texts = [record_text(r[k]) for r in _records(train, "tokenizer text")
              for k in ("question_text", "answer_text")]
     tok = text_tokenizer.train_sentencepiece(texts, config.text_tokenizer.vocab_size,
                                              config.text_tokenizer.model_type)

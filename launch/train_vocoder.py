@@ -73,8 +73,7 @@ def load_answers(dataset_dir: str, split: str, limit: int) -> list[tuple[str, np
     record = source[i]
     audio = np.asarray(record["answer_audio"], np.float32)
     if audio.size:
-      text = record["answer_text"]
-      out.append((text.decode() if isinstance(text, bytes) else str(text), audio))
+      out.append((speech_loader.record_text(record["answer_text"]), audio))
     if 0 < limit <= len(out):
       break
   return out

@@ -50,7 +50,7 @@ def heldout_question(config: ml_collections.ConfigDict, index: int,
     raise ValueError(f"--heldout={index} is out of range: split {split!r} has {len(source)} "
                      "examples")
   record = source[index]
-  text = lambda k: record[k].decode() if isinstance(record[k], bytes) else str(record[k])  # noqa: E731
+  text = lambda key: speech_loader.record_text(record[key])  # noqa: E731
   return {"audio": np.asarray(record["question_audio"], np.float32),
           "question": text("question_text"), "answer": text("answer_text"),
           "answer_audio": np.asarray(record["answer_audio"], np.float32),

@@ -141,12 +141,11 @@ def _train_texts(config: ml_collections.ConfigDict) -> tuple[set[str], list[str]
   """Question texts (which scored questions were also asked in training) and answer texts
   (the ASR's domain LM; never the scored split) of the train split."""
   source = speech_loader.open_source(build.corpus_dataset_dir(config), "train")
-  text = lambda t: t.decode() if isinstance(t, bytes) else str(t)  # noqa: E731
   questions, answers = set(), []
   for i in range(len(source)):
     record = source[i]
-    questions.add(text(record["question_text"]))
-    answers.append(text(record["answer_text"]))
+    questions.add(speech_loader.record_text(record["question_text"]))
+    answers.append(speech_loader.record_text(record["answer_text"]))
   return questions, answers
 
 
