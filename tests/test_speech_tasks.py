@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import ar, mdm
@@ -146,6 +147,28 @@ def test_stage1_loss_is_answer_plus_weighted_auxiliary_terms(ctc_on, prepared_co
   config.auxiliary.update(answer_weight=0.0, typed_weight=0.0)
   total, m = jax.jit(tasks.build_task(config).loss)(params, batch, jax.random.key(1))
   assert set(m) == {"ctc_loss", "loss"} and total == 0.5 * m["ctc_loss"]
+
+
+def test_adaptor_ctc_has_no_gradient_behind_frozen_ears(prepared_corpus):
+  """CTC on the adapted frames reads only the encoder, the adaptor and the token
+  embeddings: with those frozen (the demo's MDM Thinker) its gradient is zero everywhere,
+  so the demo turns it off; with the adaptor trainable it moves the adaptor."""
+  config = _config(mdm, 1, prepared_corpus, steps=1)
+  config.auxiliary.update(answer_weight=0.0, typed_weight=0.0, ctc_weight=1.0, ctc_on="adaptor")
+  batch = next(iter(tasks.build_task(config).dataset("train", 4, seed=0)))
+
+  def grad_norms(frozen: str) -> dict:
+    config.train.frozen = frozen
+    task = tasks.build_task(config)
+    params = jax.jit(task.init_params)(jax.random.key(0))
+    loss = lambda p: task.loss(train_state.freeze(p, task.trainable, task.frozen),  # noqa: E731
+                               batch, jax.random.key(1))[0]
+    grads = jax.jit(jax.grad(loss))(params)
+    return {k: float(optax.global_norm(grads[k])) for k in grads}
+
+  assert not any(grad_norms("encoder,adaptor,thinker/embed_tokens").values())
+  trained = grad_norms("encoder,thinker/embed_tokens")
+  assert trained["adaptor"] > 0 and trained["encoder"] == trained["thinker"] == 0
 
 
 @pytest.mark.slow
