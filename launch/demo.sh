@@ -60,8 +60,8 @@ train configs/ar.py:tiny,stage=0 "$DEMO_DIR/ar/stage0" --config.train.steps="$ST
 
 step "3/7 AR speech Thinker (stage 1: question audio -> text answer), $STAGE1_STEPS steps"
 # Spoken answers + CTC only: the typed term (a second Thinker pass per step) did not change
-# spoken exact match on 300 test questions and costs ~12% of the stage; without it the
-# Thinker forgets typed prompts (README, Results).
+# spoken exact match on 300 test questions and costs time; without it the Thinker forgets
+# typed prompts (measured: README, Results).
 train configs/ar.py:tiny,stage=1 "$DEMO_DIR/ar/stage1" \
   --config.init_from="thinker=$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE1_STEPS" \
   --config.auxiliary.typed_weight=0
