@@ -3,6 +3,10 @@ each question from its audio (spoken) and from its transcript (typed), Thinker o
 
   python benchmarks/spoken_thinker_eval.py --checkpoint=w/ar1 --split=test --n=50 \
       --out=benchmarks/results/x.json [--label=...]
+  # questions 0..299 as the corpus generator makes them (not the stored split, which TFDS
+  # keeps in hashed order), here test texts spoken by voices never in a 256-speaker train pool
+  python benchmarks/spoken_thinker_eval.py --checkpoint=w/ar1 --split=test --n=300 \
+      --synthesize --num_speakers=256 --voices_of=unseen_voices --out=...
 
 Why: stage 1 is judged before any Talker exists; spoken vs typed on the same questions
 separates hearing (encoder + adaptor) from answering (the Thinker), and the greedy CTC
@@ -18,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from data_pipelines import features
+from data_pipelines import features, spoken_qa, tfds_builders, tts
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.decoding import speech_io, streaming
 from vocalnet_jax.evaluation import text_eval, text_metrics
@@ -32,7 +36,28 @@ _OUT = flags.DEFINE_string("out", None, "JSON file to append this row to.")
 _LABEL = flags.DEFINE_string("label", "", "Row label.")
 _STEPS = flags.DEFINE_integer("steps", 0, "MDM denoising steps per block (0: the config's).")
 _RULE = flags.DEFINE_string("rule", "topk", "MDM commit rule (decoding.step_rules.RULES).")
+_SYNTHESIZE = flags.DEFINE_bool(
+    "synthesize", False, "Synthesize generator indices 0..n-1 of --split (the corpus's seed-0 "
+    "generator and voices) instead of reading the stored split.")
+_NUM_SPEAKERS = flags.DEFINE_integer("num_speakers", 256, "--synthesize: the corpus's "
+                                     "config.corpus.num_speakers (train/test voices).")
+_NUM_UNSEEN = flags.DEFINE_integer("num_unseen_speakers", 4, "--synthesize: the corpus's "
+                                   "config.corpus.num_heldout_speakers.")
+_VOICES_OF = flags.DEFINE_string("voices_of", "", "--synthesize: speak --split's texts with "
+                                 "this split's voices (default: its own).")
 flags.mark_flags_as_required(["checkpoint", "out"])
+
+
+def synthesized_question(corpus: tfds_builders.SpokenQAConfig, split: str, index: int,
+                         voices_of: str) -> dict[str, object]:
+  """Question `index` of `split` as the generator makes it, spoken by `voices_of`'s pool.
+
+  The speaker is the generator's last draw, so another pool changes the voice, not the text.
+  """
+  speakers = tfds_builders.split_speakers(corpus, voices_of)
+  qa = spoken_qa.make_example(corpus.seed, split, index, len(speakers))
+  return {"audio": tts.synthesize(qa.question, speakers[qa.speaker_index]),
+          "question": qa.question, "answer": qa.answer}
 
 
 def padded_mel(wav: np.ndarray, frames: int) -> tuple[jax.Array, jax.Array]:
@@ -83,8 +108,14 @@ def main(argv):
   transcribe = jax.jit(lambda p, m, v: model.apply(
       {"params": p}, m, v, head, tail, ctc_on, method=SpeechLLM.audio_prompt_and_transcript)[2:])
   rows = {"spoken": [], "typed": [], "reference": [], "heard": [], "question": []}
+  corpus = tfds_builders.SpokenQAConfig(
+      name="synthesized", num_speakers=_NUM_SPEAKERS.value,
+      num_heldout_speakers=_NUM_UNSEEN.value)  # defaults: seed 0, the assistant voice
   for i in range(_N.value):
-    ex = speech_io.heldout_question(config, i, _SPLIT.value)
+    if _SYNTHESIZE.value:
+      ex = synthesized_question(corpus, _SPLIT.value, i, _VOICES_OF.value or _SPLIT.value)
+    else:
+      ex = speech_io.heldout_question(config, i, _SPLIT.value)
     rows["spoken"].append(spoken_answer(model, params, tok, cfg, ex["audio"]))
     prefix, valid = text_eval.encode_question(tok, ex["question"], config.data.prompt_len)
     out = text_eval.generate(lm, params, prefix, valid, jax.random.key(i), decoder,
@@ -94,7 +125,10 @@ def main(argv):
     rows["heard"].append(heard_transcript(transcribe, params, tok, cfg.mel_frames, ex["audio"]))
     rows["question"].append(ex["question"])
   result = {"label": _LABEL.value, "checkpoint": _CHECKPOINT.value, "split": _SPLIT.value,
-            "n": _N.value, "objective": config.objective,
+            "n": _N.value, "questions": ("generator indices 0..n-1, voices of "
+                                         f"{_VOICES_OF.value or _SPLIT.value} "
+                                         f"({_NUM_SPEAKERS.value} train speakers)"
+                                         if _SYNTHESIZE.value else "stored split, first n"), "objective": config.objective,
             "steps": cfg.text_steps if config.objective == "mdm" else None,
             "rule": _RULE.value if config.objective == "mdm" else None,
             "step": restore.checkpoint_step(_CHECKPOINT.value),

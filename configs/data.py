@@ -46,9 +46,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       seed=0,
       num_train=n(800 if tiny else 4000),
       num_test=n(50 if tiny else 250),
-      num_heldout=n(50 if tiny else 250),
-      num_speakers=16 if tiny else 48,
-      num_heldout_speakers=4 if tiny else 8,
+      num_heldout=n(50 if tiny else 250),  # held-out phrasings, unseen voices
+      num_unseen_voices=n(50 if tiny else 250),  # train phrasings, unseen voices
+      # Question speakers of train/test: many, so the ears learn to hear voices instead of
+      # memorising a few (test on `unseen_voices`; README, Results). Synthesis costs the same.
+      num_speakers=256,
+      num_heldout_speakers=4 if tiny else 8,  # the unseen voices of heldout/unseen_voices
       # Every answer is spoken by this voice (`tts.Speaker.name`), never a question speaker's:
       # the unit tokenizer, the Talker and the vocoder learn one assistant voice.
       assistant_voice="en-us_r175_p50_g50",

@@ -13,8 +13,11 @@ training, but not together (systematic generalisation).
 
 Examples are a pure function of (seed, split, index): random access,
 deterministic, shardable. Question speakers are drawn per example from a speaker
-pool (`tts.speaker_pool`); the `heldout` split may use speakers never seen in
-train. Answers are all spoken by one assistant voice (`tfds_builders`).
+pool (`tts.speaker_pool`). Three evaluation splits hold out one more axis each:
+`test` (new recordings of train combinations by train speakers), `unseen_voices`
+(train combinations, speakers never in train) and `heldout` (held-out combinations,
+speakers never in train), so a failure on `heldout` can be told apart from a voice
+the ears never heard. Answers are all spoken by one assistant voice (`tfds_builders`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import numpy as np
 
 from data_pipelines.synthetic_text import pack_qa
 
-SPLITS = ("train", "test", "heldout")
+SPLITS = ("train", "test", "heldout", "unseen_voices")
+# Splits whose questions are spoken by speakers never in train (`tfds_builders.split_speakers`).
+UNSEEN_VOICE_SPLITS = ("heldout", "unseen_voices")
 
 NAMES = (
     "alice", "bob", "carol", "david", "emma", "frank", "grace", "henry", "irene", "jack",

@@ -220,7 +220,7 @@ class SpokenQAConfig(tfds.core.BuilderConfig):
   num_examples: tuple[tuple[str, int], ...] = (("train", 800), ("test", 100), ("heldout", 100))
   seed: int = 0
   num_speakers: int = 24  # train/test question speakers
-  num_heldout_speakers: int = 8  # extra question speakers used only by the heldout split
+  num_heldout_speakers: int = 8  # extra question speakers, only for spoken_qa.UNSEEN_VOICE_SPLITS
   assistant_voice: str = tts.DEFAULT_SPEAKER.name  # `tts.Speaker.name` speaking every answer
   cache_mel_bins: int = 0  # > 0: also store question_mel with this many bins
   num_workers: int = 2  # synthesis processes
@@ -228,9 +228,10 @@ class SpokenQAConfig(tfds.core.BuilderConfig):
 
 
 def split_speakers(config: SpokenQAConfig, split: str) -> list[tts.Speaker]:
-  """Question speakers: train/test share one pool; heldout uses unseen ones; never the assistant."""
+  """Question speakers: train/test share one pool; the unseen-voice splits (heldout,
+  unseen_voices) use speakers never in it; never the assistant."""
   exclude = (config.assistant_voice,)
-  if split == "heldout" and config.num_heldout_speakers:
+  if split in spoken_qa.UNSEEN_VOICE_SPLITS and config.num_heldout_speakers:
     return tts.speaker_pool(config.num_speakers + config.num_heldout_speakers,
                             config.seed, exclude)[config.num_speakers:]
   return tts.speaker_pool(config.num_speakers, config.seed, exclude)

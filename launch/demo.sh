@@ -4,7 +4,7 @@
 # AR speech Thinker (stage 1: CTC of the question transcript on the adapted frames teaches
 # the encoder to hear and the adaptor to speak the Thinker's token embeddings) ->
 # MDM speech Thinker adapted from it (Dream's shifted logits) behind the AR run's frozen
-# ears and token embeddings -> a Talker for each (stage 2) -> vocoder (flow matching +
+# encoder and token embeddings -> a Talker for each (stage 2) -> vocoder (flow matching +
 # Vocos) -> both answer the same 50 spoken questions of the test split (recordings never
 # trained on; short questions can repeat a train question's text), judged by an independent ASR
 # (eval.json + WAVs). MDM decodes with the confidence-threshold rule (Fast-dLLM), at most
@@ -66,13 +66,14 @@ train configs/ar.py:tiny,stage=1 "$DEMO_DIR/ar/stage1" \
   --config.init_from="thinker=$DEMO_DIR/ar/stage0" --config.train.steps="$STAGE1_STEPS" \
   --config.auxiliary.typed_weight=0
 
-step "4/7 MDM speech Thinker adapted from the AR one behind its frozen ears, $MDM_STEPS steps"
-# The spoken answer alone: CTC has no gradient behind frozen ears, and the typed term's
-# time buys more MDM steps, which is what closes the gap to AR (README, Results).
+step "4/7 MDM speech Thinker adapted from the AR one behind its frozen encoder, $MDM_STEPS steps"
+# The spoken answer + CTC, no typed term: its time buys more MDM steps, which is what closes
+# the gap to AR; the adaptor keeps learning (CTC reaches it) so the MDM Thinker is not bound
+# to how well one AR run's ears happened to hear (README, Results).
 train configs/mdm.py:tiny,stage=1 "$DEMO_DIR/mdm/stage1" $SHIFT \
   --config.init_from="$DEMO_DIR/ar/stage1" \
-  --config.train.frozen=encoder,adaptor,thinker/embed_tokens --config.train.steps="$MDM_STEPS" \
-  --config.auxiliary.typed_weight=0 --config.auxiliary.ctc_weight=0
+  --config.train.frozen=encoder,thinker/embed_tokens --config.train.steps="$MDM_STEPS" \
+  --config.auxiliary.typed_weight=0
 
 step "5/7 Talkers (stage 2: text -> speech units), $STAGE2_STEPS steps each"
 # One mel bucket: a few hundred steps save less on short batches than three more compiles cost.

@@ -22,7 +22,7 @@ def test_generation_is_deterministic_from_seed():
 
 def test_heldout_combinations_never_in_train_or_test():
   held = {f"{n}/{p}" for n, p in spoken_qa.heldout_combinations()}
-  for split in ("train", "test"):
+  for split in ("train", "test", "unseen_voices"):  # unseen_voices: new voices, seen phrasings
     seen = {spoken_qa.make_example(0, split, i, 4).template for i in range(2000)}
     assert not seen & held
     assert len(seen) == len(spoken_qa.split_combinations(split))  # every combination is used

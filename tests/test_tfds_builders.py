@@ -61,7 +61,9 @@ def test_worker_pool_build_skips_too_long_examples(tmp_path):
 def test_answers_use_one_assistant_voice_whatever_the_questioner():
   config = tb.SpokenQAConfig(name="voice", num_speakers=16, num_heldout_speakers=4,
                              assistant_voice="en-gb-x-rp+f3_r160_p55_g50")
-  pools = {split: tb.split_speakers(config, split) for split in ("train", "heldout")}
+  pools = {split: tb.split_speakers(config, split)
+           for split in ("train", "test", "heldout", "unseen_voices")}
+  assert pools["test"] == pools["train"] and pools["unseen_voices"] == pools["heldout"]
   assert not {s.name for s in pools["train"]} & {s.name for s in pools["heldout"]}
   assert all(config.assistant_voice not in {s.name for s in p} for p in pools.values())
   # Two train examples with the same answer text asked by different speakers.
