@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from data_pipelines import features, spoken_qa, tfds_builders, tts
+from data_pipelines import features, tfds_builders, tts
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.decoding import speech_io, streaming
 from vocalnet_jax.evaluation import text_eval, text_metrics
@@ -50,14 +50,10 @@ flags.mark_flags_as_required(["checkpoint", "out"])
 
 def synthesized_question(corpus: tfds_builders.SpokenQAConfig, split: str, index: int,
                          voices_of: str) -> dict[str, object]:
-  """Question `index` of `split` as the generator makes it, spoken by `voices_of`'s pool.
-
-  The speaker is the generator's last draw, so another pool changes the voice, not the text.
-  """
-  speakers = tfds_builders.split_speakers(corpus, voices_of)
-  qa = spoken_qa.make_example(corpus.seed, split, index, len(speakers))
-  return {"audio": tts.synthesize(qa.question, speakers[qa.speaker_index]),
-          "question": qa.question, "answer": qa.answer}
+  """Question `index` of `split` as the generator makes it, spoken by `voices_of`'s pool."""
+  qa, speaker = tfds_builders.question_speaker(corpus, split, index, voices_of)
+  return {"audio": tts.synthesize(qa.question, speaker), "question": qa.question,
+          "answer": qa.answer}
 
 
 def padded_mel(wav: np.ndarray, frames: int) -> tuple[jax.Array, jax.Array]:

@@ -237,14 +237,22 @@ def split_speakers(config: SpokenQAConfig, split: str) -> list[tts.Speaker]:
   return tts.speaker_pool(config.num_speakers, config.seed, exclude)
 
 
+def question_speaker(config: SpokenQAConfig, split: str, index: int,
+                     voices_of: str | None = None) -> tuple[spoken_qa.QAText, tts.Speaker]:
+  """Example `index` of `split` and its questioner, drawn from `voices_of`'s pool (default:
+  the split's own, as the corpus stores it). The speaker is the generator's last draw, so
+  another pool changes the voice, never the text (e.g. test texts in unseen voices)."""
+  speakers = split_speakers(config, voices_of or split)
+  qa = spoken_qa.make_example(config.seed, split, index, len(speakers))
+  return qa, speakers[qa.speaker_index]
+
+
 def synthesize_example(config: SpokenQAConfig, split: str, index: int) -> tuple[str, Any]:
   """(id, example dict) for example `index`, or (id, InvalidExample). Runs in a worker.
 
   The question is spoken by one of the split's speakers, the answer by the assistant voice.
   """
-  speakers = split_speakers(config, split)
-  qa = spoken_qa.make_example(config.seed, split, index, len(speakers))
-  speaker = speakers[qa.speaker_index]
+  qa, speaker = question_speaker(config, split, index)
   assistant = tts.Speaker.from_name(config.assistant_voice)
   try:
     question = tts.synthesize(qa.question, speaker)

@@ -89,6 +89,20 @@ def test_answers_use_one_assistant_voice_whatever_the_questioner():
   assert held["answer_speaker"] == config.assistant_voice
 
 
+def test_question_speaker_is_the_stored_one_and_another_pool_changes_only_the_voice():
+  config = tb.SpokenQAConfig(name="qs", num_speakers=6, num_heldout_speakers=2)
+  for index in range(3):
+    _, stored = tb.synthesize_example(config, "test", index)
+    qa, speaker = tb.question_speaker(config, "test", index)
+    assert (qa.question, qa.answer, speaker.name) == (
+        stored["question_text"], stored["answer_text"], stored["speaker"])
+  # test texts in the unseen voices (spoken_thinker_eval --voices_of): same words, new voice
+  speakers = [tb.question_speaker(config, "test", i, "unseen_voices") for i in range(20)]
+  assert [qa.question for qa, _ in speakers] == [
+      tb.question_speaker(config, "test", i)[0].question for i in range(20)]
+  assert {s.name for _, s in speakers} <= {s.name for s in tb.split_speakers(config, "heldout")}
+
+
 @pytest.fixture()
 def manifest(tmp_path):
   """A manifest with two good examples and one of every bad kind."""
