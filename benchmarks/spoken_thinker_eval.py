@@ -49,7 +49,7 @@ flags.mark_flags_as_required(["checkpoint", "out"])
 
 
 def synthesized_question(corpus: tfds_builders.SpokenQAConfig, split: str, index: int,
-                         voices_of: str) -> dict[str, object]:
+                         voices_of: str | None) -> dict[str, object]:
   """Question `index` of `split` as the generator makes it, spoken by `voices_of`'s pool."""
   qa, speaker = tfds_builders.question_speaker(corpus, split, index, voices_of)
   return {"audio": tts.synthesize(qa.question, speaker), "question": qa.question,
@@ -107,9 +107,12 @@ def main(argv):
   corpus = tfds_builders.SpokenQAConfig(
       name="synthesized", num_speakers=_NUM_SPEAKERS.value,
       num_heldout_speakers=_NUM_UNSEEN.value)  # defaults: seed 0, the assistant voice
+  voices_of = _VOICES_OF.value or _SPLIT.value
+  questions = (f"generator indices 0..n-1, voices of {voices_of} ({_NUM_SPEAKERS.value} train "
+               "speakers)" if _SYNTHESIZE.value else "stored split, first n")
   for i in range(_N.value):
     if _SYNTHESIZE.value:
-      ex = synthesized_question(corpus, _SPLIT.value, i, _VOICES_OF.value or _SPLIT.value)
+      ex = synthesized_question(corpus, _SPLIT.value, i, voices_of)
     else:
       ex = speech_io.heldout_question(config, i, _SPLIT.value)
     rows["spoken"].append(spoken_answer(model, params, tok, cfg, ex["audio"]))
@@ -121,10 +124,7 @@ def main(argv):
     rows["heard"].append(heard_transcript(transcribe, params, tok, cfg.mel_frames, ex["audio"]))
     rows["question"].append(ex["question"])
   result = {"label": _LABEL.value, "checkpoint": _CHECKPOINT.value, "split": _SPLIT.value,
-            "n": _N.value, "questions": ("generator indices 0..n-1, voices of "
-                                         f"{_VOICES_OF.value or _SPLIT.value} "
-                                         f"({_NUM_SPEAKERS.value} train speakers)"
-                                         if _SYNTHESIZE.value else "stored split, first n"), "objective": config.objective,
+            "n": _N.value, "questions": questions, "objective": config.objective,
             "steps": cfg.text_steps if config.objective == "mdm" else None,
             "rule": _RULE.value if config.objective == "mdm" else None,
             "step": restore.checkpoint_step(_CHECKPOINT.value),
