@@ -19,3 +19,5 @@ def test_a_new_dir_gets_the_recipe_and_a_different_recipe_is_refused(tmp_path):
   assert other.returncode == 1 and other.stderr.count("\n") == 1
   assert f"{demo_dir}/recipe.txt differs" in other.stderr
   assert (demo_dir / "recipe.txt").read_text() == recipe  # the old run's stamp is kept
+  reseeded = _demo(demo_dir, SEED="1")  # another seed is another run
+  assert reseeded.returncode == 1 and "recipe.txt differs" in reseeded.stderr

@@ -53,6 +53,7 @@ def _stage2_trains_only_the_talker(module, prepared_corpus, tmp_path, devices, s
   moved = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
                                  stage1["talker"], stage2["talker"])
   assert max(jax.tree_util.tree_leaves(moved)) > 0
+  return stage2
 
 
 def test_mdm_stages_train_only_their_parts(prepared_corpus, tmp_path, devices):
@@ -93,7 +94,15 @@ def test_ar_stages_0_1_2_each_train_their_parts_and_chain(prepared_corpus, tmp_p
                     (f"{tmp_path / 's1'},ears={tmp_path / 's0'}", "no part 'ears'")):
     with pytest.raises(ConfigError, match=says):
       trainer.load_params(bad, exp1)
-  _stage2_trains_only_the_talker(ar, prepared_corpus, tmp_path, devices, spoken)
+  talking = _stage2_trains_only_the_talker(ar, prepared_corpus, tmp_path, devices, spoken)
+  # The demo's MDM Talker starts from the AR one (`W,talker=AR2`): the AR Talker's params fit
+  # the MDM stage-2 model as they are (one speech vocabulary with both special ids).
+  mdm2 = _config(mdm, 2, prepared_corpus, steps=1)
+  mdm2.diffusion.shift_logits = True
+  from_ar = trainer.load_params(f"{tmp_path / 's1'},talker={tmp_path / 's2'}",
+                                trainer.setup_experiment(mdm2, devices))
+  for part, source in (("talker", talking), ("thinker", spoken), ("encoder", spoken)):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, source[part], from_ar[part])
 
 
 @pytest.mark.parametrize("stage,valid_key", [(1, "response_valid"), (2, "answer_units_valid")])
