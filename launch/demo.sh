@@ -5,9 +5,9 @@
 # the encoder to hear and the adaptor to speak the Thinker's token embeddings) ->
 # MDM speech Thinker adapted from it (Dream's shifted logits) behind the AR run's frozen
 # encoder and token embeddings -> a Talker for each (stage 2; the MDM Talker adapted from
-# the AR one) -> vocoder (flow matching + Vocos) -> both answer the same 50 spoken questions of the test split (recordings never
-# trained on; short questions can repeat a train question's text), judged by an independent ASR
-# (eval.json + WAVs). MDM decodes with the confidence-threshold rule (Fast-dLLM), at most
+# the AR one) -> vocoder (flow matching + Vocos) -> both answer the same 50 spoken questions
+# of the test split (recordings never trained on; short questions can repeat a train
+# question's text), judged by an independent ASR (eval.json + WAVs). MDM decodes with the confidence-threshold rule (Fast-dLLM), at most
 # MDM_EVAL_STEPS forwards per block.
 # Step counts are sized for a 2-core CPU; override with e.g. STAGE1_STEPS=2000 make demo.
 # SEED sets every training stage's init, noise and batch order (the corpus stays the same):
