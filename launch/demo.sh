@@ -7,8 +7,8 @@
 # encoder and token embeddings -> a Talker for each (stage 2; the MDM Talker adapted from
 # the AR one) -> vocoder (flow matching + Vocos) -> both answer the same 50 spoken questions
 # of the test split (recordings never trained on; short questions can repeat a train
-# question's text), judged by an independent ASR (eval.json + WAVs). MDM decodes with the confidence-threshold rule (Fast-dLLM), at most
-# MDM_EVAL_STEPS forwards per block.
+# question's text), judged by an independent ASR (eval.json + WAVs). MDM decodes with the
+# confidence-threshold rule (Fast-dLLM), at most MDM_EVAL_STEPS forwards per block.
 # Step counts are sized for a 2-core CPU; override with e.g. STAGE1_STEPS=2000 make demo.
 # SEED sets every training stage's init, noise and batch order (the corpus stays the same):
 # SEED=1 make demo shows how much a figure moves with the run (README, Results).
