@@ -22,9 +22,11 @@ demo: $(STAMP)
 	$(PY) -m launch.recipe --recipe=configs/recipes/demo.py$(if $(strip $(DEMO_ARG)),:$(strip $(DEMO_ARG))) \
 	  --workdir=$(DEMO_DIR)
 
-# Whole suite (slow tests included) with 8 fake CPU devices for real sharding; two pytest
-# workers (a test module stays in one worker, so module fixtures are built once).
+# The linter (ruff, configured in pyproject.toml), then the whole suite (slow tests included)
+# with 8 fake CPU devices for real sharding; two pytest workers (a test module stays in one
+# worker, so module fixtures are built once).
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -ra -n 2 \
 	  --dist loadscope tests
 

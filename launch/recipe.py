@@ -12,7 +12,8 @@ from absl import app, flags
 
 from launch import recipe_runner
 
-_RECIPE = flags.DEFINE_string("recipe", None, "Recipe file[:arg], e.g. configs/recipes/demo.py:seed=1.")
+_RECIPE = flags.DEFINE_string("recipe", None,
+                              "Recipe file[:arg], e.g. configs/recipes/demo.py:seed=1.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "One directory per stage + recipe.json.")
 _ONLY = flags.DEFINE_string("only", None, "Run this stage alone (even if complete).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands; run nothing.")

@@ -1,4 +1,5 @@
-"""launch.recipe: the declared recipes, their commands, and the runner's skip/resume/refuse rules."""
+"""launch.recipe: the declared recipes, their commands, and the runner's skip/resume/refuse
+rules."""
 import functools
 import importlib
 import json
@@ -13,18 +14,36 @@ from launch import recipe_runner
 
 # launch/demo.sh's ten commands before the demo became a recipe (D: its DEMO_DIR; its
 # directories ar/stage0 ... are now the stages ar_stage0 ...).
-_DEMO_SH = """
--m launch.prepare_data --config=configs/data.py:tiny --config.corpus.num_train=8000 --config.corpus.num_test=50 --out=D/data
--m launch.train --config=configs/ar.py:tiny,stage=0 --workdir=D/ar_stage0 --config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 --config.train.steps=1200
--m launch.train --config=configs/ar.py:tiny,stage=1 --workdir=D/ar_stage1 --config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 --config.init_from=thinker=D/ar_stage0 --config.train.steps=2800 --config.auxiliary.typed_weight=0
--m launch.train --config=configs/mdm.py:tiny,stage=1 --workdir=D/mdm_stage1 --config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 --config.diffusion.shift_logits=True --config.init_from=D/ar_stage1 --config.train.frozen=encoder,thinker/embed_tokens --config.train.steps=2400 --config.auxiliary.typed_weight=0
--m launch.train --config=configs/ar.py:tiny,stage=2 --workdir=D/ar_stage2 --config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 --config.data.mel_buckets=(600,) --config.init_from=D/ar_stage1 --config.train.steps=200
--m launch.train --config=configs/mdm.py:tiny,stage=2 --workdir=D/mdm_stage2 --config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 --config.diffusion.shift_logits=True --config.data.mel_buckets=(600,) --config.init_from=D/mdm_stage1,talker=D/ar_stage2 --config.train.steps=200
--m launch.train_vocoder --config=configs/vocoder.py:tiny --data=D/data --workdir=D/vocoder --config.train.steps=400 --config.neural.train.steps=1000
--m launch.evaluate --checkpoint=D/ar_stage2 --steps=4 --rule=threshold --vocoder=D/vocoder/vocoder --split=test --n=50 --out=D/eval_ar
--m launch.evaluate --checkpoint=D/mdm_stage2 --steps=4 --rule=threshold --vocoder=D/vocoder/vocoder --split=test --n=50 --out=D/eval_mdm --floors_from=D/eval_ar
--m launch.demo_summary --ar=D/eval_ar --mdm=D/eval_mdm
-"""
+_DEMO_SH = (
+    ("-m launch.prepare_data --config=configs/data.py:tiny --config.corpus.num_train=8000 "
+     "--config.corpus.num_test=50 --out=D/data"),
+    ("-m launch.train --config=configs/ar.py:tiny,stage=0 --workdir=D/ar_stage0 "
+     "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
+     "--config.train.steps=1200"),
+    ("-m launch.train --config=configs/ar.py:tiny,stage=1 --workdir=D/ar_stage1 "
+     "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
+     "--config.init_from=thinker=D/ar_stage0 --config.train.steps=2800 "
+     "--config.auxiliary.typed_weight=0"),
+    ("-m launch.train --config=configs/mdm.py:tiny,stage=1 --workdir=D/mdm_stage1 "
+     "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
+     "--config.diffusion.shift_logits=True --config.init_from=D/ar_stage1 "
+     "--config.train.frozen=encoder,thinker/embed_tokens --config.train.steps=2400 "
+     "--config.auxiliary.typed_weight=0"),
+    ("-m launch.train --config=configs/ar.py:tiny,stage=2 --workdir=D/ar_stage2 "
+     "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
+     "--config.data.mel_buckets=(600,) --config.init_from=D/ar_stage1 --config.train.steps=200"),
+    ("-m launch.train --config=configs/mdm.py:tiny,stage=2 --workdir=D/mdm_stage2 "
+     "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
+     "--config.diffusion.shift_logits=True --config.data.mel_buckets=(600,) "
+     "--config.init_from=D/mdm_stage1,talker=D/ar_stage2 --config.train.steps=200"),
+    ("-m launch.train_vocoder --config=configs/vocoder.py:tiny --data=D/data "
+     "--workdir=D/vocoder --config.train.steps=400 --config.neural.train.steps=1000"),
+    ("-m launch.evaluate --checkpoint=D/ar_stage2 --steps=4 --rule=threshold "
+     "--vocoder=D/vocoder/vocoder --split=test --n=50 --out=D/eval_ar"),
+    ("-m launch.evaluate --checkpoint=D/mdm_stage2 --steps=4 --rule=threshold "
+     "--vocoder=D/vocoder/vocoder --split=test --n=50 --out=D/eval_mdm --floors_from=D/eval_ar"),
+    ("-m launch.demo_summary --ar=D/eval_ar --mdm=D/eval_mdm"),
+)
 _RECIPES = ("configs/recipes/demo.py", "configs/recipes/text_parity.py")
 
 
@@ -35,7 +54,7 @@ def _normalised(command):
 
 def test_demo_recipe_runs_the_commands_of_the_old_demo_script():
   planned = recipe_runner.commands(recipe_runner.load("configs/recipes/demo.py"), "D")
-  expected = [line.split(" ") for line in _DEMO_SH.strip().splitlines()]
+  expected = [command.split(" ") for command in _DEMO_SH]
   assert [_normalised(c) for _, c in planned] == [_normalised(c) for c in expected]
 
 
