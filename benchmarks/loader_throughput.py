@@ -1,6 +1,6 @@
 """Speech loader throughput (examples/s) on a `launch.prepare_data` output, as JSON.
 
-  python -m benchmarks.loader_throughput --data=/tmp/data --num_batches=100 --out=loader.json
+  python -m benchmarks.loader_throughput --data=data --num_batches=100 --out=loader.json
 
 Reports the grain pipeline rate (batches of `configs/data.py` padding, units
 computed with the data's units.npz) and a per-example cost breakdown: reading a
@@ -22,6 +22,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from data_pipelines import features, speech_loader, text_tokenizer
+from vocalnet_jax.evaluation import result_file
 from vocalnet_jax.speech import units as units_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/data.py", "Data config[:preset].")
@@ -93,11 +94,10 @@ def main(argv):
       "num_units": unit_tok.num_units, "cpu_count": os.cpu_count(),
       "mean_question_seconds": float(np.mean([r["question_audio"].size for r in records]) / 16000),
   }
-  text = json.dumps(result, indent=1)
-  print(text)
+  print(json.dumps(result, indent=1))
   if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      f.write(text)
+    config = {k: result.pop(k) for k in ("data", "split", "batch_size", "timed_batches")}
+    result_file.write(_OUT.value, config, result)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Speech data: embedded spoken-QA corpus (or a JSONL manifest), tokenizers, speech units.
 
-  python -m launch.prepare_data --config=configs/data.py:tiny --out=/tmp/data
-  python -m launch.prepare_data --config=configs/data.py:small --out=/tmp/data_small
+  python -m launch.prepare_data --config=configs/data.py:tiny --out=data
+  python -m launch.prepare_data --config=configs/data.py:small --out=data_small
   python -m launch.prepare_data --config=configs/data.py:small,scale=8 --out=...  # ~tens of hours
   python -m launch.prepare_data --config=configs/data.py:tiny \
       --config.corpus.manifest.train=/data/train.jsonl --config.corpus.manifest.test=... --out=...

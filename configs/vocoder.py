@@ -1,7 +1,7 @@
 """Flow-matching vocoder: speech units -> log-mel (OT-CFM, ODE) -> waveform (Griffin-Lim/Vocos).
 
-  python -m launch.prepare_data --config=configs/data.py:tiny --out=/tmp/data
-  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=/tmp/data --workdir=/tmp/voc
+  python -m launch.prepare_data --config=configs/data.py:tiny --out=data
+  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=data --workdir=w/voc
   python -m launch.train_vocoder --config=configs/vocoder.py:small --data=... --workdir=...
 
 `tiny` trains on a 2-core CPU in minutes; `small` is meant for one accelerator. The

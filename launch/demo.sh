@@ -17,7 +17,7 @@ DEMO_DIR=${DEMO_DIR:-demo_out}
 PY=${PY:-.venv/bin/python}
 NUM_TRAIN=${NUM_TRAIN:-8000}
 # Test questions stored. TFDS stores a split in hashed order, so another NUM_TEST puts other
-# questions first: 50 keeps the 50 every demo since session 6 answered. A corpus prepared
+# questions first: 50 keeps the 50 questions every earlier demo answered. A corpus prepared
 # with more (same train split, tokenizer and units) scores these checkpoints with less
 # noise: benchmarks/spoken_thinker_eval.py --n=300.
 NUM_TEST=${NUM_TEST:-50}

@@ -20,8 +20,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import platform
-import sys
 import time
 from typing import Optional
 
@@ -34,6 +32,7 @@ from ml_collections import config_flags
 from data_pipelines import speech_loader
 from launch import distributed
 from vocalnet_jax.evaluation import asr as asr_lib
+from vocalnet_jax.evaluation import result_file
 from vocalnet_jax.evaluation.plots import save_mel_panels
 from vocalnet_jax.speech import mel_inversion as mi
 from vocalnet_jax.speech import neural_vocoder as nv
@@ -129,12 +128,20 @@ def compare_inverters(vocoder: voc.Vocoder, eval_utts, asr, samples_dir: str,
       num_utterances=len(eval_utts), split=config.eval.split,
       input="reference audio -> log-mel -> inverter (isolates mel -> waveform)",
       neural=config.neural.to_dict() if "neural" in config else None, train=train_info,
-      griffin_lim_iters=config.inversion.n_iter,
-      machine={"platform": platform.platform(), "processor": platform.machine(),
-               "cpu_count": os.cpu_count(), "jax_backend": jax.default_backend()},
-      command="python -m launch.train_vocoder " + " ".join(sys.argv[1:]),
-      date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+      griffin_lim_iters=config.inversion.n_iter)
   return result
+
+
+_EVAL_CONFIG_KEYS = ("config", "units", "vocab_size", "unit_frame_rate_hz",
+                     "num_train_utterances", "inversion", "sample", "stream", "asr")
+
+
+def _write_result(path: str, result: dict, config_keys: tuple[str, ...]) -> None:
+  """`result` in the shared result schema: `config_keys` describe the run, the rest is
+  measured."""
+  result_file.write(path, {k: result[k] for k in config_keys if k in result},
+                    {k: v for k, v in result.items() if k not in config_keys},
+                    command=result_file.command_line(module="launch.train_vocoder"))
 
 
 def main(argv):
@@ -215,9 +222,8 @@ def main(argv):
                 "neural_seconds": neural_seconds, "neural_loss_history": neural_history}
   if _COMPARE_OUT.value:
     comparison = compare_inverters(vocoder, eval_utts, asr, samples_dir, train_info)
-    os.makedirs(os.path.dirname(os.path.abspath(_COMPARE_OUT.value)), exist_ok=True)
-    with open(_COMPARE_OUT.value, "w") as f:
-      json.dump(comparison, f, indent=2)
+    _write_result(_COMPARE_OUT.value, comparison, ("num_utterances", "split", "input", "neural",
+                                                   "griffin_lim_iters"))
     logging.info("inverters: %s", json.dumps({k: v for k, v in comparison.items()
                                              if k in ("griffin_lim", "vocos", "wer")}))
   result = vt.evaluate(vocoder, eval_utts)
@@ -244,11 +250,8 @@ def main(argv):
       train=train_info,
       asr="pocketsphinx 5 en-us acoustic model, " + (
           "3-gram LM built from the train-split answer texts" if config.eval.domain_lm
-          else "shipped generic LM"),
-      machine=f"{os.cpu_count()}-core CPU", platform=platform.platform(),
-      command="python -m launch.train_vocoder " + " ".join(sys.argv[1:]))
-  with open(os.path.join(workdir, f"eval{tag}.json"), "w") as f:
-    json.dump(result, f, indent=2)
+          else "shipped generic LM"))
+  _write_result(os.path.join(workdir, f"eval{tag}.json"), result, _EVAL_CONFIG_KEYS)
   logging.info("eval: %s", json.dumps({k: v for k, v in result.items() if k != "train"}))
 
 
