@@ -26,10 +26,8 @@ from typing import Optional
 from absl import app, flags, logging
 import jax
 import ml_collections
-import numpy as np
 from ml_collections import config_flags
 
-from data_pipelines import speech_loader
 from launch import distributed
 from vocalnet_jax.evaluation import asr as asr_lib
 from vocalnet_jax.evaluation import result_file
@@ -62,20 +60,6 @@ def find_one(root: str, pattern: str, what: str) -> Optional[str]:
   if len(hits) > 1:
     raise ValueError(f"several {what} under {root}: {hits}; pass the one to use explicitly")
   return hits[0] if hits else None
-
-
-def load_answers(dataset_dir: str, split: str, limit: int) -> list[tuple[str, np.ndarray]]:
-  """(answer text, answer audio) of up to `limit` examples (limit <= 0: all) with audio."""
-  source = speech_loader.open_source(dataset_dir, split)
-  out = []
-  for i in range(len(source)):
-    record = source[i]
-    audio = np.asarray(record["answer_audio"], np.float32)
-    if audio.size:
-      out.append((speech_loader.record_text(record["answer_text"]), audio))
-    if 0 < limit <= len(out):
-      break
-  return out
 
 
 def restore_vocoder(directory: str, flag: str) -> voc.Vocoder:
@@ -161,8 +145,8 @@ def main(argv):
   if dataset_info is None:
     raise FileNotFoundError(f"no TFDS dataset (dataset_info.json) under --data={_DATA.value}")
   dataset_dir = os.path.dirname(dataset_info)
-  train_pairs = load_answers(dataset_dir, "train", config.data.max_train_utterances)
-  eval_pairs = load_answers(dataset_dir, config.eval.split, config.eval.num_examples)
+  train_pairs = vt.corpus_answers(dataset_dir, "train", config.data.max_train_utterances)
+  eval_pairs = vt.corpus_answers(dataset_dir, config.eval.split, config.eval.num_examples)
   logging.info("%d train / %d eval answers from %s", len(train_pairs), len(eval_pairs),
                dataset_dir)
 
