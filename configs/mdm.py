@@ -16,7 +16,7 @@ The recipe the paper implies (an MDM Thinker adapted from an AR model):
   python -m launch.train --config=configs/ar.py:tiny,text,pretrain --workdir=w/pre
   python -m launch.train --config=configs/mdm.py:tiny,text --config.init_from=w/pre \
       --config.diffusion.shift_logits=True --workdir=w/mdm_text
-Measured results: benchmarks/results/ and the README (benchmarks/mdm_parity.sh).
+Measured results: docs/results.md (benchmarks/mdm_parity.sh).
 """
 from configs import common
 
