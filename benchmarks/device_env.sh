@@ -4,8 +4,8 @@
 # them next to the image's jax and put the repository on the path.
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+    --target "$PWD/.whl/site" .whl/*.whl || exit 1
+  export PYTHONPATH=$PWD/.whl/site:$PWD
 else
   export PYTHONPATH=$PWD
 fi

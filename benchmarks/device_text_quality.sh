@@ -8,6 +8,6 @@
 # (benchmarks/device_env.sh).
 set -eu
 source benchmarks/device_env.sh
-PY=python3 W=${W:-/tmp/text_quality} PRE_STEPS=${PRE_STEPS:-10000} STEPS=${STEPS:-10000} \
+PY=python3 W=${W:-w/text_quality} PRE_STEPS=${PRE_STEPS:-10000} STEPS=${STEPS:-10000} \
   ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shift_b16"} \
   OUT=${OUT:-benchmarks/results/mdm_parity_tiny_gpu.json} bash benchmarks/mdm_parity.sh

@@ -6,9 +6,9 @@
 #   3. control: the same teacher fine-tuned with the plain MDM loss for as many steps,
 #      at the distillation learning rate, so extra training alone is measured too
 # Valid-answer rate and exact match at S = 1, 2, 4 land in W/distill/rounds.json and
-# W/control/eval_mdm.json.   W=/tmp/ds bash benchmarks/distill_digitsum.sh
+# W/control/eval_mdm.json.   W=w/ds bash benchmarks/distill_digitsum.sh
 set -eu
-W=${W:-/tmp/distill_digitsum}
+W=${W:-w/distill_digitsum}
 TEACHER_STEPS=${TEACHER_STEPS:-4000}
 ROUND_STEPS=${ROUND_STEPS:-300}
 TASK="--config.data.tasks=('digitsum',)"

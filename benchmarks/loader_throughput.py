@@ -24,6 +24,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from data_pipelines import features, speech_loader, text_tokenizer
+from vocalnet_jax.evaluation import result_file
 from vocalnet_jax.speech import units as units_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/mdm.py:tiny",
@@ -96,11 +97,10 @@ def main(argv):
       "num_units": unit_tok.num_units, "cpu_count": os.cpu_count(),
       "mean_question_seconds": float(np.mean([r["question_audio"].size for r in records]) / 16000),
   }
-  text = json.dumps(result, indent=1)
-  print(text)
+  print(json.dumps(result, indent=1))
   if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      f.write(text)
+    config = {k: result.pop(k) for k in ("data", "split", "batch_size", "timed_batches")}
+    result_file.write(_OUT.value, config, result)
 
 
 if __name__ == "__main__":

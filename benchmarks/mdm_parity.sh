@@ -8,10 +8,10 @@
 #      context-predicted first token scored on every draw: the recipe), for B = 4 and 16;
 #   3. exact match / valid-answer rate / NFE per token on 512 held-out prompts at
 #      S = 1, B/4, B/2, B; the table goes to benchmarks/results/mdm_parity_<tag>.json.
-#   W=/tmp/parity PRE_STEPS=3000 STEPS=3000 bash benchmarks/mdm_parity.sh
+#   W=w/parity PRE_STEPS=3000 STEPS=3000 bash benchmarks/mdm_parity.sh
 set -eu
 PY=${PY:-.venv/bin/python}
-W=${W:-/tmp/mdm_parity}
+W=${W:-w/mdm_parity}
 PRE_STEPS=${PRE_STEPS:-3000}
 STEPS=${STEPS:-3000}
 OUT=${OUT:-benchmarks/results/mdm_parity_tiny_cpu.json}

@@ -1,17 +1,17 @@
 """Collects `benchmarks/mdm_parity.sh` evaluations into one JSON table with the machine
 and the command, plus the MDM/AR exact-match ratio of every MDM row.
 
-  python -m benchmarks.parity_table --workdir=/tmp/mdm_parity --rows="ar_pretrained ..." \
+  python -m benchmarks.parity_table --workdir=w/mdm_parity --rows="ar_pretrained ..." \
       --pre_steps=3000 --steps=3000 --out=benchmarks/results/mdm_parity_tiny_cpu.json
 """
 from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
 
 from absl import app, flags
+
+from vocalnet_jax.evaluation import result_file
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The parity script's W.")
 _ROWS = flags.DEFINE_string("rows", None, "Space-separated row names (workdir subfolders).")
@@ -63,17 +63,11 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv):
   del argv
-  import jax  # the device the evaluations ran on
-  result = {"command": "bash benchmarks/mdm_parity.sh", "argv": sys.argv,
-            "machine": f"{platform.node()} {platform.processor() or platform.machine()} "
-                       f"{os.cpu_count()} cores",
-            "device": str(jax.devices()[0].device_kind), "preset": "tiny,text",
-            "pre_steps": _PRE_STEPS.value, "steps": _STEPS.value,
-            "rows": table(_WORKDIR.value, _ROWS.value.split())}
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    json.dump(result, f, indent=1)
-  print(markdown(result["rows"]))
+  rows = table(_WORKDIR.value, _ROWS.value.split())
+  result_file.write(_OUT.value, {"preset": "tiny,text", "pre_steps": _PRE_STEPS.value,
+                                 "steps": _STEPS.value, "rows": _ROWS.value.split()},
+                    {"rows": rows}, command="bash benchmarks/mdm_parity.sh")
+  print(markdown(rows))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ for preset in 1b 8b; do
 done
 python - "$TMP" "$OUT" <<'PY'
 import json, sys, os
+from vocalnet_jax.evaluation import result_file
 tmp, out = sys.argv[1:]
 rows = []
 for preset in ("1b", "8b"):
@@ -27,9 +28,10 @@ for preset in ("1b", "8b"):
                  "num_params": r["num_params"], "compile_s": r["compile_s"],
                  "process_wall_s": round(float(open(os.path.join(tmp, f"{preset}_{scan}.wall")).read()), 1),
                  "argument_gib": round(m["argument"] / 2**30, 2), "temp_gib": round(m["temp"] / 2**30, 2)})
-json.dump({"rows": rows, "command": "bash benchmarks/scan_dry_run.sh",
-           "note": "XLA:CPU, 8 fake host devices on a shared 2-core machine; compile_s is the "
-                   "train step's lower+compile, noisy under load; memory is per device"},
-          open(out, "w"), indent=1)
+result_file.write(
+    out, {"presets": ["1b,text", "8b,text"], "mesh": "data=1, fsdp=8", "global_batch_size": 8,
+          "note": "XLA:CPU, 8 fake host devices; compile_s is the train step's lower+compile, "
+                  "noisy under load; memory is per device"},
+    {"rows": rows}, command="bash benchmarks/scan_dry_run.sh", device="cpu:cpu x8")
 print(json.dumps(rows, indent=1))
 PY

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 
 from absl import app, flags
+
+from vocalnet_jax.evaluation import result_file
 
 _EVAL = flags.DEFINE_multi_string("eval", None, "LABEL=DIR of a launch.evaluate speech run.")
 _OUT = flags.DEFINE_string("out", None, "JSON file to write.")
@@ -80,13 +81,12 @@ def main(argv):
   floors = {k: v for k, v in first["floors"].items() if k != "examples"}
   table = markdown(rows, floors)
   print(table)
-  result = {"note": _NOTE.value, "split": first["split"], "num_examples": first["num_examples"],
-            "rows": rows, "floors": floors, "markdown": table,
-            "commands": [run.get("command") for _, _, run in runs],
-            "command": " ".join(["python"] + sys.argv), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "device": first.get("device")}
-  with open(_OUT.value, "w") as f:
-    json.dump(result, f, indent=1)
+  result_file.write(
+      _OUT.value, {"note": _NOTE.value, "split": first["split"],
+                   "num_examples": first["num_examples"], "markdown": table},
+      {"rows": rows, "floors": floors,
+       "commands": [run.get("command") for _, _, run in runs]},
+      device=first.get("device"))
   print(f"wrote {_OUT.value}")
 
 

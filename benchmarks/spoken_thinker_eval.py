@@ -12,10 +12,7 @@ Why: stage 1 is judged before any Talker exists; spoken vs typed on the same que
 separates hearing (encoder + adaptor) from answering (the Thinker), and the greedy CTC
 transcript of the stage-1 transcript head (`heard_exact_match`) measures the hearing alone.
 """
-import json
 import os
-import platform
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +22,7 @@ from absl import app, flags
 from data_pipelines import features, tfds_builders, tts
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.decoding import speech_io, streaming
-from vocalnet_jax.evaluation import text_eval, text_metrics
+from vocalnet_jax.evaluation import result_file, text_eval, text_metrics
 from vocalnet_jax.modeling import restore, run_config
 from vocalnet_jax.models.speech_llm import SpeechLLM
 
@@ -133,12 +130,11 @@ def main(argv):
             # the ears alone: greedy CTC transcript of the question == its text
             "heard_exact_match": text_metrics.exact_match(rows["heard"], rows["question"]),
             "examples": [dict(zip(rows, r)) for r in zip(*rows.values())][:10],
-            "command": " ".join(["python"] + sys.argv), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "device": jax.devices()[0].device_kind}
-  table = json.load(open(_OUT.value)) if os.path.exists(_OUT.value) else {"rows": []}
-  table["rows"].append(result)
-  with open(_OUT.value, "w") as f:
-    json.dump(table, f, indent=1)
+            "command": result_file.command_line()}
+  # one file, one row per call: the file's command is the latest, each row keeps its own
+  previous = result_file.read(_OUT.value)["metrics"]["rows"] if os.path.exists(_OUT.value) else []
+  result_file.write(_OUT.value, {"script": "benchmarks/spoken_thinker_eval.py"},
+                    {"rows": previous + [result]})
   print({k: result[k] for k in ("label", "step", "spoken_exact_match", "typed_exact_match",
                                  "heard_exact_match")})
 

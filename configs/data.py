@@ -1,13 +1,13 @@
 """Speech data: embedded spoken-QA corpus (or a JSONL manifest), tokenizers, speech units.
 
-  python -m launch.prepare_data --config=configs/data.py:tiny --out=/tmp/data
-  python -m launch.prepare_data --config=configs/data.py:small --out=/tmp/data_small
+  python -m launch.prepare_data --config=configs/data.py:tiny --out=data
+  python -m launch.prepare_data --config=configs/data.py:small --out=data_small
   python -m launch.prepare_data --config=configs/data.py:small,scale=8 --out=...  # ~tens of hours
   python -m launch.prepare_data --config=configs/data.py:tiny \
       --config.corpus.manifest.train=/data/train.jsonl --config.corpus.manifest.test=... --out=...
 
-Presets: `tiny` (900 examples, 1.0 hour of audio, a few minutes on a 2-core CPU;
-used by `make demo`), `small` (4500 examples, ~5 hours). `scale=N` multiplies the
+Presets: `tiny` (800 train questions, 50 each for `test`, `heldout` and `unseen_voices`;
+`make demo` builds it with `--config.corpus.num_train=8000`), `small` (4000 and 250 each). `scale=N` multiplies the
 number of examples (one example is ~4.1 s of question + answer audio), so
 `small,scale=8` is ~40 hours. espeak-ng synthesis measured 77-273x real time per
 process on a shared 2-core machine (1.3-4.5 hours of audio per minute); the

@@ -20,7 +20,7 @@ or by hand:
   python -m launch.train --config=configs/ar.py:tiny,text,pretrain --workdir=w/pre
   python -m launch.train --config=configs/mdm.py:tiny,text --config.init_from=w/pre \
       --workdir=w/mdm_text
-Measured results: benchmarks/results/ and the README (benchmarks/mdm_parity.sh).
+Measured results: docs/results.md (benchmarks/mdm_parity.sh).
 """
 from configs import common
 

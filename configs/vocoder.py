@@ -1,8 +1,7 @@
 """Flow-matching vocoder: speech units -> log-mel (OT-CFM, ODE) -> waveform (Griffin-Lim/Vocos).
 
-  python -m launch.prepare_data --config=configs/data.py:tiny --out=/tmp/data
-  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=/tmp/data \
-      --workdir=/tmp/voc
+  python -m launch.prepare_data --config=configs/data.py:tiny --out=data
+  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=data --workdir=w/voc
   python -m launch.train_vocoder --config=configs/vocoder.py:small --data=... --workdir=...
 
 `tiny` trains on a 2-core CPU in minutes; `small` is meant for one accelerator. The
@@ -11,7 +10,7 @@ token vocabulary and unit frame rate are read from the data (`units.vocab_size`,
 50 Hz -> x2; CosyVoice2 tokens: 6561 codes at 25 Hz). The launcher writes eval.json with
 mel L1, log-spectral distance, ASR WER (original / Griffin-Lim of the reference mel /
 vocoder), real-time factor per chunk and the streaming-vs-one-shot difference; measured
-numbers are in README.md and benchmarks/results/.
+numbers are in docs/results.md (from benchmarks/results/).
 
 mel -> waveform (`inversion.kind`): 'vocos' (default; a ConvNeXt + iSTFT generator,
 `neural`, trained after the flow model by the same launcher and saved with it;

@@ -20,6 +20,7 @@ question is --audio, corpus question --heldout, or the corpus TTS speaking --que
 The answer length is config.data.response_len text tokens and config.data.max_units + 1
 units (override with --config.data.*).
 """
+import dataclasses
 import json
 import os
 import sys
@@ -34,7 +35,7 @@ from launch.logs import run_quietly
 from vocalnet_jax.decoding import benchmark, step_rules
 from vocalnet_jax.decoding import lm as lm_lib
 from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
-from vocalnet_jax.evaluation import text_eval
+from vocalnet_jax.evaluation import result_file, text_eval
 from vocalnet_jax.modeling import run_config
 from vocalnet_jax.modeling.validate import ConfigError
 
@@ -116,14 +117,14 @@ def _ar_params_saved(config):
   return ar_saved
 
 
-def _write(result: dict, rows: list[dict], plot, default_out: str) -> str:
-  """Writes the JSON (process 0) and the PNG next to it; returns the JSON path."""
+def _write(config: dict, metrics: dict, plot, default_out: str) -> str:
+  """Writes the result file (process 0; `evaluation.result_file`'s schema) and the PNG of
+  its rows next to it; returns the JSON path."""
   out = _OUT.value or default_out
   if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-      json.dump(result, f, indent=1)
-    plot(rows, os.path.splitext(out)[0] + ".png")
+    result_file.write(out, config, metrics,
+                      command=result_file.command_line(module="launch.benchmark_decode"))
+    plot(metrics["rows"], os.path.splitext(out)[0] + ".png")
   return out
 
 
@@ -141,9 +142,11 @@ def bench_text(config) -> None:
       rule=_RULE.value, cache_updates=tuple(_CACHE_UPDATES.value or CACHE_UPDATES),
       max_new_tokens=_MAX_NEW.value, repeats=_REPEATS.value, stop_at_eos=_STOP_AT_EOS.value)
   rows = benchmark.run(lm, ar_params, mdm_params, prefix, valid, spec)
-  out = _write({"rows": rows, "summary": benchmark.summary(rows), "config": config.preset,
-                "param_dtype": param_dtype, "checkpoint": _CHECKPOINT.value,
-                **benchmark.run_info()}, rows, benchmark.plot, "benchmarks/results/bench.json")
+  out = _write({"preset": config.preset, "param_dtype": param_dtype,
+                "checkpoint": _CHECKPOINT.value, "ar_checkpoint": _AR_CHECKPOINT.value,
+                "spec": dataclasses.asdict(spec), **benchmark.run_info()},
+               {"rows": rows, "summary": benchmark.summary(rows)}, benchmark.plot,
+               "benchmarks/results/bench.json")
   for r in rows:
     print(json.dumps({k: r[k] for k in benchmark.ROW_KEYS}))
   for s in benchmark.summary(rows):
@@ -197,11 +200,11 @@ def bench_speech(config) -> None:
       cache_updates=tuple(_CACHE_UPDATES.value or ("extra_forward",)), repeats=_REPEATS.value)
   rows = speech_benchmark.run(pipe, wav, spec, ar_params)
   platform = jax.devices()[0].platform
-  out = _write(speech_benchmark.result(
+  out = _write(*speech_benchmark.result(
       rows, pipe, config=config.preset, task=config.task, checkpoint=_CHECKPOINT.value,
       ar_checkpoint=_AR_CHECKPOINT.value, vocoder=vocoder, question=question,
       question_s=wav.size / speech_io.mel_config(config).sample_rate),
-      rows, speech_benchmark.plot,
+      speech_benchmark.plot,
       f"benchmarks/results/speech_latency_{config.preset}_{platform}.json")
   for r in rows:
     print(json.dumps({k: r[k] for k in speech_benchmark.ROW_KEYS}))

@@ -1,7 +1,7 @@
 """Evaluates a trained model: text exact match (text Thinker) or spoken answers (speech).
 
-  python -m launch.evaluate --config=configs/mdm.py:tiny,text --checkpoint=/tmp/mdm --steps=1,2,4
-  python -m launch.evaluate --config=configs/ar.py:tiny,text --checkpoint=/tmp/ar --mode=ar
+  python -m launch.evaluate --config=configs/mdm.py:tiny,text --checkpoint=w/mdm --steps=1,2,4
+  python -m launch.evaluate --config=configs/ar.py:tiny,text --checkpoint=w/ar --mode=ar
   python -m launch.evaluate --config=configs/mdm.py:tiny,stage=2 --checkpoint=W2 \
       --vocoder=VOC/vocoder --split=heldout --n=50 --out=E --steps=1,2,4
 

@@ -20,20 +20,17 @@ from __future__ import annotations
 import glob
 import json
 import os
-import platform
-import sys
 import time
 from typing import Optional
 
 from absl import app, flags, logging
 import jax
 import ml_collections
-import numpy as np
 from ml_collections import config_flags
 
-from data_pipelines import speech_loader
 from launch import distributed
 from vocalnet_jax.evaluation import asr as asr_lib
+from vocalnet_jax.evaluation import result_file
 from vocalnet_jax.evaluation.plots import save_mel_panels
 from vocalnet_jax.speech import mel_inversion as mi
 from vocalnet_jax.speech import neural_vocoder as nv
@@ -63,20 +60,6 @@ def find_one(root: str, pattern: str, what: str) -> Optional[str]:
   if len(hits) > 1:
     raise ValueError(f"several {what} under {root}: {hits}; pass the one to use explicitly")
   return hits[0] if hits else None
-
-
-def load_answers(dataset_dir: str, split: str, limit: int) -> list[tuple[str, np.ndarray]]:
-  """(answer text, answer audio) of up to `limit` examples (limit <= 0: all) with audio."""
-  source = speech_loader.open_source(dataset_dir, split)
-  out = []
-  for i in range(len(source)):
-    record = source[i]
-    audio = np.asarray(record["answer_audio"], np.float32)
-    if audio.size:
-      out.append((speech_loader.record_text(record["answer_text"]), audio))
-    if 0 < limit <= len(out):
-      break
-  return out
 
 
 def restore_vocoder(directory: str, flag: str) -> voc.Vocoder:
@@ -129,12 +112,20 @@ def compare_inverters(vocoder: voc.Vocoder, eval_utts, asr, samples_dir: str,
       num_utterances=len(eval_utts), split=config.eval.split,
       input="reference audio -> log-mel -> inverter (isolates mel -> waveform)",
       neural=config.neural.to_dict() if "neural" in config else None, train=train_info,
-      griffin_lim_iters=config.inversion.n_iter,
-      machine={"platform": platform.platform(), "processor": platform.machine(),
-               "cpu_count": os.cpu_count(), "jax_backend": jax.default_backend()},
-      command="python -m launch.train_vocoder " + " ".join(sys.argv[1:]),
-      date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+      griffin_lim_iters=config.inversion.n_iter)
   return result
+
+
+_EVAL_CONFIG_KEYS = ("config", "units", "vocab_size", "unit_frame_rate_hz",
+                     "num_train_utterances", "inversion", "sample", "stream", "asr")
+
+
+def _write_result(path: str, result: dict, config_keys: tuple[str, ...]) -> None:
+  """`result` in the shared result schema: `config_keys` describe the run, the rest is
+  measured."""
+  result_file.write(path, {k: result[k] for k in config_keys if k in result},
+                    {k: v for k, v in result.items() if k not in config_keys},
+                    command=result_file.command_line(module="launch.train_vocoder"))
 
 
 def main(argv):
@@ -154,8 +145,8 @@ def main(argv):
   if dataset_info is None:
     raise FileNotFoundError(f"no TFDS dataset (dataset_info.json) under --data={_DATA.value}")
   dataset_dir = os.path.dirname(dataset_info)
-  train_pairs = load_answers(dataset_dir, "train", config.data.max_train_utterances)
-  eval_pairs = load_answers(dataset_dir, config.eval.split, config.eval.num_examples)
+  train_pairs = vt.corpus_answers(dataset_dir, "train", config.data.max_train_utterances)
+  eval_pairs = vt.corpus_answers(dataset_dir, config.eval.split, config.eval.num_examples)
   logging.info("%d train / %d eval answers from %s", len(train_pairs), len(eval_pairs),
                dataset_dir)
 
@@ -215,9 +206,8 @@ def main(argv):
                 "neural_seconds": neural_seconds, "neural_loss_history": neural_history}
   if _COMPARE_OUT.value:
     comparison = compare_inverters(vocoder, eval_utts, asr, samples_dir, train_info)
-    os.makedirs(os.path.dirname(os.path.abspath(_COMPARE_OUT.value)), exist_ok=True)
-    with open(_COMPARE_OUT.value, "w") as f:
-      json.dump(comparison, f, indent=2)
+    _write_result(_COMPARE_OUT.value, comparison, ("num_utterances", "split", "input", "neural",
+                                                   "griffin_lim_iters"))
     logging.info("inverters: %s", json.dumps({k: v for k, v in comparison.items()
                                              if k in ("griffin_lim", "vocos", "wer")}))
   result = vt.evaluate(vocoder, eval_utts)
@@ -244,11 +234,8 @@ def main(argv):
       train=train_info,
       asr="pocketsphinx 5 en-us acoustic model, " + (
           "3-gram LM built from the train-split answer texts" if config.eval.domain_lm
-          else "shipped generic LM"),
-      machine=f"{os.cpu_count()}-core CPU", platform=platform.platform(),
-      command="python -m launch.train_vocoder " + " ".join(sys.argv[1:]))
-  with open(os.path.join(workdir, f"eval{tag}.json"), "w") as f:
-    json.dump(result, f, indent=2)
+          else "shipped generic LM"))
+  _write_result(os.path.join(workdir, f"eval{tag}.json"), result, _EVAL_CONFIG_KEYS)
   logging.info("eval: %s", json.dumps({k: v for k, v in result.items() if k != "train"}))
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import platform
-import sys
 import time
 from typing import Any, Callable, Iterable, Optional
 
@@ -48,17 +46,11 @@ def device_name() -> str:
   return f"{d.platform}:{d.device_kind} x{jax.device_count()}"
 
 
-def run_info(argv: Optional[list[str]] = None) -> dict[str, str]:
-  """The exact command (`python -m launch.benchmark_decode` + its flags), the machine, the
-  device, and how busy the machine was (load average, this process's nice level: on a
-  shared machine other jobs slow a low-priority benchmark), for a result file."""
-  argv = sys.argv if argv is None else argv
-  return {"command": " ".join(["python -m launch.benchmark_decode"] + argv[1:]),
-          "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-                     f"{platform.system()} {platform.release()}, python "
-                     f"{platform.python_version()}, jax {jax.__version__}",
-          "device": device_name(), "load_average_1_5_15_min": list(os.getloadavg()),
-          "nice": os.nice(0)}
+def run_info() -> dict[str, Any]:
+  """How busy the machine was (load average, this process's nice level): on a shared machine
+  other jobs slow a low-priority benchmark. The command, commit, machine and device come from
+  `evaluation.result_file`, which writes the result."""
+  return {"load_average_1_5_15_min": list(os.getloadavg()), "nice": os.nice(0)}
 
 
 def _wall(fn: Callable[[], DecodeOutput]) -> tuple[float, DecodeOutput]:

@@ -286,15 +286,17 @@ def summary(rows: list[dict]) -> list[dict]:
           for r in rows if r["mode"] == "mdm"]
 
 
-def result(rows: list[dict], pipe: streaming.SpeechPipeline, **about: Any) -> dict:
-  """The result file: what was run (`about`: config, checkpoints, question, vocoder...),
-  where and how (command, machine, device), the fixed-length rule, rows and summary."""
-  return {"what": "spoken-answer latency: question audio -> encoder -> Thinker -> Talker -> "
-                  "vocoder (streaming pipeline); medians over repeats after a compile run",
-          **benchmark.run_info(), **about, "fixed_length": FIXED_LENGTH,
-          # rows override its modes, steps and cache_update
-          "base_stream_config": dataclasses.asdict(pipe.cfg), "rows": rows,
-          "summary": summary(rows)}
+def result(rows: list[dict], pipe: streaming.SpeechPipeline, **about: Any
+           ) -> tuple[dict, dict]:
+  """(config, metrics) of a result file: what was run (`about`: config, checkpoints,
+  question, vocoder...), the fixed-length rule, the stream config and the machine's load;
+  then the rows and their summary."""
+  config = {"what": "spoken-answer latency: question audio -> encoder -> Thinker -> Talker -> "
+                    "vocoder (streaming pipeline); medians over repeats after a compile run",
+            **about, "fixed_length": FIXED_LENGTH,
+            # rows override its modes, steps and cache_update
+            "base_stream_config": dataclasses.asdict(pipe.cfg), **benchmark.run_info()}
+  return config, {"rows": rows, "summary": summary(rows)}
 
 
 def plot(rows: list[dict], path: str) -> None:

@@ -1,6 +1,6 @@
 """Iterative self-distillation: a few-step student learns from its many-step self.
 
-One round (MISSION.md): the teacher is a frozen copy that decodes a block in S_t steps;
+One round (the paper's iterative self-distillation): the teacher is a frozen copy that decodes a block in S_t steps;
 the student, initialised from it, decodes in S_s = S_t / 2. On the states the student's
 top-k sampler meets (block at its step k, `masking.sampler_state_corruption`), the
 student's one forward is pulled towards what the teacher reaches in its two

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from data_pipelines import speech_loader
 from vocalnet_jax.speech import flow_matching as fm
 from vocalnet_jax.speech import mel_inversion as mi
 from vocalnet_jax.speech import vocoder as voc
@@ -41,6 +42,20 @@ def make_utterance(config: ml_collections.ConfigDict, units: np.ndarray, wave: n
   if len(mel) < frames:
     mel = np.concatenate([mel, np.repeat(mel[-1:], frames - len(mel), 0)])
   return Utterance(units, mel[:frames], text, np.asarray(wave, np.float32))
+
+
+def corpus_answers(dataset_dir: str, split: str, limit: int) -> list[tuple[str, np.ndarray]]:
+  """(answer text, answer audio) of up to `limit` examples (limit <= 0: all) with audio."""
+  source = speech_loader.open_source(dataset_dir, split)
+  out = []
+  for i in range(len(source)):
+    record = source[i]
+    audio = np.asarray(record["answer_audio"], np.float32)
+    if audio.size:
+      out.append((speech_loader.record_text(record["answer_text"]), audio))
+    if 0 < limit <= len(out):
+      break
+  return out
 
 
 def mel_stats(utts: Sequence[Utterance]) -> tuple[np.ndarray, np.ndarray]:
