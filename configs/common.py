@@ -66,6 +66,9 @@ def model_config(preset: str, shapes: dict | None = None) -> ml_collections.Conf
       scan_layers=preset in ("1b", "8b"),  # one nn.scan over the layers (params [layers, ...])
       attention_impl="einsum",  # einsum (hand-written) | xla | cudnn (jax.nn.dot_product_attention)
       vocab_size=0 if preset in ("tiny", "small") else 128256,  # 0: the tokenizer's size
+      # the Thinker's tokenizer: '' the corpus's sentencepiece model (config.data.dir), or a
+      # pretrained checkpoint's with its chat template: 'gguf:FILE' | 'hf:DIR' (speech tasks)
+      tokenizer="",
       dtype="float32" if preset in ("tiny", "small") else "bfloat16",
       vocab_multiple=64 if preset in ("tiny", "small") else 128))
 
