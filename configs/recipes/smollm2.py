@@ -36,9 +36,9 @@ DEFAULTS = dict(
     seed=0,
     trainable_layers=8,  # the top layers that train in the AR and MDM stages
     batch_size=8,
-    ar_steps=80,
+    ar_steps=40,
     ar_learning_rate=3e-4,
-    mdm_steps=40,
+    mdm_steps=30,
     mdm_learning_rate=3e-4,
     ears_steps=600,
 )
