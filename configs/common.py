@@ -87,6 +87,7 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   c.encoder = ml_collections.ConfigDict(dict(
       n_mels=n_mels, embed_dim=e_dim, num_layers=e_layers, num_heads=e_heads, mlp_dim=e_mlp,
       trainable=True,
+      from_checkpoint="",  # "hf:DIR": a Whisper encoder's shapes (and stride 2)
       # mel frames per encoder frame: Whisper's 2 (50/s); tiny 4 (25/s, half the encoder's
       # cost on a CPU) with a 3-frame adaptor keeps 8.3 adapted frames/s (Whisper: 10)
       stride=4 if preset == "tiny" else 2))
@@ -144,8 +145,14 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
   # A workdir whose latest params start this run (stage 2: stage 1's); `W,thinker=W2` then
   # takes the named top-level part from another run (an MDM Thinker adapted on typed text);
   # `thinker=W2` alone: this run's fresh params around W2's Thinker.
+  # Parts may also come from pretrained checkpoints: `thinker=hf:DIR` (Llama/Qwen2
+  # safetensors), `thinker=gguf:FILE` (a Llama GGUF), `encoder=hf:DIR` (Whisper).
   c.init_from = ""
   c.model = model_config(preset)
+  # "hf:DIR" | "gguf:FILE": the Thinker's shapes, RoPE, norm eps and vocabulary are the
+  # checkpoint's (modeling/pretrained.py), whatever the preset says
+  c.model.from_checkpoint = ""
+  c.model.added_tokens = 0  # vocabulary rows after the checkpoint's (new special tokens)
   c.diffusion = ml_collections.ConfigDict(dict(
       schedule="linear",  # linear | cosine | polyK: t's law for uniform masking
       block_size=4 if preset == "tiny" else 16,
