@@ -1,87 +1,100 @@
-"""A stand-in for a pretrained checkpoint's tokenizer: a byte-level BPE trained on the corpus
-texts, written as a GGUF (llama.cpp's `gpt2` tokenizer fields) and as an HF directory, with
-SmolLM2's chat template and special tokens. Small enough to build in a second."""
+"""Tiny pretrained checkpoints for tests: random Llama / Qwen2 / Whisper written by
+transformers, and a Llama GGUF written with gguf's own GGUFWriter and tensor-name map."""
 from __future__ import annotations
 
-import json
-import os
+from typing import Optional
 
 import numpy as np
 
-from data_pipelines import spoken_qa
+from vocalnet_jax.models.gguf_import import permute_rope_rows
 
-# SmolLM2-135M-Instruct's chat template (its GGUF's tokenizer.chat_template).
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
-    "Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
-    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\n' }}{% endif %}")
-SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<empty_output>")
+# A tiny Llama: vocabulary 60 (padded to 64 by the tiny preset: 4 rows past the checkpoint's)
+LLAMA = dict(vocab_size=60, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-5,
+             rope_theta=500.0, tie_word_embeddings=False)
 
 
-def corpus_texts(n: int = 200) -> list[str]:
-  """Questions and answers of the corpus's train and heldout splits."""
-  out = []
-  for split in ("train", "heldout"):
-    for i in range(n):
-      ex = spoken_qa.make_example(0, split, i, 1)
-      out += [ex.question, ex.answer]
-  return out
+def randomize(model, skip: str = "embed_positions") -> None:
+  """HF zero-initialises biases and ones norms; random values make every tensor count."""
+  import torch
+  torch.manual_seed(0)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if skip not in name:
+        p.normal_(0.0, 0.2)
 
 
-def train_bpe(vocab_size: int = 448):
-  """A `tokenizers` byte-level BPE (SmolLM2's pre-tokenizer) trained on corpus texts; its
-  size a multiple of the tiny preset's vocab_multiple, as SmolLM2's 49152 is."""
-  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-  tok = Tokenizer(models.BPE())
-  tok.pre_tokenizer = pre_tokenizers.Sequence([
-      pre_tokenizers.Digits(individual_digits=True),
-      pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
-  tok.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
-                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                show_progress=False)
-  tok.train_from_iterator(corpus_texts(), trainer)
-  assert tok.get_vocab_size() == vocab_size
-  return tok
+def llama(path: str, **overrides):
+  """A random `LlamaForCausalLM` saved to `path`; returns the model."""
+  import transformers
+  model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**dict(LLAMA, **overrides)))
+  randomize(model)
+  model.eval().save_pretrained(path)
+  return model
 
 
-def write_gguf(tok, path: str) -> str:
-  """The tokenizer as a GGUF's metadata (no tensors), as llama.cpp's converter writes it."""
+def qwen2(path: str, **overrides):
+  import transformers
+  cfg = dict(vocab_size=60, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+  model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**dict(cfg, **overrides)))
+  randomize(model)
+  model.eval().save_pretrained(path)
+  return model
+
+
+def whisper(path: str, n_mels: int = 80):
+  import transformers
+  cfg = transformers.WhisperConfig(
+      num_mel_bins=n_mels, d_model=32, encoder_layers=2, encoder_attention_heads=4,
+      encoder_ffn_dim=48, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=48,
+      max_source_positions=12, max_target_positions=8, vocab_size=50, pad_token_id=0,
+      bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+  model = transformers.WhisperModel(cfg)
+  randomize(model)
+  model.eval().save_pretrained(path)
+  return model
+
+
+def write_llama_gguf(path: str, tensors: dict[str, np.ndarray], config: dict,
+                     qtypes: Optional[dict[str, str]] = None,
+                     architecture: str = "llama") -> None:
+  """Writes HF-named Llama tensors ([out, in], float32) as llama.cpp's converter does:
+  gguf's tensor-name map, q/k rows permuted for interleaved RoPE, each tensor in
+  `qtypes[hf_name]` (a GGMLQuantizationType name, default F32)."""
   import gguf
-  model = json.loads(tok.to_str())["model"]
-  tokens = [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1])]
-  merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-  writer = gguf.GGUFWriter(path, "llama")
-  writer.add_tokenizer_model("gpt2")
-  writer.add_tokenizer_pre("smollm")
-  writer.add_token_list(tokens)
-  writer.add_token_types([3 if t in SPECIALS else 1 for t in tokens])
-  writer.add_token_merges(merges)
-  writer.add_bos_token_id(tokens.index("<|im_start|>"))
-  writer.add_eos_token_id(tokens.index("<|im_end|>"))
-  writer.add_unk_token_id(tokens.index("<|endoftext|>"))
-  writer.add_chat_template(CHAT_TEMPLATE)
+  layers = config["num_hidden_layers"]
+  names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, layers)
+  writer = gguf.GGUFWriter(path, architecture)
+  writer.add_block_count(layers)
+  writer.add_context_length(64)
+  writer.add_embedding_length(config["hidden_size"])
+  writer.add_feed_forward_length(config["intermediate_size"])
+  writer.add_head_count(config["num_attention_heads"])
+  writer.add_head_count_kv(config["num_key_value_heads"])
+  writer.add_rope_dimension_count(config["head_dim"])
+  writer.add_rope_freq_base(config["rope_theta"])
+  writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+  writer.add_vocab_size(config["vocab_size"])
+  heads = {"q_proj": config["num_attention_heads"], "k_proj": config["num_key_value_heads"]}
+  for name, x in tensors.items():
+    x = np.asarray(x, np.float32)
+    proj = name.rsplit(".", 2)[-2]
+    if proj in heads:
+      x = permute_rope_rows(x, heads[proj])
+    qtype = gguf.GGMLQuantizationType[(qtypes or {}).get(name, "F32")]
+    data = gguf.quants.quantize(x, qtype) if qtype != gguf.GGMLQuantizationType.F32 else x
+    writer.add_tensor(names.get_name(name, try_suffixes=(".weight",)), data,
+                      raw_dtype=qtype if data.dtype == np.uint8 else None)  # block-quantised
   writer.write_header_to_file()
   writer.write_kv_data_to_file()
   writer.write_tensors_to_file()
   writer.close()
-  return path
 
 
-def write_hf_dir(tok, directory: str) -> str:
-  """The tokenizer as an HF directory: tokenizer.json + tokenizer_config.json."""
-  os.makedirs(directory, exist_ok=True)
-  tok.save(os.path.join(directory, "tokenizer.json"))
-  with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
-    json.dump({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
-               "unk_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE}, f)
-  return directory
-
-
-def random_ids(tok, rng: np.random.Generator, n: int) -> list[int]:
-  """n ids of ordinary (non-special) tokens."""
-  specials = {tok.token_to_id(s) for s in SPECIALS}
-  ordinary = [i for i in range(tok.get_vocab_size()) if i not in specials]
-  return [int(i) for i in rng.choice(ordinary, size=n)]
+def state_dict(model) -> dict[str, np.ndarray]:
+  """A torch model's tensors as float32 numpy (tied copies dropped, as save_pretrained)."""
+  tensors = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+  if model.config.tie_word_embeddings:
+    tensors.pop("lm_head.weight", None)
+  return tensors

@@ -6,7 +6,7 @@ import pytest
 
 from configs import ar
 from data_pipelines import pretrained_tokenizer, prompt
-from tests import pretrained_helpers as ph
+from tests import tokenizer_standin as ph
 from vocalnet_jax.modeling import build
 from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.models.decoder import decoder_from_config
@@ -33,6 +33,16 @@ def test_gguf_tokenizer_reproduces_the_source_bpe(standin):
     ids = tok.encode(text)
     assert ids == source.encode(text).ids, text
     assert tok.decode(ids) == text
+
+
+def test_smollm_pre_tokenizer_splits_every_digit():
+  """llama.cpp's `smollm` pre-tokenizer is SmolLM2's tokenizer.json one: each digit alone (the
+  space before a number its own piece), words with their leading space (GPT-2 byte level)."""
+  pieces = pretrained_tokenizer._pre_tokenizer("smollm", "x").pre_tokenize_str(" take 12 away, 7.")
+  assert [p for p, _ in pieces] == ["\u0120take", "\u0120", "1", "2", "\u0120away", ",", "\u0120",
+                                    "7", "."]
+  with pytest.raises(ValueError, match="tokenizer.ggml.pre='qwen2' is not supported"):
+    pretrained_tokenizer._pre_tokenizer("qwen2", "x")
 
 
 def test_chat_template_round_trip(standin):

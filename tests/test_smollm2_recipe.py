@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 from launch import recipe_runner
-from tests import pretrained_helpers as ph
+from tests import tokenizer_standin as ph
 from vocalnet_jax.modeling import build, run_config
 from vocalnet_jax.modeling.validate import validate_config
 from vocalnet_jax.training.trainer import PART_FIELDS, parse_init_from
