@@ -22,7 +22,7 @@ from absl import app, flags
 from data_pipelines import speech_loader
 from vocalnet_jax.decoding.lm import decoder_lm
 from vocalnet_jax.evaluation import result_file, text_eval, text_metrics
-from vocalnet_jax.modeling import build, partitioning, restore, run_config
+from vocalnet_jax.modeling import build, partitioning, pretrained, restore, run_config
 
 ARITHMETIC = ("add", "subtract", "compare", "count")  # answers computed from the numbers
 
@@ -30,6 +30,8 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (its con
 _SPLIT = flags.DEFINE_string("split", "heldout", "Corpus split whose questions are typed.")
 _N = flags.DEFINE_integer("n", 50, "Questions: the stored split's first n.")
 _STEPS = flags.DEFINE_list("steps", ["1"], "MDM denoising steps per block, one row each.")
+_THINKER = flags.DEFINE_string("thinker", "", "gguf:FILE | hf:DIR: the Thinker's params from "
+                               "this pretrained checkpoint instead of the run's (zero-shot).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "The prepared corpus to read the questions "
                                 "from (default: the run's config.data.dir).")
 _OUT = flags.DEFINE_string("out", None, "Result file (benchmarks/results/pretrained_*.json).")
@@ -67,7 +69,10 @@ def main(argv):
   abstract = restore.abstract_params(
       model, mesh, partitioning.rules_from_config(config.logical_axis_rules))
   # the Thinker alone: what typed questions need (a stage-0 run trains nothing else)
-  params = restore.restore_params(_CHECKPOINT.value, abstract["thinker"], scope=("thinker",))
+  if _THINKER.value:
+    params = pretrained.load_part("thinker", _THINKER.value, abstract["thinker"], config)
+  else:
+    params = restore.restore_params(_CHECKPOINT.value, abstract["thinker"], scope=("thinker",))
   lm = decoder_lm(model.module.thinker)
   rows = questions(config, _SPLIT.value, _N.value)
   encoded = [text_eval.encode_question(tok, r["question_text"], config.data.prompt_len)
@@ -91,7 +96,8 @@ def main(argv):
     print({k: results[-1][k] for k in ("decoder", "steps_per_block", "exact_match",
                                        "arithmetic_exact_match")}, flush=True)
   result_file.write(_OUT.value, {
-      "checkpoint_step": restore.checkpoint_step(_CHECKPOINT.value),
+      "checkpoint_step": None if _THINKER.value else restore.checkpoint_step(_CHECKPOINT.value),
+      "thinker": _THINKER.value or "the run's",
       "objective": config.objective, "split": _SPLIT.value, "n": len(rows),
       "model": config.model.to_dict(), "prompt_len": config.data.prompt_len,
       "response_len": config.data.response_len}, {"rows": results},
