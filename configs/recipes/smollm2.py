@@ -38,7 +38,7 @@ DEFAULTS = dict(
     batch_size=8,
     ar_steps=40,
     ar_learning_rate=3e-4,
-    mdm_steps=20,
+    mdm_steps=40,
     mdm_learning_rate=3e-4,
     ears_steps=600,
 )
