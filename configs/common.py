@@ -48,6 +48,9 @@ DECODER_RUNTIME = {
     "vocab_size":     {"tiny": 0, "small": 0, "1b": 128256, "8b": 128256},  # 0: the tokenizer's
     "dtype":          {"tiny": "float32", "small": "float32", "1b": "bfloat16", "8b": "bfloat16"},
     "vocab_multiple": {"tiny": 64, "small": 64, "1b": 128, "8b": 128},
+    # the Thinker's tokenizer (speech tasks): '' the corpus's sentencepiece model
+    # (config.data.dir), or a pretrained checkpoint's with its chat template: gguf:FILE | hf:DIR
+    "tokenizer":      {"tiny": "", "small": "", "1b": "", "8b": ""},
 }
 # The audio encoder (1b/8b: Whisper-large-v3) and the adaptor after it.
 ENCODER = {
@@ -168,7 +171,9 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
                      "2 (Talker)")
   data = pick(SPEECH_DATA, preset)
   c.task = SPEECH_TASKS[stage]
-  c.encoder = ml_collections.ConfigDict(dict(**pick(ENCODER, preset), trainable=True))
+  c.encoder = ml_collections.ConfigDict(dict(
+      **pick(ENCODER, preset), trainable=True,
+      from_checkpoint=""))  # "hf:DIR": a Whisper encoder's shapes (and stride 2)
   c.adaptor = ml_collections.ConfigDict(dict(stack=ADAPTOR_STACK[preset],
                                              hidden_dim=2 * c.model.embed_dim))
   # Stage-1 auxiliary losses: AUXILIARY and the CTC weight of the preset.
@@ -213,8 +218,14 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
   # A workdir whose latest params start this run (stage 2: stage 1's); `W,thinker=W2` then
   # takes the named top-level part from another run (an MDM Thinker adapted on typed text);
   # `thinker=W2` alone: this run's fresh params around W2's Thinker.
+  # Parts may also come from pretrained checkpoints: `thinker=hf:DIR` (Llama/Qwen2
+  # safetensors), `thinker=gguf:FILE` (a Llama GGUF), `encoder=hf:DIR` (Whisper).
   c.init_from = ""
   c.model = model_config(preset)
+  # "hf:DIR" | "gguf:FILE": the Thinker's shapes, RoPE, norm eps and vocabulary are the
+  # checkpoint's (modeling/pretrained.py), whatever the preset says
+  c.model.from_checkpoint = ""
+  c.model.added_tokens = 0  # vocabulary rows after the checkpoint's (new special tokens)
   c.diffusion = ml_collections.ConfigDict(dict(MDM_RECIPE, block_size=BLOCK_SIZE[preset]))
   c.data = ml_collections.ConfigDict(dict(
       name="synthetic_text", num_examples=100_000, prompt_len=32,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 from etils import epath
 import sentencepiece as spm
@@ -67,12 +67,16 @@ class _SentencePiece:
 
 
 class _HFTokenizers:
-  def __init__(self, path: str):
-    try:
-      import tokenizers  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      raise ImportError(f"{path} needs the `tokenizers` package (pip install transformers)") from e
-    self.tok = tokenizers.Tokenizer.from_file(path)
+  def __init__(self, path: str, tok: Any = None):
+    """A `tokenizers.Tokenizer`: `tok` itself, or read from the JSON file `path`."""
+    if tok is None:
+      try:
+        import tokenizers  # pylint: disable=g-import-not-at-top
+      except ImportError as e:
+        raise ImportError(f"{path} needs the `tokenizers` package (pip install transformers)"
+                          ) from e
+      tok = tokenizers.Tokenizer.from_file(path)
+    self.tok = tok
 
   def encode(self, text: str) -> list[int]:
     return self.tok.encode(text, add_special_tokens=False).ids

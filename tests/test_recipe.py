@@ -44,7 +44,8 @@ _DEMO_SH = (
      "--vocoder=D/vocoder/vocoder --split=test --n=50 --out=D/eval_mdm --floors_from=D/eval_ar"),
     ("-m launch.demo_summary --ar=D/eval_ar --mdm=D/eval_mdm"),
 )
-_RECIPES = ("configs/recipes/demo.py", "configs/recipes/text_parity.py")
+_RECIPES = ("configs/recipes/demo.py", "configs/recipes/text_parity.py",
+            "configs/recipes/smollm2.py")
 
 
 def _normalised(command):

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 from etils import epath
 
-from data_pipelines import synthetic_text, text_tokenizer
+from data_pipelines import pretrained_tokenizer, synthetic_text, text_tokenizer
 from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.models.decoder import decoder_from_config
 from vocalnet_jax.models.speech_llm import init_inputs, speech_llm_from_config
@@ -121,6 +121,25 @@ def _text_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model:
                TextIds.of(tok))
 
 
+def load_text_tokenizer(config: ml_collections.ConfigDict) -> Any:
+  """The Thinker's tokenizer: a pretrained checkpoint's (`config.model.tokenizer`, `gguf:FILE`
+  or `hf:DIR`, with its chat template) or the corpus's sentencepiece model."""
+  spec = config.model.get("tokenizer", "")
+  if not spec:
+    return text_tokenizer.load_tokenizer(os.path.join(config.data.dir, "tokenizer.model"))
+  try:
+    return pretrained_tokenizer.load(spec)
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"config.model.tokenizer={spec!r}: {e}") from None
+
+
+def thinker_vocab(config: ml_collections.ConfigDict, tokenizer: Any) -> int:
+  """The Thinker's vocabulary: the tokenizer's (its reserved tokens included, so a pretrained
+  checkpoint's [MASK] adds no embedding row), padded to `vocab_multiple`."""
+  return padded_vocab(config.model.vocab_size or tokenizer.vocab_size,
+                      config.model.vocab_multiple)
+
+
 def _speech_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model:
   """shapes_only: no tokenizer is read (dry runs); vocabulary sizes must then be set in
   `config.model.vocab_size` and `config.talker.num_units`."""
@@ -132,11 +151,10 @@ def _speech_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model
     ids = TRAINED_TEXT_IDS
   else:
     corpus_dataset_dir(config)  # a missing corpus fails with the command that makes it
-    text_tok = text_tokenizer.load_tokenizer(os.path.join(config.data.dir, "tokenizer.model"))
+    text_tok = load_text_tokenizer(config)
     units = UnitTokenizer.load(os.path.join(config.data.dir, "units.npz"))
     ids = TextIds.of(text_tok)
-  text_vocab = padded_vocab(config.model.vocab_size or text_tok.vocab_size,
-                            config.model.vocab_multiple)
+  text_vocab = thinker_vocab(config, text_tok)
   speech_vocab = SpeechVocab(config.talker.num_units or units.num_units,
                              config.talker.model.vocab_multiple)
   return Model(speech_llm_from_config(config, text_vocab, speech_vocab.size),

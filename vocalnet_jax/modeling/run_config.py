@@ -12,6 +12,7 @@ import ml_collections
 from absl import logging
 from etils import epath
 
+from vocalnet_jax.modeling import pretrained
 from vocalnet_jax.modeling.validate import ConfigError
 
 FILENAME = "config.json"
@@ -100,6 +101,7 @@ def resolve(given: Optional[ml_collections.ConfigDict], workdir: Optional[str]
       where = f"{workdir} has no {FILENAME}" if workdir else "no workdir was given"
       raise ConfigError(f"--config is required: {where}")
     return saved
+  given = pretrained.resolve_config(given)  # the shapes a pretrained Thinker fixes
   if saved is not None:
     check(saved, given, workdir)
   return given

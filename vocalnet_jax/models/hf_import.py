@@ -3,18 +3,21 @@
 Supported: Llama and Qwen2 decoders -> `decoder.Decoder`, the Whisper encoder ->
 `encoder.AudioEncoder`. A checkpoint directory holds `config.json` and one or more
 `*.safetensors` files (sharded ones via `model.safetensors.index.json`). Tensors are
-read one at a time with the safetensors numpy API, converted to our layout and,
-when a sharding tree is given, placed shard by shard, so host memory holds about
-one tensor at a time. The converted tree is checked against the module's abstract
-init (same keys, same shapes) before it is returned.
+read one at a time with the safetensors numpy API (`Tensor` leaves: read when placed),
+converted to our layout and, when a sharding tree is given, placed shard by shard
+(`place`), so host memory holds about one tensor at a time. Each tensor's shape is
+checked against the module's abstract init and a mismatch names the tensor.
+`decoder_tensors` takes any checkpoint view with an HF config (`gguf_import` gives one).
 
 Names and layout conversions: `hf_layout` (shared with `hf_export`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Any, Callable, Optional
+import re
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 from flax import traverse_util
@@ -28,7 +31,6 @@ from vocalnet_jax.models.decoder import Decoder
 from vocalnet_jax.models.encoder import AudioEncoder, sinusoidal_positions
 
 PyTree = Any
-Thunk = Callable[[], np.ndarray]
 
 
 class Checkpoint:
@@ -58,8 +60,7 @@ class Checkpoint:
     return list(self._file_of)
 
   def get(self, name: str) -> np.ndarray:
-    """Tensor `name` as float32 numpy (bfloat16 has no numpy dtype, so it is read through
-    safetensors' flax API on the host CPU and converted)."""
+    """Tensor `name` in its stored dtype (bfloat16 through ml_dtypes)."""
     if name not in self._file_of:
       raise KeyError(f"tensor {name!r} not found in HF checkpoint {self.path!r}")
     file = self._file_of[name]
@@ -67,10 +68,7 @@ class Checkpoint:
       raise FileNotFoundError(f"HF checkpoint {self.path!r}: file {file!r} (holding {name!r}) "
                               "is missing")
     with safe_open(file, framework="np") as f:
-      if f.get_slice(name).get_dtype() != "BF16":
-        return f.get_tensor(name).astype(np.float32)
-    with jax.default_device(jax.devices("cpu")[0]), safe_open(file, framework="flax") as f:
-      return np.asarray(f.get_tensor(name), np.float32)
+      return f.get_tensor(name)
 
 
 def _prefix(ckpt: Checkpoint, suffix: str) -> str:
@@ -81,36 +79,66 @@ def _prefix(ckpt: Checkpoint, suffix: str) -> str:
   return matches[0]
 
 
-def _load(ckpt: Checkpoint, name: str, layout: hf_layout.Layout) -> Thunk:
-  """Tensor `name`, read when called, in our layout."""
-  return lambda: layout.to_ours(ckpt.get(name))
+@dataclasses.dataclass(frozen=True)
+class Tensor:
+  """One param leaf still on disk: `read()` gives checkpoint tensor `name` in our layout."""
+  name: str
+  read: Callable[[], np.ndarray]
 
 
-def _check_and_place(thunks: PyTree, abstract: PyTree, dtype: jnp.dtype,
-                     shardings: Optional[PyTree], what: str) -> PyTree:
-  """Checks key/shape agreement with the model's abstract params, then materialises
-  each tensor (cast to `dtype`) directly into its sharding (or the default device)."""
-  expected = jax.tree_util.tree_structure(abstract)
-  got = jax.tree_util.tree_structure(thunks)
-  if expected != got:
-    raise ValueError(f"{what}: converted parameter tree does not match the model.\n"
-                     f"model: {expected}\nconverted: {got}")
-  if shardings is not None and jax.tree_util.tree_structure(shardings) != expected:
-    raise ValueError(f"{what}: sharding tree does not match the parameter tree")
-  flat_thunks, treedef = jax.tree_util.tree_flatten(thunks)
-  flat_abstract = jax.tree_util.tree_leaves(abstract)
-  flat_shardings = ([None] * len(flat_thunks) if shardings is None
-                    else jax.tree_util.tree_leaves(shardings))
-  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(abstract)[0]]
-  out = []
-  for path, thunk, spec, sharding in zip(paths, flat_thunks, flat_abstract, flat_shardings):
-    x = thunk().astype(dtype)
+def _load(ckpt: Any, name: str, layout: hf_layout.Layout) -> Tensor:
+  """Tensor `name` of `ckpt` (anything with `get(name)`), read when asked, in our layout."""
+  return Tensor(name, lambda: layout.to_ours(ckpt.get(name)))
+
+
+def stacked(tensors: Sequence[Tensor]) -> Tensor:
+  """Per-layer tensors as one leaf with a leading [layers] axis (scanned params), filled
+  layer by layer into one buffer."""
+  def read() -> np.ndarray:
+    out = None
+    for i, tensor in enumerate(tensors):
+      x = tensor.read()
+      if out is None:
+        out = np.empty((len(tensors),) + x.shape, x.dtype)  # [layers, ...]
+      if x.shape != out.shape[1:]:
+        raise ValueError(f"tensor {tensor.name} has shape {x.shape}, layer 0's {out.shape[1:]}")
+      out[i] = x
+    return out
+  return Tensor(re.sub(r"\.0\.", ".*.", tensors[0].name, count=1), read)
+
+
+def place(tensors: PyTree, abstract: PyTree, what: str) -> PyTree:
+  """Reads each `Tensor` leaf, checks its shape against `abstract` (ShapeDtypeStructs,
+  optionally carrying a sharding) and puts it straight into that dtype and sharding, one
+  tensor at a time (host memory holds about one tensor, never the model)."""
+  flat_abstract = dict(traverse_util.flatten_dict(abstract))
+  flat_tensors = dict(traverse_util.flatten_dict(tensors))
+  if set(flat_abstract) != set(flat_tensors):
+    missing = sorted("/".join(k) for k in set(flat_abstract) - set(flat_tensors))
+    extra = sorted("/".join(k) for k in set(flat_tensors) - set(flat_abstract))
+    raise ValueError(f"{what}: the checkpoint does not fit the model: params the checkpoint "
+                     f"lacks {missing[:4]}, tensors the model lacks {extra[:4]}")
+  out = {}
+  for path, spec in flat_abstract.items():
+    tensor = flat_tensors[path]
+    x = tensor.read()
     if x.shape != spec.shape:
-      raise ValueError(f"{what}: {path} has shape {x.shape} in the checkpoint, "
-                       f"the model expects {spec.shape}")
-    out.append(jnp.asarray(x) if sharding is None else
-               jax.make_array_from_callback(x.shape, sharding, lambda idx, x=x: x[idx]))
-  return jax.tree_util.tree_unflatten(treedef, out)
+      raise ValueError(f"{what}: tensor {tensor.name} has shape {x.shape} (in our layout), "
+                       f"the model's {'/'.join(path)} is {spec.shape}")
+    x = np.asarray(x, spec.dtype)
+    sharding = getattr(spec, "sharding", None)
+    out[path] = (jnp.asarray(x) if sharding is None else
+                 jax.make_array_from_callback(x.shape, sharding, lambda idx, x=x: x[idx]))
+    del x
+  return traverse_util.unflatten_dict(out)
+
+
+def _target(abstract: PyTree, dtype: jnp.dtype, shardings: Optional[PyTree]) -> PyTree:
+  """`abstract` in `dtype`, each leaf carrying its sharding from `shardings` (if given)."""
+  if shardings is None:
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, dtype), abstract)
+  return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, dtype, sharding=s),
+                                abstract, shardings)
 
 
 def _abstract_params(module: nn.Module, *inputs: Any) -> PyTree:
@@ -152,6 +180,31 @@ def decoder_hparams_from_hf_config(config: dict) -> dict:
       norm_eps=float(config["rms_norm_eps"]), rope_scaling=rope_scaling)
 
 
+def decoder_tensors(ckpt: Any) -> tuple[dict, PyTree]:
+  """(hparams, unscanned param tree of `Tensor`s) of a Llama / Qwen2 checkpoint: anything
+  with an HF `config` dict, `keys()` and `get(name)` (`Checkpoint`, or a GGUF file's view)."""
+  hp = decoder_hparams_from_hf_config(ckpt.config)
+  table = hf_layout.decoder_tensors(
+      hp["num_layers"], hp["num_heads"], hp["num_kv_heads"], hp["qkv_bias"],
+      hp["tie_embeddings"], prefix=_prefix(ckpt, "embed_tokens.weight"))
+  return hp, traverse_util.unflatten_dict({path: _load(ckpt, name, layout)
+                                           for path, (name, layout) in table.items()})
+
+
+def decoder_abstract(hp: dict) -> PyTree:
+  """The unscanned param shapes of `Decoder(**hp)`."""
+  tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+  return _abstract_params(Decoder(**hp), tokens, tokens, jax.ShapeDtypeStruct((1, 1, 1), bool))
+
+
+def load_decoder(ckpt: Any, dtype: jnp.dtype = jnp.float32,
+                 shardings: Optional[PyTree] = None) -> tuple[dict, PyTree]:
+  """(hparams, params) of the decoder in `ckpt` (see `decoder_tensors`)."""
+  hp, tensors = decoder_tensors(ckpt)
+  return hp, place(tensors, _target(decoder_abstract(hp), dtype, shardings),
+                   f"decoder from {ckpt.path}")
+
+
 def load_hf_decoder(path: str, dtype: jnp.dtype = jnp.float32,
                     shardings: Optional[PyTree] = None) -> tuple[dict, PyTree]:
   """Loads a local Llama / Qwen2 checkpoint.
@@ -160,16 +213,7 @@ def load_hf_decoder(path: str, dtype: jnp.dtype = jnp.float32,
   `params` its parameter tree (the content of `variables['params']`), cast to
   `dtype` and placed with `shardings` (a NamedSharding tree shaped like params).
   """
-  ckpt = Checkpoint(path)
-  hp = decoder_hparams_from_hf_config(ckpt.config)
-  table = hf_layout.decoder_tensors(
-      hp["num_layers"], hp["num_heads"], hp["num_kv_heads"], hp["qkv_bias"],
-      hp["tie_embeddings"], prefix=_prefix(ckpt, "embed_tokens.weight"))
-  params = traverse_util.unflatten_dict({path: _load(ckpt, name, layout)
-                                         for path, (name, layout) in table.items()})
-  tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-  abstract = _abstract_params(Decoder(**hp), tokens, tokens, jax.ShapeDtypeStruct((1, 1, 1), bool))
-  return hp, _check_and_place(params, abstract, dtype, shardings, f"{hp} from {path}")
+  return load_decoder(Checkpoint(path), dtype, shardings)
 
 
 def whisper_hparams_from_hf_config(config: dict) -> dict:
@@ -182,19 +226,17 @@ def whisper_hparams_from_hf_config(config: dict) -> dict:
               num_heads=config["encoder_attention_heads"], mlp_dim=config["encoder_ffn_dim"])
 
 
-def load_hf_whisper_encoder(path: str, dtype: jnp.dtype = jnp.float32,
-                            shardings: Optional[PyTree] = None) -> tuple[dict, PyTree]:
-  """Loads the encoder of a local Whisper checkpoint (full model or encoder only).
-
-  Returns (hparams, params) for `AudioEncoder(**hparams)`. The number of mel bins is
-  `config.json`'s `num_mel_bins` (the encoder reads it from its input). The stored
-  position table must be Whisper's fixed sinusoids, which the encoder recomputes.
-  """
-  ckpt = Checkpoint(path)
+def whisper_tensors(ckpt: Checkpoint) -> tuple[dict, PyTree]:
+  """(hparams, param tree of `Tensor`s) of the encoder of a Whisper checkpoint (full
+  model or encoder only). The stored position table must be Whisper's fixed sinusoids,
+  which the encoder recomputes."""
+  path = ckpt.path
   hp = whisper_hparams_from_hf_config(ckpt.config)
   p = _prefix(ckpt, "conv1.weight")
   positions = ckpt.get(f"{p}embed_positions.weight")  # [max_positions, embed]
-  if not np.allclose(positions, sinusoidal_positions(*positions.shape), atol=1e-4):
+  atol = 1e-4 if positions.dtype == np.float32 else 1e-2  # fp16 / bf16 rounding of sinusoids
+  if not np.allclose(np.asarray(positions, np.float32), sinusoidal_positions(*positions.shape),
+                     atol=atol):
     raise ValueError(f"{path}: embed_positions are not Whisper's sinusoids; "
                      "learned encoder positions are not supported")
   heads_in, heads_out, bias = (hf_layout.heads_in(hp["num_heads"]),
@@ -231,10 +273,26 @@ def load_hf_whisper_encoder(path: str, dtype: jnp.dtype = jnp.float32,
         "final_layer_norm": layer_norm(f"{lp}final_layer_norm"),
         "fc1": linear(f"{lp}fc1"), "fc2": linear(f"{lp}fc2"),
     }
-  n_mels = ckpt.config["num_mel_bins"]
-  abstract = _abstract_params(AudioEncoder(**hp), jax.ShapeDtypeStruct((1, 2, n_mels), jnp.float32),
-                              jax.ShapeDtypeStruct((1, 2), bool))
-  return hp, _check_and_place(params, abstract, dtype, shardings, f"Whisper encoder from {path}")
+  return hp, params
+
+
+def whisper_abstract(hp: dict, n_mels: int) -> PyTree:
+  """The param shapes of `AudioEncoder(**hp)` on `n_mels` mel bins."""
+  return _abstract_params(AudioEncoder(**hp), jax.ShapeDtypeStruct((1, 2, n_mels), jnp.float32),
+                          jax.ShapeDtypeStruct((1, 2), bool))
+
+
+def load_hf_whisper_encoder(path: str, dtype: jnp.dtype = jnp.float32,
+                            shardings: Optional[PyTree] = None) -> tuple[dict, PyTree]:
+  """Loads the encoder of a local Whisper checkpoint (full model or encoder only).
+
+  Returns (hparams, params) for `AudioEncoder(**hparams)`. The number of mel bins is
+  `config.json`'s `num_mel_bins` (the encoder reads it from its input).
+  """
+  ckpt = Checkpoint(path)
+  hp, tensors = whisper_tensors(ckpt)
+  abstract = whisper_abstract(hp, ckpt.config["num_mel_bins"])
+  return hp, place(tensors, _target(abstract, dtype, shardings), f"Whisper encoder from {path}")
 
 
 def load_hf_tokenizer(path: str) -> Any:

@@ -31,8 +31,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from data_pipelines import loader
-from vocalnet_jax.modeling import partitioning, restore, run_config
+from vocalnet_jax.modeling import partitioning, pretrained, restore, run_config
 from vocalnet_jax.modeling.validate import ConfigError, validate_config
+from vocalnet_jax.models.decoder import Decoder
 from vocalnet_jax.training import tasks, throughput
 from vocalnet_jax.training.checkpointing import Checkpointer, PreemptionNotice
 from vocalnet_jax.training.metrics import MetricWriter
@@ -67,8 +68,15 @@ def setup_experiment(config: ml_collections.ConfigDict,
   """Validates the config and derives every sharding without allocating the model.
 
   shapes_only: read no data; the example batch is the task's largest batch spec.
+  `config.model.from_checkpoint` / `config.encoder.from_checkpoint` are resolved here
+  (`Experiment.config` holds the checkpoint's shapes).
   """
+  config = pretrained.resolve_config(config)
   validate_config(config)
+  if config.get("init_from") and not shapes_only:  # a bad source fails before compiling
+    for source in parse_init_from(config.init_from)[1].values():
+      if pretrained.is_source(source):
+        pretrained.open_checkpoint(source)
   mesh = partitioning.make_mesh(config.mesh, devices)
   rules = partitioning.rules_from_config(config.logical_axis_rules)
   task = tasks.build_task(config, shapes_only)
@@ -223,19 +231,23 @@ def dry_run(config: ml_collections.ConfigDict,
 
 
 def parse_init_from(spec: str) -> tuple[str, dict[str, str]]:
-  """'W', 'W,thinker=W2' or 'thinker=W2' -> (base, {part: workdir}): every param from the
+  """'W', 'W,thinker=W2' or 'thinker=W2' -> (base, {part: source}): every param from the
   base run W ('' : this run's fresh init), then each named top-level part from its own
   run (e.g. stage 0's Thinker into a speech model with other ears, or an MDM Thinker
-  grafted onto ears that already hear)."""
+  grafted onto ears that already hear) or from a pretrained checkpoint
+  (`thinker=hf:DIR`, `thinker=gguf:FILE`, `encoder=hf:DIR`; `modeling.pretrained`)."""
   entries = [s.strip() for s in spec.split(",")]
   base = "" if "=" in entries[0] else entries.pop(0)
+  if pretrained.is_source(base):
+    raise ConfigError(f"config.init_from={spec!r}: a pretrained checkpoint gives one part: "
+                      f"write 'thinker={base}' (or encoder=...)")
   parts = {}
   for entry in entries:
-    part, sep, workdir = entry.partition("=")
-    if not sep or not part or not workdir or part in parts:
+    part, sep, source = entry.partition("=")
+    if not sep or not part or not source or part in parts:
       raise ConfigError(f"config.init_from={spec!r}: {entry!r} is not a new PART=WORKDIR "
-                        "(e.g. 'w/ar1,thinker=w/mdm0')")
-    parts[part] = workdir
+                        "or PART=hf:DIR / PART=gguf:FILE (e.g. 'w/ar1,thinker=w/mdm0')")
+    parts[part] = source
   return base, parts
 
 
@@ -267,14 +279,33 @@ def load_params(init_from: str, exp: Experiment, fresh: Any = None) -> Any:
     params = fresh
   else:
     raise ConfigError(f"config.init_from={init_from!r} names no base run")
-  for part, workdir in parts.items():
-    if not isinstance(params, dict) or part not in params:
-      names = sorted(params) if isinstance(params, dict) else []
-      raise ConfigError(f"config.init_from: this model has no part {part!r}; parts: {names}")
-    fields = PART_FIELDS.get(part, run_config.PARAM_FIELDS)
-    params = {**params, part: restore.restore_params(
-        _checked(workdir, exp, fields), abstract[part], scope=(part,), exported_dtype=False)}
+  for part, source in parts.items():
+    scope = _part_scope(params, part, exp)
+    if pretrained.is_source(source):
+      loaded = pretrained.load_part(part, source, _at(abstract, scope), exp.config)
+    else:
+      loaded = restore.restore_params(
+          _checked(source, exp, PART_FIELDS.get(part, run_config.PARAM_FIELDS)),
+          _at(abstract, scope), scope=scope, exported_dtype=False)
+    params = loaded if not scope else {**params, part: loaded}
   return params
+
+
+def _part_scope(params: Any, part: str, exp: Experiment) -> tuple[str, ...]:
+  """Where `part` sits in the params: a top-level entry, or the whole tree for the
+  `thinker` of a text run (its params are the Thinker's)."""
+  if isinstance(params, dict) and part in params:
+    return (part,)
+  if part == "thinker" and isinstance(exp.task.model, Decoder):
+    return ()
+  names = sorted(params) if isinstance(params, dict) else []
+  raise ConfigError(f"config.init_from: this model has no part {part!r}; parts: {names}")
+
+
+def _at(tree: Any, scope: Sequence[str]) -> Any:
+  for name in scope:
+    tree = tree[name]
+  return tree
 
 
 def count_tokens(batch: dict[str, np.ndarray]) -> int:
@@ -294,6 +325,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   Raises NonFiniteError (train.nonfinite=stop) naming the first non-finite step.
   """
   exp = setup_experiment(config, devices)
+  config = exp.config  # with the shapes of a pretrained checkpoint (from_checkpoint)
   t = config.train
   main = jax.process_index() == 0
   saved = run_config.read(workdir)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# SmolLM2-135M-Instruct through configs/recipes/smollm2.py, then typed exact match on the same
+# `heldout` questions (new phrasings of the templates) for every row:
+#   pretrained_scratch_ar_cpu.json   the demo's from-scratch tiny AR Thinker (stage 0): the row to beat
+#   pretrained_smollm2_ar_cpu.json   SmolLM2 after AR fine-tuning (stage `ar`)
+#   pretrained_smollm2_mdm_cpu.json  the MDM Thinker adapted from it (stage `mdm`), S = 1 and 4, B = 4
+#   W=workdirs/smollm2 DATA=demo_out/data SCRATCH=demo_out/ar_stage0 bash benchmarks/pretrained_smollm2.sh
+# DATA: a prepared corpus (launch.prepare_data --config=configs/data.py:tiny); SCRATCH: the
+# demo's stage-0 workdir (make demo). The GGUF: make smollm2 (or its first two commands).
+set -eu
+PY=${PY:-.venv/bin/python}
+W=${W:-workdirs/smollm2}
+DATA=${DATA:-demo_out/data}
+SCRATCH=${SCRATCH:-demo_out/ar_stage0}
+N=${N:-50}
+R=benchmarks/results
+$PY -m launch.recipe --recipe="configs/recipes/smollm2.py:data=$DATA" --workdir="$W"
+evaluate() {  # CHECKPOINT OUT [flags...]
+  $PY -m benchmarks.pretrained_eval --checkpoint="$1" --data_dir="$DATA" --split=heldout \
+    --n="$N" --out="$2" "${@:3}"
+}
+evaluate "$SCRATCH" "$R/pretrained_scratch_ar_cpu.json"
+evaluate "$W/ar" "$R/pretrained_smollm2_ar_cpu.json"
+evaluate "$W/mdm" "$R/pretrained_smollm2_mdm_cpu.json" --steps=1,4

