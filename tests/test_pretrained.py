@@ -19,7 +19,7 @@ from tests import pretrained_helpers  # noqa: E402
 from tests.helpers import tiny_config  # noqa: E402
 from vocalnet_jax.modeling.validate import ConfigError  # noqa: E402
 from vocalnet_jax.models import hf_import  # noqa: E402
-from vocalnet_jax.models.decoder import Decoder, scan_params  # noqa: E402
+from vocalnet_jax.models.decoder import scan_params  # noqa: E402
 from vocalnet_jax.training import trainer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
