@@ -29,6 +29,7 @@ from absl import app, flags
 _DIR = flags.DEFINE_string("dir", None, "Scratch directory (default: a new temporary one).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/pretrained_load_memory_1b_cpu8.json",
                            "Result JSON.")
+_WRITE = flags.DEFINE_string("write", None, "Internal: write the checkpoint here, print JSON.")
 _MEASURE = flags.DEFINE_string("measure", None, "Internal: load this checkpoint, print JSON.")
 CONFIG = "configs/ar.py:1b,text"
 
@@ -112,30 +113,40 @@ def measure(directory: str) -> dict:
   seconds = time.perf_counter() - tick
   placed = sum(x.nbytes for x in jax.tree_util.tree_leaves(params))
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+  from vocalnet_jax.evaluation import result_file
   return dict(baseline_rss_bytes=baseline, peak_rss_bytes=peak, final_rss_bytes=_rss_bytes(),
               placed_params_bytes=placed, load_s=round(seconds, 1),
-              devices=mesh.size, mesh=dict(mesh.shape))
+              devices=mesh.size, mesh=dict(mesh.shape), device=result_file.device_info())
+
+
+def _in_child(flag: str, directory: str) -> dict:
+  """Runs this module with `--flag=directory` in a fresh process (the parent holds no
+  JAX runtime and no tensor); its RESULT line."""
+  proc = subprocess.run([sys.executable, "-m", "benchmarks.pretrained_load_memory",
+                         f"--{flag}={directory}"], text=True, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, check=False)
+  lines = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")]
+  if proc.returncode or not lines:
+    sys.exit(f"error: --{flag} failed:\n{proc.stdout[-2000:]}")
+  return json.loads(lines[-1][len("RESULT "):])
 
 
 def main(argv):
   del argv
-  if _MEASURE.value:
-    print("RESULT " + json.dumps(measure(_MEASURE.value)), flush=True)
+  if _WRITE.value or _MEASURE.value:
+    tick = time.perf_counter()
+    out = (dict(checkpoint_bytes=write_checkpoint(_WRITE.value)) if _WRITE.value
+           else measure(_MEASURE.value))
+    print("RESULT " + json.dumps(dict(out, seconds=round(time.perf_counter() - tick, 1))),
+          flush=True)
     return
   from vocalnet_jax.evaluation import result_file
   directory = tempfile.mkdtemp(dir=_DIR.value)
   try:
-    tick = time.perf_counter()
-    size = write_checkpoint(directory)
-    write_s = time.perf_counter() - tick
+    written = _in_child("write", directory)
+    size, write_s = written["checkpoint_bytes"], written["seconds"]
     print(f"wrote a {size / 2**30:.2f} GiB checkpoint in {write_s:.0f} s", flush=True)
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.pretrained_load_memory",
-                           f"--measure={directory}"], text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, check=False)
-    lines = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")]
-    if proc.returncode or not lines:
-      sys.exit(f"error: the measuring process failed:\n{proc.stdout[-2000:]}")
-    m = json.loads(lines[-1][len("RESULT "):])
+    m = _in_child("measure", directory)
   finally:
     shutil.rmtree(directory, ignore_errors=True)
   gib = lambda b: round(b / 2**30, 3)  # noqa: E731
@@ -145,14 +156,15 @@ def main(argv):
       final_rss_gib=gib(m["final_rss_bytes"]),
       loader_overhead_gib=gib(m["peak_rss_bytes"] - m["baseline_rss_bytes"]
                               - m["placed_params_bytes"]),
-      load_s=m["load_s"], write_s=round(write_s, 1))
+      load_s=m["load_s"], write_s=write_s)
   print(f"checkpoint {metrics['checkpoint_gib']} GiB; peak RSS {metrics['peak_rss_gib']} GiB "
         f"(baseline {metrics['baseline_rss_gib']}, placed params "
         f"{metrics['placed_params_gib']}, loader overhead {metrics['loader_overhead_gib']})")
   result_file.write(_OUT.value, dict(config=CONFIG, mesh=m["mesh"], devices=m["devices"],
                                      checkpoint_dtype="bfloat16", params_dtype="bfloat16",
                                      layers="scanned"), metrics,
-                    command=result_file.command_line(module="benchmarks.pretrained_load_memory"))
+                    command=result_file.command_line(module="benchmarks.pretrained_load_memory"),
+                    device=m["device"])
 
 
 if __name__ == "__main__":
