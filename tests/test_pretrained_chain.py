@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from configs import ar  # noqa: E402
-from tests import pretrained_helpers  # noqa: E402
+from tests import pretrained_checkpoints  # noqa: E402
 from vocalnet_jax.modeling import restore, run_config  # noqa: E402
 from vocalnet_jax.models import hf_export, hf_import  # noqa: E402
 from vocalnet_jax.training import trainer  # noqa: E402
@@ -45,7 +45,7 @@ def _assert_export_holds(out: str, workdir: str, speech: bool, devices) -> None:
 @pytest.mark.slow
 def test_qwen2_text_run_from_hf_through_the_launchers(tmp_path, devices):
   qwen2 = str(tmp_path / "qwen2")
-  pretrained_helpers.qwen2(qwen2)
+  pretrained_checkpoints.qwen2(qwen2)
   workdir, out = str(tmp_path / "run"), str(tmp_path / "export")
   _run("launch.train", "--config=configs/ar.py:tiny,text", f"--workdir={workdir}",
        f"--config.model.from_checkpoint=hf:{qwen2}", f"--config.init_from=thinker=hf:{qwen2}",
@@ -75,8 +75,8 @@ def test_speech_stages_from_hf_llama_and_whisper(prepared_corpus, tmp_path, devi
   """Stage 0 from `thinker=hf:LLAMA`; stage 1 takes stage 0's Thinker (a workdir part)
   beside `encoder=hf:WHISPER` (a pretrained part); its Thinker exported to transformers."""
   llama, whisper = str(tmp_path / "llama"), str(tmp_path / "whisper")
-  pretrained_helpers.llama(llama, vocab_size=136)  # the micro corpus's tokenizer has 128
-  pretrained_helpers.whisper(whisper, n_mels=80)
+  pretrained_checkpoints.llama(llama, vocab_size=136)  # the micro corpus's tokenizer has 128
+  pretrained_checkpoints.whisper(whisper, n_mels=80)
   s0 = _speech_config(0, prepared_corpus, f"thinker=hf:{llama}", from_checkpoint=f"hf:{llama}")
   trainer.train(s0, str(tmp_path / "s0"), devices=devices)
   s1 = _speech_config(1, prepared_corpus, f"thinker={tmp_path / 's0'},encoder=hf:{whisper}",
