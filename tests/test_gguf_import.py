@@ -14,7 +14,7 @@ gguf = pytest.importorskip("gguf")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from tests import pretrained_helpers  # noqa: E402
+from tests import pretrained_checkpoints  # noqa: E402
 from vocalnet_jax.models import gguf_import, hf_import  # noqa: E402
 from vocalnet_jax.models.decoder import Decoder  # noqa: E402
 
@@ -35,14 +35,14 @@ def test_unpermute_inverts_the_converters_rope_permutation():
 def tiny_llama(tmp_path_factory):
   """A random transformers Llama and its tensors written as a GGUF (embedding Q8_0, the
   MLP F16, the rest F32) and as an all-F32 GGUF."""
-  model = pretrained_helpers.llama(str(tmp_path_factory.mktemp("llama")))
-  tensors = pretrained_helpers.state_dict(model)
+  model = pretrained_checkpoints.llama(str(tmp_path_factory.mktemp("llama")))
+  tensors = pretrained_checkpoints.state_dict(model)
   root = tmp_path_factory.mktemp("gguf")
   qtypes = {"model.embed_tokens.weight": "Q8_0"}
   qtypes.update({k: "F16" for k in tensors if ".mlp." in k})
   mixed, f32 = str(root / "mixed.gguf"), str(root / "f32.gguf")
-  pretrained_helpers.write_llama_gguf(mixed, tensors, pretrained_helpers.LLAMA, qtypes)
-  pretrained_helpers.write_llama_gguf(f32, tensors, pretrained_helpers.LLAMA)
+  pretrained_checkpoints.write_llama_gguf(mixed, tensors, pretrained_checkpoints.LLAMA, qtypes)
+  pretrained_checkpoints.write_llama_gguf(f32, tensors, pretrained_checkpoints.LLAMA)
   return model, tensors, mixed, f32
 
 
@@ -85,7 +85,7 @@ def test_gguf_decoder_logits_match_transformers(tiny_llama):
 def test_gguf_of_another_architecture_is_named(tiny_llama, tmp_path):
   _, tensors, _, _ = tiny_llama
   path = str(tmp_path / "gpt2.gguf")
-  pretrained_helpers.write_llama_gguf(path, tensors, pretrained_helpers.LLAMA,
+  pretrained_checkpoints.write_llama_gguf(path, tensors, pretrained_checkpoints.LLAMA,
                                       architecture="gpt2")
   with pytest.raises(NotImplementedError, match="architecture 'gpt2'"):
     gguf_import.GGUFCheckpoint(path)

@@ -15,11 +15,11 @@ import pytest
 pytest.importorskip("gguf")
 pytest.importorskip("transformers")
 
-from tests import pretrained_helpers  # noqa: E402
+from tests import pretrained_checkpoints  # noqa: E402
 from tests.helpers import tiny_config  # noqa: E402
 from vocalnet_jax.modeling.validate import ConfigError  # noqa: E402
 from vocalnet_jax.models import hf_import  # noqa: E402
-from vocalnet_jax.models.decoder import Decoder, scan_params  # noqa: E402
+from vocalnet_jax.models.decoder import scan_params  # noqa: E402
 from vocalnet_jax.training import trainer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,12 +30,12 @@ def ckpts(tmp_path_factory):
   """A random Llama (vocabulary 60, untied) as an HF directory and as an F32 GGUF, a
   Qwen2 (q/k/v biases, tied) and a Whisper directory."""
   root = tmp_path_factory.mktemp("pretrained")
-  llama = pretrained_helpers.llama(str(root / "llama"))
-  pretrained_helpers.write_llama_gguf(str(root / "llama.gguf"),
-                                      pretrained_helpers.state_dict(llama),
-                                      pretrained_helpers.LLAMA)
-  pretrained_helpers.qwen2(str(root / "qwen2"))
-  pretrained_helpers.whisper(str(root / "whisper"))
+  llama = pretrained_checkpoints.llama(str(root / "llama"))
+  pretrained_checkpoints.write_llama_gguf(str(root / "llama.gguf"),
+                                      pretrained_checkpoints.state_dict(llama),
+                                      pretrained_checkpoints.LLAMA)
+  pretrained_checkpoints.qwen2(str(root / "qwen2"))
+  pretrained_checkpoints.whisper(str(root / "whisper"))
   return {k: str(root / k) for k in ("llama", "llama.gguf", "qwen2", "whisper")}
 
 

@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from vocalnet_jax.modeling import partitioning, paths, pretrained
+from vocalnet_jax.modeling import partitioning, paths
 from vocalnet_jax.modeling.build import Model, build
 from vocalnet_jax.modeling.validate import ConfigError, validate_config
 
@@ -149,7 +149,6 @@ def load(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
   """The model of `config` with its answering params, laid out on `config.mesh` over
   `devices` (default: all): those of `workdir`'s latest checkpoint, or a random init
   from key `seed` (default `config.seed`) when `workdir` is None."""
-  config = pretrained.resolve_config(config)
   validate_config(config)
   model = build(config)
   mesh = partitioning.make_mesh(config.mesh, devices)

@@ -101,7 +101,8 @@ def resolve(given: Optional[ml_collections.ConfigDict], workdir: Optional[str]
       where = f"{workdir} has no {FILENAME}" if workdir else "no workdir was given"
       raise ConfigError(f"--config is required: {where}")
     return saved
-  given = pretrained.resolve_config(given)  # the shapes a pretrained Thinker fixes
+  # a given config names its pretrained checkpoint; a saved one holds the shapes it gave
+  given = pretrained.resolve_config(given)
   if saved is not None:
     check(saved, given, workdir)
   return given

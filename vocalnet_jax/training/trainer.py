@@ -266,9 +266,9 @@ def _checked(workdir: str, exp: Experiment, fields: Sequence[str]) -> str:
 
 def load_params(init_from: str, exp: Experiment, fresh: Any = None) -> Any:
   """Params of the latest checkpoint of another run (e.g. stage 1 for stage 2), placed
-  with this run's shardings, with parts grafted from other runs (`parse_init_from`;
-  `fresh`: this run's initial params, the base when `init_from` names none). Optimizer
-  states are not read."""
+  with this run's shardings, with parts grafted from other runs or pretrained checkpoints
+  (`parse_init_from`; `fresh`: this run's initial params, the base when `init_from` names
+  none). Optimizer states are not read."""
   base, parts = parse_init_from(init_from)
   abstract = exp.abstract_state.params
   if base:
