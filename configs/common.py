@@ -89,7 +89,9 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
       trainable=True,
       # mel frames per encoder frame: Whisper's 2 (50/s); tiny 4 (25/s, half the encoder's
       # cost on a CPU) with a 3-frame adaptor keeps 8.3 adapted frames/s (Whisper: 10)
-      stride=4 if preset == "tiny" else 2))
+      stride=4 if preset == "tiny" else 2,
+      # as the Thinker's knobs: one nn.scan over the layers, each rematerialised
+      scan_layers=not cpu, remat_policy="none" if cpu else "full"))
   c.adaptor = ml_collections.ConfigDict(dict(stack=3 if preset == "tiny" else 5,
                                              hidden_dim=2 * c.model.embed_dim))
   # Stage-1 auxiliary losses (weights; 0 turns one off): CTC of the question transcript on
@@ -169,7 +171,9 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       learning_rate=3e-3 if preset == "tiny" else (1e-3 if cpu else 3e-4),
       warmup_steps=20 if cpu else 2000, min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.98,
       grad_clip=1.0, log_every=10 if cpu else 100, checkpoint_every=100 if cpu else 1000,
-      keep_checkpoints=3, async_checkpointing=True, progress_bar=True))
+      keep_checkpoints=3, async_checkpointing=True, progress_bar=True,
+      # >0: the loss projects this many response positions to the vocabulary at a time
+      loss_chunk=0))
   # Comma-separated param paths kept fixed on top of the task's own choice, e.g.
   # "thinker" or "thinker/embed_tokens" (an MDM Thinker adapted from a speech one keeps the
   # token embeddings its ears were trained to speak).

@@ -1,0 +1,263 @@
+"""Where the speech train step's memory goes, per device, from XLA's compiled memory analysis.
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m benchmarks.memory_breakdown \
+      --preset=1b --rows=1:mdm,2:mdm --variants=before,after
+
+For each row (stage 1: encoder + adaptor + Thinker; stage 2: the Talker on the frozen
+Thinker's states; AR or MDM) and each variant (config overrides, `VARIANTS`), it compiles the
+whole train step (argument, output, temp bytes; FLOPs and bytes accessed from the cost
+analysis) and, with `--parts`, each part alone at the step's shapes and shardings:
+`ears` (encoder + adaptor, forward and backward; stage 2: forward with the Thinker, frozen),
+`lm` (the Thinker's or Talker's objective from a given prefix: layers, logits and loss) and
+`logits_loss` (the vocabulary projection and cross-entropy of the scored positions alone).
+Parameters and optimizer state are counted from the sharded abstract state. Rows are merged
+into `--out` (a `result_file` JSON) and the table is rendered into `--doc` between markers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable
+
+from absl import app, flags
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from configs import ar as ar_config
+from configs import mdm as mdm_config
+from vocalnet_jax.diffusion import losses
+from vocalnet_jax.evaluation import result_file
+from vocalnet_jax.models.speech_llm import SpeechLLM
+from vocalnet_jax.training import objectives, speech_tasks, throughput, trainer
+from vocalnet_jax.training.train_state import freeze
+
+# name -> overrides of the preset's config: `before` is the step as it was first measured
+# (unrolled encoder layers, the whole response projected at once); each fix alone on top of
+# it; `after` is the preset as configured now.
+VARIANTS = {
+    "before": {"encoder.scan_layers": False, "encoder.remat_policy": "full",
+               "train.loss_chunk": 0},
+    "encoder_scan": {"encoder.scan_layers": True, "encoder.remat_policy": "full",
+                     "train.loss_chunk": 0},
+    "loss_chunk": {"encoder.scan_layers": False, "encoder.remat_policy": "full",
+                   "train.loss_chunk": 64},
+    "window_10s": {"encoder.scan_layers": False, "encoder.remat_policy": "full",
+                   "train.loss_chunk": 0, "data.mel_buckets": (1000,)},
+    "after": {},
+    "after_save_dots": {"model.remat_policy": "save_dots", "encoder.remat_policy": "save_dots"},
+}
+MESH = {"mesh.data": 1, "mesh.fsdp": 8, "train.batch_size": 8}  # one sequence per device
+TINY_VOCABS = {"model.vocab_size": 256, "talker.num_units": 64}  # tiny/small: no tokenizer read
+BEGIN, END = "<!-- memory_breakdown:begin -->", "<!-- memory_breakdown:end -->"
+
+_PRESET = flags.DEFINE_string("preset", "1b", "Model preset of configs/{ar,mdm}.py.")
+_ROWS = flags.DEFINE_list("rows", ["1:mdm", "1:ar", "2:mdm", "2:ar"], "STAGE:OBJECTIVE rows.")
+_VARIANTS = flags.DEFINE_list("variants", ["before", "after"], f"Of {sorted(VARIANTS)}.")
+_PARTS = flags.DEFINE_bool("parts", True, "Also compile each part alone.")
+_FSDP = flags.DEFINE_integer("fsdp", 8, "Devices of the fsdp axis (one sequence each).")
+_OUT = flags.DEFINE_string("out", "benchmarks/results/memory_breakdown_cpu8.json", "Result JSON.")
+_DOC = flags.DEFINE_string("doc", "docs/memory.md", "Markdown file whose table is rewritten.")
+
+GIB = 2**30
+
+
+def row_config(preset: str, stage: int, objective: str, overrides: dict) -> ml_collections.ConfigDict:
+  """The preset's stage config with the mesh and a variant's overrides applied."""
+  module = mdm_config if objective == "mdm" else ar_config
+  config = module.get_config(f"{preset},stage={stage}")
+  mesh = dict(MESH, **{"mesh.fsdp": _FSDP.value, "train.batch_size": _FSDP.value})
+  vocabs = TINY_VOCABS if preset in ("tiny", "small") else {}
+  for key, value in {**mesh, **vocabs, **overrides}.items():
+    section, field = key.split(".")
+    config[section][field] = value
+  return config
+
+
+def per_device_bytes(tree: Any) -> int:
+  """Bytes one device holds of a tree of sharded ShapeDtypeStructs."""
+  return int(sum(np.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
+                 for x in jax.tree_util.tree_leaves(tree)))
+
+
+def compile_stats(fn: Callable, args: tuple, exp: trainer.Experiment) -> dict[str, float]:
+  """Compiles `fn(*args)` (ShapeDtypeStructs) on the experiment's mesh: GiB per device."""
+  tick = time.perf_counter()
+  with exp.mesh, nn.logical_axis_rules(exp.rules):
+    compiled = jax.jit(fn).lower(*args).compile()
+  memory = compiled.memory_analysis()
+  return {"temp_gib": memory.temp_size_in_bytes / GIB,
+          "argument_gib": memory.argument_size_in_bytes / GIB,
+          "compile_s": time.perf_counter() - tick}
+
+
+def sharded(exp: trainer.Experiment, shape: tuple, dtype: Any) -> jax.ShapeDtypeStruct:
+  """A batch-sharded activation input (first axis over the batch's mesh axes)."""
+  return jax.ShapeDtypeStruct(shape, dtype, sharding=exp.batch_sharding)
+
+
+def grad_of(loss: Callable, exp: trainer.Experiment) -> Callable:
+  """Gradient of `loss(params, *args)` w.r.t. the params the task trains (as the step)."""
+  task = exp.task
+  return jax.grad(lambda p, *a: loss(freeze(p, task.trainable, task.frozen), *a))
+
+
+def part_functions(exp: trainer.Experiment, stage: int) -> dict[str, tuple[Callable, tuple]]:
+  """name -> (function, abstract args) of each part of the step, alone."""
+  task, config = exp.task, exp.config
+  params = exp.abstract_state.params
+  batch = trainer.abstract_batch(exp, exp.example_batch)
+  b = config.train.batch_size
+  rng = jax.random.key(0)
+  chunk = config.train.get("loss_chunk", 0)
+  diffusion, objective = config.diffusion, config.objective
+
+  def logits_loss(part: str) -> Callable:
+    def loss(p, hidden, targets, valid):
+      fns = speech_tasks.part_fns(task.model, p, part)
+      ce, _ = losses.chunked_cross_entropy(hidden, targets, fns.logits, chunk)
+      return losses.ar_loss_from_ce(ce, valid)
+    return loss
+
+  if stage == 1:
+    def ears(p, batch):
+      head, tail = task.head_tail(b)
+      prefix, _ = task.model.apply({"params": p}, batch["mel"], batch["mel_valid"], head, tail,
+                                   method=SpeechLLM.audio_prompt)
+      return jnp.sum(prefix.astype(jnp.float32))
+
+    prefix_len = jax.eval_shape(ears_prefix(task, b), params, batch).shape[1]
+
+    def lm(p, prefix, prefix_valid, batch):
+      rb = objectives.ResponseBatch(prefix, prefix_valid, batch["response"],
+                                    batch["response_valid"])
+      return objectives.lm_loss(task.thinker_problem(p, rb), rng, objective, diffusion)[0]
+
+    embed, resp = config.model.embed_dim, config.data.response_len
+    return {
+        "ears": (grad_of(ears, exp), (params, batch)),
+        "lm": (grad_of(lm, exp), (params, sharded(exp, (b, prefix_len, embed), jnp.bfloat16),
+                                  sharded(exp, (b, prefix_len), jnp.bool_), batch)),
+        "logits_loss": (jax.grad(logits_loss("thinker"), argnums=(0, 1)),
+                        (params, sharded(exp, (b, resp, embed), jnp.bfloat16),
+                         sharded(exp, (b, resp), jnp.int32), sharded(exp, (b, resp), jnp.bool_))),
+    }
+
+  def ears_thinker(p, batch):
+    return task.thinker_states(p, batch)
+
+  def lm(p, hidden, batch):
+    return objectives.lm_loss(task.talker_problem(p, batch, hidden), rng, objective,
+                              diffusion)[0]
+
+  resp, speech = config.data.response_len, task.speech_len
+  talker_embed = config.talker.model.embed_dim
+  return {
+      "ears": (ears_thinker, (params, batch)),
+      "lm": (grad_of(lm, exp), (params, sharded(exp, (b, resp, config.model.embed_dim),
+                                                jnp.bfloat16), batch)),
+      "logits_loss": (jax.grad(logits_loss("talker"), argnums=(0, 1)),
+                      (params, sharded(exp, (b, speech, talker_embed), jnp.bfloat16),
+                       sharded(exp, (b, speech), jnp.int32), sharded(exp, (b, speech), jnp.bool_))),
+  }
+
+
+def ears_prefix(task: speech_tasks.SpeechThinkerTask, b: int) -> Callable:
+  """params, batch -> the Thinker prefix embeddings [b, P, embed] (for its shape)."""
+  def fn(p, batch):
+    head, tail = task.head_tail(b)
+    return task.model.apply({"params": p}, batch["mel"], batch["mel_valid"], head, tail,
+                            method=SpeechLLM.audio_prompt)[0]
+  return fn
+
+
+def measure_row(preset: str, stage: int, objective: str, variant: str) -> dict[str, Any]:
+  """One table row: the whole step and (--parts) each part alone."""
+  overrides = VARIANTS[variant]
+  config = row_config(preset, stage, objective, overrides)
+  exp = trainer.setup_experiment(config, shapes_only=True)
+  step = trainer.CompiledStep(exp)
+  tick = time.perf_counter()
+  compiled = step.compile(exp.example_batch)
+  compile_s = time.perf_counter() - tick
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  state = exp.abstract_state
+  row = {"preset": preset, "stage": stage, "objective": objective, "variant": variant,
+         "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+         "devices": exp.mesh.size, "global_batch": config.train.batch_size,
+         "mel_window_frames": int(config.data.mel_buckets[-1]),
+         "num_params": int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params))),
+         "params_gib": per_device_bytes(state.params) / GIB,
+         "opt_state_gib": per_device_bytes(state.opt_state) / GIB,
+         "step": {"argument_gib": step.memory["argument"] / GIB,
+                  "output_gib": step.memory["output"] / GIB, "temp_gib": step.memory["temp"] / GIB,
+                  "argument_plus_temp_gib": (step.memory["argument"] + step.memory["temp"]) / GIB,
+                  "compile_s": compile_s, "flops_per_device": throughput.compiled_flops(compiled),
+                  "bytes_accessed_per_device": float((cost or {}).get("bytes accessed", 0.0))},
+         "commit": result_file.git_commit()}
+  if _PARTS.value:
+    row["parts"] = {name: compile_stats(fn, args, exp)
+                    for name, (fn, args) in part_functions(exp, stage).items()}
+  jax.clear_caches()
+  return jax.tree_util.tree_map(lambda x: round(x, 3) if isinstance(x, float) else x, row)
+
+
+def render_table(rows: list[dict]) -> str:
+  """The markdown table of the rows (GiB per device)."""
+  head = ("| stage | objective | variant | argument | temp | **arg+temp** | params | opt state "
+          "| ears (alone) | Thinker/Talker objective (alone) | logits+loss (alone) | compile s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+  lines = []
+  for r in sorted(rows, key=lambda r: (r["preset"], r["stage"], r["objective"],
+                                       list(VARIANTS).index(r["variant"]))):
+    s, parts = r["step"], r.get("parts", {})
+    part = lambda k: f"{parts[k]['temp_gib']:.2f}" if k in parts else "–"  # noqa: E731
+    lines.append(f"| {r['preset']} {r['stage']} | {r['objective']} | {r['variant']} "
+                 f"| {s['argument_gib']:.2f} | {s['temp_gib']:.2f} "
+                 f"| **{s['argument_plus_temp_gib']:.2f}** | {r['params_gib']:.2f} "
+                 f"| {r['opt_state_gib']:.2f} | {part('ears')} | {part('lm')} "
+                 f"| {part('logits_loss')} | {s['compile_s']:.0f} |")
+  return head + "\n".join(lines) + "\n"
+
+
+def write_doc(path: str, table: str) -> None:
+  """Replaces the text between the markers of `path` with the table."""
+  if not os.path.exists(path):
+    return
+  text = open(path).read()
+  if BEGIN not in text or END not in text:
+    return
+  before, rest = text.split(BEGIN, 1)
+  after = rest.split(END, 1)[1]
+  with open(path, "w") as f:
+    f.write(f"{before}{BEGIN}\n{table}{END}{after}")
+
+
+def main(argv):
+  del argv
+  unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
+  if unknown:
+    raise app.UsageError(f"--variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
+  rows = []
+  if os.path.exists(_OUT.value):
+    rows = result_file.read(_OUT.value)["metrics"]["rows"]
+  for spec in _ROWS.value:
+    stage, _, objective = spec.partition(":")
+    if stage not in ("1", "2") or objective not in ("ar", "mdm"):
+      raise app.UsageError(f"--rows: {spec!r} is not STAGE:OBJECTIVE with stage 1|2, ar|mdm")
+    for variant in _VARIANTS.value:
+      row = measure_row(_PRESET.value, int(stage), objective, variant)
+      print(json.dumps(row), flush=True)
+      key = lambda r: (r["preset"], r["stage"], r["objective"], r["variant"])  # noqa: E731
+      rows = [r for r in rows if key(r) != key(row)] + [row]
+      result_file.write(_OUT.value, {"mesh": MESH, "variants": VARIANTS}, {"rows": rows},
+                        command=result_file.command_line(module="benchmarks.memory_breakdown"))
+      write_doc(_DOC.value, render_table(rows))
+
+
+if __name__ == "__main__":
+  app.run(main)
