@@ -174,8 +174,9 @@ def ears_prefix(task: speech_tasks.SpeechThinkerTask, b: int) -> Callable:
   return fn
 
 
-def measure_row(preset: str, stage: int, objective: str, variant: str) -> dict[str, Any]:
-  """One table row: the whole step and (--parts) each part alone."""
+def measure_row(preset: str, stage: int, objective: str, variant: str,
+                save: Callable[[dict], None]) -> None:
+  """One table row: the whole step, then (--parts) each part alone; `save`d after each."""
   overrides = VARIANTS[variant]
   config = row_config(preset, stage, objective, overrides)
   exp = trainer.setup_experiment(config, shapes_only=True)
@@ -199,11 +200,14 @@ def measure_row(preset: str, stage: int, objective: str, variant: str) -> dict[s
                   "compile_s": compile_s, "flops_per_device": throughput.compiled_flops(compiled),
                   "bytes_accessed_per_device": float((cost or {}).get("bytes accessed", 0.0))},
          "commit": result_file.git_commit()}
+  rounded = lambda r: jax.tree_util.tree_map(  # noqa: E731
+      lambda x: round(x, 3) if isinstance(x, float) else x, r)
+  save(rounded(row))
   if _PARTS.value:
     row["parts"] = {name: compile_stats(fn, args, exp)
                     for name, (fn, args) in part_functions(exp, stage).items()}
+    save(rounded(row))
   jax.clear_caches()
-  return jax.tree_util.tree_map(lambda x: round(x, 3) if isinstance(x, float) else x, row)
 
 
 def render_table(rows: list[dict]) -> str:
@@ -242,21 +246,23 @@ def main(argv):
   unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
   if unknown:
     raise app.UsageError(f"--variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
-  rows = []
-  if os.path.exists(_OUT.value):
-    rows = result_file.read(_OUT.value)["metrics"]["rows"]
   for spec in _ROWS.value:
     stage, _, objective = spec.partition(":")
     if stage not in ("1", "2") or objective not in ("ar", "mdm"):
       raise app.UsageError(f"--rows: {spec!r} is not STAGE:OBJECTIVE with stage 1|2, ar|mdm")
     for variant in _VARIANTS.value:
-      row = measure_row(_PRESET.value, int(stage), objective, variant)
-      print(json.dumps(row), flush=True)
-      key = lambda r: (r["preset"], r["stage"], r["objective"], r["variant"])  # noqa: E731
-      rows = [r for r in rows if key(r) != key(row)] + [row]
-      result_file.write(_OUT.value, {"mesh": MESH, "variants": VARIANTS}, {"rows": rows},
-                        command=result_file.command_line(module="benchmarks.memory_breakdown"))
-      write_doc(_DOC.value, render_table(rows))
+      measure_row(_PRESET.value, int(stage), objective, variant, save)
+
+
+def save(row: dict) -> None:
+  """Merges `row` into --out (rows of other runs are kept) and rewrites --doc's table."""
+  rows = result_file.read(_OUT.value)["metrics"]["rows"] if os.path.exists(_OUT.value) else []
+  key = lambda r: (r["preset"], r["stage"], r["objective"], r["variant"])  # noqa: E731
+  rows = [r for r in rows if key(r) != key(row)] + [row]
+  print(json.dumps(row), flush=True)
+  result_file.write(_OUT.value, {"mesh": MESH, "variants": VARIANTS}, {"rows": rows},
+                    command=result_file.command_line(module="benchmarks.memory_breakdown"))
+  write_doc(_DOC.value, render_table(rows))
 
 
 if __name__ == "__main__":
