@@ -52,7 +52,7 @@ VARIANTS = {
 }
 MESH = {"mesh.data": 1, "mesh.fsdp": 8, "train.batch_size": 8}  # one sequence per device
 TINY_VOCABS = {"model.vocab_size": 256, "talker.num_units": 64}  # tiny/small: no tokenizer read
-BEGIN, END = "<!-- memory_breakdown:begin -->", "<!-- memory_breakdown:end -->"
+CHIPS = ("TPU v5e", "TPU v5p", "H100", "H200")  # keys of throughput.PEAK_FLOPS / HBM
 
 _PRESET = flags.DEFINE_string("preset", "1b", "Model preset of configs/{ar,mdm}.py.")
 _ROWS = flags.DEFINE_list("rows", ["1:mdm", "1:ar", "2:mdm", "2:ar"], "STAGE:OBJECTIVE rows.")
@@ -217,10 +217,11 @@ def render_table(rows: list[dict]) -> str:
           "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
   lines = []
   for r in sorted(rows, key=lambda r: (r["preset"], r["stage"], r["objective"],
-                                       list(VARIANTS).index(r["variant"]))):
+                                       r["devices"], list(VARIANTS).index(r["variant"]))):
     s, parts = r["step"], r.get("parts", {})
     part = lambda k: f"{parts[k]['temp_gib']:.2f}" if k in parts else "–"  # noqa: E731
-    lines.append(f"| {r['preset']} {r['stage']} | {r['objective']} | {r['variant']} "
+    variant = r["variant"] + ("" if r["devices"] == 8 else f" (fsdp={r['devices']})")
+    lines.append(f"| {r['preset']} {r['stage']} | {r['objective']} | {variant} "
                  f"| {s['argument_gib']:.2f} | {s['temp_gib']:.2f} "
                  f"| **{s['argument_plus_temp_gib']:.2f}** | {r['params_gib']:.2f} "
                  f"| {r['opt_state_gib']:.2f} | {part('ears')} | {part('lm')} "
@@ -228,17 +229,45 @@ def render_table(rows: list[dict]) -> str:
   return head + "\n".join(lines) + "\n"
 
 
-def write_doc(path: str, table: str) -> None:
-  """Replaces the text between the markers of `path` with the table."""
+def render_cost(rows: list[dict]) -> str:
+  """Roofline step time of each `after` row on each chip: t_compute = FLOPs / peak,
+  t_memory = bytes accessed / HBM bandwidth (both per device, from XLA's cost analysis),
+  step >= max of the two; HFU ceiling = t_compute / step (hardware FLOPs, remat's
+  recomputation included)."""
+  head = ("| model, stage | chip | arg+temp / HBM | TFLOP per step | t_compute ms "
+          "| t_memory ms | step ms (bound) | HFU ceiling | sequences/s per chip |\n"
+          "|---|---|---|---|---|---|---|---|---|\n")
+  lines = []
+  for r in sorted(rows, key=lambda r: (r["preset"], r["stage"], r["objective"], r["devices"])):
+    s = r["step"]
+    if r["variant"] != "after" or not s.get("flops_per_device"):
+      continue
+    for chip in CHIPS:
+      peak, (capacity, bandwidth) = throughput.peak_flops(chip), throughput.hbm(chip)
+      t_compute = s["flops_per_device"] / peak
+      t_memory = s["bytes_accessed_per_device"] / bandwidth
+      step = max(t_compute, t_memory)
+      need = s["argument_plus_temp_gib"] * GIB
+      lines.append(
+          f"| {r['preset']} {r['stage']} {r['objective']} (fsdp={r['devices']}) | {chip} "
+          f"| {need / 1e9:.1f} / {capacity / 1e9:.0f} GB {'fits' if need <= capacity else 'NO'} "
+          f"| {s['flops_per_device'] / 1e12:.1f} | {t_compute * 1e3:.0f} | {t_memory * 1e3:.0f} "
+          f"| {step * 1e3:.0f} | {t_compute / step:.0%} | {1 / step:.2f} |")
+  return head + "\n".join(lines) + "\n"
+
+
+def write_doc(path: str, name: str, text: str) -> None:
+  """Replaces the text between `path`'s markers `<!-- NAME:begin/end -->` with `text`."""
+  begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
   if not os.path.exists(path):
     return
-  text = open(path).read()
-  if BEGIN not in text or END not in text:
+  doc = open(path).read()
+  if begin not in doc or end not in doc:
     return
-  before, rest = text.split(BEGIN, 1)
-  after = rest.split(END, 1)[1]
+  before, rest = doc.split(begin, 1)
+  after = rest.split(end, 1)[1]
   with open(path, "w") as f:
-    f.write(f"{before}{BEGIN}\n{table}{END}{after}")
+    f.write(f"{before}{begin}\n{text}{end}{after}")
 
 
 def main(argv):
@@ -257,12 +286,14 @@ def main(argv):
 def save(row: dict) -> None:
   """Merges `row` into --out (rows of other runs are kept) and rewrites --doc's table."""
   rows = result_file.read(_OUT.value)["metrics"]["rows"] if os.path.exists(_OUT.value) else []
-  key = lambda r: (r["preset"], r["stage"], r["objective"], r["variant"])  # noqa: E731
+  key = lambda r: (r["preset"], r["stage"], r["objective"], r["variant"],  # noqa: E731
+                   r["devices"])
   rows = [r for r in rows if key(r) != key(row)] + [row]
   print(json.dumps(row), flush=True)
   result_file.write(_OUT.value, {"mesh": MESH, "variants": VARIANTS}, {"rows": rows},
                     command=result_file.command_line(module="benchmarks.memory_breakdown"))
-  write_doc(_DOC.value, render_table(rows))
+  write_doc(_DOC.value, "memory_breakdown", render_table(rows))
+  write_doc(_DOC.value, "memory_cost", render_cost(rows))
 
 
 if __name__ == "__main__":
