@@ -15,6 +15,7 @@ into `--out` (a `result_file` JSON) and the table is rendered into `--doc` betwe
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -35,20 +36,16 @@ from vocalnet_jax.models.speech_llm import SpeechLLM
 from vocalnet_jax.training import objectives, speech_tasks, throughput, trainer
 from vocalnet_jax.training.train_state import freeze
 
-# name -> overrides of the preset's config: `before` is the step as it was first measured
-# (unrolled encoder layers, the whole response projected at once); each fix alone on top of
-# it; `after` is the preset as configured now.
+# name -> overrides of the preset's config. `before`: the step as first measured (encoder
+# layers unrolled, the whole response projected at once); `after`: the preset as configured
+# now; the others change one knob of `after` each.
 VARIANTS = {
     "before": {"encoder.scan_layers": False, "encoder.remat_policy": "full",
                "train.loss_chunk": 0},
-    "encoder_scan": {"encoder.scan_layers": True, "encoder.remat_policy": "full",
-                     "train.loss_chunk": 0},
-    "loss_chunk": {"encoder.scan_layers": False, "encoder.remat_policy": "full",
-                   "train.loss_chunk": 64},
-    "window_10s": {"encoder.scan_layers": False, "encoder.remat_policy": "full",
-                   "train.loss_chunk": 0, "data.mel_buckets": (1000,)},
     "after": {},
-    "after_save_dots": {"model.remat_policy": "save_dots", "encoder.remat_policy": "save_dots"},
+    "loss_chunk_64": {"train.loss_chunk": 64},
+    "window_10s": {"data.mel_buckets": (1000,)},
+    "save_dots": {"model.remat_policy": "save_dots", "encoder.remat_policy": "save_dots"},
 }
 MESH = {"mesh.data": 1, "mesh.fsdp": 8, "train.batch_size": 8}  # one sequence per device
 TINY_VOCABS = {"model.vocab_size": 256, "talker.num_units": 64}  # tiny/small: no tokenizer read
@@ -284,16 +281,19 @@ def main(argv):
 
 
 def save(row: dict) -> None:
-  """Merges `row` into --out (rows of other runs are kept) and rewrites --doc's table."""
-  rows = result_file.read(_OUT.value)["metrics"]["rows"] if os.path.exists(_OUT.value) else []
-  key = lambda r: (r["preset"], r["stage"], r["objective"], r["variant"],  # noqa: E731
-                   r["devices"])
-  rows = [r for r in rows if key(r) != key(row)] + [row]
+  """Merges `row` into --out (rows of other runs, even concurrent ones, are kept) and
+  rewrites --doc's tables."""
   print(json.dumps(row), flush=True)
-  result_file.write(_OUT.value, {"mesh": MESH, "variants": VARIANTS}, {"rows": rows},
-                    command=result_file.command_line(module="benchmarks.memory_breakdown"))
-  write_doc(_DOC.value, "memory_breakdown", render_table(rows))
-  write_doc(_DOC.value, "memory_cost", render_cost(rows))
+  with open(_OUT.value + ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    rows = result_file.read(_OUT.value)["metrics"]["rows"] if os.path.exists(_OUT.value) else []
+    key = lambda r: (r["preset"], r["stage"], r["objective"], r["variant"],  # noqa: E731
+                     r["devices"])
+    rows = [r for r in rows if key(r) != key(row)] + [row]
+    result_file.write(_OUT.value, {"mesh": MESH, "variants": VARIANTS}, {"rows": rows},
+                      command=result_file.command_line(module="benchmarks.memory_breakdown"))
+    write_doc(_DOC.value, "memory_breakdown", render_table(rows))
+    write_doc(_DOC.value, "memory_cost", render_cost(rows))
 
 
 if __name__ == "__main__":
