@@ -178,9 +178,9 @@ def measure_row(preset: str, stage: int, objective: str, variant: str,
   config = row_config(preset, stage, objective, overrides)
   exp = trainer.setup_experiment(config, shapes_only=True)
   step = trainer.CompiledStep(exp)
-  tick = time.perf_counter()
+  tick, cpu_tick = time.perf_counter(), time.process_time()
   compiled = step.compile(exp.example_batch)
-  compile_s = time.perf_counter() - tick
+  compile_s, compile_cpu_s = time.perf_counter() - tick, time.process_time() - cpu_tick
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   state = exp.abstract_state
@@ -194,7 +194,8 @@ def measure_row(preset: str, stage: int, objective: str, variant: str,
          "step": {"argument_gib": step.memory["argument"] / GIB,
                   "output_gib": step.memory["output"] / GIB, "temp_gib": step.memory["temp"] / GIB,
                   "argument_plus_temp_gib": (step.memory["argument"] + step.memory["temp"]) / GIB,
-                  "compile_s": compile_s, "flops_per_device": throughput.compiled_flops(compiled),
+                  "compile_s": compile_s, "compile_cpu_s": compile_cpu_s,
+                  "flops_per_device": throughput.compiled_flops(compiled),
                   "bytes_accessed_per_device": float((cost or {}).get("bytes accessed", 0.0))},
          "commit": result_file.git_commit()}
   rounded = lambda r: jax.tree_util.tree_map(  # noqa: E731
