@@ -58,6 +58,7 @@ _PRESET = flags.DEFINE_string("preset", "1b", "Model preset of configs/{ar,mdm}.
 _ROWS = flags.DEFINE_list("rows", ["1:mdm", "1:ar", "2:mdm", "2:ar"], "STAGE:OBJECTIVE rows.")
 _VARIANTS = flags.DEFINE_list("variants", ["before", "after"], f"Of {sorted(VARIANTS)}.")
 _PARTS = flags.DEFINE_bool("parts", True, "Also compile each part alone.")
+_STEP = flags.DEFINE_bool("step", True, "Compile the whole step (--nostep: the parts alone).")
 _FSDP = flags.DEFINE_integer("fsdp", 8, "Devices of the fsdp axis (one sequence each).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/memory_breakdown_cpu8.json", "Result JSON.")
 _RECOST = flags.DEFINE_bool("recost", False, "Only add `scan_correction` to --out's rows.")
@@ -228,18 +229,32 @@ def ears_prefix(task: speech_tasks.SpeechThinkerTask, b: int) -> Callable:
   return fn
 
 
-def measure_row(preset: str, stage: int, objective: str, variant: str,
-                save: Callable[[dict], None]) -> None:
-  """One table row: the whole step, then (--parts) each part alone; `save`d after each."""
-  overrides = VARIANTS[variant]
-  config = row_config(preset, stage, objective, overrides, _FSDP.value)
-  exp = trainer.setup_experiment(config, shapes_only=True)
+def step_stats(exp: trainer.Experiment, stage: int) -> dict[str, Any]:
+  """The whole step: memory (GiB per device), compile seconds (wall and CPU), FLOPs and bytes
+  accessed per device (XLA's cost analysis) and their `scan_correction`."""
   step = trainer.CompiledStep(exp)
   tick, cpu_tick = time.perf_counter(), time.process_time()
   compiled = step.compile(exp.example_batch)
   compile_s, compile_cpu_s = time.perf_counter() - tick, time.process_time() - cpu_tick
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops, bytes_accessed = scan_correction(exp, stage)
+  return {"argument_gib": step.memory["argument"] / GIB,
+          "output_gib": step.memory["output"] / GIB, "temp_gib": step.memory["temp"] / GIB,
+          "argument_plus_temp_gib": (step.memory["argument"] + step.memory["temp"]) / GIB,
+          "compile_s": compile_s, "compile_cpu_s": compile_cpu_s,
+          "flops_per_device": throughput.compiled_flops(compiled),
+          "bytes_accessed_per_device": float((cost or {}).get("bytes accessed", 0.0)),
+          "scan_correction": {"flops_per_device": flops,
+                              "bytes_accessed_per_device": bytes_accessed}}
+
+
+def measure_row(preset: str, stage: int, objective: str, variant: str,
+                save: Callable[[dict], None]) -> None:
+  """One table row: the whole step, then (--parts) each part alone; `save`d after each."""
+  overrides = VARIANTS[variant]
+  config = row_config(preset, stage, objective, overrides, _FSDP.value)
+  exp = trainer.setup_experiment(config, shapes_only=True)
   state = exp.abstract_state
   row = {"preset": preset, "stage": stage, "objective": objective, "variant": variant,
          "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
@@ -248,16 +263,8 @@ def measure_row(preset: str, stage: int, objective: str, variant: str,
          "num_params": int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state.params))),
          "params_gib": per_device_bytes(state.params) / GIB,
          "opt_state_gib": per_device_bytes(state.opt_state) / GIB,
-         "step": {"argument_gib": step.memory["argument"] / GIB,
-                  "output_gib": step.memory["output"] / GIB, "temp_gib": step.memory["temp"] / GIB,
-                  "argument_plus_temp_gib": (step.memory["argument"] + step.memory["temp"]) / GIB,
-                  "compile_s": compile_s, "compile_cpu_s": compile_cpu_s,
-                  "flops_per_device": throughput.compiled_flops(compiled),
-                  "bytes_accessed_per_device": float((cost or {}).get("bytes accessed", 0.0))},
+         "step": step_stats(exp, stage) if _STEP.value else None,
          "commit": result_file.git_commit()}
-  flops, bytes_accessed = scan_correction(exp, stage)
-  row["step"]["scan_correction"] = {"flops_per_device": flops,
-                                    "bytes_accessed_per_device": bytes_accessed}
   rounded = lambda r: jax.tree_util.tree_map(  # noqa: E731
       lambda x: round(x, 3) if isinstance(x, float) else x, r)
   save(rounded(row))
@@ -279,11 +286,12 @@ def render_table(rows: list[dict]) -> str:
     s, parts = r["step"], r.get("parts", {})
     part = lambda k: f"{parts[k]['temp_gib']:.2f}" if k in parts else "–"  # noqa: E731
     variant = r["variant"] + ("" if r["devices"] == 8 else f" (fsdp={r['devices']})")
-    lines.append(f"| {r['preset']} {r['stage']} | {r['objective']} | {variant} "
-                 f"| {s['argument_gib']:.2f} | {s['temp_gib']:.2f} "
-                 f"| **{s['argument_plus_temp_gib']:.2f}** | {r['params_gib']:.2f} "
-                 f"| {r['opt_state_gib']:.2f} | {part('ears')} | {part('lm')} "
-                 f"| {part('logits_loss')} | {s['compile_s']:.0f} |")
+    step = (f"{s['argument_gib']:.2f} | {s['temp_gib']:.2f} | **{s['argument_plus_temp_gib']:.2f}**"
+            if s else "– | – | –")
+    compile_s = f"{s['compile_s']:.0f}" if s else "–"
+    lines.append(f"| {r['preset']} {r['stage']} | {r['objective']} | {variant} | {step} "
+                 f"| {r['params_gib']:.2f} | {r['opt_state_gib']:.2f} | {part('ears')} "
+                 f"| {part('lm')} | {part('logits_loss')} | {compile_s} |")
   return head + "\n".join(lines) + "\n"
 
 
@@ -299,7 +307,7 @@ def render_cost(rows: list[dict]) -> str:
   lines = []
   for r in sorted(rows, key=lambda r: (r["preset"], r["stage"], r["objective"], r["devices"])):
     s = r["step"]
-    if r["variant"] != "after" or "scan_correction" not in s:
+    if r["variant"] != "after" or not s or "scan_correction" not in s:
       continue
     flops = s["flops_per_device"] + s["scan_correction"]["flops_per_device"]
     bytes_accessed = (s["bytes_accessed_per_device"]
@@ -339,7 +347,7 @@ def main(argv):
     raise app.UsageError(f"--variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
   if _RECOST.value:
     for row in result_file.read(_OUT.value)["metrics"]["rows"]:
-      if "scan_correction" not in row["step"]:
+      if row["step"] and "scan_correction" not in row["step"]:
         config = row_config(row["preset"], row["stage"], row["objective"],
                             VARIANTS[row["variant"]], row["devices"])
         flops, bytes_accessed = scan_correction(
