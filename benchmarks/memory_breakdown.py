@@ -61,7 +61,7 @@ _PARTS = flags.DEFINE_bool("parts", True, "Also compile each part alone.")
 _STEP = flags.DEFINE_bool("step", True, "Compile the whole step (--nostep: the parts alone).")
 _FSDP = flags.DEFINE_integer("fsdp", 8, "Devices of the fsdp axis (one sequence each).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/memory_breakdown_cpu8.json", "Result JSON.")
-_RECOST = flags.DEFINE_bool("recost", False, "Only add `scan_correction` to --out's rows.")
+_RECOST = flags.DEFINE_bool("recost", False, "Only recompute `scan_correction` of --out's rows.")
 _DOC = flags.DEFINE_string("doc", "docs/memory.md", "Markdown file whose table is rewritten.")
 
 GIB = 2**30
@@ -177,7 +177,8 @@ def layer_cost(layer: nn.Module, inputs: tuple, trained: bool) -> tuple[float, f
     out = layer.apply(p, x, *inputs[1:])
     return jnp.sum((out[0] if isinstance(out, tuple) else out).astype(jnp.float32))
 
-  fn = jax.grad(forward, argnums=(0, 1)) if trained else forward
+  # the value too: the step's forward loop runs before its backward loop recomputes
+  fn = jax.value_and_grad(forward, argnums=(0, 1)) if trained else forward
   cost = jax.jit(fn).lower(params, inputs[0]).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
@@ -347,7 +348,7 @@ def main(argv):
     raise app.UsageError(f"--variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
   if _RECOST.value:
     for row in result_file.read(_OUT.value)["metrics"]["rows"]:
-      if row["step"] and "scan_correction" not in row["step"]:
+      if row["step"]:
         config = row_config(row["preset"], row["stage"], row["objective"],
                             VARIANTS[row["variant"]], row["devices"])
         flops, bytes_accessed = scan_correction(
