@@ -61,7 +61,8 @@ _PARTS = flags.DEFINE_bool("parts", True, "Also compile each part alone.")
 _STEP = flags.DEFINE_bool("step", True, "Compile the whole step (--nostep: the parts alone).")
 _FSDP = flags.DEFINE_integer("fsdp", 8, "Devices of the fsdp axis (one sequence each).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/memory_breakdown_cpu8.json", "Result JSON.")
-_RECOST = flags.DEFINE_bool("recost", False, "Only recompute `scan_correction` of --out's rows.")
+_RECOST = flags.DEFINE_bool("recost", False, "Only recompute `scan_correction` of --out's rows "
+                            "of this many devices.")
 _DOC = flags.DEFINE_string("doc", "docs/memory.md", "Markdown file whose table is rewritten.")
 
 GIB = 2**30
@@ -348,7 +349,7 @@ def main(argv):
     raise app.UsageError(f"--variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
   if _RECOST.value:
     for row in result_file.read(_OUT.value)["metrics"]["rows"]:
-      if row["step"]:
+      if row["step"] and row["devices"] == jax.device_count():  # a mesh of this run's size
         config = row_config(row["preset"], row["stage"], row["objective"],
                             VARIANTS[row["variant"]], row["devices"])
         flops, bytes_accessed = scan_correction(
