@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -370,7 +371,8 @@ def save(row: dict) -> None:
   """Merges `row` into --out (rows of other runs, even concurrent ones, are kept) and
   rewrites --doc's tables."""
   print(json.dumps(row), flush=True)
-  with open(_OUT.value + ".lock", "w") as lock:
+  lock_path = os.path.join(tempfile.gettempdir(), os.path.basename(_OUT.value) + ".lock")
+  with open(lock_path, "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     rows = result_file.read(_OUT.value)["metrics"]["rows"] if os.path.exists(_OUT.value) else []
     key = lambda r: (r["preset"], r["stage"], r["objective"], r["variant"],  # noqa: E731
