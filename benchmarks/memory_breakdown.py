@@ -128,13 +128,9 @@ def part_functions(exp: trainer.Experiment, stage: int) -> dict[str, tuple[Calla
     return loss
 
   if stage == 1:
-    def ears(p, batch):
-      head, tail = task.head_tail(b)
-      prefix, _ = task.model.apply({"params": p}, batch["mel"], batch["mel_valid"], head, tail,
-                                   method=SpeechLLM.audio_prompt)
-      return jnp.sum(prefix.astype(jnp.float32))
-
-    prefix_len = jax.eval_shape(ears_prefix(task, b), params, batch).shape[1]
+    prefix_fn = ears_prefix(task, b)
+    ears = lambda p, batch: jnp.sum(prefix_fn(p, batch).astype(jnp.float32))  # noqa: E731
+    prefix_len = jax.eval_shape(prefix_fn, params, batch).shape[1]
 
     def lm(p, prefix, prefix_valid, batch):
       rb = objectives.ResponseBatch(prefix, prefix_valid, batch["response"],
