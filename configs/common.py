@@ -62,6 +62,9 @@ ENCODER = {
     # mel frames per encoder frame: Whisper's 2 (50/s); tiny 4 (25/s, half the encoder's
     # cost on a CPU) with a 3-frame adaptor keeps 8.3 adapted frames/s (Whisper: 10)
     "stride":         {"tiny": 4, "small": 2, "1b": 2, "8b": 2},
+    # as the Thinker's knobs: one nn.scan over the layers, each rematerialised
+    "scan_layers":    {"tiny": False, "small": False, "1b": True, "8b": True},
+    "remat_policy":   {"tiny": "none", "small": "none", "1b": "full", "8b": "full"},
 }
 ADAPTOR_STACK = {"tiny": 3, "small": 5, "1b": 5, "8b": 5}  # encoder frames per adapted frame
 # Spoken-QA batches and the Talker's units.
@@ -240,7 +243,9 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       pick(TRAIN, preset), steps=train_steps(preset, c.task, objective), grad_accum_steps=1,
       min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.98, grad_clip=1.0, keep_checkpoints=3,
-      async_checkpointing=True, progress_bar=True))
+      async_checkpointing=True, progress_bar=True,
+      # >0: the loss projects this many response positions to the vocabulary at a time
+      loss_chunk=0))
   # Comma-separated param paths kept fixed on top of the task's own choice, e.g.
   # "thinker" or "thinker/embed_tokens" (an MDM Thinker adapted from a speech one keeps the
   # token embeddings its ears were trained to speak).

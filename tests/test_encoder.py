@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vocalnet_jax.models.decoder import scan_params
 from vocalnet_jax.models.encoder import Adaptor, AudioEncoder, stack_frames
 
 N_MELS, FRAMES = 8, 23
@@ -79,3 +80,29 @@ def test_adaptor_shapes_and_padding_invariance():
   np.testing.assert_array_equal(out_mask, [[True, True, True], [True, True, False]])
   alone, _ = apply(params, x[1:, :7], jnp.ones((1, 7), bool))
   np.testing.assert_allclose(out[1:, :2], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["none", "full", "save_dots"])
+def test_scanned_encoder_matches_unrolled(policy):
+  """One nn.scan over the layers (params converted by `scan_params`), rematerialised with
+  each policy, gives the unrolled encoder's outputs and gradients."""
+  kw = dict(embed_dim=16, num_layers=3, num_heads=4, mlp_dim=32)
+  mel = jnp.asarray(np.random.RandomState(3).randn(2, FRAMES, N_MELS), jnp.float32)
+  mel_mask = jnp.arange(FRAMES)[None] < jnp.array([[FRAMES], [13]])
+  unrolled = AudioEncoder(**kw)
+  params = nn.unbox(unrolled.init(jax.random.key(0), mel, mel_mask)["params"])
+  scanned = AudioEncoder(**kw, scan_layers=True, remat_policy=policy)
+  scanned_params = scan_params(params, kw["num_layers"])
+  assert scanned_params["layers"]["fc1"]["kernel"].shape == (3, 16, 32)
+
+  def loss(model, p):  # a weighted sum, so every output position and channel matters
+    hidden, mask = model.apply({"params": p}, mel, mel_mask)
+    return jnp.sum(jnp.sin(hidden) * mask[..., None])
+
+  np.testing.assert_allclose(scanned.apply({"params": scanned_params}, mel, mel_mask)[0],
+                             unrolled.apply({"params": params}, mel, mel_mask)[0],
+                             rtol=1e-5, atol=1e-5)
+  want = scan_params(jax.grad(lambda p: loss(unrolled, p))(params), kw["num_layers"])
+  got = jax.grad(lambda p: loss(scanned, p))(scanned_params)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                         got, want)

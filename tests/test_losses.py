@@ -78,3 +78,29 @@ def test_ctc_per_token_is_path_sum_per_label():
   got = losses.ctc_per_token(jnp.asarray(logits), jnp.asarray(frames_valid), jnp.asarray(labels),
                              jnp.asarray(labels_valid), blank_id=0)
   np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_chunked_cross_entropy_equals_the_whole_projection():
+  """Scanning the vocabulary projection 3 positions at a time (7 positions: the last piece
+  padded) gives the same CE, argmax and gradients (hidden and the head) as projecting all."""
+  rng = np.random.default_rng(3)
+  hidden = jnp.asarray(rng.normal(size=(2, 7, 5)), jnp.float32)
+  head = jnp.asarray(rng.normal(size=(5, 11)), jnp.float32)
+  targets = jnp.asarray(rng.integers(0, 11, size=(2, 7)), jnp.int32)
+  mask = jnp.asarray(rng.random((2, 7)) < 0.7)
+
+  def loss(h, w, chunk):
+    ce, _ = losses.chunked_cross_entropy(h, targets, lambda x: x @ w, chunk)
+    return losses.ar_loss_from_ce(ce, mask)
+
+  want_ce, want_pred = losses.chunked_cross_entropy(hidden, targets, lambda x: x @ head)
+  np.testing.assert_allclose(want_ce, losses.token_cross_entropy(hidden @ head, targets),
+                             rtol=1e-6)
+  for chunk in (3, 7):
+    ce, pred = losses.chunked_cross_entropy(hidden, targets, lambda x: x @ head, chunk)
+    np.testing.assert_allclose(ce, want_ce, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pred, want_pred)
+    want = jax.grad(loss, argnums=(0, 1))(hidden, head, 0)
+    got = jax.grad(loss, argnums=(0, 1))(hidden, head, chunk)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                           got, want)

@@ -69,3 +69,30 @@ def test_the_talker_never_shifts():
     losses.append(float(objectives.lm_loss(problem, jax.random.key(0), "mdm", diffusion)[0]))
   assert losses[0] != losses[1]  # a Thinker shifts
   assert losses[2] == losses[3] == losses[0]  # the Talker does not
+
+
+@pytest.mark.parametrize("objective", ["ar", "mdm"])
+def test_chunked_loss_keeps_the_objective(objective):
+  """`loss_chunk` (the vocabulary projection 3 positions at a time) gives the same loss,
+  metrics and parameter gradients as projecting the whole response at once."""
+  from configs import mdm
+  model, params = tiny_model()
+  prefix, valid = prompts(["12+7=?", "sort 321"])
+  response = jnp.array([TOK.encode("19") + [TOK.eos_id] * 6,
+                        TOK.encode("1234") + [TOK.eos_id] * 4], jnp.int32)  # [2, 8]
+  diffusion = mdm.get_config("tiny,text").diffusion
+
+  def loss(p, chunk):
+    fns = tasks.decoder_fns(model, p)
+    rb = objectives.ResponseBatch(fns.embed(prefix), valid, response,
+                                  jnp.ones_like(response, bool))
+    problem = objectives.LMProblem(fns, rb, TOK.mask_id, TOK.eos_id, B, loss_chunk=chunk)
+    return objectives.lm_loss(problem, jax.random.key(0), objective, diffusion)
+
+  (want, want_metrics), want_grads = jax.value_and_grad(loss, has_aux=True)(params, 0)
+  (got, got_metrics), got_grads = jax.value_and_grad(loss, has_aux=True)(params, 3)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  for key in want_metrics:
+    np.testing.assert_allclose(got_metrics[key], want_metrics[key], rtol=1e-5)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                         got_grads, want_grads)

@@ -5,6 +5,8 @@ draw (valid response tokens), so losses of different draws are comparable.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -17,9 +19,41 @@ def token_cross_entropy(logits: Array, targets: Array) -> Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
 
 
+def chunked_cross_entropy(hidden: Array, targets: Array, logits_fn: Callable[[Array], Array],
+                          chunk: int = 0) -> tuple[Array, Array]:
+  """Per-token CE and argmax of `logits_fn(hidden)`, `chunk` positions at a time.
+
+  hidden [batch, L, embed]; targets [batch, L]; logits_fn: [batch, l, embed] -> [batch, l,
+  vocab]. Returns (ce [batch, L] float32, predicted ids [batch, L]). With 0 < chunk < L the
+  sequence is scanned in pieces, each rematerialised in the backward pass, so only one
+  piece's [batch, chunk, vocab] logits (not all L positions') exist at once; same values.
+  """
+  def piece(h: Array, t: Array) -> tuple[Array, Array]:
+    logits = logits_fn(h)  # [batch, l, vocab]
+    return token_cross_entropy(logits, t), jnp.argmax(logits, axis=-1)
+
+  b, length = targets.shape
+  if chunk <= 0 or chunk >= length:
+    return piece(hidden, targets)
+  n = -(-length // chunk)
+  pad = n * chunk - length
+  # [n, batch, chunk, ...]: the scanned axis first
+  split = lambda x: jnp.moveaxis(  # noqa: E731
+      jnp.pad(x, ((0, 0), (0, pad)) + ((0, 0),) * (x.ndim - 2)).reshape(
+          (b, n, chunk) + x.shape[2:]), 1, 0)
+  step = jax.checkpoint(lambda _, xs: (None, piece(*xs)))
+  _, (ce, predicted) = jax.lax.scan(step, None, (split(hidden), split(targets)))
+  merge = lambda x: jnp.moveaxis(x, 0, 1).reshape(b, n * chunk)[:, :length]  # noqa: E731
+  return merge(ce), merge(predicted)
+
+
 def ar_loss(logits: Array, targets: Array, loss_mask: Array) -> Array:
   """Mean next-token CE over `loss_mask` positions (logits already aligned to targets)."""
-  ce = token_cross_entropy(logits, targets)
+  return ar_loss_from_ce(token_cross_entropy(logits, targets), loss_mask)
+
+
+def ar_loss_from_ce(ce: Array, loss_mask: Array) -> Array:
+  """`ar_loss` from per-token CE [batch, L]."""
   return jnp.sum(ce * loss_mask) / jnp.maximum(jnp.sum(loss_mask), 1)
 
 
@@ -31,7 +65,11 @@ def mdm_loss(logits: Array, targets: Array, scored: Array, weight: Array,
   corruption's per-position weight). The count of valid tokens does not depend on the
   noise draw, so the estimate is unbiased when the weights are.
   """
-  ce = token_cross_entropy(logits, targets)
+  return mdm_loss_from_ce(token_cross_entropy(logits, targets), scored, weight, valid)
+
+
+def mdm_loss_from_ce(ce: Array, scored: Array, weight: Array, valid: Array) -> Array:
+  """`mdm_loss` from per-token CE [batch, L]."""
   return jnp.sum(jnp.where(scored, weight * ce, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 
 

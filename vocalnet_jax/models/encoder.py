@@ -5,7 +5,9 @@ one-to-one, see `hf_import.py`): conv1d(k=3) -> GELU -> conv1d(k=3, stride 2) ->
 GELU -> + sinusoidal positions -> pre-LN transformer layers (biased projections,
 no bias on `k_proj`) -> final LayerNorm. Unlike Whisper it takes a frame validity
 mask: padded frames are zeroed before each conv and hidden from attention, so the
-valid outputs of a padded batch equal those of the unpadded utterance.
+valid outputs of a padded batch equal those of the unpadded utterance. `scan_layers` and
+`remat_policy` work as the decoder's (`decoder.scan_params` converts the params): the
+30 s window makes each layer's attention the largest activation of the speech model.
 
 `Adaptor` stacks k consecutive encoder frames (VocalNet: k=5, 50 Hz -> 10 Hz) and
 maps them with a 2-layer MLP to the Thinker width.
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vocalnet_jax.models import layers
+from vocalnet_jax.models.decoder import remat_layer
 
 Array = jax.Array
 
@@ -94,6 +97,13 @@ class EncoderLayer(nn.Module):
     return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
+class ScannedEncoderLayer(EncoderLayer):
+  """EncoderLayer in `nn.scan`'s (carry, output) form."""
+
+  def __call__(self, x: Array, mask: Array) -> tuple[Array, None]:
+    return super().__call__(x, mask), None
+
+
 class AudioEncoder(nn.Module):
   """Whisper encoder on log-mel frames with a validity mask."""
   embed_dim: int
@@ -101,7 +111,8 @@ class AudioEncoder(nn.Module):
   num_heads: int
   mlp_dim: int
   norm_eps: float = 1e-5
-  remat: bool = False
+  remat_policy: str = "none"  # decoder.REMAT_POLICIES: none | full | save_dots
+  scan_layers: bool = False  # one nn.scan over the layers (params [layers, ...])
   dtype: jnp.dtype = jnp.float32
   stride: int = 2  # of the second conv; Whisper's 2 gives 50 frames/s from 100 mel frames/s
 
@@ -127,10 +138,17 @@ class AudioEncoder(nn.Module):
     x = x + sinusoidal_positions(x.shape[1], self.embed_dim).astype(self.dtype)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     attn_mask = jnp.broadcast_to(mask[:, None, :], (x.shape[0], x.shape[1], x.shape[1]))
-    layer_cls = nn.remat(EncoderLayer) if self.remat else EncoderLayer
-    for i in range(self.num_layers):
-      x = layer_cls(self.num_heads, self.mlp_dim, self.norm_eps, self.dtype,
-                    name=f"layers_{i}")(x, attn_mask)
+    args = (self.num_heads, self.mlp_dim, self.norm_eps, self.dtype)
+    if self.scan_layers:
+      x, _ = nn.scan(remat_layer(ScannedEncoderLayer, self.remat_policy, True),
+                     variable_axes={"params": 0}, split_rngs={"params": True},
+                     in_axes=(nn.broadcast,), length=self.num_layers,
+                     metadata_params={nn.PARTITION_NAME: "layers"})(*args, name="layers")(
+                         x, attn_mask)
+    else:
+      layer_cls = remat_layer(EncoderLayer, self.remat_policy, False)
+      for i in range(self.num_layers):
+        x = layer_cls(*args, name=f"layers_{i}")(x, attn_mask)
     return _layer_norm(self.norm_eps, self.dtype, "layer_norm")(x), mask
 
 

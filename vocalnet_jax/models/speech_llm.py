@@ -118,7 +118,10 @@ def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
   talker_decoder = decoder_from_config(t.model, speech_vocab)
   return SpeechLLM(
       encoder=AudioEncoder(e.embed_dim, e.num_layers, e.num_heads, e.mlp_dim,
-                           remat=config.model.remat_policy != "none", dtype=dtype,
+                           # runs saved before the encoder's knobs: the Thinker's remat,
+                           # unrolled layers
+                           remat_policy=e.get("remat_policy", config.model.remat_policy),
+                           scan_layers=e.get("scan_layers", False), dtype=dtype,
                            stride=e.get("stride", 2)),  # runs saved before the knob: 2
       adaptor=Adaptor(config.model.embed_dim, a.hidden_dim, a.stack, dtype=dtype),
       thinker=thinker,

@@ -46,16 +46,21 @@ class LMProblem(NamedTuple):
   eos_id: int
   block_size: int  # MDM block (the Talker: one speech chunk)
   start_id: Optional[int] = None  # AR input start token (the Talker), see `ar_objective`
+  # >0: the loss projects this many positions to the vocabulary at a time
+  # (`losses.chunked_cross_entropy`; the same loss without all of the logits at once)
+  loss_chunk: int = 0
 
 
 def lm_loss(problem: LMProblem, rng: Array, objective: str,
             diffusion_cfg: ml_collections.ConfigDict) -> tuple[Array, dict]:
   """The configured objective (`ar` | `mdm`) on `problem`."""
   if objective == "ar":
-    return ar_objective(problem.fns, problem.batch, start_id=problem.start_id)
+    return ar_objective(problem.fns, problem.batch, start_id=problem.start_id,
+                        loss_chunk=problem.loss_chunk)
   return mdm_objective(problem.fns, problem.batch, rng, diffusion_cfg, problem.mask_id,
                        problem.eos_id, block_size=problem.block_size,
-                       shift=diffusion_cfg.shift_logits and shifts(problem))
+                       shift=diffusion_cfg.shift_logits and shifts(problem),
+                       loss_chunk=problem.loss_chunk)
 
 
 def shifts(problem: LMProblem) -> bool:
@@ -84,14 +89,15 @@ def _run(fns: DecoderFns, batch: ResponseBatch, streams: list[Array], body: Arra
   return fns.hidden(emb, _positions(batch, len(streams)), mask)
 
 
-def ar_objective(fns: DecoderFns, batch: ResponseBatch,
-                 start_id: Optional[int] = None) -> tuple[Array, dict]:
+def ar_objective(fns: DecoderFns, batch: ResponseBatch, start_id: Optional[int] = None,
+                 loss_chunk: int = 0) -> tuple[Array, dict]:
   """Causal next-token loss over the response.
 
   Without `start_id` the last prefix position predicts response[0] (the Thinker: its
   prompt ends with the assistant marker). With it, the response input is
   [start_id, response[:-1]] and position i predicts response[i] (the Talker, whose
-  streaming rule hides the end of the prefix from the first chunk).
+  streaming rule hides the end of the prefix from the first chunk). loss_chunk: see
+  `LMProblem`.
   """
   prefix_len, resp_len = batch.prefix_valid.shape[1], batch.response.shape[1]
   causal = attention_masks.causal_mask(resp_len)
@@ -107,19 +113,20 @@ def ar_objective(fns: DecoderFns, batch: ResponseBatch,
     input_valid = jnp.concatenate([jnp.ones_like(batch.response_valid[:, :1]),
                                    batch.response_valid[:, :-1]], axis=1)
     hidden = _run(fns, batch, [inputs], causal, input_valid)[:, prefix_len:]
-  logits = fns.logits(hidden)  # [batch, R, vocab]
-  loss = losses.ar_loss(logits, batch.response, batch.response_valid)
-  return loss, _accuracy_metrics(logits, batch.response, batch.response_valid, loss)
+  ce, predicted = losses.chunked_cross_entropy(hidden, batch.response, fns.logits,
+                                               loss_chunk)  # [batch, R] each
+  loss = losses.ar_loss_from_ce(ce, batch.response_valid)
+  return loss, _accuracy_metrics(predicted, batch.response, batch.response_valid, loss)
 
 
 def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
                   diffusion_cfg: ml_collections.ConfigDict, mask_id: int, eos_id: int,
-                  block_size: Optional[int] = None, shift: bool = False
-                  ) -> tuple[Array, dict]:
+                  block_size: Optional[int] = None, shift: bool = False,
+                  loss_chunk: int = 0) -> tuple[Array, dict]:
   """Block-diffusion ELBO over the response (prefix always visible, never scored).
 
   block_size overrides `diffusion_cfg.block_size` (the Talker uses its chunk size);
-  shift: shifted logits (see `denoiser_logits`).
+  shift: shifted logits (see `denoiser_logits`); loss_chunk: see `LMProblem`.
   """
   block = block_size or diffusion_cfg.block_size
   valid = masking.block_valid(batch.response_valid, block)  # [batch, R]
@@ -131,10 +138,11 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
   if shift and diffusion_cfg.layout == "two_stream" and diffusion_cfg.score_first_token:
     corruption = masking.score_context_predicted(corruption, valid, block)
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
-  logits = denoiser_logits(fns, batch, noisy, target, valid, block, diffusion_cfg.layout,
-                           shift)
-  loss = losses.mdm_loss(logits, target, corruption.scored, corruption.weight, valid)
-  metrics = _accuracy_metrics(logits, target, corruption.scored, loss)
+  hidden = denoiser_hidden(fns, batch, noisy, target, valid, block, diffusion_cfg.layout,
+                           shift)  # [batch, R, embed]
+  ce, predicted = losses.chunked_cross_entropy(hidden, target, fns.logits, loss_chunk)
+  loss = losses.mdm_loss_from_ce(ce, corruption.scored, corruption.weight, valid)
+  metrics = _accuracy_metrics(predicted, target, corruption.scored, loss)
   metrics["mask_ratio"] = jnp.sum(corruption.corrupted & valid) / jnp.maximum(jnp.sum(valid), 1)
   return loss, metrics
 
@@ -142,7 +150,15 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
 def denoiser_logits(fns: DecoderFns, batch: ResponseBatch, noisy: Array, clean: Array,
                     valid: Array, block_size: int, layout: str = "two_stream",
                     shift: bool = False) -> Array:
-  """Logits [batch, R, vocab] of the noisy response x_t given the prefix.
+  """Logits [batch, R, vocab] of the noisy response x_t given the prefix: the vocabulary
+  projection of `denoiser_hidden`."""
+  return fns.logits(denoiser_hidden(fns, batch, noisy, clean, valid, block_size, layout, shift))
+
+
+def denoiser_hidden(fns: DecoderFns, batch: ResponseBatch, noisy: Array, clean: Array,
+                    valid: Array, block_size: int, layout: str = "two_stream",
+                    shift: bool = False) -> Array:
+  """The hidden states [batch, R, embed] whose logits score the noisy response x_t.
 
   two_stream [prefix ; x_t ; x_0] (BD3-LM): block j of x_t sees clean blocks < j of x_0,
   so every block can be mid-denoising at once. single_stream [prefix ; x_t]
@@ -163,15 +179,16 @@ def denoiser_logits(fns: DecoderFns, batch: ResponseBatch, noisy: Array, clean: 
     context = hidden[:, prefix_len:]  # earlier blocks are clean in single-stream states
   noisy_hidden = hidden[:, prefix_len:prefix_len + resp_len]  # [batch, R, embed]
   if not shift:
-    return fns.logits(noisy_hidden)
+    return noisy_hidden
   before = hidden[:, prefix_len - 1:prefix_len]  # [batch, 1, embed]: the prefix's last state
   from_block = jnp.concatenate([before, noisy_hidden[:, :-1]], axis=1)
   from_context = jnp.concatenate([before, context[:, :-1]], axis=1)
   first = (jnp.arange(resp_len) % block_size == 0)[None, :, None]
-  return fns.logits(jnp.where(first, from_context, from_block))
+  return jnp.where(first, from_context, from_block)
 
 
-def _accuracy_metrics(logits: Array, targets: Array, scored: Array, loss: Array) -> dict:
-  correct = (jnp.argmax(logits, -1) == targets) & scored
+def _accuracy_metrics(predicted: Array, targets: Array, scored: Array, loss: Array) -> dict:
+  """predicted, targets, scored: [batch, L]."""
+  correct = (predicted == targets) & scored
   return {"loss": loss, "accuracy": jnp.sum(correct) / jnp.maximum(jnp.sum(scored), 1),
           "target_tokens": jnp.sum(scored)}

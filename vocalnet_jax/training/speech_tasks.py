@@ -166,7 +166,8 @@ class SpeechThinkerTask(Task):
   def thinker_problem(self, params: Any, batch: objectives.ResponseBatch) -> objectives.LMProblem:
     return objectives.LMProblem(part_fns(self.model, params, "thinker"), batch,
                                 self.ids.mask_id, self.ids.eos_id,
-                                self.config.diffusion.block_size)
+                                self.config.diffusion.block_size,
+                                loss_chunk=self.config.train.get("loss_chunk", 0))
 
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
     """The spoken answer's loss (weight `answer_weight`), plus the auxiliary terms of
@@ -268,8 +269,11 @@ class SpeechTalkerTask(SpeechThinkerTask):
 
   def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
     """The Talker answering the fused Thinker states with speech units."""
+    return self.talker_problem(params, batch, self.thinker_states(params, batch))
+
+  def talker_problem(self, params: Any, batch: dict, hidden: Array) -> objectives.LMProblem:
+    """`lm_problem` from given Thinker states of the answer text, hidden [b, R, embed]."""
     t, v = self.config.talker, self.speech_vocab
-    hidden = self.thinker_states(params, batch)
     cond = self.model.apply({"params": params}, batch["response"], hidden,
                             method=SpeechLLM.talker_fuse)  # [b, R, talker_embed]
     targets, valid = self.speech_targets(batch)
@@ -283,7 +287,8 @@ class SpeechTalkerTask(SpeechThinkerTask):
         positions=(jnp.broadcast_to(text_pos, (b, num_text)),
                    jnp.broadcast_to(speech_pos, (b, self.speech_len))))
     return objectives.LMProblem(part_fns(self.model, params, "talker"), talker_batch,
-                                v.mask_id, v.eos_id, t.chunk_size, start_id=v.bos_id)
+                                v.mask_id, v.eos_id, t.chunk_size, start_id=v.bos_id,
+                                loss_chunk=self.config.train.get("loss_chunk", 0))
 
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
     """The Talker's own loss (never stage 1's answer + auxiliaries: the Thinker is frozen)."""

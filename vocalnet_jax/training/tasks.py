@@ -91,7 +91,8 @@ class TextLMTask(Task):
         fns.embed(batch["prompt"]), batch["prompt_valid"], batch["response"],
         batch["response_valid"])
     return objectives.LMProblem(fns, response_batch, self.tokenizer.mask_id,
-                                self.tokenizer.eos_id, self.config.diffusion.block_size)
+                                self.tokenizer.eos_id, self.config.diffusion.block_size,
+                                loss_chunk=self.config.train.get("loss_chunk", 0))
 
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
     return objectives.lm_loss(self.lm_problem(params, batch), rng, self.config.objective,

@@ -14,9 +14,25 @@ PEAK_FLOPS = (
 )
 
 
+# device_kind substring -> (HBM bytes, HBM bytes/s) per chip, from the vendors' spec pages
+# (cloud.google.com/tpu/docs/v5e, /v5p; nvidia.com/en-us/data-center/h100, /h200: SXM).
+HBM = (("H200", 141e9, 4.8e12), ("H100", 80e9, 3.35e12),
+       ("TPU v5 lite", 16e9, 819e9), ("TPU v5e", 16e9, 819e9), ("TPU v5p", 95e9, 2765e9))
+
+
+def _lookup(table: tuple, device_kind: str) -> Optional[tuple]:
+  return next((row[1:] for row in table if row[0].lower() in device_kind.lower()), None)
+
+
 def peak_flops(device_kind: str) -> Optional[float]:
   """Peak bf16 FLOP/s of one device of this kind, None if the chip is not in the table."""
-  return next((peak for name, peak in PEAK_FLOPS if name.lower() in device_kind.lower()), None)
+  found = _lookup(PEAK_FLOPS, device_kind)
+  return found[0] if found else None
+
+
+def hbm(device_kind: str) -> Optional[tuple[float, float]]:
+  """(HBM bytes, HBM bytes/s) of one chip of this kind, None if not in the table."""
+  return _lookup(HBM, device_kind)
 
 
 def compiled_flops(compiled: Any) -> Optional[float]:
