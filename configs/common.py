@@ -115,7 +115,10 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   c.talker = ml_collections.ConfigDict(dict(
       model=model_config(preset, _TALKER_SHAPES), chunk_size=15, text_per_chunk=5,
       num_units=0 if cpu else 6561,  # 0: the unit tokenizer's size; 6561 = CosyVoice2
-      fusion_hidden_dim=2 * _TALKER_SHAPES[preset][0]))
+      fusion_hidden_dim=2 * _TALKER_SHAPES[preset][0],
+      # stage 2: the frozen Thinker's states of every training answer computed once from
+      # config.init_from's Thinker (ears included), so a step runs the Talker alone
+      cache_thinker_states=False))
   c.data = ml_collections.ConfigDict(dict(
       name="spoken_qa",
       dir="demo_out/data",  # written by `python -m launch.prepare_data`
