@@ -5,8 +5,8 @@
 Prints text exact match (and MDM / AR), intelligibility (the independent ASR's WER of
 each spoken answer against its own printed text, and the share the forced-choice judge
 identifies as that text, next to both judges' floors on the corpus audio and on the
-vocoder's resynthesis), first-audio latency and NFE, and where the WAVs are of the first question both answer
-right and of the first one either answers wrong.
+vocoder's resynthesis), first-audio latency and NFE, and where the WAVs are of the first
+question both answer right and of the first one either answers wrong.
 """
 import json
 import os

@@ -20,7 +20,8 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Stage-2 training workdir.
 _SPLIT = flags.DEFINE_string("split", "test", "Corpus split of the reference answers.")
 _NUM = flags.DEFINE_integer("n", 50, "Answers scored (the first n of --split).")
 _STEPS = flags.DEFINE_integer("steps", 0, "MDM Talker steps per chunk (0: the config's).")
-_OUT = flags.DEFINE_string("out", None, "JSON lines file (default: CHECKPOINT/unit_accuracy.jsonl).")
+_OUT = flags.DEFINE_string("out", None,
+                           "JSON lines file (default: CHECKPOINT/unit_accuracy.jsonl).")
 flags.mark_flags_as_required(["checkpoint"])
 
 

@@ -159,7 +159,8 @@ def format_table(settings: dict[str, dict[str, Any]], floors: dict[str, dict[str
   lines = [head, "-" * len(head)]
   for name, s in settings.items():
     lines.append(f"{name:<22}{_cell(s['exact_match'], 6, 2)}{_cell(s['wer_vs_printed'], 7, 2)}"
-                 f"{_cell(s.get('identified'), 6, 2)}{_cell(s['mel_distance'], 8, 2)}{_cell(s['thinker_nfe'], 9, 1)}"
+                 f"{_cell(s.get('identified'), 6, 2)}{_cell(s['mel_distance'], 8, 2)}"
+                 f"{_cell(s['thinker_nfe'], 9, 1)}"
                  f"{_cell(s['talker_nfe'], 9, 1)}{_cell(s['first_text_s'], 11, 3)}"
                  f"{_cell(s['first_audio_s'], 12, 3)}{_cell(s['total_s'], 9, 3)}")
   for name, f in floors.items():

@@ -26,6 +26,7 @@ from vocalnet_jax.evaluation import forced_choice, speech_eval
 from vocalnet_jax.modeling import build, restore
 from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.speech.audio_io import write_wav
+from vocalnet_jax.speech.vocoder import Vocoder
 
 SPEECH_TASKS = ("speech_thinker", "speech_talker")
 
@@ -69,24 +70,20 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
   (`about` first, e.g. the command) and the WAVs, prints the table, returns eval.json.
   floors_from: an earlier evaluation directory of the same questions and vocoder whose
   floors (and question/reference WAVs) are reused instead of recomputed."""
-  examples = [speech_io.heldout_question(config, i, split) for i in range(n)]
+  j = Judges.of(config, split, n, domain_lm)
+  examples, voices, asr, judge = j.examples, j.voices, j.asr, j.forced_choice
   os.makedirs(out_dir, exist_ok=True)
-  train_questions, train_answers = _train_texts(config)
-  asr = asr_lib.PocketSphinxASR(domain_texts=train_answers if domain_lm else None)
-  voices = [tts.Speaker.from_name(e["answer_speaker"]) if e["answer_speaker"] else None
-            for e in examples]
-  judge = _judge(examples, voices)
   vocoder = (about or {}).get("vocoder")
   floors, floor_examples = (
       reused_floors(floors_from, split, [e["question"] for e in examples], vocoder)
-      if floors_from else _floors(config, pipe, examples, voices, asr, judge, out_dir))
+      if floors_from else judge_floors(config, pipe.vocoder, j, out_dir))
   settings = {}
   for name, s in ([("ar", 0)] if config.objective == "ar" else
                   [(f"mdm_steps{s}", s) for s in steps]):
     setting = dataclasses.replace(pipe, cfg=streaming.stream_config(config, s or None,
                                                                     s or None, rule))
     answers = _answer_all(setting, examples, voices, asr, judge, os.path.join(out_dir, name),
-                          train_questions)
+                          j.train_questions)
     settings[name] = {"mode": config.objective, "steps": s or None,
                       "rule": rule if config.objective == "mdm" else "greedy",
                       "summary": speech_eval.summarize(answers),
@@ -111,6 +108,27 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
   print(speech_eval.format_table({k: v["summary"] for k, v in settings.items()}, floors))
   print(f"wrote {os.path.join(out_dir, 'eval.json')} and the WAVs under {out_dir}")
   return result
+
+
+@dataclasses.dataclass
+class Judges:
+  """The first n questions of a split and what judges their spoken answers."""
+  examples: list[dict]  # `speech_io.heldout_question`
+  voices: list[Optional[tts.Speaker]]  # each answer's assistant voice
+  asr: asr_lib.PocketSphinxASR
+  forced_choice: Optional[forced_choice.ForcedChoice]
+  train_questions: set[str]
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict, split: str, n: int,
+         domain_lm: bool = True) -> "Judges":
+    examples = [speech_io.heldout_question(config, i, split) for i in range(n)]
+    train_questions, train_answers = _train_texts(config)
+    voices = [tts.Speaker.from_name(e["answer_speaker"]) if e["answer_speaker"] else None
+              for e in examples]
+    return cls(examples, voices,
+               asr_lib.PocketSphinxASR(domain_texts=train_answers if domain_lm else None),
+               _judge(examples, voices), train_questions)
 
 
 def _check_speech_inputs(config: ml_collections.ConfigDict, checkpoint: Optional[str],
@@ -187,22 +205,23 @@ def _transcribe(asr: asr_lib.PocketSphinxASR, wave: Optional[np.ndarray]) -> str
   return asr.transcribe(wave) if wave is not None and wave.size else ""
 
 
-def _floors(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
-            examples: Sequence[dict], voices: Sequence[Optional[tts.Speaker]],
-            asr: asr_lib.PocketSphinxASR, judge: Optional[forced_choice.ForcedChoice],
-            out_dir: str) -> tuple[dict, list[dict]]:
+def judge_floors(config: ml_collections.ConfigDict, vocoder: Vocoder, judges: Judges,
+                 out_dir: str) -> tuple[dict, list[dict]]:
   """The judges' floors (ASR WER and forced-choice identification on the corpus audio of
   the reference answers) and the vocoder's (on its resynthesis of the reference units,
   streamed in Talker-sized chunks as the answers are), each with its mel distance to the
-  assistant voice speaking the reference text. Writes question_i, reference_i, reference_vocoder_i."""
+  assistant voice speaking the reference text. Writes question_i, reference_i and
+  reference_vocoder_i WAVs."""
   unit_tokenizer = build.build(config).unit_tokenizer
-  chunk, mel_cfg = config.talker.chunk_size, pipe.vocoder.mel_cfg
+  chunk, mel_cfg = config.talker.chunk_size, vocoder.mel_cfg
+  voices, asr, judge = judges.voices, judges.asr, judges.forced_choice
+  os.makedirs(out_dir, exist_ok=True)
   rows = []
-  for i, ex in enumerate(examples):
+  for i, ex in enumerate(judges.examples):
     resynth = np.zeros(0, np.float32)  # a manifest corpus may have no answer audio
     if ex["answer_audio"].size:
       units = unit_tokenizer.encode(ex["answer_audio"])  # [units]
-      resynth = np.concatenate(list(pipe.vocoder.stream(
+      resynth = np.concatenate(list(vocoder.stream(
           [units[k:k + chunk] for k in range(0, len(units), chunk)])))
     spoken = _speak(ex["answer"], voices[i])
     for stem, wave in (("question", ex["audio"]), ("reference", ex["answer_audio"]),

@@ -12,6 +12,7 @@ computed once (`ThinkerStateCache`) and read with the batch, so a step runs the 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable, Optional
 
 from absl import logging
@@ -278,6 +279,7 @@ class SpeechTalkerTask(SpeechThinkerTask):
     """[examples, R, embed] `thinker_states` of every example of `split`, by index, from
     `params` (default: config.init_from's Thinker, frozen in this stage); computed once."""
     if split not in self._caches:
+      tick = time.perf_counter()
       params = self.frozen_thinker_params() if params is None else params
       size = len(speech_loader.open_source(self.corpus.dataset_dir, split))
       batch_size = min(batch_size, size)
@@ -293,6 +295,10 @@ class SpeechTalkerTask(SpeechThinkerTask):
         seen[batch["index"]] = True
       assert seen.all(), f"{split}: {np.sum(~seen)} examples never read"
       self._caches[split] = cache
+      if jax.process_index() == 0:
+        print(f"cached the frozen Thinker's states of {size} {split} answers "
+              f"({cache.nbytes / 2**20:.0f} MiB) in {time.perf_counter() - tick:.0f} s",
+              flush=True)
     return self._caches[split]
 
   def frozen_thinker_params(self) -> Any:
