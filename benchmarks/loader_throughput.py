@@ -1,9 +1,11 @@
 """Speech loader throughput (examples/s) on a `launch.prepare_data` output, as JSON.
 
-  python -m benchmarks.loader_throughput --data=/tmp/data --num_batches=100 --out=loader.json
+  python -m benchmarks.loader_throughput --data=DATA --num_batches=100 --out=loader.json
+  python -m benchmarks.loader_throughput --config=configs/mdm.py:small --data=DATA
 
-Reports the grain pipeline rate (batches of `configs/data.py` padding, units
-computed with the data's units.npz) and a per-example cost breakdown: reading a
+Reports the grain pipeline rate (the batches a training config reads: its `data` padding,
+`train.batch_size` and the encoder's mel bins; units computed with the data's units.npz)
+and a per-example cost breakdown: reading a
 record, log-mel from audio (what caching `question_mel` saves), reading with a
 cached mel, tokenization and unit encoding. Compare a dataset built with
 `--config.corpus.cache_mel_bins=80` against one without to decide on caching.
@@ -24,7 +26,8 @@ import numpy as np
 from data_pipelines import features, speech_loader, text_tokenizer
 from vocalnet_jax.speech import units as units_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/data.py", "Data config[:preset].")
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/mdm.py:tiny",
+                                          "Speech training config[:options] whose batches to time.")
 _DATA = flags.DEFINE_string("data", None, "prepare_data output directory.", required=True)
 _SPLIT = flags.DEFINE_string("split", "train", "Split to read.")
 _NUM_BATCHES = flags.DEFINE_integer("num_batches", 100, "Timed batches after the first.")
@@ -49,10 +52,10 @@ def main(argv):
   source = speech_loader.open_source(os.path.dirname(info[0]), _SPLIT.value)
   tok = text_tokenizer.load_tokenizer(os.path.join(_DATA.value, "tokenizer.model"))
   unit_tok = units_lib.UnitTokenizer.load(os.path.join(_DATA.value, "units.npz"))
-  batch_config = speech_loader.SpeechBatchConfig.from_config(config.batch)
-  mel_config = features.MelConfig.from_config(config.mel)
+  batch_config = speech_loader.SpeechBatchConfig.from_config(config.data)
+  mel_config = features.MelConfig(n_mels=config.encoder.n_mels)  # as training reads them
   transform = speech_loader.SpeechTransform(tok, batch_config, mel_config, unit_tok)
-  batch_size = config.loader.batch_size
+  batch_size = config.train.batch_size
 
   # Per-example costs first, single-threaded, before grain's threads start.
   speech_loader.limit_blas_threads()

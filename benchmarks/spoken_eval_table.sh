@@ -19,13 +19,13 @@ evaluate() {  # evaluate CHECKPOINT STEPS OUT_DIR [RULE]
     --n="$NUM_EVAL" --out="$3" --rule="${4:-topk}" "${FLOORS[@]}"
 }
 AR_EVAL=$DEMO_DIR/eval_ar  # make demo's own AR evaluation when it judged the same questions
-[ -f "$AR_EVAL/eval.json" ] || { AR_EVAL=$OUT/ar; evaluate "$DEMO_DIR/ar/stage2" 1 "$AR_EVAL"; }
+[ -f "$AR_EVAL/eval.json" ] || { AR_EVAL=$OUT/ar; evaluate "$DEMO_DIR/ar_stage2" 1 "$AR_EVAL"; }
 FLOORS=(--floors_from="$AR_EVAL")
-[ -f "$OUT/mdm/eval.json" ] || evaluate "$DEMO_DIR/mdm/stage2" 1,2,4 "$OUT/mdm"
+[ -f "$OUT/mdm/eval.json" ] || evaluate "$DEMO_DIR/mdm_stage2" 1,2,4 "$OUT/mdm"
 MDM_THRESHOLD=$OUT/mdm_threshold  # the confidence-threshold rule, at most 4 steps per block
-[ -f "$MDM_THRESHOLD/eval.json" ] || evaluate "$DEMO_DIR/mdm/stage2" 4 "$MDM_THRESHOLD" threshold
+[ -f "$MDM_THRESHOLD/eval.json" ] || evaluate "$DEMO_DIR/mdm_stage2" 4 "$MDM_THRESHOLD" threshold
 # configs/distill.py with the teacher's data and decoder (overrides need an explicit --config)
-$PY -m launch.distill --config=configs/distill.py:tiny,stage=2 --teacher="$DEMO_DIR/mdm/stage2" \
+$PY -m launch.distill --config=configs/distill.py:tiny,stage=2 --teacher="$DEMO_DIR/mdm_stage2" \
   --workdir="$OUT/distill_talker" --config.data.dir="$DEMO_DIR/data" \
   --config.diffusion.shift_logits=True --config.train.steps="$ROUND_STEPS" \
   --config.train.progress_bar=False

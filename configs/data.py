@@ -19,7 +19,25 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs.common import pick
+
 PRESETS = ("tiny", "small")
+
+# Split sizes and fitting budget: one row per field, one column per preset (`scale=N`
+# multiplies the split sizes).
+SIZES = {
+    "num_train":          {"tiny": 800, "small": 4000},
+    "num_test":           {"tiny": 50, "small": 250},
+    "num_heldout":        {"tiny": 50, "small": 250},  # held-out phrasings, unseen voices
+    "num_unseen_voices":  {"tiny": 50, "small": 250},  # train phrasings, unseen voices
+}
+OTHER = {
+    "num_heldout_speakers": {"tiny": 4, "small": 8},  # the unseen voices of heldout/unseen_voices
+    # synthesis processes (tiny on 2 cores: 1 is faster, the main process validates,
+    # computes mels and writes the records)
+    "num_workers":        {"tiny": 1, "small": 2},
+    "unit_fit_steps":     {"tiny": 200, "small": 500},  # k-means steps of the unit tokenizer
+}
 
 
 def _parse(arg: str | None) -> tuple[str, float]:
@@ -38,25 +56,21 @@ def _parse(arg: str | None) -> tuple[str, float]:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   preset, scale = _parse(arg)
-  tiny = preset == "tiny"
-  n = lambda count: max(1, int(round(count * scale)))
+  sizes = {k: max(1, int(round(v * scale))) for k, v in pick(SIZES, preset).items()}
+  other = pick(OTHER, preset)
   c = ml_collections.ConfigDict()
   c.preset = preset
   c.corpus = ml_collections.ConfigDict(dict(
       seed=0,
-      num_train=n(800 if tiny else 4000),
-      num_test=n(50 if tiny else 250),
-      num_heldout=n(50 if tiny else 250),  # held-out phrasings, unseen voices
-      num_unseen_voices=n(50 if tiny else 250),  # train phrasings, unseen voices
+      **sizes,
       # Question speakers of train/test: many, so the ears learn to hear voices instead of
       # memorising a few (test on `unseen_voices`; README, Results). Synthesis costs the same.
       num_speakers=256,
-      num_heldout_speakers=4 if tiny else 8,  # the unseen voices of heldout/unseen_voices
+      num_heldout_speakers=other["num_heldout_speakers"],
       # Every answer is spoken by this voice (`tts.Speaker.name`), never a question speaker's:
       # the unit tokenizer, the Talker and the vocoder learn one assistant voice.
       assistant_voice="en-us_r175_p50_g50",
-      num_workers=1 if tiny else 2,  # synthesis processes (tiny on 2 cores: 1 is faster, the
-      # main process validates, computes mels and writes the records)
+      num_workers=other["num_workers"],
       # > 0: store question_mel and answer_mel (default mel params, this many bins) at build
       # time; the loader then skips the question's log-mel and the answer's STFT for its
       # speech units (benchmarks/loader_throughput.py measures it). 0: both on the fly.
@@ -75,10 +89,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.units = ml_collections.ConfigDict(dict(
       num_units=512,  # 6561 = CosyVoice2's vocabulary size
       frame_rate_hz=25,  # 25 or 50
-      n_mels=80, num_steps=200 if tiny else 500, batch_frames=4096, seed=0,
+      n_mels=80, num_steps=other["unit_fit_steps"], batch_frames=4096, seed=0,
       max_fit_frames=200_000))
-  c.batch = ml_collections.ConfigDict(dict(
-      mel_buckets=(300, 600, 1000), max_question_tokens=64, prompt_len=68, response_len=48,
-      max_units=200, use_cached_mel=True, include_answer_audio=False))
-  c.loader = ml_collections.ConfigDict(dict(batch_size=16, seed=0))
   return c

@@ -34,10 +34,14 @@ def halvings(block_size: int, smallest_student: int) -> tuple[int, ...]:
   return tuple(out)
 
 
+ROUND_STEPS = {"tiny": 300, "small": 1000, "1b": 20_000, "8b": 20_000}  # training steps per round
+SMALLEST_STUDENT = {"tiny": 1, "small": 2, "1b": 2, "8b": 2}  # the last round's student steps
+
+
 def get_config(arg: str | None = None):
   c = common.base_config(arg, objective="mdm")
   block = c.talker.chunk_size if c.task == "speech_talker" else c.diffusion.block_size
-  rounds = halvings(block, smallest_student=1 if c.preset == "tiny" else 2)
+  rounds = halvings(block, smallest_student=SMALLEST_STUDENT.get(c.preset, 2))
   c.distill = dict(
       base_task=c.task,  # what configs/mdm.py with the same options trains
       rounds=rounds,  # the teacher's steps per block in each round
@@ -48,7 +52,7 @@ def get_config(arg: str | None = None):
       eval_examples=512,  # held-out prompts scored after each round (text Thinker)
   )
   c.task = "self_distill"
-  c.train.steps = {"tiny": 300, "small": 1000}.get(c.preset, 20_000)
+  c.train.steps = ROUND_STEPS[c.preset]
   c.train.learning_rate /= 10  # the student starts from a trained model
   return c
 

@@ -12,10 +12,14 @@ Options after the preset: `stage=0` (the Thinker alone on typed questions of the
   python -m launch.train --config=configs/mdm.py:tiny,text --workdir=w/text
   python -m launch.train --config=configs/mdm.py:tiny --config.diffusion.masking=uniform ...
 
-The recipe the paper implies (an MDM Thinker adapted from an AR model):
+The defaults are the recipe that reached parity with AR (configs/common.py MDM_RECIPE:
+shifted logits, every block's first token scored), meant for an MDM Thinker adapted from
+an AR model; the whole chain is one named recipe (docs/recipes.md):
+  python -m launch.recipe --recipe=configs/recipes/text_parity.py --workdir=w/parity
+or by hand:
   python -m launch.train --config=configs/ar.py:tiny,text,pretrain --workdir=w/pre
   python -m launch.train --config=configs/mdm.py:tiny,text --config.init_from=w/pre \
-      --config.diffusion.shift_logits=True --workdir=w/mdm_text
+      --workdir=w/mdm_text
 Measured results: benchmarks/results/ and the README (benchmarks/mdm_parity.sh).
 """
 from configs import common

@@ -1,7 +1,8 @@
 """Flow-matching vocoder: speech units -> log-mel (OT-CFM, ODE) -> waveform (Griffin-Lim/Vocos).
 
   python -m launch.prepare_data --config=configs/data.py:tiny --out=/tmp/data
-  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=/tmp/data --workdir=/tmp/voc
+  python -m launch.train_vocoder --config=configs/vocoder.py:tiny --data=/tmp/data \
+      --workdir=/tmp/voc
   python -m launch.train_vocoder --config=configs/vocoder.py:small --data=... --workdir=...
 
 `tiny` trains on a 2-core CPU in minutes; `small` is meant for one accelerator. The
@@ -25,20 +26,51 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs.common import pick
+
 PRESETS = ("tiny", "small")
 
-# name: (embed_dim, encoder_layers, estimator_layers, num_heads, mlp_dim)
-_SHAPES = {"tiny": (96, 2, 3, 4, 256), "small": (256, 3, 6, 8, 768)}
-# name: neural (Vocos) generator (dim, intermediate_dim, num_blocks)
-_NEURAL_SHAPES = {"tiny": (128, 384, 4), "small": (384, 1152, 8)}
+# One row per field, one column per preset.
+FLOW_MODEL = {  # the flow-matching estimator (units -> mel)
+    "embed_dim":       {"tiny": 96, "small": 256},
+    "encoder_layers":  {"tiny": 2, "small": 3},
+    "estimator_layers": {"tiny": 3, "small": 6},
+    "num_heads":       {"tiny": 4, "small": 8},
+    "mlp_dim":         {"tiny": 256, "small": 768},
+}
+FLOW_TRAIN = {
+    "steps":           {"tiny": 800, "small": 20000},
+    "batch_size":      {"tiny": 8, "small": 32},
+    "segment_tokens":  {"tiny": 32, "small": 100},
+    "learning_rate":   {"tiny": 2e-3, "small": 1e-3},
+    "warmup_steps":    {"tiny": 100, "small": 1000},
+    "log_every":       {"tiny": 100, "small": 500},
+}
+NEURAL_MODEL = {  # the Vocos generator (mel -> waveform)
+    "dim":             {"tiny": 128, "small": 384},
+    "intermediate_dim": {"tiny": 384, "small": 1152},
+    "num_blocks":      {"tiny": 4, "small": 8},
+}
+NEURAL_TRAIN = {
+    "steps":           {"tiny": 6000, "small": 200000},
+    "batch_size":      {"tiny": 8, "small": 16},
+    "segment_frames":  {"tiny": 32, "small": 64},
+    "learning_rate":   {"tiny": 1e-3, "small": 5e-4},
+    "warmup_steps":    {"tiny": 100, "small": 1000},
+    "log_every":       {"tiny": 250, "small": 1000},
+}
+OTHER = {
+    "disc_learning_rate": {"tiny": 1e-3, "small": 2e-4},  # the adversarial discriminator's
+    "max_train_utterances": {"tiny": 400, "small": -1},  # answers with audio; -1: all
+    "eval_examples":   {"tiny": 12, "small": 50},
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   preset = arg or "tiny"
   if preset not in PRESETS:
     raise ValueError(f"unknown vocoder preset {preset!r}; choose from {PRESETS}")
-  embed, enc_layers, est_layers, heads, mlp = _SHAPES[preset]
-  tiny = preset == "tiny"
+  other = pick(OTHER, preset)
   c = ml_collections.ConfigDict()
   c.preset = preset
   c.seed = 0
@@ -48,8 +80,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       sample_rate=16000, n_fft=1024, win_length=640, hop_length=160, n_mels=80,
       fmin=0.0, fmax=8000.0))
   c.model = ml_collections.ConfigDict(dict(
-      embed_dim=embed, encoder_layers=enc_layers, estimator_layers=est_layers, num_heads=heads,
-      mlp_dim=mlp, token_window=8, frame_window=32, kernel_size=5))
+      **pick(FLOW_MODEL, preset), token_window=8, frame_window=32, kernel_size=5))
   c.flow = ml_collections.ConfigDict(dict(
       sigma_min=1e-4, cfg_dropout=0.2, prompt_prob=0.5, max_prompt_frac=0.3,
       t_schedule="cosine"))
@@ -64,28 +95,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       prompt_left_context=True))  # give emitted mel as the prompt over the left context
   # mel -> waveform: "vocos" (trained after the flow, `neural`) or "griffin_lim" (n_iter).
   c.inversion = ml_collections.ConfigDict(dict(kind="vocos", n_iter=32))
-  dim, inter, blocks = _NEURAL_SHAPES[preset]
   c.neural = ml_collections.ConfigDict(dict(
-      model=dict(dim=dim, intermediate_dim=inter, num_blocks=blocks, kernel_size=7),
+      model=dict(**pick(NEURAL_MODEL, preset), kernel_size=7),
       pad_frames=64,  # inputs padded (masked) to a multiple: bounded recompiles
-      train=dict(steps=6000 if tiny else 200000, batch_size=8 if tiny else 16,
-                 segment_frames=32 if tiny else 64, learning_rate=1e-3 if tiny else 5e-4,
-                 warmup_steps=100 if tiny else 1000, weight_decay=0.01, grad_clip=1.0,
-                 log_every=250 if tiny else 1000),
+      train=dict(**pick(NEURAL_TRAIN, preset), weight_decay=0.01, grad_clip=1.0),
       # (n_fft, hop, win) of the multi-resolution STFT loss, in samples at 16 kHz.
       stft_resolutions=((256, 64, 256), (512, 128, 512), (1024, 256, 1024)),
       loss=dict(mel_weight=1.0, stft_weight=1.0,
                 adversarial=False,  # multi-resolution spectrogram discriminator, hinge
                 adv_weight=0.05, feature_weight=0.1, disc_channels=16,
-                disc_learning_rate=1e-3 if tiny else 2e-4)))
-  c.train = ml_collections.ConfigDict(dict(
-      steps=800 if tiny else 20000, batch_size=8 if tiny else 32,
-      segment_tokens=32 if tiny else 100, learning_rate=2e-3 if tiny else 1e-3,
-      warmup_steps=100 if tiny else 1000, weight_decay=0.01, grad_clip=1.0,
-      log_every=100 if tiny else 500))
-  c.data = ml_collections.ConfigDict(dict(
-      max_train_utterances=400 if tiny else -1))  # answers with audio; -1: all
+                disc_learning_rate=other["disc_learning_rate"])))
+  c.train = ml_collections.ConfigDict(dict(**pick(FLOW_TRAIN, preset), weight_decay=0.01,
+                                           grad_clip=1.0))
+  c.data = ml_collections.ConfigDict(dict(max_train_utterances=other["max_train_utterances"]))
   c.eval = ml_collections.ConfigDict(dict(
-      num_examples=12 if tiny else 50, split="heldout", num_wavs=3,
+      num_examples=other["eval_examples"], split="heldout", num_wavs=3,
       asr=True, domain_lm=True))  # pocketsphinx LM: 3-gram of train answers, else generic
   return c

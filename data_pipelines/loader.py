@@ -78,7 +78,8 @@ def batch_sharding(mesh: Mesh, batch_axes: tuple[str, ...] = ("data", "fsdp")) -
   return NamedSharding(mesh, PartitionSpec(axes))
 
 
-def to_global_batch(batch: Mapping[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+def to_global_batch(batch: Mapping[str, np.ndarray],
+                    sharding: NamedSharding) -> dict[str, jax.Array]:
   """Per-host numpy batch -> global arrays laid out by `sharding` (multi-host safe)."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}

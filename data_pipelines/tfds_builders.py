@@ -121,9 +121,10 @@ def qa_features(cache_mel_bins: int) -> tfds.features.FeaturesDict:
   """The feature spec shared by every builder (see module doc)."""
   # Raw float32 buffers (BYTES encoding) serialise far faster than TFDS's float lists
   # (which took as long as synthesis); tfds.features.Audio cannot use that encoding.
-  audio = lambda: tfds.features.Tensor(shape=(None,), dtype=np.float32,
-                                       encoding=tfds.features.Encoding.BYTES,
-                                       doc=f"mono waveform at {SAMPLE_RATE} Hz")
+  def audio():
+    return tfds.features.Tensor(shape=(None,), dtype=np.float32,
+                                encoding=tfds.features.Encoding.BYTES,
+                                doc=f"mono waveform at {SAMPLE_RATE} Hz")
   spec = {name: tfds.features.Text() for name in
           ("id", "speaker", "answer_speaker", "template", "question_text", "answer_text")}
   spec.update(question_audio=audio(), answer_audio=audio())
@@ -335,7 +336,8 @@ def manifest_example(line: str, line_no: int, manifest: str,
     if missing:
       raise InvalidExample("missing_field", f"{where}: missing {', '.join(missing)}")
     base = os.path.dirname(os.path.abspath(manifest))
-    path = lambda p: os.path.join(base, p)
+    def path(p):
+      return os.path.join(base, p)
     ex = {
         "id": example_id, "speaker": str(record.get("speaker", "")),
         "answer_speaker": str(record.get("answer_speaker", "")),

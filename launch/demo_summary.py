@@ -99,7 +99,8 @@ def _print_breakdown(rows: dict[str, dict]) -> None:
 def _shown_questions(ar: list[dict], mdm: list[dict]) -> list[tuple[str, int]]:
   """(title, index) of the first question both answer right and the first one either
   answers wrong (a user hears a success and a failure, not whichever comes first)."""
-  correct = lambda e: text_metrics.exact_match([e["printed"]], [e["reference"]]) == 1
+  def correct(e):
+    return text_metrics.exact_match([e["printed"]], [e["reference"]]) == 1
   right = [correct(a) and correct(m) for a, m in zip(ar, mdm)]
   shown = []
   if any(right):

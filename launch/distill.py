@@ -6,7 +6,8 @@
 --config defaults to configs/distill.py for the teacher's preset and task, with the
 teacher's data and seed (its config.json); the teacher's model and decoder fields must
 match the config. Prints and writes WORKDIR/rounds.json: per round the losses and, for
-the text Thinker, exact match at every step budget. Rerunning resumes. Logic: vocalnet_jax/distill/rounds.py.
+the text Thinker, exact match at every step budget. Rerunning resumes.
+Logic: vocalnet_jax/distill/rounds.py.
 """
 import json
 

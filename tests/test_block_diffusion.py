@@ -27,20 +27,25 @@ def _decode(cfg, stop_at_eos=True, questions=QUESTIONS):
 
 def _reference(cfg):
   """No cache: every step runs [prefix ; finished blocks ; current block ; masked rest]
-  through the full block-causal forward (later blocks are invisible to earlier ones)."""
+  through the full block-causal forward (later blocks are invisible to earlier ones).
+  reuse_last_step: a finished block is seen as its last step's input (that step's commits
+  still [MASK]), the K/V the cache kept."""
   model, params = tiny_model()
   prefix, valid = prompts(list(QUESTIONS))
   body = jnp.full((prefix.shape[0], N), TOK.mask_id, jnp.int32)
+  seen = body  # what later blocks attend to
   offset = 0 if cfg.shift_logits else 1  # shifted: the state before token i predicts it
   for j in range(N // B):
     for step in range(cfg.steps):
-      logits = full_logits(model, params, prefix, valid, body, B)[
+      logits = full_logits(model, params, prefix, valid, seen, B)[
           :, offset + j * B:offset + (j + 1) * B]
       x = body[:, j * B:(j + 1) * B]
       is_masked = x == TOK.mask_id
       tokens, commit = cfg.step_rule(logits.at[..., TOK.mask_id].set(-jnp.inf), is_masked,
                                      jnp.int32(step), cfg.steps, jax.random.key(0))
       body = body.at[:, j * B:(j + 1) * B].set(jnp.where(commit & is_masked, tokens, x))
+      last_input = x if step == cfg.steps - 1 and cfg.cache_update == "reuse_last_step" else None
+      seen = body if last_input is None else body.at[:, j * B:(j + 1) * B].set(last_input)
   return np.asarray(body)
 
 
@@ -93,9 +98,13 @@ def test_threshold_zero_finishes_each_block_in_one_step():
 
 
 def test_reuse_last_step_saves_the_extra_forward_and_compiles_once():
+  """Every block equals a no-cache recomputation that shows later blocks each finished
+  block as its last step's input (what reuse keeps), with S forwards per block."""
   exact = _decode(_cfg(steps=2), stop_at_eos=False)
-  reuse = _decode(_cfg(steps=2, cache_update="reuse_last_step"), stop_at_eos=False)
+  cfg = _cfg(steps=2, cache_update="reuse_last_step")
+  reuse = _decode(cfg, stop_at_eos=False)
   assert int(reuse.nfe) == (N // B) * 2
+  np.testing.assert_array_equal(reuse.tokens, _reference(cfg))
   np.testing.assert_array_equal(reuse.tokens[:, :B], exact.tokens[:, :B])  # same first block
   size = block_diffusion.generate._cache_size()
   _decode(_cfg(steps=2, cache_update="reuse_last_step"), stop_at_eos=False,
@@ -117,3 +126,18 @@ def test_shifted_logits_need_the_context_prediction():
   with pytest.raises(ValueError, match="first_logits"):
     decode_block(lm, params, cache, jnp.zeros((1, 8), bool), 4, jnp.arange(B)[None],
                  jax.random.key(0), _cfg(shift_logits=True))
+
+
+def test_reuse_last_step_refuses_shifted_logits():
+  """With shifted logits a block's first token is trained from the clean context; reuse
+  keeps only the last denoising step's state over a block still partly [MASK]."""
+  from configs import mdm
+  from vocalnet_jax.evaluation import text_eval
+  from vocalnet_jax.modeling.validate import ConfigError
+  with pytest.raises(ValueError, match="reuse_last_step.*extra_forward"):
+    _cfg(shift_logits=True, cache_update="reuse_last_step")
+  _cfg(shift_logits=True)  # the exact update decodes shifted logits
+  config = mdm.get_config("tiny,text")
+  config.diffusion.shift_logits = True
+  with pytest.raises(ConfigError, match=r"reuse_last_step.*shift_logits=True\)$"):
+    text_eval.decoder_config(config, TOK, "mdm", 2, cache_update="reuse_last_step")

@@ -42,14 +42,17 @@ def _loss_at_unit_cross_entropy(c, valid):
   return jax.vmap(lambda s, w: losses.mdm_loss(logits, targets, s, w, valid))(c.scored, c.weight)
 
 
-@pytest.mark.parametrize("layout", masking.LAYOUTS)
-@pytest.mark.parametrize("strategy,schedule", [("uniform", "linear"), ("uniform", "cosine"),
-                                               ("hierarchical", "linear"), ("mixed", "cosine")])
+@pytest.mark.parametrize("strategy,schedule,layout", [
+    (strategy, schedule, layout)
+    for strategy, schedule in [("uniform", "linear"), ("uniform", "cosine"),
+                               ("hierarchical", "linear"), ("mixed", "cosine")]
+    for layout in masking.LAYOUTS if masking.masking_fits_layout(strategy, layout)])
 @pytest.mark.parametrize("block,steps", [(4, 4), (15, 4)])
 def test_loss_is_unbiased_at_unit_cross_entropy(strategy, schedule, layout, block, steps):
-  """Every corruption estimates the same ELBO: with cross-entropy fixed at 1 the loss
-  averages 1.0 per valid token (the forced-target bug gave 2.3 / 1.24, the dropped early
-  blocks 0.67)."""
+  """Every corruption keeps the unit-weight normalisation (not the same ELBO: hierarchical
+  states are a reweighted subset of its terms unless S = B): with cross-entropy fixed at 1
+  the loss averages 1.0 per valid token (the forced-target bug gave 2.3 / 1.24, the dropped
+  early blocks 0.67)."""
   valid, c = _draws(strategy, layout, schedule, n_draws=128, batch=32, block=block,
                     total=4 * block, steps=steps)
   assert not np.any(np.asarray(c.scored & ~valid[None]))  # never scores padding
@@ -149,18 +152,33 @@ def test_training_states_are_the_sampler_states_for_every_block_size():
     assert counts == set(np.asarray(masking.topk_remaining(jnp.int32(n), steps)).tolist())
 
 
-@pytest.mark.parametrize("prob,expect_hier", [(0.0, False), (1.0, True)])
-def test_mixed_strategy_extremes(prob, expect_hier):
-  _, valid = _valid(np.full(16, 16))
-  kw = dict(block_size=BLOCK, schedule=get_schedule("linear"), num_steps=STEPS)
-  rng = jax.random.key(5)
+@pytest.mark.parametrize("prob", [0.0, 1.0])
+def test_mixed_strategy_extremes(prob):
+  """prob 1: every block is a 4-step sampler state (B = S = 4: 4, 3, 2 or 1 masked, weight
+  4 / masked, as counted here); prob 0: uniform's continuous t (linear: weight 1 / t, so
+  weights off that grid, and blocks that mask nothing)."""
+  _, valid = _valid(np.full(64, 16))
   mixed = jax.jit(lambda r, v: masking.sample_corruption(
-      r, v, strategy="mixed", hierarchical_prob=prob, **kw))(rng, valid)
-  rng_u, rng_h, _ = jax.random.split(rng, 3)
-  ref = (masking.hierarchical_block_corruption(rng_h, valid, BLOCK, STEPS)
-         if expect_hier else masking.uniform_block_corruption(rng_u, valid, BLOCK,
-                                                              kw["schedule"]))
-  np.testing.assert_array_equal(mixed.corrupted, ref.corrupted)
+      r, v, block_size=BLOCK, schedule=get_schedule("linear"), num_steps=STEPS,
+      strategy="mixed", hierarchical_prob=prob))(jax.random.key(5), valid)
+  masked = np.asarray(mixed.corrupted).reshape(64, -1, BLOCK).sum(-1)  # [batch, blocks]
+  weight = np.asarray(mixed.weight).reshape(64, -1, BLOCK).max(-1)  # the block's weight
+  on_grid = np.isclose(weight[masked > 0], BLOCK / masked[masked > 0])
+  if prob == 1.0:
+    assert set(np.unique(masked)) == {1, 2, 3, 4} and on_grid.all()
+  else:
+    assert (masked == 0).any() and on_grid.mean() < 0.5
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "mixed"])
+def test_single_stream_refuses_uniform_states(strategy):
+  """single_stream scores a uniform block on its noisy earlier blocks, a context the
+  decoder never gives it: refused (validate_config names the field first)."""
+  _, valid = _valid([16])
+  with pytest.raises(ValueError, match=f"diffusion.masking='{strategy}' needs layout"):
+    masking.sample_corruption(jax.random.key(0), valid, block_size=BLOCK,
+                              schedule=get_schedule("linear"), strategy=strategy,
+                              hierarchical_prob=0.5, num_steps=STEPS, layout="single_stream")
 
 
 def test_unknown_strategy_names_field():

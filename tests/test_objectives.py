@@ -15,16 +15,17 @@ B = 4
 
 @pytest.mark.parametrize("shift", [False, True])
 def test_training_logits_equal_the_cached_decoders(shift):
-  """Block 0 clean, block 1 all [MASK]: `denoiser_logits` over [prefix ; x_t ; x_0] gives
-  block 1 the logits the decoder computes at its first step (cache of the prefix and the
-  clean block 0; shifted: token 0 from the clean block's last state)."""
+  """Block 0 partly [MASK], block 1 all [MASK]: `denoiser_logits` over [prefix ; x_t ; x_0]
+  gives each block the logits the decoder computes at that state: block 0 over the
+  prefix's cache, block 1 over the cache of the clean block 0 (shifted: block 1's first
+  token from the clean block's last state, never from the noisy block 0's)."""
   model, params = tiny_model()
   lm = decoder_lm(model)
   prefix, valid = prompts(["12+7=?", "sort 321"])
   batch, P = prefix.shape
   clean = jnp.array([TOK.encode("19") + [TOK.eos_id, TOK.eos_id] + [TOK.eos_id] * B,
                      TOK.encode("1234") + [TOK.eos_id] * B], jnp.int32)  # [2, 2B]
-  noisy = clean.at[:, B:].set(TOK.mask_id)
+  noisy = clean.at[:, 1:].set(TOK.mask_id).at[:, B - 1].set(clean[:, B - 1])
   response_valid = jnp.ones_like(clean, bool)
   fns = tasks.decoder_fns(model, params)
   rb = objectives.ResponseBatch(fns.embed(prefix), valid, clean, response_valid)
@@ -33,6 +34,11 @@ def test_training_logits_equal_the_cached_decoders(shift):
   cfg = BlockDiffusionConfig(B, 2, TOK.mask_id, TOK.eos_id, shift_logits=shift)
   first_logits, cache = prefill(lm, params, prefix, valid, lm.init_cache(batch, P + 2 * B))
   start = jnp.sum(valid, 1, keepdims=True)
+  mask0 = block_diffusion._block_mask(context_keys(valid, P + 2 * B, P), P, B)
+  hidden0, _ = lm.forward(params, noisy[:, :B], start + jnp.arange(B)[None], mask0, cache, P)
+  decode0, _ = block_diffusion._token_logits(lm, params, hidden0, first_logits, cfg)
+  np.testing.assert_allclose(np.asarray(train[:, :B]), np.asarray(decode0), atol=2e-4,
+                             rtol=2e-4)
   block0 = block_diffusion.Block(clean[:, :B], cache, jnp.int32(0), first_logits)
   block0 = block_diffusion.write_clean_block(
       lm, params, block0, context_keys(valid, P + 2 * B, P), P, start + jnp.arange(B)[None])

@@ -1,4 +1,5 @@
-"""Question audio from a user: each bad kind is one line naming the file; fixable kinds are fixed."""
+"""Question audio from a user: each bad kind is one line naming the file; fixable kinds are
+fixed."""
 import os
 import subprocess
 import sys

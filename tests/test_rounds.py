@@ -7,7 +7,9 @@ import pytest
 
 from configs import distill
 from tests.helpers import tiny_config
+from vocalnet_jax.decoding import BlockDiffusionConfig, block_diffusion
 from vocalnet_jax.distill import rounds
+from vocalnet_jax.evaluation import text_eval, text_metrics
 from vocalnet_jax.training import checkpointing, trainer
 
 
@@ -40,14 +42,40 @@ def distilled(tmp_path_factory, devices):
   return config, teacher_config, teacher, str(root / "rounds"), entries
 
 
+def _decoded(config, workdir, steps, prompts):
+  """The model in `workdir` answering `prompts` with S = steps, decoded here directly."""
+  lm, params, tok = text_eval.load_thinker(config, workdir)
+  prefix, valid, _ = prompts
+  cfg = BlockDiffusionConfig(config.diffusion.block_size, steps, tok.mask_id, tok.eos_id,
+                             shift_logits=config.diffusion.shift_logits)
+  out = block_diffusion.generate(lm, params, prefix, valid, jax.random.key(0), cfg=cfg,
+                                 max_new_tokens=config.data.response_len)
+  lengths = np.asarray(out.lengths)
+  return [tok.decode(np.asarray(out.tokens)[i, :lengths[i]]) for i in range(len(lengths))], out
+
+
 def test_rounds_halve_the_steps_and_score_every_budget(distilled):
-  config, _, _, workdir, entries = distilled
+  """Every entry's row at S steps is its own model (teacher, then each round's student)
+  decoded at S steps: exact match, CER and forwards recomputed here."""
+  config, _, teacher, workdir, entries = distilled
   assert config.distill.rounds == (4, 2)
   assert [e["round"] for e in entries] == [0, 1, 2]
   assert [(e["teacher_steps"], e["student_steps"]) for e in entries[1:]] == [(4, 2), (2, 1)]
-  for e in entries:
+  prompts = text_eval.held_out_prompts(config, config.distill.eval_examples)
+  teacher_config = config.copy_and_resolve_references()
+  teacher_config.task = config.distill.base_task
+  round1, round2 = rounds.round_workdir(workdir, 1, 4), rounds.round_workdir(workdir, 2, 2)
+  models = [(teacher_config, teacher), (rounds.round_config(config, 1, teacher), round1),
+            (rounds.round_config(config, 2, round1), round2)]
+  for e, (model_config, model_dir) in zip(entries, models):
+    assert e["workdir"] == model_dir
     assert [row["steps"] for row in e["eval"]] == [1, 2, 4]
-    assert all(0.0 <= row["exact_match"] <= 1.0 for row in e["eval"])
+    for row in e["eval"]:
+      texts, out = _decoded(model_config, model_dir, row["steps"], prompts)
+      assert row["exact_match"] == text_metrics.exact_match(texts, prompts[2])
+      assert row["char_error_rate"] == pytest.approx(
+          text_metrics.char_error_rate(texts, prompts[2]))
+      assert row["nfe_per_batch"] == float(out.nfe) >= row["steps"]
   for e in entries[1:]:
     assert np.isfinite(e["final_loss"]) and e["final_loss"] >= 0.0
   with open(os.path.join(workdir, "rounds.json")) as f:

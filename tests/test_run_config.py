@@ -53,8 +53,8 @@ def test_knobs_newer_than_the_run_are_warnings(tmp_path, monkeypatch):
   monkeypatch.setattr(logging, "warning", lambda msg, *args: warned.append(msg % args))
   run_config.resolve(tiny_config(), str(tmp_path))
   assert "model.attention_impl: workdir (absent), given einsum" in warned[0]
-  with pytest.raises(ConfigError, match="diffusion.shift_logits: workdir False, given True"):
-    run_config.resolve(tiny_config(diffusion__shift_logits=True), str(tmp_path))
+  with pytest.raises(ConfigError, match="diffusion.shift_logits: workdir True, given False"):
+    run_config.resolve(tiny_config(diffusion__shift_logits=False), str(tmp_path))
 
 
 def test_speech_workdir_against_text_config_names_the_sections(workdir):

@@ -33,9 +33,9 @@ def transform(records):
                             unit_tokenizer=unit_tok)
 
 
-def _dataset(records, transform, seed=0, shard=grain.sharding.NoSharding(), **kw):
+def _dataset(records, transform, seed=0, shard=None, **kw):
   return sl.make_speech_dataset(sl.IndexedSource(records), transform, batch_size=4, seed=seed,
-                                shard=shard, **kw)
+                                shard=shard or grain.sharding.NoSharding(), **kw)
 
 
 def test_batch_keys_shapes_and_contents(records, transform):

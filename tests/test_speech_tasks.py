@@ -209,7 +209,7 @@ def test_procedural_typed_source_reads_fresh_typed_questions_beside_the_audio(pr
   drawn by stream position (not the audio's own transcript), and the typed term reads only
   it; the Talker's batches do not carry it."""
   config = _config(ar, 1, prepared_corpus, steps=1)
-  config.auxiliary.typed_source = "procedural"
+  config.auxiliary.update(typed_source="procedural", typed_weight=1.0)  # default weight: 0
   task = tasks.build_task(config)
   it = iter(task.dataset("train", 4, seed=0))
   batch, later = next(it), next(it)

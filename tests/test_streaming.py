@@ -9,27 +9,59 @@ from vocalnet_jax.decoding import streaming
 from vocalnet_jax.modeling.build import build
 
 
-@pytest.mark.parametrize("module,shift", [(mdm, False), (mdm, True), (ar, False)])
-def test_stream_equals_one_shot(module, shift, prepared_corpus):
+def _pipeline(module, shift, corpus):
   config = module.get_config("tiny,stage=2")
   config.diffusion.shift_logits = shift  # the Thinker's (the Talker never shifts)
-  config.data.dir = prepared_corpus
+  config.data.dir = corpus
   config.data.update(response_len=12, max_units=44, mel_buckets=(400,))
   config.talker.text_per_chunk = 3  # several text blocks per speech chunk and vice versa
   model = build(config)
   params = jax.jit(model.module.init)(jax.random.key(0), *streaming_init_inputs(config))["params"]
-  pipe = streaming.SpeechPipeline(model.module, params, model.text_tokenizer,
+  return streaming.SpeechPipeline(model.module, params, model.text_tokenizer,
                                   model.speech_vocab, streaming.stream_config(config, 2, 3))
+
+
+@pytest.mark.parametrize("module,shift", [(mdm, False), (mdm, True), (ar, False)])
+def test_stream_equals_one_shot(module, shift, prepared_corpus):
+  """The interleaved stream gives, chunk by chunk, the units of decoding all text first
+  and all speech after, although its chunks start before the text has ended."""
+  pipe = _pipeline(module, shift, prepared_corpus)
   wav = tts.synthesize("what is two plus three", tts.speaker_pool(1, 0)[0])
   events = list(pipe.stream(wav))
+  one_shot = list(pipe._events(wav, jax.random.key(0), interleave=False))
+  kinds = [e.kind for e in events]
+  # it really streams: speech starts before the last text block (one-shot: after it)
+  assert kinds.index("units") < len(kinds) - 1 - kinds[::-1].index("text")
+  assert [e.kind for e in one_shot] == sorted(kinds, key=("text", "units").index)
+  stream_units = [e.units for e in events if e.kind == "units"]
+  once_units = [e.units for e in one_shot if e.kind == "units"]
+  assert len(stream_units) == len(once_units) >= 1 and sum(u.size for u in once_units) > 0
+  for streamed, once in zip(stream_units, once_units):
+    np.testing.assert_array_equal(streamed, once)
   once = pipe.respond(wav)
-  units = [e.units for e in events if e.units is not None]
-  assert events[-1].text == once["text"]
-  np.testing.assert_array_equal(np.concatenate(units), once["units"])
+  assert events[-1].text == once["text"] == one_shot[-1].text != ""
+  np.testing.assert_array_equal(np.concatenate(stream_units), once["units"])
   assert events[-1].nfe == once["nfe"] > 0
   assert [e.time_s for e in events] == sorted(e.time_s for e in events)
-  # random weights still obey the streaming limit: chunk k saw text < 3 * (k + 1) only
-  assert len(units) >= 1 and all(u.dtype.kind == "i" for u in units)
+
+
+def test_text_and_speech_draw_from_independent_keys(prepared_corpus, monkeypatch):
+  """Text and speech sampling get keys of their own: no key feeds both halves (one shared
+  key would correlate their draws whenever sampling is random)."""
+  keys = {"text": [], "speech": []}
+
+  def spy(kind, fn):
+    def wrapped(*args, **kwargs):
+      keys[kind].append(tuple(np.asarray(jax.random.key_data(args[6])).ravel()))
+      return fn(*args, **kwargs)
+    return wrapped
+
+  monkeypatch.setattr(streaming, "thinker_block", spy("text", streaming.thinker_block))
+  monkeypatch.setattr(streaming, "talker_chunk", spy("speech", streaming.talker_chunk))
+  pipe = _pipeline(mdm, False, prepared_corpus)
+  pipe.respond(tts.synthesize("what is two plus three", tts.speaker_pool(1, 0)[0]))
+  assert keys["text"] and keys["speech"]
+  assert not set(keys["text"]) & set(keys["speech"])
 
 
 def streaming_init_inputs(config):

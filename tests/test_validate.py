@@ -71,3 +71,34 @@ def test_bad_auxiliary_values_name_the_field(field, value):
   config.auxiliary[field] = value
   with pytest.raises(ConfigError, match=rf"config\.auxiliary\.{field}="):
     validate_config(config)
+
+
+@pytest.mark.parametrize("masking", ["uniform", "mixed"])
+def test_single_stream_refuses_uniform_masking(masking):
+  """single_stream has no clean copy: a uniformly masked block would be scored on noisy
+  earlier blocks, which decoding never gives it (hierarchical keeps them clean)."""
+  config = mdm.get_config("tiny,text")
+  config.diffusion.update(layout="single_stream", masking=masking)
+  with pytest.raises(ConfigError, match=rf"config\.diffusion\.masking='{masking}' with "
+                                        r"layout='single_stream'"):
+    validate_config(config)
+  config.diffusion.masking = "hierarchical"
+  validate_config(config)
+
+
+def test_talker_sampler_steps_are_checked_against_its_chunk():
+  """The Talker denoises 15-unit chunks: 16 steps would leave one sampler state that masks
+  nothing (1/16 of its loss silently dropped), although 16 fits the Thinker's block."""
+  config = mdm.get_config("small,stage=2")
+  config.diffusion.sampler_steps = 16
+  assert config.diffusion.block_size == 16 and config.talker.chunk_size == 15
+  with pytest.raises(ConfigError,
+                     match=r"sampler_steps=16 must be in \[1, talker\.chunk_size=15\]"):
+    validate_config(config)
+  thinker = mdm.get_config("small,stage=1")
+  thinker.diffusion.sampler_steps = 16
+  validate_config(thinker)  # the Thinker's own block of 16
+  talker_distill = distill.get_config("small,stage=2")
+  talker_distill.diffusion.sampler_steps = 16
+  with pytest.raises(ConfigError, match=r"talker\.chunk_size=15"):
+    validate_config(talker_distill)

@@ -12,7 +12,10 @@ stay there is the `cache_update` knob:
                    committed at that step were still [MASK] (approximate, no extra NFE).
 With `shift_logits` (a Thinker adapted from AR, see `objectives.denoiser_logits`) the
 state before token i predicts it: a block's first token comes from the context's
-next-token logits (the prefill, or the previous block's clean forward).
+next-token logits (the prefill, or the previous block's clean forward). Training scores
+that token from the clean context only, so `reuse_last_step` (whose only state after a
+block is the last denoising step's, over a block still partly [MASK]) cannot give it:
+the combination is refused.
 `generate` chains blocks in a `lax.while_loop` that stops after the block holding
 eos. One compile per (config, shapes): blocks and requests reuse it.
 """
@@ -54,6 +57,10 @@ class BlockDiffusionConfig:
       raise ValueError(f"rule={self.rule!r}: choose from {step_rules.RULES}")
     if self.cache_update not in CACHE_UPDATES:
       raise ValueError(f"cache_update={self.cache_update!r}: choose from {CACHE_UPDATES}")
+    if self.shift_logits and self.cache_update == "reuse_last_step":
+      raise ValueError("cache_update='reuse_last_step' cannot decode shifted logits (a "
+                       "block's first token is trained from the clean context, and reuse "
+                       "keeps no clean state): use cache_update='extra_forward'")
 
   @property
   def step_rule(self) -> step_rules.StepRule:

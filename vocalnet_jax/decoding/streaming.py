@@ -32,7 +32,7 @@ import numpy as np
 
 from data_pipelines import features
 from data_pipelines.prompt import prompt_head_tail
-from vocalnet_jax.decoding.block_diffusion import BlockDiffusionConfig, decode_block
+from vocalnet_jax.decoding.block_diffusion import BlockDiffusionConfig, decode_block, denoise_block
 from vocalnet_jax.decoding.lm import (Cache, CachedLM, block_mask, context_keys, prefill_mask,
                                       upto_first_eos)
 from vocalnet_jax.diffusion import attention_masks
@@ -201,10 +201,11 @@ def thinker_block(model: SpeechLLM, params: Any, cache: Cache, prefix_valid: Arr
                                          positions[0, 0], block, suppress=mask_id)
     return tokens, hidden, _next_logits(lm, params, hidden, mask_id), cache, jnp.int32(block)
   bd = BlockDiffusionConfig(block, cfg.text_steps, mask_id, eos_id, rule=cfg.rule,
-                            cache_update="reuse_last_step", shift_logits=cfg.text_shift)
-  blk = decode_block(lm, params, cache, visible, write, positions, rng, bd, carry)
-  # The clean pass gives the K/V the cache keeps and the states the Talker is fused with;
-  # as in training (`SpeechTalkerTask.thinker_states`) they never see past the answer's eos.
+                            shift_logits=cfg.text_shift)
+  blk = denoise_block(lm, params, cache, visible, write, positions, rng, bd, carry)
+  # The clean pass (the block's `extra_forward`) gives the K/V the cache keeps, the next
+  # block's first-token logits and the states the Talker is fused with; as in training
+  # (`SpeechTalkerTask.thinker_states`) they never see past the answer's eos.
   hidden, cache = _clean_forward(lm, params, blk.tokens, positions, visible, write, blk.cache,
                                  upto_first_eos(blk.tokens, eos_id))
   return blk.tokens, hidden, _next_logits(lm, params, hidden, mask_id), cache, blk.nfe + 1
@@ -277,8 +278,9 @@ class SpeechPipeline:
                                                  mask_id=tok.mask_id)
     talker_cache = part_lm(self.model, "talker").init_cache(
         1, cfg.text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
-    return _Answer(t0, cache, prefix_valid, carry, rng, talker_cache,
-                   jnp.full((1,), self.speech_vocab.bos_id, jnp.int32), rng)
+    text_rng, speech_rng = jax.random.split(rng)  # independent text and speech draws
+    return _Answer(t0, cache, prefix_valid, carry, text_rng, talker_cache,
+                   jnp.full((1,), self.speech_vocab.bos_id, jnp.int32), speech_rng)
 
   def _text_event(self, a: _Answer) -> StreamEvent:
     """Decodes the next Thinker block and writes it into the Talker's text slots."""

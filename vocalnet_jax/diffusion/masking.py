@@ -5,8 +5,11 @@ Three masks are kept apart everywhere:
   corrupted [batch, L]  positions replaced by mask_id (the model's input);
   scored    [batch, L]  positions whose cross-entropy enters the loss, with `weight`.
 
-Every sampler is an unbiased estimate of the same per-token objective: with every
-cross-entropy fixed at 1 the weighted loss averages exactly 1 per valid token (tested).
+The samplers share one normalisation, not one objective: with every cross-entropy fixed
+at 1 each weighted loss averages exactly 1 per valid token (tested). `uniform` is an
+unbiased estimate of the block-diffusion ELBO; `hierarchical` visits only the masked
+counts of an S-step sampler (`topk_remaining(n, S)`), so unless S = B it is a reweighted
+subset of the ELBO's terms (the states decoding meets), not an estimate of the same ELBO.
 No target is ever forced: a block whose draw masked nothing contributes nothing.
 
   * uniform: one t per block (antithetic over batch x blocks), each valid token masked
@@ -20,6 +23,8 @@ No target is ever forced: a block whose draw masked nothing contributes nothing.
     context), block c at a sampler state and scored with weight n_blocks * n / m (one
     block stands for all), blocks > c fully masked and not scored (c never sees them).
 `sample_corruption` mixes the two per example with probability `hierarchical_prob`.
+uniform masking needs the two_stream layout: single_stream would score every block on
+noisy earlier blocks, a context the decoder never gives it (`masking_fits_layout`).
 """
 from __future__ import annotations
 
@@ -153,7 +158,7 @@ def score_context_predicted(c: Corruption, valid: Array, block_size: int) -> Cor
   the clean context before the block (never from the noisy block), so its prediction
   does not depend on the draw. Its ELBO term, scored when masked with a weight whose
   expectation given the draw's masking rate is 1, can then be replaced by that
-  expectation: the same objective with less variance (a Rao-Blackwellisation), and the
+  expectation: the same expected loss with less variance (a Rao-Blackwellisation), and the
   token the first chunk waits for is trained as often as AR trains it.
   c: a two_stream corruption; valid: [batch, L]. Returns the corruption with
   `scored`/`weight` updated (`corrupted`, the model's input, unchanged).
@@ -180,10 +185,19 @@ def sampler_state_corruption(rng: Array, valid: Array, block_size: int, num_step
   return SamplerState(masked.reshape(valid.shape), step)
 
 
+def masking_fits_layout(strategy: str, layout: str) -> bool:
+  """Whether training states of `strategy` are ones the decoder meets in `layout`:
+  single_stream has no clean copy, so only hierarchical states keep earlier blocks clean."""
+  return layout != "single_stream" or strategy == "hierarchical"
+
+
 def sample_corruption(rng: Array, valid: Array, *, block_size: int, schedule: Schedule,
                       strategy: str, hierarchical_prob: float, num_steps: int,
                       layout: str = "two_stream") -> Corruption:
   """`uniform`, `hierarchical`, or a per-example mix of both (`mixed`)."""
+  if strategy in STRATEGIES and not masking_fits_layout(strategy, layout):
+    raise ValueError(f"diffusion.masking={strategy!r} needs layout='two_stream' (single_stream "
+                     "would score blocks on noisy earlier blocks)")
   if strategy == "uniform":
     return uniform_block_corruption(rng, valid, block_size, schedule)
   if strategy == "hierarchical":

@@ -19,6 +19,7 @@ from vocalnet_jax.decoding import ar, block_diffusion
 from vocalnet_jax.decoding.lm import CachedLM, decoder_lm
 from vocalnet_jax.evaluation import text_metrics
 from vocalnet_jax.modeling import restore
+from vocalnet_jax.modeling.validate import ConfigError
 
 Array = jax.Array
 DecoderConfig = Union[ar.ARConfig, block_diffusion.BlockDiffusionConfig]
@@ -108,6 +109,9 @@ def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
   if mode == "ar":
     return ar.ARConfig(tokenizer.eos_id, suppress=(tokenizer.mask_id,))
   d = config.diffusion
-  return block_diffusion.BlockDiffusionConfig(
-      d.block_size, steps or d.sampler_steps, tokenizer.mask_id, tokenizer.eos_id, rule=rule,
-      schedule=d.schedule, cache_update=cache_update, shift_logits=d.shift_logits)
+  try:
+    return block_diffusion.BlockDiffusionConfig(
+        d.block_size, steps or d.sampler_steps, tokenizer.mask_id, tokenizer.eos_id, rule=rule,
+        schedule=d.schedule, cache_update=cache_update, shift_logits=d.shift_logits)
+  except ValueError as e:  # e.g. --cache_update=reuse_last_step on a shifted-logits model
+    raise ConfigError(f"{e} (config.diffusion.shift_logits={d.shift_logits})") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from vocalnet_jax.diffusion.masking import LAYOUTS, STRATEGIES as MASKINGS
+from vocalnet_jax.diffusion.masking import LAYOUTS, STRATEGIES as MASKINGS, masking_fits_layout
 from vocalnet_jax.diffusion.schedule import get_schedule
 from vocalnet_jax.models.layers import ATTENTION_IMPLS
 
@@ -59,12 +59,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              f"config.diffusion.masking={d.masking!r}; choose from {MASKINGS}")
     _require(0.0 <= d.hierarchical_prob <= 1.0,
              f"config.diffusion.hierarchical_prob={d.hierarchical_prob} must be in [0, 1]")
+    _require(masking_fits_layout(d.masking, d.layout),
+             f"config.diffusion.masking={d.masking!r} with layout='single_stream': uniform "
+             "masking scores every block on noisy earlier blocks, which the decoder never "
+             "gives it; use masking='hierarchical' or layout='two_stream'")
     _require(d.block_size > 0 and config.data.response_len % d.block_size == 0,
              f"config.diffusion.block_size={d.block_size} does not divide "
              f"config.data.response_len={config.data.response_len}")
-    _require(1 <= d.sampler_steps <= d.block_size,
-             f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, block_size="
-             f"{d.block_size}]")
+    block_name, block = _denoised_block(config)
+    _require(1 <= d.sampler_steps <= block,
+             f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, {block_name}="
+             f"{block}]")
   if "auxiliary" in config:
     ctc_on = config.auxiliary.get("ctc_on", "encoder")  # runs saved before the knob: encoder
     _require(ctc_on in CTC_ON, f"config.auxiliary.ctc_on={ctc_on!r}; choose from {CTC_ON}")
@@ -88,6 +93,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              f"config.spec_augment.time_fraction={a.time_fraction} must be in [0, 1]")
   if config.task == "self_distill":
     _validate_distill(config)
+
+
+def _denoised_block(config: ml_collections.ConfigDict) -> tuple[str, int]:
+  """The block the trained decoder denoises: the Talker's chunk or the Thinker's block."""
+  task = config.distill.base_task if config.task == "self_distill" else config.task
+  if task == "speech_talker":
+    return "talker.chunk_size", config.talker.chunk_size
+  return "block_size", config.diffusion.block_size
 
 
 def _validate_distill(config: ml_collections.ConfigDict) -> None:

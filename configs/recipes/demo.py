@@ -1,0 +1,95 @@
+"""The demo (`make demo`): the main job end to end on the embedded corpus, sized for a 2-core CPU.
+
+spoken-QA corpus -> tokenizers/units -> AR Thinker on typed questions (stage 0) -> AR speech
+Thinker (stage 1: CTC of the question transcript on the adapted frames teaches the encoder
+to hear and the adaptor to speak the Thinker's token embeddings) -> MDM speech Thinker
+adapted from it (Dream's shifted logits) behind the AR run's frozen encoder and token
+embeddings -> a Talker for each (stage 2; the MDM Talker adapted from the AR one) ->
+vocoder (flow matching + Vocos) -> both answer the same 50 spoken questions of the test
+split (recordings never trained on), judged by an independent ASR (eval.json + WAVs). MDM
+decodes with the confidence-threshold rule (Fast-dLLM), at most `mdm_eval_steps` forwards
+per block.
+
+  python -m launch.recipe --recipe=configs/recipes/demo.py --workdir=demo_out
+  python -m launch.recipe --recipe=configs/recipes/demo.py:seed=1,stage1_steps=2000 --workdir=W
+
+`seed` sets every training stage's init, noise and batch order (the corpus stays the same).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from configs.recipes import knobs
+
+DEFAULTS = dict(
+    seed=0,
+    num_train=8000,
+    # Test questions stored. TFDS stores a split in hashed order, so another num_test puts
+    # other questions first: 50 keeps the 50 every demo has answered.
+    num_test=50,
+    stage0_steps=1200,
+    stage1_steps=2800,
+    mdm_steps=2400,
+    stage2_steps=200,
+    vocoder_steps=400,
+    vocos_steps=1000,
+    split="test",
+    num_eval=50,
+    mdm_eval_steps=4,
+    mdm_eval_rule="threshold",
+)
+
+
+def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
+  k = knobs(arg, DEFAULTS)
+  # Every training stage reads the corpus of stage `data` and the recipe's seed.
+  common = {"data.dir": "{data}", "train.progress_bar": False, "seed": k["seed"]}
+  shift = {"diffusion.shift_logits": True}  # the MDM Thinker is adapted from the AR one
+  # One mel bucket: a few hundred steps save less on short batches than three more compiles.
+  one_bucket = {"data.mel_buckets": (600,)}
+  # Spoken answers + CTC only (no typed term): it did not change spoken exact match and its
+  # time buys more MDM steps, which is what closes the gap to AR.
+  no_typed = {"auxiliary.typed_weight": 0}
+  evaluate = dict(steps=k["mdm_eval_steps"], rule=k["mdm_eval_rule"],
+                  vocoder="{vocoder}/vocoder", split=k["split"], n=k["num_eval"])
+  stages = [
+      dict(name="data", launcher="prepare_data", config="configs/data.py:tiny",
+           description=f"spoken-QA corpus ({k['num_train']} train questions), tokenizer, units",
+           overrides={"corpus.num_train": k["num_train"], "corpus.num_test": k["num_test"]}),
+      dict(name="ar_stage0", launcher="train", config="configs/ar.py:tiny,stage=0",
+           description="AR Thinker on typed questions (stage 0)",
+           steps=k["stage0_steps"], overrides=common),
+      dict(name="ar_stage1", launcher="train", config="configs/ar.py:tiny,stage=1",
+           description="AR speech Thinker (stage 1: question audio -> text answer)",
+           init_from="thinker={ar_stage0}", steps=k["stage1_steps"],
+           overrides={**common, **no_typed}),
+      # The adaptor keeps learning (CTC reaches it), so the MDM Thinker is not bound to how
+      # well one AR run's ears happened to hear.
+      dict(name="mdm_stage1", launcher="train", config="configs/mdm.py:tiny,stage=1",
+           description="MDM speech Thinker adapted from the AR one behind its frozen encoder",
+           init_from="{ar_stage1}", frozen="encoder,thinker/embed_tokens",
+           steps=k["mdm_steps"], overrides={**common, **shift, **no_typed}),
+      dict(name="ar_stage2", launcher="train", config="configs/ar.py:tiny,stage=2",
+           description="AR Talker (stage 2: text -> speech units)",
+           init_from="{ar_stage1}", steps=k["stage2_steps"], overrides={**common, **one_bucket}),
+      # The MDM Talker starts from the AR one: the text-to-unit alignment it learned carries
+      # over, and its answers are heard far better than a Talker trained from scratch.
+      dict(name="mdm_stage2", launcher="train", config="configs/mdm.py:tiny,stage=2",
+           description="MDM Talker adapted from the AR Talker",
+           init_from="{mdm_stage1},talker={ar_stage2}", steps=k["stage2_steps"],
+           overrides={**common, **shift, **one_bucket}),
+      dict(name="vocoder", launcher="train_vocoder", config="configs/vocoder.py:tiny",
+           description="vocoder (units -> mel: flow matching; mel -> waveform: Vocos)",
+           steps=k["vocoder_steps"], flags={"data": "{data}"},
+           overrides={"neural.train.steps": k["vocos_steps"]}),
+      dict(name="eval_ar", launcher="evaluate",
+           description=f"AR answers {k['num_eval']} spoken questions of the {k['split']} split",
+           flags={"checkpoint": "{ar_stage2}", **evaluate}),
+      # Same questions and vocoder: the MDM evaluation reuses the AR one's ASR floors.
+      dict(name="eval_mdm", launcher="evaluate",
+           description=f"MDM answers the same {k['num_eval']} questions",
+           flags={"checkpoint": "{mdm_stage2}", **evaluate, "floors_from": "{eval_ar}"}),
+      dict(name="summary", launcher="demo_summary",
+           flags={"ar": "{eval_ar}", "mdm": "{eval_mdm}"}),
+  ]
+  return ml_collections.ConfigDict(dict(stages=stages))

@@ -1,0 +1,44 @@
+"""Text parity: AR pre-training, then the MDM Thinker adapted from it on `tiny,text`.
+
+The recipe of benchmarks/mdm_parity.sh that reached parity with AR (its rows
+`ar_pretrained` and `mdm_adapted_shift_b4`): a shared AR pre-training on the broad procedural
+mix, then `steps` steps on the QA tasks for the AR baseline and for the MDM Thinker adapted
+from the same weights (shifted logits and every block's first token scored: the config
+defaults), each scored on 512 held-out prompts (MDM at S = 1, B/2, B steps per block).
+
+  python -m launch.recipe --recipe=configs/recipes/text_parity.py --workdir=w/parity
+  python -m launch.recipe --recipe=configs/recipes/text_parity.py:seed=1,block_size=16 --workdir=W
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from configs.recipes import knobs
+
+DEFAULTS = dict(seed=0, pre_steps=3000, steps=3000, block_size=4)
+
+
+def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
+  k = knobs(arg, DEFAULTS)
+  common = {"train.progress_bar": False, "seed": k["seed"]}
+  block = k["block_size"]
+  mdm_steps = ",".join(str(s) for s in sorted({1, max(1, block // 2), block}))
+  stages = [
+      dict(name="pretrain", launcher="train", config="configs/ar.py:tiny,text,pretrain",
+           description="AR text pre-training on the broad procedural mix",
+           steps=k["pre_steps"], overrides={**common, "train.checkpoint_every": k["pre_steps"]}),
+      dict(name="ar", launcher="train", config="configs/ar.py:tiny,text",
+           description="AR baseline: QA tasks from the pre-trained weights",
+           init_from="{pretrain}", steps=k["steps"],
+           overrides={**common, "train.checkpoint_every": k["steps"]}),
+      dict(name="mdm", launcher="train", config="configs/mdm.py:tiny,text",
+           description=f"MDM Thinker adapted from the pre-trained weights (B={block})",
+           init_from="{pretrain}", steps=k["steps"],
+           overrides={**common, "train.checkpoint_every": k["steps"],
+                      "diffusion.block_size": block}),
+      dict(name="eval_ar", launcher="evaluate", description="AR exact match, 512 prompts",
+           flags={"checkpoint": "{ar}", "out": "{eval_ar}/eval.json"}),
+      dict(name="eval_mdm", launcher="evaluate", description="MDM exact match, 512 prompts",
+           flags={"checkpoint": "{mdm}", "steps": mdm_steps, "out": "{eval_mdm}/eval.json"}),
+  ]
+  return ml_collections.ConfigDict(dict(stages=stages))
