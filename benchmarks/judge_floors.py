@@ -6,7 +6,8 @@ answers and on the vocoder's resynthesis of their reference units: ASR WER (pock
   python benchmarks/judge_floors.py --data=demo_out/data --vocoder=demo_out/vocoder/vocoder \
       --splits=test,heldout --n=50 --out=benchmarks/results/judge_floors_tiny_cpu.json
 
-Writes the WAVs and per-answer rows under --wav_dir (default: next to the vocoder).
+Writes the WAVs under --wav_dir (default: next to the vocoder). Without --vocoder: the
+floors on the corpus audio alone.
 """
 from __future__ import annotations
 
@@ -21,21 +22,24 @@ from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.speech.vocoder import Vocoder
 
 _DATA = flags.DEFINE_string("data", None, "A corpus written by launch.prepare_data.")
-_VOCODER = flags.DEFINE_string("vocoder", None, "launch.train_vocoder's W/vocoder.")
+_VOCODER = flags.DEFINE_string("vocoder", None, "launch.train_vocoder's W/vocoder (none: the "
+                               "corpus audio's floors alone).")
 _SPLITS = flags.DEFINE_list("splits", ["test", "heldout"], "Corpus splits.")
 _NUM = flags.DEFINE_integer("n", 50, "The first n answers of each split.")
 _OUT = flags.DEFINE_string("out", None, "Result file (benchmarks/results/*.json).")
-_WAV_DIR = flags.DEFINE_string("wav_dir", None, "WAVs (default: VOCODER/../judge_floors).")
-flags.mark_flags_as_required(["data", "vocoder", "out"])
+_WAV_DIR = flags.DEFINE_string("wav_dir", None, "WAVs (default: VOCODER/../judge_floors, "
+                               "else DATA/judge_floors).")
+flags.mark_flags_as_required(["data", "out"])
 
 
 def main(argv):
   del argv
   config = ar.get_config("tiny,stage=2")  # the units' chunking and the corpus's tokenizers
   config.data.dir = _DATA.value
-  wav_dir = _WAV_DIR.value or os.path.join(os.path.dirname(_VOCODER.value), "judge_floors")
+  wav_dir = _WAV_DIR.value or os.path.join(
+      os.path.dirname(_VOCODER.value) if _VOCODER.value else _DATA.value, "judge_floors")
   try:
-    vocoder = Vocoder.load(_VOCODER.value)
+    vocoder = Vocoder.load(_VOCODER.value) if _VOCODER.value else None
     metrics = {}
     for split in _SPLITS.value:
       judges = speech_evaluator.Judges.of(config, split, _NUM.value)

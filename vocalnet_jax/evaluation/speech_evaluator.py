@@ -25,6 +25,7 @@ from vocalnet_jax.evaluation import asr as asr_lib
 from vocalnet_jax.evaluation import forced_choice, speech_eval
 from vocalnet_jax.modeling import build, restore
 from vocalnet_jax.modeling.validate import ConfigError
+from vocalnet_jax.speech import mel_inversion
 from vocalnet_jax.speech.audio_io import write_wav
 from vocalnet_jax.speech.vocoder import Vocoder
 
@@ -205,38 +206,40 @@ def _transcribe(asr: asr_lib.PocketSphinxASR, wave: Optional[np.ndarray]) -> str
   return asr.transcribe(wave) if wave is not None and wave.size else ""
 
 
-def judge_floors(config: ml_collections.ConfigDict, vocoder: Vocoder, judges: Judges,
-                 out_dir: str) -> tuple[dict, list[dict]]:
+def judge_floors(config: ml_collections.ConfigDict, vocoder: Optional[Vocoder],
+                 judges: Judges, out_dir: str) -> tuple[dict, list[dict]]:
   """The judges' floors (ASR WER and forced-choice identification on the corpus audio of
   the reference answers) and the vocoder's (on its resynthesis of the reference units,
   streamed in Talker-sized chunks as the answers are), each with its mel distance to the
-  assistant voice speaking the reference text. Writes question_i, reference_i and
-  reference_vocoder_i WAVs."""
+  assistant voice speaking the reference text (no vocoder: the corpus audio's alone).
+  Writes question_i, reference_i and reference_vocoder_i WAVs."""
   unit_tokenizer = build.build(config).unit_tokenizer
-  chunk, mel_cfg = config.talker.chunk_size, vocoder.mel_cfg
+  chunk = config.talker.chunk_size
+  mel_cfg = mel_inversion.MelConfig() if vocoder is None else vocoder.mel_cfg
   voices, asr, judge = judges.voices, judges.asr, judges.forced_choice
+  sources = ("corpus_audio",) + (() if vocoder is None else ("vocoder_resynthesis",))
   os.makedirs(out_dir, exist_ok=True)
   rows = []
   for i, ex in enumerate(judges.examples):
     resynth = np.zeros(0, np.float32)  # a manifest corpus may have no answer audio
-    if ex["answer_audio"].size:
+    if ex["answer_audio"].size and vocoder is not None:
       units = unit_tokenizer.encode(ex["answer_audio"])  # [units]
       resynth = np.concatenate(list(vocoder.stream(
           [units[k:k + chunk] for k in range(0, len(units), chunk)])))
     spoken = _speak(ex["answer"], voices[i])
-    for stem, wave in (("question", ex["audio"]), ("reference", ex["answer_audio"]),
-                       ("reference_vocoder", resynth)):
+    waves = {"question": ex["audio"], "reference": ex["answer_audio"],
+             **({} if vocoder is None else {"reference_vocoder": resynth})}
+    for stem, wave in waves.items():
       write_wav(os.path.join(out_dir, f"{stem}_{i}.wav"), wave)
     row = {"index": i, "question": ex["question"], "reference": ex["answer"]}
-    for name, wave in (("corpus_audio", ex["answer_audio"]), ("vocoder_resynthesis", resynth)):
+    for name, wave in zip(sources, (ex["answer_audio"], resynth)):
       transcript = _transcribe(asr, wave)
       edits, words = speech_eval.word_errors(ex["answer"], transcript)
       row[name] = {"transcript": transcript, "word_errors": edits, "words": words,
                    **_identify(judge, wave, ex["answer"]),
                    "mel_distance": speech_eval.mel_distance(wave, spoken, mel_cfg)}
     rows.append(row)
-  floors = {name: speech_eval.summarize_floor([r[name] for r in rows])
-            for name in ("corpus_audio", "vocoder_resynthesis")}
+  floors = {name: speech_eval.summarize_floor([r[name] for r in rows]) for name in sources}
   return floors, rows
 
 

@@ -20,6 +20,7 @@ import jiwer
 import ml_collections
 import numpy as np
 
+from data_pipelines import speech_loader
 from vocalnet_jax.decoding import streaming
 from vocalnet_jax.diffusion import masking
 from vocalnet_jax.modeling import partitioning, restore
@@ -106,7 +107,10 @@ def measure(config: ml_collections.ConfigDict, task: SpeechTalkerTask, params: A
       task.model, params, task.built.text_tokenizer, task.speech_vocab,
       streaming.stream_config(config, None, speech_steps or None))
   hyps, refs, tf_correct, tf_total = [], [], 0.0, 0
-  for batch in task.dataset(split, batch_size, seed=0, shuffle=False):
+  size = len(speech_loader.open_source(task.corpus.dataset_dir, split))
+  n = min(n, size)
+  # the corpus's own batches (question audio included), never the cached states of training
+  for batch in task.corpus.dataset(split, min(batch_size, n), seed=0, shuffle=False):
     batch = {k: v[:n - len(refs)] for k, v in batch.items()}
     right, scored = counts(params, batch)
     tf_correct, tf_total = tf_correct + float(right), tf_total + int(scored)
