@@ -7,7 +7,7 @@ hidden states of the answer text are fused with its text embeddings and conditio
 the Talker, which learns the answer's speech units (AR, or MDM with one block = one
 streaming chunk) under the streaming rule: chunk k sees text positions < m*(k+1).
 With `config.talker.cache_thinker_states` the frozen Thinker's states of every answer are
-computed once (`ThinkerStateCache`) and read with the batch, so a step runs the Talker alone.
+computed once (`SpeechTalkerTask.state_cache`) and read with the batch, so a step runs the Talker alone.
 """
 from __future__ import annotations
 
@@ -309,12 +309,12 @@ class SpeechTalkerTask(SpeechThinkerTask):
       raise ConfigError("config.talker.cache_thinker_states needs config.init_from (the "
                         "trained Thinker whose states are cached)")
     base, parts = trainer.parse_init_from(self.config.init_from)
-    mesh = partitioning.make_mesh(self.config.mesh)
-    abstract = restore.abstract_params(
-        self.built, mesh, partitioning.rules_from_config(self.config.logical_axis_rules))
     if not base:
       raise ConfigError(f"config.init_from={self.config.init_from!r}: caching the Thinker's "
                         "states needs a base run")
+    mesh = partitioning.make_mesh(self.config.mesh)
+    abstract = restore.abstract_params(
+        self.built, mesh, partitioning.rules_from_config(self.config.logical_axis_rules))
     params = restore.restore_params(base, abstract, self.built.params_scope,
                                     exported_dtype=False)
     for part, workdir in parts.items():
