@@ -7,7 +7,8 @@ hidden states of the answer text are fused with its text embeddings and conditio
 the Talker, which learns the answer's speech units (AR, or MDM with one block = one
 streaming chunk) under the streaming rule: chunk k sees text positions < m*(k+1).
 With `config.talker.cache_thinker_states` the frozen Thinker's states of every answer are
-computed once (`SpeechTalkerTask.state_cache`) and read with the batch, so a step runs the Talker alone.
+computed once (`SpeechTalkerTask.state_cache`) and read with the batch, so a step runs the
+Talker alone.
 """
 from __future__ import annotations
 
