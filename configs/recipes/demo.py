@@ -46,9 +46,7 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   common = {"data.dir": "{data}", "train.progress_bar": False, "seed": k["seed"]}
   shift = {"diffusion.shift_logits": True}  # the MDM Thinker is adapted from the AR one
   # One mel bucket: a few hundred steps save less on short batches than three more compiles.
-  # The Talkers read their frozen Thinker's states cached once per training answer, so a
-  # stage-2 step runs the Talker alone (docs/talker.md).
-  talker = {"data.mel_buckets": (600,), "talker.cache_thinker_states": True}
+  one_bucket = {"data.mel_buckets": (600,)}
   # Spoken answers + CTC only (no typed term): it did not change spoken exact match and its
   # time buys more MDM steps, which is what closes the gap to AR.
   no_typed = {"auxiliary.typed_weight": 0}
@@ -73,13 +71,13 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
            steps=k["mdm_steps"], overrides={**common, **shift, **no_typed}),
       dict(name="ar_stage2", launcher="train", config="configs/ar.py:tiny,stage=2",
            description="AR Talker (stage 2: text -> speech units)",
-           init_from="{ar_stage1}", steps=k["stage2_steps"], overrides={**common, **talker}),
+           init_from="{ar_stage1}", steps=k["stage2_steps"], overrides={**common, **one_bucket}),
       # The MDM Talker starts from the AR one: the text-to-unit alignment it learned carries
       # over, and its answers are heard far better than a Talker trained from scratch.
       dict(name="mdm_stage2", launcher="train", config="configs/mdm.py:tiny,stage=2",
            description="MDM Talker adapted from the AR Talker",
            init_from="{mdm_stage1},talker={ar_stage2}", steps=k["stage2_steps"],
-           overrides={**common, **shift, **talker}),
+           overrides={**common, **shift, **one_bucket}),
       dict(name="vocoder", launcher="train_vocoder", config="configs/vocoder.py:tiny",
            description="vocoder (units -> mel: flow matching; mel -> waveform: Vocos)",
            steps=k["vocoder_steps"], flags={"data": "{data}"},
