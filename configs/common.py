@@ -195,7 +195,10 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
                                                   time_width=0, time_fraction=1.0))
   c.talker = ml_collections.ConfigDict(dict(
       model=model_config(preset, TALKER), chunk_size=15, text_per_chunk=5,
-      num_units=data["num_units"], fusion_hidden_dim=2 * TALKER["embed_dim"][preset]))
+      num_units=data["num_units"], fusion_hidden_dim=2 * TALKER["embed_dim"][preset],
+      # stage 2: the frozen Thinker's states of every training answer computed once from
+      # config.init_from's Thinker (ears included), so a step runs the Talker alone
+      cache_thinker_states=False))
   c.data = ml_collections.ConfigDict(dict(
       name="spoken_qa",
       dir="demo_out/data",  # written by `python -m launch.prepare_data`

@@ -3,9 +3,10 @@
   python -m launch.demo_summary --ar=demo_out/eval_ar --mdm=demo_out/eval_mdm
 
 Prints text exact match (and MDM / AR), intelligibility (the independent ASR's WER of
-each spoken answer against its own printed text, next to the judge's floor on the
-corpus audio), first-audio latency and NFE, and where the WAVs are of the first question both answer
-right and of the first one either answers wrong.
+each spoken answer against its own printed text, and the share the forced-choice judge
+identifies as that text, next to both judges' floors on the corpus audio and on the
+vocoder's resynthesis), first-audio latency and NFE, and where the WAVs are of the first
+question both answer right and of the first one either answers wrong.
 """
 import json
 import os
@@ -43,17 +44,20 @@ def main(argv):
   print(f"\n{run['num_examples']} spoken questions of the {run['split']!r} split, "
         "same questions for both:")
   width = max(len(r["label"]) for r in rows.values())
-  print(f"{'':4} {'setting':{width}} {'exact match':>11} {'ASR WER':>8} {'first audio s':>13} "
-        f"{'NFE Thinker':>11} {'NFE Talker':>10}")
+  print(f"{'':4} {'setting':{width}} {'exact match':>11} {'ASR WER':>8} {'identified':>10} "
+        f"{'first audio s':>13} {'NFE Thinker':>11} {'NFE Talker':>10}")
   for name, r in rows.items():
     print(f"{name:4} {r['label']:{width}} {r['exact_match']:11.2f} {r['wer_vs_printed']:8.2f} "
-          f"{r['first_audio_s']:13.3f} {r['thinker_nfe']:11.1f} {r['talker_nfe']:10.1f}")
+          f"{_rate(r.get('identified')):>10} {r['first_audio_s']:13.3f} {r['thinker_nfe']:11.1f} "
+          f"{r['talker_nfe']:10.1f}")
   ratio = mdm["exact_match"] / ar["exact_match"] if ar["exact_match"] else float("nan")
   print(f"MDM / AR exact match: {ratio:.2f}")
   floors = run["floors"]
-  print(f"judge's floor (same ASR): WER {floors['corpus_audio']['wer']:.2f} on the corpus's "
+  print(f"judges' floors: ASR WER {floors['corpus_audio']['wer']:.2f} on the corpus's "
         f"own audio of the answers, {floors['vocoder_resynthesis']['wer']:.2f} on the "
-        "vocoder's resynthesis of their reference units")
+        "vocoder's resynthesis of their reference units; forced choice identifies "
+        f"{_rate(floors['corpus_audio'].get('identified'))} and "
+        f"{_rate(floors['vocoder_resynthesis'].get('identified'))} of them")
   _print_breakdown(rows)
   examples = {name: runs[name]["settings"][rows[name]["setting"]]["examples"] for name in runs}
   for title, index in _shown_questions(examples["AR"], examples["MDM"]):
@@ -62,10 +66,18 @@ def main(argv):
           f"(reference: {first['reference']!r})")
     for name, directory in (("AR", _AR.value), ("MDM", _MDM.value)):
       example = examples[name][index]
-      print(f"  {name:3} printed {example['printed']!r}, ASR heard {example['transcript']!r}")
+      chosen = (f", forced choice heard {example['chosen']!r}"
+                if example.get("identified") is not None else "")
+      print(f"  {name:3} printed {example['printed']!r}, ASR heard "
+            f"{example['transcript']!r}{chosen}")
       print(f"      {os.path.join(directory, rows[name]['setting'], f'answer_{index}.wav')}")
     print(f"  question audio: {os.path.join(_AR.value, f'question_{index}.wav')}")
   print(f"\neverything per question: {_AR.value}/eval.json, {_MDM.value}/eval.json")
+
+
+def _rate(value) -> str:
+  """A share as '0.82' ('-' when the run was not judged that way)."""
+  return "-" if value is None else f"{value:.2f}"
 
 
 def _print_breakdown(rows: dict[str, dict]) -> None:

@@ -6,8 +6,11 @@ import sys
 
 def _eval(directory, setting, exact_match, printed, rule="greedy", first="2 times 3 is 6."):
   examples = [{"question": "what is 2 times 3?", "reference": "2 times 3 is 6.",
-               "printed": p, "transcript": "two times three is six"} for p in (first, printed)]
-  summary = {"exact_match": exact_match, "wer_vs_printed": 0.25, "first_audio_s": 0.5,
+               "printed": p, "transcript": "two times three is six",
+               "chosen": "two times three is six", "identified": p == first}
+              for p in (first, printed)]
+  summary = {"exact_match": exact_match, "wer_vs_printed": 0.25, "identified": exact_match,
+             "first_audio_s": 0.5,
              "thinker_nfe": 6.0, "talker_nfe": 9.0,
              "exact_match_seen": {"n": 1, "exact_match": 1.0},
              "exact_match_new": {"n": 1, "exact_match": exact_match},
@@ -16,7 +19,8 @@ def _eval(directory, setting, exact_match, printed, rule="greedy", first="2 time
   (directory / "eval.json").write_text(json.dumps({
       "num_examples": 2, "split": "test",
       "settings": {setting: {"rule": rule, "summary": summary, "examples": examples}},
-      "floors": {"corpus_audio": {"wer": 0.4}, "vocoder_resynthesis": {"wer": 0.5}}}))
+      "floors": {"corpus_audio": {"wer": 0.4, "identified": 1.0},
+                 "vocoder_resynthesis": {"wer": 0.5, "identified": 0.9}}}))
 
 
 def _run(*args):
@@ -33,6 +37,8 @@ def test_prints_both_models_and_their_ratio(tmp_path):
   assert "mdm_steps2 threshold" in out.stdout and "'2 times 3 is 5.'" in out.stdout
   assert "AR 1.00 asked in training (1), 0.80 new (1)" in out.stdout
   assert "multiply 0.80/0.60 (n=2)" in out.stdout
+  assert "forced choice identifies 1.00 and 0.90 of them" in out.stdout
+  assert "forced choice heard 'two times three is six'" in out.stdout
   # the first question both answer right, then the first one either answers wrong
   assert "both right, question #0" in out.stdout
   assert "not both right, question #1" in out.stdout

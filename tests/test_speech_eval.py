@@ -57,12 +57,14 @@ def test_word_errors_aggregate_to_the_asr_corpus_wer():
   assert speech_eval.corpus_wer([(3, 0)]) is None
 
 
-def _answer(printed, reference, errors, words, mel, audio, template="", seen=None):
+def _answer(printed, reference, errors, words, mel, audio, template="", seen=None,
+            identified=None):
   return speech_eval.SpokenAnswer(
       index=0, question="q", reference=reference, printed=printed, transcript="",
       word_errors=errors, words=words, mel_distance=mel, thinker_nfe=4, talker_nfe=6,
       first_text_s=0.1, first_audio_s=0.5 if audio else None, total_s=1.0,
-      audio_s=1.0 if audio else 0.0, template=template, seen_in_train=seen)
+      audio_s=1.0 if audio else 0.0, template=template, seen_in_train=seen,
+      identified=identified)
 
 
 def test_exact_match_breaks_down_by_template_and_by_seen_question_text():
@@ -84,9 +86,11 @@ def test_exact_match_breaks_down_by_template_and_by_seen_question_text():
 
 
 def test_summary_aggregates_over_examples_and_skips_missing_values():
-  answers = [_answer("four.", " four.", 1, 1, 0.5, True),
-             _answer("five.", "six.", 2, 3, None, False)]
-  s = speech_eval.summarize(answers)
+  answers = [_answer("four.", " four.", 1, 1, 0.5, True, identified=True),
+             _answer("five.", "six.", 2, 3, None, False, identified=False),
+             _answer("six.", "six.", 0, 1, None, False)]  # not judged: not in the rate
+  s = speech_eval.summarize(answers[:2])
+  assert speech_eval.summarize(answers)["identified"] == s["identified"] == 0.5
   assert s["exact_match"] == 0.5 and s["num_with_audio"] == 1
   np.testing.assert_allclose(s["wer_vs_printed"], 3 / 4)
   assert s["mel_distance"] == 0.5 and s["first_audio_s"] == 0.5 and s["talker_nfe"] == 6
@@ -132,6 +136,7 @@ def test_evaluator_writes_scores_consistent_with_its_answers_and_wavs(speech_set
   assert set(saved["settings"]) == {"mdm_steps2"}
   assert set(saved["floors"]) == {"corpus_audio", "vocoder_resynthesis", "examples"}
   assert saved["floors"]["corpus_audio"]["mel_distance"] == 0.0  # the assistant voice itself
+  assert saved["floors"]["corpus_audio"]["identified"] == 1.0  # the forced choice's floor
   for name, setting in saved["settings"].items():
     examples, summary = setting["examples"], setting["summary"]
     assert summary["num_examples"] == len(examples) == 2
@@ -139,6 +144,9 @@ def test_evaluator_writes_scores_consistent_with_its_answers_and_wavs(speech_set
         [e["printed"] for e in examples], [e["reference"] for e in examples])
     assert summary["wer_vs_printed"] == speech_eval.corpus_wer(
         [speech_eval.word_errors(e["printed"], e["transcript"]) for e in examples])
+    assert summary["identified"] == np.mean([e["identified"] for e in examples])
+    assert all(e["identified"] == (e["chosen"] == asr.normalize_text(e["printed"]) != "")
+               for e in examples)
     for e in examples:  # S=2 (topk commits half a block per step), Talker never ends early:
       blocks = e["thinker_nfe"] // 3  # Thinker: 2 steps + 1 clean pass per text block
       assert e["thinker_nfe"] == 3 * blocks > 0

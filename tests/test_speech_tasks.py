@@ -61,6 +61,29 @@ def test_mdm_stages_train_only_their_parts(prepared_corpus, tmp_path, devices):
   _stage2_trains_only_the_talker(mdm, prepared_corpus, tmp_path, devices, stage1)
 
 
+def test_cached_thinker_states_equal_recomputed_ones_and_train_the_same(prepared_corpus,
+                                                                        tmp_path, devices):
+  """The cache holds each answer's `thinker_states` from init_from's Thinker (looked up by
+  example index); a cached stage 2 reads no audio and logs the losses of a recomputing one."""
+  _stage1(ar, prepared_corpus, tmp_path / "s1", devices)
+  runs = {}
+  for cached in (False, True):
+    s2 = _config(ar, 2, prepared_corpus, steps=2)
+    s2.init_from, s2.talker.cache_thinker_states = str(tmp_path / "s1"), cached
+    runs[cached] = (s2, trainer.train(s2, str(tmp_path / f"s2_{cached}"), devices=devices))
+  task = tasks.build_task(runs[True][0])
+  params = task.frozen_thinker_params()
+  batch = next(iter(tasks.build_task(runs[False][0]).dataset("train", BATCH, 0)))
+  cache = task.state_cache("train")
+  assert cache.shape[0] == 24 and not np.allclose(cache[batch["index"][0]], 0.0)
+  np.testing.assert_allclose(cache[batch["index"]], task.thinker_states(params, batch),
+                             rtol=1e-5, atol=1e-5)
+  cached_batch = next(iter(task.dataset("train", BATCH, 0)))
+  assert "mel" not in cached_batch and cached_batch["thinker_states"].shape[0] == BATCH
+  for a, b in zip(runs[False][1], runs[True][1]):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+
+
 def test_ar_stages_0_1_2_each_train_their_parts_and_chain(prepared_corpus, tmp_path, devices):
   """Stage 0 (typed questions) moves the Thinker alone; stage 1 starts from its params (and
   the `W,thinker=W2` graft); stage 2 from stage 1 trains the Talker alone."""

@@ -82,6 +82,8 @@ class SpokenAnswer:
   audio_s: float  # length of the spoken answer
   template: str = ""  # the corpus's "<template>/<phrasing>" ("" when it has none)
   seen_in_train: Optional[bool] = None  # the question's text is also a train question
+  chosen: str = ""  # the forced-choice judge's pick among the candidate texts
+  identified: Optional[bool] = None  # `chosen` is the printed text (None: not judged)
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -91,13 +93,15 @@ def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
 
 def summarize(answers: Sequence[SpokenAnswer]) -> dict[str, Any]:
   """Aggregates of one decoder setting: exact match, corpus WER of the spoken answers
-  against their printed text, mean mel distance (answers with audio and text), mean NFE
-  and latencies (first audio: answers with audio)."""
+  against their printed text, the share the forced-choice judge identifies as their
+  printed text, mean mel distance (answers with audio and text), mean NFE and latencies
+  (first audio: answers with audio)."""
   return {
       "num_examples": len(answers),
       "exact_match": text_metrics.exact_match([a.printed for a in answers],
                                               [a.reference for a in answers]),
       "wer_vs_printed": corpus_wer([(a.word_errors, a.words) for a in answers]),
+      "identified": identified_rate([a.identified for a in answers]),
       "mel_distance": _mean([a.mel_distance for a in answers]),
       "num_with_audio": sum(a.first_audio_s is not None for a in answers),
       "thinker_nfe": _mean([a.thinker_nfe for a in answers]),
@@ -129,10 +133,17 @@ def exact_match_breakdown(answers: Sequence[SpokenAnswer]) -> dict[str, Any]:
   }
 
 
+def identified_rate(identified: Sequence[Optional[bool]]) -> Optional[float]:
+  """Share of the judged answers (not None) that the forced choice identified."""
+  return _mean([None if i is None else float(i) for i in identified])
+
+
 def summarize_floor(rows: Sequence[dict[str, Any]]) -> dict[str, Optional[float]]:
-  """Corpus WER and mean mel distance of reference audio rows with `word_errors`,
-  `words` and `mel_distance` (the judge's and the vocoder's floors)."""
+  """Corpus WER, forced-choice identification and mean mel distance of reference audio
+  rows with `word_errors`, `words`, `identified` and `mel_distance` (the judges' and the
+  vocoder's floors)."""
   return {"wer": corpus_wer([(r["word_errors"], r["words"]) for r in rows]),
+          "identified": identified_rate([r.get("identified") for r in rows]),
           "mel_distance": _mean([r["mel_distance"] for r in rows])}
 
 
@@ -142,15 +153,17 @@ def _cell(value: Optional[float], width: int, digits: int) -> str:
 
 def format_table(settings: dict[str, dict[str, Any]], floors: dict[str, dict[str, Any]]) -> str:
   """Plain-text table: one row per decoder setting (its `summarize`), then the floors
-  (`summarize_floor`: WER and mel distance only)."""
-  head = (f"{'setting':<22}{'EM':>6}{'WER':>7}{'mel L1':>8}{'NFE thk':>9}{'NFE tlk':>9}"
+  (`summarize_floor`: WER, identified and mel distance only)."""
+  head = (f"{'setting':<22}{'EM':>6}{'WER':>7}{'ID':>6}{'mel L1':>8}{'NFE thk':>9}{'NFE tlk':>9}"
           f"{'1st text s':>11}{'1st audio s':>12}{'total s':>9}")
   lines = [head, "-" * len(head)]
   for name, s in settings.items():
     lines.append(f"{name:<22}{_cell(s['exact_match'], 6, 2)}{_cell(s['wer_vs_printed'], 7, 2)}"
-                 f"{_cell(s['mel_distance'], 8, 2)}{_cell(s['thinker_nfe'], 9, 1)}"
+                 f"{_cell(s.get('identified'), 6, 2)}{_cell(s['mel_distance'], 8, 2)}"
+                 f"{_cell(s['thinker_nfe'], 9, 1)}"
                  f"{_cell(s['talker_nfe'], 9, 1)}{_cell(s['first_text_s'], 11, 3)}"
                  f"{_cell(s['first_audio_s'], 12, 3)}{_cell(s['total_s'], 9, 3)}")
   for name, f in floors.items():
-    lines.append(f"{name:<22}{'':>6}{_cell(f['wer'], 7, 2)}{_cell(f['mel_distance'], 8, 2)}")
+    lines.append(f"{name:<22}{'':>6}{_cell(f['wer'], 7, 2)}{_cell(f.get('identified'), 6, 2)}"
+                 f"{_cell(f['mel_distance'], 8, 2)}")
   return "\n".join(lines)

@@ -3,8 +3,9 @@
 What `launch.evaluate` runs for a speech checkpoint: the first n questions of a split
 are answered through the streaming path (`decoding.speech_io.answer`: question audio ->
 encoder -> Thinker text -> Talker units -> vocoder) once per decoder setting, scored
-with `speech_eval` (its pure math) and the independent ASR (`asr`), next to the ASR's
-floors on the corpus audio and on the vocoder's resynthesis of the reference units.
+with `speech_eval` (its pure math), the independent ASR (`asr`) and the forced choice
+among the questions' reference texts (`forced_choice`), next to both judges' floors on
+the corpus audio and on the vocoder's resynthesis of the reference units.
 Writes OUT/eval.json and the WAVs. Bad input raises ConfigError (one line).
 """
 from __future__ import annotations
@@ -21,10 +22,12 @@ import numpy as np
 from data_pipelines import speech_loader, tts
 from vocalnet_jax.decoding import speech_io, streaming
 from vocalnet_jax.evaluation import asr as asr_lib
-from vocalnet_jax.evaluation import speech_eval
+from vocalnet_jax.evaluation import forced_choice, speech_eval
 from vocalnet_jax.modeling import build, restore
 from vocalnet_jax.modeling.validate import ConfigError
+from vocalnet_jax.speech import mel_inversion
 from vocalnet_jax.speech.audio_io import write_wav
+from vocalnet_jax.speech.vocoder import Vocoder
 
 SPEECH_TASKS = ("speech_thinker", "speech_talker")
 
@@ -68,23 +71,20 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
   (`about` first, e.g. the command) and the WAVs, prints the table, returns eval.json.
   floors_from: an earlier evaluation directory of the same questions and vocoder whose
   floors (and question/reference WAVs) are reused instead of recomputed."""
-  examples = [speech_io.heldout_question(config, i, split) for i in range(n)]
+  j = Judges.of(config, split, n, domain_lm)
+  examples, voices, asr, judge = j.examples, j.voices, j.asr, j.forced_choice
   os.makedirs(out_dir, exist_ok=True)
-  train_questions, train_answers = _train_texts(config)
-  asr = asr_lib.PocketSphinxASR(domain_texts=train_answers if domain_lm else None)
-  voices = [tts.Speaker.from_name(e["answer_speaker"]) if e["answer_speaker"] else None
-            for e in examples]
   vocoder = (about or {}).get("vocoder")
   floors, floor_examples = (
       reused_floors(floors_from, split, [e["question"] for e in examples], vocoder)
-      if floors_from else _floors(config, pipe, examples, voices, asr, out_dir))
+      if floors_from else judge_floors(config, pipe.vocoder, j, out_dir))
   settings = {}
   for name, s in ([("ar", 0)] if config.objective == "ar" else
                   [(f"mdm_steps{s}", s) for s in steps]):
     setting = dataclasses.replace(pipe, cfg=streaming.stream_config(config, s or None,
                                                                     s or None, rule))
-    answers = _answer_all(setting, examples, voices, asr, os.path.join(out_dir, name),
-                          train_questions)
+    answers = _answer_all(setting, examples, voices, asr, judge, os.path.join(out_dir, name),
+                          j.train_questions)
     settings[name] = {"mode": config.objective, "steps": s or None,
                       "rule": rule if config.objective == "mdm" else "greedy",
                       "summary": speech_eval.summarize(answers),
@@ -94,6 +94,10 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
       "num_examples": len(examples), "objective": config.objective,
       "asr": "pocketsphinx en-us acoustic model, " + (
           "3-gram LM of the train-split answer texts" if domain_lm else "generic LM"),
+      "forced_choice": None if judge is None else (
+          "the nearest (DTW over mean-normalised MFCCs) of the assistant voice speaking each "
+          f"of the {len(judge.candidates)} distinct reference texts of these questions and "
+          "the answer's own printed text; identified: the pick is the printed text"),
       "mel_distance": "mean |log-mel| L1 per bin along a symmetric DTW path "
                       "(speech_eval.dtw_mel_l1), vocoder mel analysis",
       "platform": jax.devices()[0].platform, "device": jax.devices()[0].device_kind,
@@ -105,6 +109,27 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
   print(speech_eval.format_table({k: v["summary"] for k, v in settings.items()}, floors))
   print(f"wrote {os.path.join(out_dir, 'eval.json')} and the WAVs under {out_dir}")
   return result
+
+
+@dataclasses.dataclass
+class Judges:
+  """The first n questions of a split and what judges their spoken answers."""
+  examples: list[dict]  # `speech_io.heldout_question`
+  voices: list[Optional[tts.Speaker]]  # each answer's assistant voice
+  asr: asr_lib.PocketSphinxASR
+  forced_choice: Optional[forced_choice.ForcedChoice]
+  train_questions: set[str]
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict, split: str, n: int,
+         domain_lm: bool = True) -> "Judges":
+    examples = [speech_io.heldout_question(config, i, split) for i in range(n)]
+    train_questions, train_answers = _train_texts(config)
+    voices = [tts.Speaker.from_name(e["answer_speaker"]) if e["answer_speaker"] else None
+              for e in examples]
+    return cls(examples, voices,
+               asr_lib.PocketSphinxASR(domain_texts=train_answers if domain_lm else None),
+               _judge(examples, voices), train_questions)
 
 
 def _check_speech_inputs(config: ml_collections.ConfigDict, checkpoint: Optional[str],
@@ -156,39 +181,65 @@ def _speak(text: str, voice: Optional[tts.Speaker]) -> np.ndarray:
   return tts.synthesize(text, voice)
 
 
+def _judge(examples: Sequence[dict], voices: Sequence[Optional[tts.Speaker]]
+           ) -> Optional[forced_choice.ForcedChoice]:
+  """The forced choice among the questions' reference answers in the assistant voice (None
+  when the corpus names no single assistant voice: nothing to render the candidates with)."""
+  names = {v.name for v in voices if v is not None}
+  if len(names) != 1 or None in voices:
+    return None
+  voice = voices[0]
+  return forced_choice.ForcedChoice(lambda text: _speak(text, voice),
+                                    [e["answer"] for e in examples])
+
+
+def _identify(judge: Optional[forced_choice.ForcedChoice], wave: Optional[np.ndarray],
+              text: str) -> dict[str, Any]:
+  """{'chosen', 'identified'} of the forced choice (None: no judge)."""
+  if judge is None:
+    return {"chosen": "", "identified": None}
+  chosen, identified = judge.identifies(wave, text)
+  return {"chosen": chosen, "identified": identified}
+
+
 def _transcribe(asr: asr_lib.PocketSphinxASR, wave: Optional[np.ndarray]) -> str:
   return asr.transcribe(wave) if wave is not None and wave.size else ""
 
 
-def _floors(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
-            examples: Sequence[dict], voices: Sequence[Optional[tts.Speaker]],
-            asr: asr_lib.PocketSphinxASR, out_dir: str) -> tuple[dict, list[dict]]:
-  """The judge's floor (ASR WER on the corpus audio of the reference answers) and the
-  vocoder's (on its resynthesis of the reference units, streamed in Talker-sized
-  chunks as the answers are), each with its mel distance to the assistant voice
-  speaking the reference text. Writes question_i, reference_i, reference_vocoder_i."""
+def judge_floors(config: ml_collections.ConfigDict, vocoder: Optional[Vocoder],
+                 judges: Judges, out_dir: str) -> tuple[dict, list[dict]]:
+  """The judges' floors (ASR WER and forced-choice identification on the corpus audio of
+  the reference answers) and the vocoder's (on its resynthesis of the reference units,
+  streamed in Talker-sized chunks as the answers are), each with its mel distance to the
+  assistant voice speaking the reference text (no vocoder: the corpus audio's alone).
+  Writes question_i, reference_i and reference_vocoder_i WAVs."""
   unit_tokenizer = build.build(config).unit_tokenizer
-  chunk, mel_cfg = config.talker.chunk_size, pipe.vocoder.mel_cfg
+  chunk = config.talker.chunk_size
+  mel_cfg = mel_inversion.MelConfig() if vocoder is None else vocoder.mel_cfg
+  voices, asr, judge = judges.voices, judges.asr, judges.forced_choice
+  sources = ("corpus_audio",) + (() if vocoder is None else ("vocoder_resynthesis",))
+  os.makedirs(out_dir, exist_ok=True)
   rows = []
-  for i, ex in enumerate(examples):
+  for i, ex in enumerate(judges.examples):
     resynth = np.zeros(0, np.float32)  # a manifest corpus may have no answer audio
-    if ex["answer_audio"].size:
+    if ex["answer_audio"].size and vocoder is not None:
       units = unit_tokenizer.encode(ex["answer_audio"])  # [units]
-      resynth = np.concatenate(list(pipe.vocoder.stream(
+      resynth = np.concatenate(list(vocoder.stream(
           [units[k:k + chunk] for k in range(0, len(units), chunk)])))
     spoken = _speak(ex["answer"], voices[i])
-    for stem, wave in (("question", ex["audio"]), ("reference", ex["answer_audio"]),
-                       ("reference_vocoder", resynth)):
+    waves = {"question": ex["audio"], "reference": ex["answer_audio"],
+             **({} if vocoder is None else {"reference_vocoder": resynth})}
+    for stem, wave in waves.items():
       write_wav(os.path.join(out_dir, f"{stem}_{i}.wav"), wave)
     row = {"index": i, "question": ex["question"], "reference": ex["answer"]}
-    for name, wave in (("corpus_audio", ex["answer_audio"]), ("vocoder_resynthesis", resynth)):
+    for name, wave in zip(sources, (ex["answer_audio"], resynth)):
       transcript = _transcribe(asr, wave)
       edits, words = speech_eval.word_errors(ex["answer"], transcript)
       row[name] = {"transcript": transcript, "word_errors": edits, "words": words,
+                   **_identify(judge, wave, ex["answer"]),
                    "mel_distance": speech_eval.mel_distance(wave, spoken, mel_cfg)}
     rows.append(row)
-  floors = {name: speech_eval.summarize_floor([r[name] for r in rows])
-            for name in ("corpus_audio", "vocoder_resynthesis")}
+  floors = {name: speech_eval.summarize_floor([r[name] for r in rows]) for name in sources}
   return floors, rows
 
 
@@ -214,7 +265,8 @@ def reused_floors(directory: str, split: str, questions: Sequence[str],
 
 def _answer_all(pipe: streaming.SpeechPipeline, examples: Sequence[dict],
                 voices: Sequence[Optional[tts.Speaker]], asr: asr_lib.PocketSphinxASR,
-                out_dir: str, train_questions: set[str]) -> list[speech_eval.SpokenAnswer]:
+                judge: Optional[forced_choice.ForcedChoice], out_dir: str,
+                train_questions: set[str]) -> list[speech_eval.SpokenAnswer]:
   """Streams every answer (after one untimed call that compiles), then scores them and
   writes answer_i.wav (silent answers: no file)."""
   os.makedirs(out_dir, exist_ok=True)
@@ -235,5 +287,5 @@ def _answer_all(pipe: streaming.SpeechPipeline, examples: Sequence[dict],
         thinker_nfe=r.thinker_nfe, talker_nfe=r.nfe - r.thinker_nfe,
         first_text_s=r.first_text_s, first_audio_s=r.first_audio_s, total_s=r.total_s,
         audio_s=audio.size / asr_lib.SAMPLE_RATE, template=ex["template"],
-        seen_in_train=ex["question"] in train_questions))
+        seen_in_train=ex["question"] in train_questions, **_identify(judge, r.audio, r.text)))
   return answers

@@ -52,8 +52,8 @@ def cast_params(params: Any, dtype: Any) -> Any:
   return jax.tree_util.tree_map(cast, params)
 
 
-def checkpoint_step(workdir: str, step: Optional[int] = None) -> int:
-  """`step` if `workdir` holds it, else its latest step; ConfigError if there is none."""
+def checkpoint_steps(workdir: str) -> list[int]:
+  """The steps saved in `workdir`, ascending; ConfigError if there is none."""
   directory = checkpoint_dir(workdir)
   if not epath.Path(directory).is_dir():
     raise ConfigError(f"{workdir!r} holds no checkpoint ({directory} is missing)")
@@ -64,6 +64,12 @@ def checkpoint_step(workdir: str, step: Optional[int] = None) -> int:
     manager.close()
   if not steps:
     raise ConfigError(f"{workdir!r} holds no checkpoint (no step in {directory})")
+  return steps
+
+
+def checkpoint_step(workdir: str, step: Optional[int] = None) -> int:
+  """`step` if `workdir` holds it, else its latest step; ConfigError if there is none."""
+  steps = checkpoint_steps(workdir)
   if step is None:
     return steps[-1]
   if step not in steps:

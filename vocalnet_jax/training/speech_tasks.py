@@ -6,9 +6,14 @@ prompt [bos, <|user|>, audio..., <|assistant|>]; the Thinker learns the text ans
 hidden states of the answer text are fused with its text embeddings and condition
 the Talker, which learns the answer's speech units (AR, or MDM with one block = one
 streaming chunk) under the streaming rule: chunk k sees text positions < m*(k+1).
+With `config.talker.cache_thinker_states` the frozen Thinker's states of every answer are
+computed once (`SpeechTalkerTask.state_cache`) and read with the batch, so a step runs the
+Talker alone.
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Any, Callable, Optional
 
 from absl import logging
@@ -16,11 +21,14 @@ import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from data_pipelines import features, loader, speech_loader, spoken_qa
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.diffusion import attention_masks, losses
+from vocalnet_jax.modeling import partitioning, restore
 from vocalnet_jax.modeling.build import Model, check_corpus_fits, corpus_dataset_dir
+from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.models import talker as talker_lib
 from vocalnet_jax.models.speech_llm import SpeechLLM
 from vocalnet_jax.training import objectives, spec_augment
@@ -230,6 +238,10 @@ class TypedThinkerTask(SpeechThinkerTask):
                               self.config.diffusion)
 
 
+THINKER_STATES = "thinker_states"  # batch key of the cached states [b, R, embed]
+AUDIO_KEYS = ("mel", "mel_valid", "question_tokens", "question_valid")  # what the cache spares
+
+
 class SpeechTalkerTask(SpeechThinkerTask):
   """Stage 2: frozen Thinker states of the answer text -> the answer's speech units."""
 
@@ -241,6 +253,76 @@ class SpeechTalkerTask(SpeechThinkerTask):
     self.trainable = ("talker",)
     t = config.talker
     self.speech_len = -(-(config.data.max_units + 1) // t.chunk_size) * t.chunk_size
+    self.cached = bool(t.get("cache_thinker_states", False))
+    self._caches: dict[str, np.ndarray] = {}  # split -> [examples, R, embed]
+
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    spec = super().batch_spec(batch_size)
+    if not self.cached:
+      return spec
+    d, embed = self.config.data, self.config.model.embed_dim
+    return {**{k: v for k, v in spec.items() if k not in AUDIO_KEYS},
+            THINKER_STATES: jax.ShapeDtypeStruct((batch_size, d.response_len, embed),
+                                                 jnp.float32)}
+
+  def dataset(self, split: str, batch_size: int, seed: int,
+              shuffle: bool = True) -> grain.IterDataset:
+    """The corpus batches; cached: the audio replaced by the Thinker's states of each
+    answer (looked up by the example's index)."""
+    ds = super().dataset(split, batch_size, seed, shuffle)
+    if not self.cached:
+      return ds
+    states = self.state_cache(split)
+    return ds.map(lambda b: {**{k: v for k, v in b.items() if k not in AUDIO_KEYS},
+                             THINKER_STATES: states[b["index"]]})
+
+  def state_cache(self, split: str, params: Optional[Any] = None,
+                  batch_size: int = 32) -> np.ndarray:
+    """[examples, R, embed] `thinker_states` of every example of `split`, by index, from
+    `params` (default: config.init_from's Thinker, frozen in this stage); computed once."""
+    if split not in self._caches:
+      tick = time.perf_counter()
+      params = self.frozen_thinker_params() if params is None else params
+      size = len(speech_loader.open_source(self.corpus.dataset_dir, split))
+      batch_size = min(batch_size, size)
+      states = jax.jit(self.thinker_states)
+      cache, seen = None, np.zeros(size, bool)
+      batches = iter(self.corpus.dataset(split, batch_size, seed=0, shuffle=False))
+      for _ in range(math.ceil(size / batch_size)):
+        batch = next(batches)
+        hidden = np.asarray(states(params, batch))  # [b, R, embed]
+        if cache is None:
+          cache = np.zeros((size,) + hidden.shape[1:], np.float32)
+        cache[batch["index"]] = hidden
+        seen[batch["index"]] = True
+      assert seen.all(), f"{split}: {np.sum(~seen)} examples never read"
+      self._caches[split] = cache
+      if jax.process_index() == 0:
+        print(f"cached the frozen Thinker's states of {size} {split} answers "
+              f"({cache.nbytes / 2**20:.0f} MiB) in {time.perf_counter() - tick:.0f} s",
+              flush=True)
+    return self._caches[split]
+
+  def frozen_thinker_params(self) -> Any:
+    """The params of `config.init_from` (base run, with its grafted parts): what the
+    frozen Thinker and its ears are in this stage."""
+    from vocalnet_jax.training import trainer  # pylint: disable=import-outside-toplevel
+    if not self.config.get("init_from"):
+      raise ConfigError("config.talker.cache_thinker_states needs config.init_from (the "
+                        "trained Thinker whose states are cached)")
+    base, parts = trainer.parse_init_from(self.config.init_from)
+    if not base:
+      raise ConfigError(f"config.init_from={self.config.init_from!r}: caching the Thinker's "
+                        "states needs a base run")
+    mesh = partitioning.make_mesh(self.config.mesh)
+    abstract = restore.abstract_params(
+        self.built, mesh, partitioning.rules_from_config(self.config.logical_axis_rules))
+    params = restore.restore_params(base, abstract, self.built.params_scope,
+                                    exported_dtype=False)
+    for part, workdir in parts.items():
+      params = {**params, part: restore.restore_params(workdir, abstract[part], scope=(part,),
+                                                       exported_dtype=False)}
+    return params
 
   def thinker_states(self, params: Any, batch: dict) -> Array:
     """Hidden states of the answer text as decoding produces them: causal for an AR
@@ -269,7 +351,9 @@ class SpeechTalkerTask(SpeechThinkerTask):
 
   def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
     """The Talker answering the fused Thinker states with speech units."""
-    return self.talker_problem(params, batch, self.thinker_states(params, batch))
+    hidden = (batch[THINKER_STATES] if THINKER_STATES in batch
+              else self.thinker_states(params, batch))  # [b, R, embed]
+    return self.talker_problem(params, batch, hidden)
 
   def talker_problem(self, params: Any, batch: dict, hidden: Array) -> objectives.LMProblem:
     """`lm_problem` from given Thinker states of the answer text, hidden [b, R, embed]."""
