@@ -37,13 +37,21 @@ _MAX_BYTES = flags.DEFINE_integer("max_bytes", server_lib.MAX_BYTES,
                                   "Largest question audio file (bytes).")
 
 
+def checkpoint_config(workdir: str):
+  """The config a --checkpoint was trained (or exported) with."""
+  config = run_config.read(workdir)
+  if config is None:
+    raise ConfigError(f"--checkpoint={workdir} has no {run_config.FILENAME}: give a stage-2 "
+                      "training workdir or a launch.export directory")
+  return config
+
+
 def main(argv):
   del argv
   quiet_logging()
   try:
-    engine = engine_lib.load_engine(_CHECKPOINT.value, _VOCODER.value,
-                                    lambda w: run_config.resolve(None, w), _STEPS.value,
-                                    _RULE.value)
+    engine = engine_lib.load_engine(_CHECKPOINT.value, _VOCODER.value, checkpoint_config,
+                                    _STEPS.value, _RULE.value)
     server = server_lib.Server(engine, _MAX_ACTIVE.value, _MAX_WAITING.value, _MAX_BYTES.value)
   except (ConfigError, ValueError) as e:
     sys.exit(f"error: {e}")  # one line naming the checkpoint, vocoder or flag; exit status 1

@@ -97,6 +97,7 @@ def served(prepared_corpus, tmp_path_factory, devices):
   question = speech_io.heldout_question(run_config.resolve(None, workdir), 0)["audio"]
   thread = ServerThread(server_lib.Server(engine, max_active=1, max_waiting=1,
                                           max_bytes=1 << 20))
+  thread.dirs = (workdir, str(root / "vocoder"))
   yield thread, wav_bytes(question)
   thread.stop()
 
@@ -317,3 +318,33 @@ def test_the_page_in_a_real_browser_hears_the_microphone_shows_text_and_plays_au
     assert 0 < col["firstTextMs"] <= col["totalMs"] and 0 < col["firstAudioMs"] <= col["totalMs"]
   with open(shot, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+
+def test_the_launcher_refuses_bad_checkpoints_and_vocoders_in_one_line(served, tmp_path):
+  import subprocess
+  import sys
+  workdir, vocoder = served[0].dirs
+  empty, text = tmp_path / "empty", str(tmp_path / "text")
+  empty.mkdir()
+  run_config.write(mdm.get_config("tiny,text"), text)
+  cases = {  # in this order: absl keeps a flag's value until a later argv sets it
+      f"--checkpoint={workdir}": "--vocoder is required",
+      f"--checkpoint={workdir} --vocoder={empty}": "is not a vocoder directory",
+      f"--checkpoint={empty} --vocoder={vocoder}": "has no config.json",
+      f"--checkpoint={text} --vocoder={vocoder}": "need a stage-2 (speech_talker) checkpoint",
+      f"--checkpoint={workdir} --checkpoint={workdir} --vocoder={vocoder}": "a second mdm model",
+  }
+  script = ("import sys\nfrom absl import app\nfrom launch import serve\n"
+            "for argv in sys.argv[1:]:\n"
+            "  try:\n    app.run(serve.main, argv=['serve'] + argv.split())\n"
+            "  except SystemExit as e:\n    print('EXIT', e.code, flush=True)\n")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-c", script, *cases], cwd=root, capture_output=True,
+                        text=True, timeout=300, env=dict(os.environ, XLA_FLAGS=""))
+  assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+  # sys.exit(message): the message is the one line on stderr and the exit status is 1
+  exits = [line for line in proc.stdout.splitlines() if line.startswith("EXIT")]
+  assert len(exits) == len(cases), proc.stdout + proc.stderr
+  for line, needle in zip(exits, cases.values()):
+    assert line.startswith("EXIT error: ") and needle in line, (needle, line)

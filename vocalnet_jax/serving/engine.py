@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -119,24 +119,27 @@ class Engine:
     jax.effects_barrier()
 
 
-def load_engine(checkpoints: list[str], vocoder_dir: str, config_of: Any,
+def load_engine(checkpoints: list[str], vocoder_dir: str,
+                config_of: Callable[[str], Any],
                 steps: int = 0, rule: str = "topk") -> Engine:
   """An Engine of stage-2 `checkpoints` (one per objective) speaking through `vocoder_dir`.
   `config_of(checkpoint)` gives each checkpoint's config (its config.json)."""
-  vocoder = None
-  pipelines = {}
-  for checkpoint in checkpoints:
+  configs = {}
+  for checkpoint in checkpoints:  # every input is checked before anything is built
     config = config_of(checkpoint)
     speech_io.check_speaking_inputs(config, checkpoint, vocoder_dir)
     if not restore.is_export(checkpoint):
       restore.checkpoint_step(checkpoint)
-    if config.objective in pipelines:
+    if config.objective in configs:
       raise ConfigError(f"--checkpoint={checkpoint}: a second {config.objective} model; give "
                         "at most one AR and one MDM checkpoint")
+    configs[config.objective] = (config, checkpoint)
+  vocoder, pipelines = None, {}
+  for name, (config, checkpoint) in configs.items():
     pipe = speech_io.load_pipeline(config, checkpoint, None if vocoder else vocoder_dir,
                                    steps, steps, rule)
     vocoder = vocoder or pipe.vocoder
     pipe = dataclasses.replace(pipe, vocoder=vocoder)
     speech_io.check_vocoder_fits(pipe, vocoder_dir)
-    pipelines[config.objective] = pipe
+    pipelines[name] = pipe
   return Engine(pipelines)
