@@ -12,7 +12,7 @@ audio and first text as the client measures them (from the audio frame sent), p5
 the whole answer, wall time, answers per minute, errors by code, lost requests (asked but
 neither answered nor refused), and the server's own pipeline figure (first audio from the
 start of decoding, at N = 1 free of queueing). The server's resident memory is read from
-/proc before the first and after the last question. Bounded: every answer has --answer_timeout_s,
+/proc after one warm-up answer per model and after the last question. Bounded: every answer has --answer_timeout_s,
 and no new question starts after --max_seconds (the result then says how many were asked).
 """
 from __future__ import annotations
@@ -134,8 +134,12 @@ def summarize(rows: list[dict], wall_s: float) -> dict:
 
 async def load(url: str, models: list[str], audio: list[bytes], pid: int) -> dict:
   deadline = time.time() + _MAX_SECONDS.value
-  out = {"rss_mib_before": round(rss_mib(str(pid)), 1), "runs": {}}
   async with aiohttp.ClientSession() as session:
+    for model in models:  # one answer each first: memory is compared from a served state
+      ws, _ = await client.connect(session, url + "/ws")
+      await client.ask(ws, audio[0], model=model)
+      await ws.close()
+    out = {"rss_mib_before": round(rss_mib(str(pid)), 1), "runs": {}}
     for model in models:
       for n in map(int, _CLIENTS.value):
         rows: list[dict] = []

@@ -83,21 +83,27 @@ class ServerThread:
 
 
 @pytest.fixture(scope="module")
-def served(prepared_corpus, tmp_path_factory, devices):
-  """A tiny MDM checkpoint behind a server: one answer at a time, one may wait."""
+def speech_dirs(prepared_corpus, tmp_path_factory, devices):
+  """A tiny MDM stage-2 checkpoint and a random vocoder of its units."""
   root = tmp_path_factory.mktemp("serve")
   workdir = str(root / "mdm")
   speaking_checkpoint(mdm, prepared_corpus, workdir, devices)
   vocoder_config = tiny_vocoder_config()
   vocoder_config.units.vocab_size = 32  # tests.helpers.micro_data_config's units
   random_vocoder(vocoder_config).save(str(root / "vocoder"))
-  engine = engine_lib.load_engine([workdir], str(root / "vocoder"),
-                                  lambda w: run_config.resolve(None, w), steps=2)
+  return workdir, str(root / "vocoder")
+
+
+@pytest.fixture(scope="module")
+def served(speech_dirs):
+  """The checkpoint behind a server: one answer at a time, one may wait."""
+  workdir, vocoder = speech_dirs
+  engine = engine_lib.load_engine([workdir], vocoder, lambda w: run_config.resolve(None, w),
+                                  steps=2)
   engine.warm_up()
   question = speech_io.heldout_question(run_config.resolve(None, workdir), 0)["audio"]
   thread = ServerThread(server_lib.Server(engine, max_active=1, max_waiting=1,
                                           max_bytes=1 << 20))
-  thread.dirs = (workdir, str(root / "vocoder"))
   yield thread, wav_bytes(question)
   thread.stop()
 
@@ -321,22 +327,23 @@ def test_the_page_in_a_real_browser_hears_the_microphone_shows_text_and_plays_au
 
 
 
-def test_the_launcher_refuses_bad_checkpoints_and_vocoders_in_one_line(served, tmp_path):
+def test_the_launcher_refuses_bad_checkpoints_and_vocoders_in_one_line(speech_dirs, tmp_path):
   import subprocess
   import sys
-  workdir, vocoder = served[0].dirs
+  workdir, vocoder = speech_dirs
   empty, text = tmp_path / "empty", str(tmp_path / "text")
   empty.mkdir()
   run_config.write(mdm.get_config("tiny,text"), text)
-  cases = {  # in this order: absl keeps a flag's value until a later argv sets it
+  cases = {
       f"--checkpoint={workdir}": "--vocoder is required",
       f"--checkpoint={workdir} --vocoder={empty}": "is not a vocoder directory",
       f"--checkpoint={empty} --vocoder={vocoder}": "has no config.json",
       f"--checkpoint={text} --vocoder={vocoder}": "need a stage-2 (speech_talker) checkpoint",
       f"--checkpoint={workdir} --checkpoint={workdir} --vocoder={vocoder}": "a second mdm model",
   }
-  script = ("import sys\nfrom absl import app\nfrom launch import serve\n"
+  script = ("import sys\nfrom absl import app, flags\nfrom launch import serve\n"
             "for argv in sys.argv[1:]:\n"
+            "  flags.FLAGS.unparse_flags()  # each case from the defaults\n"
             "  try:\n    app.run(serve.main, argv=['serve'] + argv.split())\n"
             "  except SystemExit as e:\n    print('EXIT', e.code, flush=True)\n")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
