@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 DEMO_DIR ?= demo_out
 DEMO_ARG ?=  # recipe knobs, e.g. `make demo DEMO_ARG=seed=1,stage1_steps=2000`
 
-.PHONY: demo test install clean pretrained smollm2
+.PHONY: demo test install clean pretrained smollm2 serve browser-test
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ $(SMOLLM2_GGUF): pretrained
 smollm2: $(SMOLLM2_GGUF)
 	$(PY) -m launch.recipe --recipe=configs/recipes/smollm2.py$(if $(strip $(SMOLLM2_ARG)),:$(strip $(SMOLLM2_ARG))) \
 	  --workdir=workdirs/smollm2
+
+# Talk to the demo's models: a page on http://127.0.0.1:8000/ (AR and MDM side by side).
+serve: $(STAMP)
+	$(PY) -m launch.serve --checkpoint=$(DEMO_DIR)/ar_stage2 --checkpoint=$(DEMO_DIR)/mdm_stage2 \
+	  --vocoder=$(DEMO_DIR)/vocoder/vocoder
+
+# Debian's Chromium, then the page's test in it (fake microphone, text shown, audio played).
+browser-test: $(STAMP)
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -ra \
+	  tests/test_serve.py -k browser
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) workdirs

@@ -12,7 +12,7 @@ LAYERS = {
     "vocalnet_jax.models": 1, "vocalnet_jax.diffusion": 1, "vocalnet_jax.speech": 1,
     "vocalnet_jax.modeling": 2,
     "vocalnet_jax.training": 3, "vocalnet_jax.decoding": 3,
-    "vocalnet_jax.evaluation": 4, "vocalnet_jax.distill": 4,
+    "vocalnet_jax.evaluation": 4, "vocalnet_jax.distill": 4, "vocalnet_jax.serving": 4,
     "launch": 5,
 }
 SIBLINGS = [("vocalnet_jax.training", "vocalnet_jax.decoding")]
@@ -73,7 +73,8 @@ def test_the_walk_sees_the_known_imports():
   assert ("vocalnet_jax.training", "data_pipelines", "vocalnet_jax/training/tasks.py") in EDGES
 
 
-@pytest.mark.parametrize("upper", ["vocalnet_jax.decoding", "vocalnet_jax.evaluation"])
+@pytest.mark.parametrize("upper", ["vocalnet_jax.decoding", "vocalnet_jax.evaluation",
+                                   "vocalnet_jax.serving"])
 def test_inference_never_imports_training(upper):
   bad = sorted(f for s, d, f in EDGES if s == upper and d == "vocalnet_jax.training")
   assert not bad, bad

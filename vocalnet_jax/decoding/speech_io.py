@@ -5,6 +5,7 @@ Shared by `launch.decode --audio/--heldout`, the streaming benchmark and the not
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any, Optional
 
@@ -15,7 +16,37 @@ import numpy as np
 from data_pipelines import features, speech_loader
 from vocalnet_jax.decoding import streaming
 from vocalnet_jax.modeling import build, restore
+from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.speech.vocoder import Vocoder
+
+
+def answering_task(config: ml_collections.ConfigDict) -> str:
+  """The task whose model answers (a distillation run: its base task's)."""
+  return config.distill.base_task if config.task == "self_distill" else config.task
+
+
+def check_speaking_inputs(config: ml_collections.ConfigDict, checkpoint: Optional[str],
+                          vocoder_dir: Optional[str]) -> None:
+  """ConfigError (one line) unless `config` (of `checkpoint`) is a stage-2 model and
+  `vocoder_dir` a vocoder directory; checked before anything is built."""
+  task = answering_task(config)
+  if task != "speech_talker":
+    raise ConfigError(f"spoken answers need a stage-2 (speech_talker) checkpoint; "
+                      f"{checkpoint} is config.task={task}")
+  if not vocoder_dir:
+    raise ConfigError("--vocoder is required for spoken answers (launch.train_vocoder's "
+                      "W/vocoder)")
+  if not os.path.isfile(os.path.join(vocoder_dir, "config.json")):
+    raise ConfigError(f"--vocoder={vocoder_dir} is not a vocoder directory "
+                      f"({os.path.join(vocoder_dir, 'config.json')} is missing)")
+
+
+def check_vocoder_fits(pipe: streaming.SpeechPipeline, vocoder_dir: str) -> None:
+  """ConfigError unless the vocoder reads the speech units the model speaks."""
+  if pipe.vocoder.vocab_size != pipe.speech_vocab.num_units:
+    raise ConfigError(f"--vocoder={vocoder_dir} reads {pipe.vocoder.vocab_size} speech units "
+                      f"but the model speaks {pipe.speech_vocab.num_units}; train the vocoder "
+                      "on the same corpus")
 
 
 def load_pipeline(config: ml_collections.ConfigDict, checkpoint: Optional[str],

@@ -32,14 +32,9 @@ from vocalnet_jax.speech.vocoder import Vocoder
 SPEECH_TASKS = ("speech_thinker", "speech_talker")
 
 
-def _task(config: ml_collections.ConfigDict) -> str:
-  """The task whose model answers (a distillation run: its base task's)."""
-  return config.distill.base_task if config.task == "self_distill" else config.task
-
-
 def is_speech(config: ml_collections.ConfigDict) -> bool:
   """Whether the config answers spoken questions (else typed ones)."""
-  return _task(config) in SPEECH_TASKS
+  return speech_io.answering_task(config) in SPEECH_TASKS
 
 
 def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str],
@@ -50,10 +45,7 @@ def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str]
   random weights) and `vocoder_dir`, then `evaluate_pipeline`."""
   n = _check_speech_inputs(config, checkpoint, vocoder_dir, split, n, mode)
   pipe = speech_io.load_pipeline(config, checkpoint, vocoder_dir, rule=rule)
-  if pipe.vocoder.vocab_size != pipe.speech_vocab.num_units:
-    raise ConfigError(f"--vocoder={vocoder_dir} reads {pipe.vocoder.vocab_size} speech units "
-                      f"but the model speaks {pipe.speech_vocab.num_units} (config.data.dir="
-                      f"{config.data.dir}); train the vocoder on the same corpus")
+  speech_io.check_vocoder_fits(pipe, vocoder_dir)
   if pipe.vocoder.mel_cfg.sample_rate != asr_lib.SAMPLE_RATE:
     raise ConfigError(f"--vocoder={vocoder_dir} speaks at {pipe.vocoder.mel_cfg.sample_rate} "
                       f"Hz; the ASR judge needs {asr_lib.SAMPLE_RATE} Hz")
@@ -137,19 +129,10 @@ def _check_speech_inputs(config: ml_collections.ConfigDict, checkpoint: Optional
                          mode: Optional[str]) -> int:
   """The number of examples to answer; ConfigError naming the first missing or mismatched
   input, before anything is built."""
-  task = _task(config)
-  if task != "speech_talker":
-    raise ConfigError(f"spoken answers need a stage-2 (speech_talker) checkpoint; "
-                      f"{checkpoint} is config.task={task}")
+  speech_io.check_speaking_inputs(config, checkpoint, vocoder_dir)
   if mode is not None and mode != config.objective:
     raise ConfigError(f"--mode={mode}: the speech model decodes with its "
                       f"config.objective={config.objective}")
-  if not vocoder_dir:
-    raise ConfigError("--vocoder is required for spoken answers (launch.train_vocoder's "
-                      "W/vocoder)")
-  if not os.path.isfile(os.path.join(vocoder_dir, "config.json")):
-    raise ConfigError(f"--vocoder={vocoder_dir} is not a vocoder directory "
-                      f"({os.path.join(vocoder_dir, 'config.json')} is missing)")
   if n <= 0:
     raise ConfigError(f"--n={n} must be positive")
   dataset_dir = build.corpus_dataset_dir(config)  # a missing corpus: the command making it

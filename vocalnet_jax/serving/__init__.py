@@ -1,0 +1,1 @@
+"""Answering spoken questions over a WebSocket: protocol, scheduler, engine, server, client."""
