@@ -110,4 +110,5 @@ def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
   d = config.diffusion
   return block_diffusion.BlockDiffusionConfig(
       d.block_size, steps or d.sampler_steps, tokenizer.mask_id, tokenizer.eos_id, rule=rule,
-      schedule=d.schedule, cache_update=cache_update, shift_logits=d.shift_logits)
+      schedule=d.schedule, cache_update=cache_update, shift_logits=d.shift_logits,
+      clean_causal=d.get("clean_attention", "block") == "causal")
