@@ -28,7 +28,7 @@ from absl import app, flags
 
 from data_pipelines import synthetic_text
 from vocalnet_jax.decoding.lm import decoder_lm
-from vocalnet_jax.diffusion import masking
+from vocalnet_jax.diffusion import attention_masks, masking
 from vocalnet_jax.evaluation import result_file, text_eval
 from vocalnet_jax.modeling import restore, run_config
 from vocalnet_jax.training import objectives, tasks
@@ -86,7 +86,7 @@ def mdm_teacher_forced(m: Loaded, data: dict, leave_one_out: bool) -> np.ndarray
   block, rb = d.block_size, _batch(m, data)
   valid = masking.block_valid(rb.response_valid, block)
   clean = masking.fill_block_tail(rb.response, rb.response_valid, valid, tok.eos_id)
-  causal = objectives.clean_causal(d)
+  causal = attention_masks.clean_is_causal(d, d.shift_logits)
 
   def log_probs(masked: jax.Array) -> np.ndarray:  # masked: [R] bool
     noisy = jnp.where(masked[None, :] & valid, tok.mask_id, clean)

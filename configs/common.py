@@ -158,8 +158,9 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       # with shift_logits (two_stream): score every block's context-predicted first token on
       # every draw (same ELBO, less variance; masking.score_context_predicted)
       score_first_token=True,
-      # two_stream: the clean copy attends block-causally (`block`) or causally (`causal`:
-      # its states are an AR model's; the decoder writes clean blocks the same way)
+      # two_stream with shift_logits (a Thinker adapted from AR; never the Talker): the clean
+      # copy attends block-causally (`block`) or causally (`causal`: its states stay the AR
+      # model's; the decoder writes finished blocks the same way)
       clean_attention="block",
       # with shift_logits and two_stream (needs clean_attention causal): this weight times
       # the clean stream's AR next-token loss joins the ELBO (an AR Thinker keeps its task)

@@ -59,7 +59,7 @@ class StreamConfig:
   cache_update: str = "extra_forward"
   mel_frames: int = 600  # question mel is padded to this many frames (one compile)
   text_shift: bool = False  # the MDM Thinker's shifted logits (the Talker never shifts)
-  clean_causal: bool = False  # clean blocks attend to themselves causally (both halves)
+  clean_causal: bool = False  # the MDM Thinker's clean blocks attend causally (not the Talker)
 
   def __post_init__(self):
     for name in ("thinker_mode", "talker_mode"):
@@ -246,7 +246,7 @@ def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: A
                                   chunk, suppress=mask_id)
     return pred, pred[:, -1], cache, jnp.int32(chunk)
   bd = BlockDiffusionConfig(chunk, cfg.speech_steps, mask_id, eos_id, rule=cfg.rule,
-                            cache_update=cfg.cache_update, clean_causal=cfg.clean_causal)
+                            cache_update=cfg.cache_update)
   blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
   return blk.tokens, carry, blk.cache, blk.nfe
 
@@ -423,4 +423,5 @@ def stream_config(config: Any, text_steps: Optional[int] = None,
       text_per_chunk=t.text_per_chunk, max_text_tokens=d.response_len,
       max_speech_tokens=d.max_units + 1, rule=rule, mel_frames=d.mel_buckets[-1],
       text_shift=config.diffusion.shift_logits,
-      clean_causal=config.diffusion.get("clean_attention", "block") == "causal")
+      clean_causal=attention_masks.clean_is_causal(config.diffusion,
+                                                   config.diffusion.shift_logits))

@@ -18,6 +18,17 @@ Array = jax.Array
 CLEAN_ATTENTIONS = ("block", "causal")  # diffusion.clean_attention: the clean stream's rule
 
 
+def clean_is_causal(diffusion_cfg, shift: bool) -> bool:
+  """Whether the clean stream (training) and a finished block's K/V (decoding) attend
+  causally: `diffusion.clean_attention` causal on a decoder with shifted logits (a Thinker
+  adapted from AR, whose clean states then stay the AR model's); block-causal otherwise
+  (the Talker, and runs saved before the knob)."""
+  rule = diffusion_cfg.get("clean_attention", "block")
+  if rule not in CLEAN_ATTENTIONS:
+    raise ValueError(f"diffusion.clean_attention={rule!r}; choose from {CLEAN_ATTENTIONS}")
+  return shift and rule == "causal"
+
+
 def bd3_mask(length: int, block_size: int, clean_causal: bool = False) -> Array:
   """[2L, 2L] mask over [x_t ; x_0]; clean_causal: the clean copy attends causally inside
   its blocks too (block-causal otherwise)."""

@@ -133,15 +133,15 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
   if shift and diffusion_cfg.layout == "two_stream" and diffusion_cfg.score_first_token:
     corruption = masking.score_context_predicted(corruption, valid, block)
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
-  states = denoiser_states(fns, batch, noisy, target, valid, block, diffusion_cfg.layout,
-                           clean_causal(diffusion_cfg))
+  causal = attention_masks.clean_is_causal(diffusion_cfg, shift)
+  states = denoiser_states(fns, batch, noisy, target, valid, block, diffusion_cfg.layout, causal)
   logits = states.logits(fns, shift)
   loss = losses.mdm_loss(logits, target, corruption.scored, corruption.weight, valid)
   metrics = _accuracy_metrics(logits, target, corruption.scored, loss)
   metrics["mask_ratio"] = jnp.sum(corruption.corrupted & valid) / jnp.maximum(jnp.sum(valid), 1)
   ar_weight = diffusion_cfg.get("ar_weight", 0.0)
   if ar_weight and shift and diffusion_cfg.layout == "two_stream":
-    if not clean_causal(diffusion_cfg):
+    if not causal:
       raise ValueError("diffusion.ar_weight needs clean_attention causal (the clean stream "
                        "is then an AR model)")
     metrics["ar_loss"] = clean_ar_loss(fns, states, batch)
@@ -149,16 +149,6 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
     loss = loss + ar_weight * metrics["ar_loss"]
     metrics["loss"] = loss
   return loss, metrics
-
-
-def clean_causal(diffusion_cfg: ml_collections.ConfigDict) -> bool:
-  """Whether the clean stream attends causally (`diffusion.clean_attention`; runs saved
-  before the knob: block-causal)."""
-  rule = diffusion_cfg.get("clean_attention", "block")
-  if rule not in attention_masks.CLEAN_ATTENTIONS:
-    raise ValueError(f"diffusion.clean_attention={rule!r}; choose from "
-                     f"{attention_masks.CLEAN_ATTENTIONS}")
-  return rule == "causal"
 
 
 class DenoiserStates(NamedTuple):
