@@ -11,7 +11,7 @@
 # (benchmarks/results/, via the shared result-file schema); benchmarks/parity_doc.py renders
 # it for docs/parity.md. Finished stages are skipped and an interrupted one resumes, so the
 # script can be rerun (or several run at once with different ROWS/SEEDS on the same W).
-#   W=/tmp/parity SEEDS="0 1 2" bash benchmarks/mdm_parity.sh
+#   W=workdirs/parity SEEDS="0 1 2" bash benchmarks/mdm_parity.sh
 # Rows (every knob named, so a row means the same whatever the config defaults):
 #   ar_pretrained                AR fine-tuned from the pre-training (the baseline)
 #   mdm_adapted_shift_bB         hierarchical, shifted logits, first token scored on every draw
@@ -23,13 +23,14 @@
 #                                the single-seed ablations of the earlier table
 set -eu
 PY=${PY:-.venv/bin/python}
-W=${W:-/tmp/mdm_parity}
+W=${W:-workdirs/mdm_parity}
 SEEDS=${SEEDS:-"0 1 2"}
 PRE_STEPS=${PRE_STEPS:-3000}
 STEPS=${STEPS:-3000}
 EVAL=${EVAL:-all}
 OUT=${OUT:-benchmarks/results/mdm_parity_seeds_tiny_cpu.json}
-ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shift_b16 mdm_adapted_causal_ar1_b4 mdm_adapted_causal_ar1_b16"}
+ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shift_b16 mdm_adapted_causal_ar1_b4
+  mdm_adapted_causal_ar1_b16"}
 train() {  # workdir config steps overrides...
   local dir=$1 cfg=$2 steps=$3; shift 3
   $PY -m launch.train --config="$cfg" --workdir="$dir" --config.train.steps="$steps" \

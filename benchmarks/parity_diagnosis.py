@@ -14,11 +14,12 @@ pre-training (one seed of `benchmarks/mdm_parity.sh`):
     or with only the scored token masked (the denoiser's best case, no decoding-order effect);
     split into first token / later answer tokens / the eos-filled remainder, per task.
 
-  python -m benchmarks.parity_diagnosis --workdir=/tmp/mdm_parity/s2 \
+  python -m benchmarks.parity_diagnosis --workdir=workdirs/mdm_parity/s2 \
       --mdm_row=mdm_adapted_shift_b4 --out=benchmarks/results/parity_diagnosis_seed2.json
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -50,6 +51,8 @@ class Loaded:
     model, self.params = restore.load(self.config, workdir)
     self.module, self.tokenizer = model.module, model.text_tokenizer
     self.fns = tasks.decoder_fns(self.module, self.params)
+    steps = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
+    self.step = max(steps)  # the checkpoint restore.load read
 
 
 def held_out(config: Any, n: int) -> dict[str, np.ndarray]:
@@ -110,8 +113,9 @@ def position_kinds(data: dict, block: int) -> dict[str, np.ndarray]:
   length = rv.sum(1, keepdims=True)  # answer + eos
   idx = np.arange(rv.shape[1])[None, :]
   end = -(-length // block) * block
-  return {"first": idx == 0, "later": (idx > 0) & (idx < length - 1), "eos": idx == length - 1,
-          "remainder": (idx >= length) & (idx < end)}
+  kinds = {"first": idx == 0, "later": (idx > 0) & (idx < length - 1), "eos": idx == length - 1,
+           "remainder": (idx >= length) & (idx < end)}
+  return {k: np.broadcast_to(v, rv.shape) for k, v in kinds.items()}
 
 
 def accuracy_table(log_probs: np.ndarray, targets: np.ndarray, kinds: dict,
@@ -201,6 +205,7 @@ def main(argv):
           data["task"][:40], decoded["ar"]["predictions"], decoded["mdm"]["predictions"])
           if a != b][:12]}
   config = {"workdir_rows": [_PRETRAIN.value, _AR_ROW.value, _MDM_ROW.value],
+            "checkpoint_steps": [pre.step, ar.step, mdm.step],
             "seed": int(ar.config.seed), "block_size": block, "num_examples": _NUM.value,
             "mdm_diffusion": mdm.config.diffusion.to_dict()}
   result_file.write(_OUT.value, config, metrics)

@@ -23,7 +23,9 @@ def seed_table(path: str) -> str:
   r = result_file.read(path)
   c, rows = r["config"], r["metrics"]["summary"]
   lines = [f"`{path}` ({r['command']}; commit {r['commit'][:12]}, {r['date']}; "
-           f"pre-training {c['pre_steps']} steps, rows {c['steps']} steps, "
+           f"pre-training {c['pre_steps']} steps, rows {c['steps']} steps"
+           + (f" (checkpoint of a {c['schedule_steps']}-step schedule)"
+              if c.get("schedule_steps", c["steps"]) != c["steps"] else "") + ", "
            f"{c['num_examples']} held-out prompts)", "",
            "| row | B | S | seeds | exact match per seed | mean | MDM/AR of the means | "
            "MDM/AR per seed (min) |", "|---|---|---|---|---|---|---|---|"]

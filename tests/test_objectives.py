@@ -70,6 +70,10 @@ def test_the_talker_never_shifts():
     losses.append(float(objectives.lm_loss(problem, jax.random.key(0), "mdm", diffusion)[0]))
   assert losses[0] != losses[1]  # a Thinker shifts
   assert losses[2] == losses[3] == losses[0]  # the Talker does not
+  diffusion.update(shift_logits=True, clean_attention="causal", ar_weight=1.0)
+  problem = objectives.LMProblem(fns, rb, TOK.mask_id, TOK.eos_id, B, start_id=1)
+  # nor does it take the Thinker's causal clean stream or its AR term
+  assert float(objectives.lm_loss(problem, jax.random.key(0), "mdm", diffusion)[0]) == losses[2]
 
 
 def _problem(response_ids: list[list[int]]):
