@@ -208,7 +208,8 @@ def main(argv):
             "checkpoint_steps": [pre.step, ar.step, mdm.step],
             "seed": int(ar.config.seed), "block_size": block, "num_examples": _NUM.value,
             "mdm_diffusion": mdm.config.diffusion.to_dict()}
-  result_file.write(_OUT.value, config, metrics)
+  result_file.write(_OUT.value, config, metrics,
+                    command=result_file.command_line(module="benchmarks.parity_diagnosis"))
   for name, table in tables.items():
     print(name, {k: round(v["accuracy"], 3) for k, v in table.items()})
   for name, d in decoded.items():

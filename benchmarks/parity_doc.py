@@ -50,9 +50,10 @@ def diagnosis_table(path: str) -> str:
   """Teacher-forced accuracy by position kind and the decoded answers' first wrong position."""
   r = result_file.read(path)
   c, m = r["config"], r["metrics"]
-  lines = [f"`{path}` (commit {r['commit'][:12]}; seed {c['seed']}, rows "
-           f"{', '.join(c['workdir_rows'])}, B = {c['block_size']}, {c['num_examples']} "
-           "held-out prompts)", "",
+  rows = ", ".join(f"{row} (step {step})"
+                   for row, step in zip(c["workdir_rows"], c.get("checkpoint_steps", [None] * 3)))
+  lines = [f"`{path}` (commit {r['commit'][:12]}; seed {c['seed']}, rows {rows}, "
+           f"B = {c['block_size']}, {c['num_examples']} held-out prompts)", "",
            "Teacher-forced accuracy (p(target)) by position:", "",
            "| model / state | first token | later answer tokens | eos | eos-filled remainder |",
            "|---|---|---|---|---|"]
