@@ -1,48 +1,80 @@
 #!/usr/bin/env bash
-# MDM vs AR answer quality at equal training steps on `tiny,text` (2-core CPU friendly).
+# MDM vs AR answer quality at equal training steps on `tiny,text`, over training seeds
+# (2-core CPU friendly). For every seed in SEEDS (`--config.seed` on every stage):
 #   1. a shared AR text pre-training on the broad procedural mix (`tiny,text,pretrain`);
 #   2. every row then trains STEPS steps on the QA tasks, same seed and batches:
-#      AR from the pre-trained weights (the baseline), AR from scratch, MDM from scratch
-#      (uniform and hierarchical masking), MDM adapted from the pre-trained AR weights
-#      (hierarchical; plain, with Dream's shifted logits, and shifted with every block's
-#      context-predicted first token scored on every draw: the recipe), for B = 4 and 16;
+#      AR from the pre-trained weights (the baseline) and MDM adapted from them (the rows
+#      below), for B = 4 and 16;
 #   3. exact match / valid-answer rate / NFE per token on 512 held-out prompts at
-#      S = 1, B/4, B/2, B; the table goes to benchmarks/results/mdm_parity_<tag>.json.
-#   W=w/parity PRE_STEPS=3000 STEPS=3000 bash benchmarks/mdm_parity.sh
+#      S = 1, B/4, B/2, B (EVAL=quarter: S = B/4 alone).
+# Then benchmarks/parity_table.py writes the mean, minimum and per-task table to OUT
+# (benchmarks/results/, via the shared result-file schema); benchmarks/parity_doc.py renders
+# it for docs/parity.md. Finished stages are skipped and an interrupted one resumes, so the
+# script can be rerun (or several run at once with different ROWS/SEEDS on the same W).
+#   W=workdirs/parity SEEDS="0 1 2" bash benchmarks/mdm_parity.sh
+# Rows (every knob named, so a row means the same whatever the config defaults):
+#   ar_pretrained                AR fine-tuned from the pre-training (the baseline)
+#   mdm_adapted_shift_bB         hierarchical, shifted logits, first token scored on every draw
+#                                (block-causal clean stream: the earlier recipe)
+#   mdm_adapted_causal_bB        ... with a causal clean stream (its states are the AR model's)
+#   mdm_adapted_causal_arW_bB    ... plus W x the clean stream's AR loss (ar1: W = 1; the recipe)
+#   mdm_adapted_shift_lrX_bB     the earlier recipe at learning rate X (lr1e-3)
+#   mdm_adapted_shiftonly_bB, mdm_adapted_bB, ar_scratch, mdm_{hierarchical,uniform}_bB:
+#                                the single-seed ablations of the earlier table
 set -eu
 PY=${PY:-.venv/bin/python}
-W=${W:-w/mdm_parity}
+W=${W:-workdirs/mdm_parity}
+SEEDS=${SEEDS:-"0 1 2"}
 PRE_STEPS=${PRE_STEPS:-3000}
 STEPS=${STEPS:-3000}
-OUT=${OUT:-benchmarks/results/mdm_parity_tiny_cpu.json}
-ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shiftonly_b4 mdm_adapted_b4 mdm_adapted_shift_b16 mdm_adapted_shiftonly_b16 mdm_adapted_b16 ar_scratch mdm_hierarchical_b4 mdm_uniform_b4 mdm_hierarchical_b16 mdm_uniform_b16"}
+EVAL=${EVAL:-all}
+OUT=${OUT:-benchmarks/results/mdm_parity_seeds_tiny_cpu.json}
+ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shift_b16 mdm_adapted_causal_ar1_b4
+  mdm_adapted_causal_ar1_b16"}
 train() {  # workdir config steps overrides...
   local dir=$1 cfg=$2 steps=$3; shift 3
   $PY -m launch.train --config="$cfg" --workdir="$dir" --config.train.steps="$steps" \
-    --config.train.checkpoint_every="$steps" --config.train.progress_bar=False "$@"
+    --config.train.checkpoint_every=500 --config.train.progress_bar=False "$@"
 }
-train "$W/pretrain" configs/ar.py:tiny,text,pretrain "$PRE_STEPS"
-for row in $ROWS; do
-  case $row in
-    ar_pretrained) cfg=ar; args=(--config.init_from="$W/pretrain") ;;
-    ar_scratch) cfg=ar; args=() ;;
-    mdm_*) cfg=mdm; b=${row##*_b}; args=(--config.diffusion.block_size="$b")
-      case $row in
-        *uniform*) args+=(--config.diffusion.masking=uniform) ;;
-        *adapted_shiftonly*) args+=(--config.init_from="$W/pretrain" --config.diffusion.shift_logits=True
-          --config.diffusion.score_first_token=False) ;;
-        *adapted_shift*) args+=(--config.init_from="$W/pretrain" --config.diffusion.shift_logits=True) ;;
-        *adapted*) args+=(--config.init_from="$W/pretrain") ;;
-      esac ;;
-    *) echo "unknown row $row" >&2; exit 2 ;;
-  esac
-  train "$W/$row" "configs/$cfg.py:tiny,text" "$STEPS" "${args[@]}"
-  # evaluation needs the architecture knobs, not init_from
-  eval_args=()
-  for a in "${args[@]}"; do [[ $a == --config.init_from=* ]] || eval_args+=("$a"); done
-  if [ "$cfg" = ar ]; then steps=1; else b=${row##*_b}; steps=$(printf '%s\n' 1 $((b / 4)) $((b / 2)) "$b" | sort -nu | paste -sd,); fi
-  $PY -m launch.evaluate --config="configs/$cfg.py:tiny,text" --checkpoint="$W/$row" \
-    --steps="$steps" --out="$W/$row/eval.json" "${eval_args[@]}"
+for seed in $SEEDS; do
+  S=$W/s$seed
+  train "$S/pretrain" configs/ar.py:tiny,text,pretrain "$PRE_STEPS" --config.seed="$seed"
+  for row in $ROWS; do
+    [ -f "$S/$row/eval.json" ] && continue
+    case $row in
+      ar_pretrained) cfg=ar; args=(--config.init_from="$S/pretrain") ;;
+      ar_scratch) cfg=ar; args=() ;;
+      mdm_*) cfg=mdm; b=${row##*_b}; args=(--config.diffusion.block_size="$b")
+        shifted=(--config.diffusion.shift_logits=True --config.diffusion.score_first_token=True)
+        block=(--config.diffusion.clean_attention=block --config.diffusion.ar_weight=0)
+        case $row in
+          *uniform*) args+=(--config.diffusion.masking=uniform "${block[@]}") ;;
+          *hierarchical*) args+=("${block[@]}") ;;
+          *adapted_causal_ar*) w=${row#*_causal_ar}; w=${w%%_b*}
+            args+=(--config.init_from="$S/pretrain" "${shifted[@]}"
+              --config.diffusion.clean_attention=causal --config.diffusion.ar_weight="$w") ;;
+          *adapted_causal*) args+=(--config.init_from="$S/pretrain" "${shifted[@]}"
+            --config.diffusion.clean_attention=causal --config.diffusion.ar_weight=0) ;;
+          *adapted_shift_lr*) lr=${row#*_shift_lr}; lr=${lr%%_b*}
+            args+=(--config.init_from="$S/pretrain" "${shifted[@]}" "${block[@]}"
+              --config.train.learning_rate="$lr") ;;
+          *adapted_shiftonly*) args+=(--config.init_from="$S/pretrain" "${block[@]}"
+            --config.diffusion.shift_logits=True --config.diffusion.score_first_token=False) ;;
+          *adapted_shift*) args+=(--config.init_from="$S/pretrain" "${shifted[@]}" "${block[@]}") ;;
+          *adapted*) args+=(--config.init_from="$S/pretrain" "${block[@]}"
+            --config.diffusion.shift_logits=False) ;;
+          *) echo "unknown row $row" >&2; exit 2 ;;
+        esac ;;
+      *) echo "unknown row $row" >&2; exit 2 ;;
+    esac
+    train "$S/$row" "configs/$cfg.py:tiny,text" "$STEPS" --config.seed="$seed" "${args[@]}"
+    if [ "$cfg" = ar ]; then steps=1
+    elif [ "$EVAL" = quarter ]; then steps=$(( b / 4 ))
+    else steps=$(printf '%s\n' 1 $((b / 4)) $((b / 2)) "$b" | sort -nu | paste -sd,); fi
+    # the checkpoint's own config.json carries the architecture and decoding knobs
+    $PY -m launch.evaluate --checkpoint="$S/$row" --steps="$steps" --out="$S/$row/eval.json.tmp"
+    mv "$S/$row/eval.json.tmp" "$S/$row/eval.json"
+  done
 done
-$PY -m benchmarks.parity_table --workdir="$W" --rows="$ROWS" --pre_steps="$PRE_STEPS" \
-  --steps="$STEPS" --out="$OUT"
+$PY -m benchmarks.parity_table --workdir="$W" --seeds="$SEEDS" --rows="$ROWS" \
+  --pre_steps="$PRE_STEPS" --steps="$STEPS" --out="$OUT"

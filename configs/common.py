@@ -110,6 +110,14 @@ MDM_RECIPE = dict(
     # with shift_logits (two_stream): score every block's context-predicted first token on
     # every draw (same expected loss, less variance; masking.score_context_predicted)
     score_first_token=True,
+    # two_stream with shift_logits (a Thinker adapted from AR; never the Talker): the clean
+    # copy attends block-causally (`block`) or causally (`causal`: its states stay the AR
+    # model's; the decoder writes finished blocks the same way)
+    clean_attention="block",
+    # with shift_logits and two_stream (needs clean_attention causal): this weight times
+    # the clean stream's AR next-token loss joins the ELBO; measured, it did not raise exact
+    # match (docs/parity.md)
+    ar_weight=0.0,
 )
 # Stage-1 auxiliary losses (weights; 0 turns one off). typed_weight: the answer from the
 # typed question on the same batch (a second Thinker pass per step); it did not change

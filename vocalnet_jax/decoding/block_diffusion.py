@@ -49,6 +49,7 @@ class BlockDiffusionConfig:
   schedule: str = "linear"
   cache_update: str = "extra_forward"  # extra_forward | reuse_last_step
   shift_logits: bool = False  # position i predicts token i+1 (as trained, see objectives)
+  clean_causal: bool = False  # a clean block's K/V attend causally (diffusion.clean_attention)
 
   def __post_init__(self):
     if not 1 <= self.steps <= self.block_size:
@@ -77,9 +78,9 @@ class Block(NamedTuple):
   next_logits: Array  # [batch, vocab] float32
 
 
-def _block_mask(visible: Array, write_index: Array, block: int) -> Array:
-  """[batch, B, C]: the visible cache slots and the block's own slots."""
-  return block_mask(visible, write_index, jnp.ones((visible.shape[0], block), bool))
+def _block_mask(visible: Array, write_index: Array, block: int, causal: bool = False) -> Array:
+  """[batch, B, C]: the visible cache slots and the block's own slots (causal: up to self)."""
+  return block_mask(visible, write_index, jnp.ones((visible.shape[0], block), bool), causal)
 
 
 def _token_logits(lm: CachedLM, params: Any, hidden: Array, first_logits: Optional[Array],
@@ -130,10 +131,11 @@ def denoise_block(lm: CachedLM, params: Any, cache: Cache, visible: Array, write
 
 
 def write_clean_block(lm: CachedLM, params: Any, block: Block, visible: Array,
-                      write_index: Array, positions: Array) -> Block:
+                      write_index: Array, positions: Array, causal: bool = False) -> Block:
   """The extra forward of a finished block: exact K/V into the cache, and the clean
-  context's next-token logits. One more NFE."""
-  mask = _block_mask(visible, write_index, positions.shape[1])
+  context's next-token logits. One more NFE. causal: the block attends to itself causally,
+  as the clean stream of a model trained with `diffusion.clean_attention` causal."""
+  mask = _block_mask(visible, write_index, positions.shape[1], causal)
   hidden, cache = lm.forward(params, block.tokens, positions, mask, block.cache, write_index)
   return Block(block.tokens, cache, block.nfe + 1, lm.logits(params, hidden[:, -1:])[:, 0])
 
@@ -145,7 +147,7 @@ def decode_block(lm: CachedLM, params: Any, cache: Cache, visible: Array, write_
   pipeline and the Talker call with their own cache and visibility)."""
   out = denoise_block(lm, params, cache, visible, write_index, positions, rng, cfg, first_logits)
   if cfg.cache_update == "extra_forward":
-    out = write_clean_block(lm, params, out, visible, write_index, positions)
+    out = write_clean_block(lm, params, out, visible, write_index, positions, cfg.clean_causal)
   return out
 
 
@@ -180,8 +182,8 @@ def generate(lm: CachedLM, params: Any, prefix: Array, prefix_valid: Array, rng:
     last = (j + 1 == num_blocks) | (stop_at_eos & jnp.all(done))
     if cfg.cache_update == "extra_forward":
       blk = jax.lax.cond(last, lambda b: b,
-                         lambda b: write_clean_block(lm, params, b, visible, write, positions),
-                         blk)
+                         lambda b: write_clean_block(lm, params, b, visible, write, positions,
+                                                     cfg.clean_causal), blk)
     return j + 1, out, blk.cache, done, nfe + blk.nfe, rng, blk.next_logits
 
   init = (jnp.int32(0), out, cache, jnp.zeros((batch,), bool), jnp.int32(0), rng, first_logits)

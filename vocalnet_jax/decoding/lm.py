@@ -91,13 +91,20 @@ def prefill_mask(prefix_valid: Array, cache_len: int) -> Array:
   return jnp.pad(mask, ((0, 0), (0, 0), (0, cache_len - prefix_len)))
 
 
-def block_mask(visible: Array, write_index: Array, own_valid: Array) -> Array:
+def block_mask(visible: Array, write_index: Array, own_valid: Array,
+               causal: bool = False) -> Array:
   """[batch, B, C]: a block written at cache[write_index : write_index + B] sees the
-  `visible` slots [batch, C] and its own valid slots (own_valid [batch, B])."""
+  `visible` slots [batch, C] and its own valid slots (own_valid [batch, B]): all of them,
+  or with `causal` those up to itself (a clean block under `diffusion.clean_attention`
+  causal, as training's clean stream)."""
   batch, block = own_valid.shape
   own = jax.lax.dynamic_update_slice_in_dim(jnp.zeros((batch, visible.shape[1]), bool),
                                             own_valid, write_index, axis=1)  # [batch, C]
-  return jnp.broadcast_to((visible | own)[:, None, :], (batch, block, visible.shape[1]))
+  own = jnp.broadcast_to(own[:, None, :], (batch, block, visible.shape[1]))
+  if causal:
+    slot = jnp.arange(visible.shape[1]) - write_index  # [C]: offset inside the block
+    own = own & (slot[None, :] <= jnp.arange(block)[:, None])[None]  # [batch, B, C]
+  return visible[:, None, :] | own
 
 
 def context_keys(prefix_valid: Array, cache_len: int, end: Array) -> Array:

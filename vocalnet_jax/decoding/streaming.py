@@ -59,6 +59,7 @@ class StreamConfig:
   cache_update: str = "extra_forward"
   mel_frames: int = 600  # question mel is padded to this many frames (one compile)
   text_shift: bool = False  # the MDM Thinker's shifted logits (the Talker never shifts)
+  clean_causal: bool = False  # the MDM Thinker's clean blocks attend causally (not the Talker)
 
   def __post_init__(self):
     for name in ("thinker_mode", "talker_mode"):
@@ -144,11 +145,12 @@ def _next_logits(lm: CachedLM, params: Any, hidden: Array, mask_id: int) -> Arra
 
 
 def _clean_forward(lm: CachedLM, params: Any, tokens: Array, positions: Array, visible: Array,
-                   write: Array, cache: Cache, own_valid: Array) -> tuple[Array, Cache]:
+                   write: Array, cache: Cache, own_valid: Array,
+                   causal: bool = False) -> tuple[Array, Cache]:
   """One forward of a finished block over the visible cache + its own valid slots
-  (own_valid [1, B]); writes its K/V."""
-  return lm.forward(params, tokens, positions, block_mask(visible, write, own_valid), cache,
-                    write)
+  (own_valid [1, B]; causal: up to each query); writes its K/V."""
+  return lm.forward(params, tokens, positions, block_mask(visible, write, own_valid, causal),
+                    cache, write)
 
 
 def talker_visible(cache_len: int, text_slots: int, k: Array, num_text: Array,
@@ -201,13 +203,14 @@ def thinker_block(model: SpeechLLM, params: Any, cache: Cache, prefix_valid: Arr
                                          positions[0, 0], block, suppress=mask_id)
     return tokens, hidden, _next_logits(lm, params, hidden, mask_id), cache, jnp.int32(block)
   bd = BlockDiffusionConfig(block, cfg.text_steps, mask_id, eos_id, rule=cfg.rule,
-                            shift_logits=cfg.text_shift)
+                            shift_logits=cfg.text_shift,
+                            clean_causal=cfg.clean_causal)
   blk = denoise_block(lm, params, cache, visible, write, positions, rng, bd, carry)
   # The clean pass (the block's `extra_forward`) gives the K/V the cache keeps, the next
   # block's first-token logits and the states the Talker is fused with; as in training
   # (`SpeechTalkerTask.thinker_states`) they never see past the answer's eos.
   hidden, cache = _clean_forward(lm, params, blk.tokens, positions, visible, write, blk.cache,
-                                 upto_first_eos(blk.tokens, eos_id))
+                                 upto_first_eos(blk.tokens, eos_id), cfg.clean_causal)
   return blk.tokens, hidden, _next_logits(lm, params, hidden, mask_id), cache, blk.nfe + 1
 
 
@@ -421,4 +424,6 @@ def stream_config(config: Any, text_steps: Optional[int] = None,
       speech_chunk=t.chunk_size, speech_steps=speech_steps or config.diffusion.sampler_steps,
       text_per_chunk=t.text_per_chunk, max_text_tokens=d.response_len,
       max_speech_tokens=d.max_units + 1, rule=rule, mel_frames=d.mel_buckets[-1],
-      text_shift=config.diffusion.shift_logits)
+      text_shift=config.diffusion.shift_logits,
+      clean_causal=attention_masks.clean_is_causal(config.diffusion,
+                                                   config.diffusion.shift_logits))

@@ -3,7 +3,8 @@
 Training layout for block diffusion (BD3-LM): [prefix ; x_t ; x_0] where x_t is the
 noisy response and x_0 its clean copy, both of length L and both using positions
 P..P+L-1 for RoPE. Noisy block i sees the prefix, itself (bidirectionally) and the
-clean blocks < i; the clean half is block-causal; the prefix is causal.
+clean blocks < i; the clean half is block-causal (or causal: `clean_causal`, whose states
+are then an AR model's); the prefix is causal.
 All masks are boolean, True = may attend, shaped [batch, queries, keys].
 """
 from __future__ import annotations
@@ -14,8 +15,23 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def bd3_mask(length: int, block_size: int) -> Array:
-  """[2L, 2L] mask over [x_t ; x_0]."""
+CLEAN_ATTENTIONS = ("block", "causal")  # diffusion.clean_attention: the clean stream's rule
+
+
+def clean_is_causal(diffusion_cfg, shift: bool) -> bool:
+  """Whether the clean stream (training) and a finished block's K/V (decoding) attend
+  causally: `diffusion.clean_attention` causal on a decoder with shifted logits (a Thinker
+  adapted from AR, whose clean states then stay the AR model's); block-causal otherwise
+  (the Talker, and runs saved before the knob)."""
+  rule = diffusion_cfg.get("clean_attention", "block")
+  if rule not in CLEAN_ATTENTIONS:
+    raise ValueError(f"diffusion.clean_attention={rule!r}; choose from {CLEAN_ATTENTIONS}")
+  return shift and rule == "causal"
+
+
+def bd3_mask(length: int, block_size: int, clean_causal: bool = False) -> Array:
+  """[2L, 2L] mask over [x_t ; x_0]; clean_causal: the clean copy attends causally inside
+  its blocks too (block-causal otherwise)."""
   idx = jnp.arange(2 * length)
   is_clean = idx >= length
   block = (idx % length) // block_size
@@ -23,8 +39,9 @@ def bd3_mask(length: int, block_size: int) -> Array:
   q_block, k_block = block[:, None], block[None, :]
   noisy_self = ~q_clean & ~k_clean & (q_block == k_block)  # bidirectional inside a block
   noisy_to_clean = ~q_clean & k_clean & (k_block < q_block)  # clean context of earlier blocks
-  clean_causal = q_clean & k_clean & (k_block <= q_block)  # block-causal clean stream
-  return noisy_self | noisy_to_clean | clean_causal
+  clean_rule = (idx[None, :] <= idx[:, None]) if clean_causal else (k_block <= q_block)
+  clean_to_clean = q_clean & k_clean & clean_rule  # (block-)causal clean stream
+  return noisy_self | noisy_to_clean | clean_to_clean
 
 
 def block_causal_mask(length: int, block_size: int) -> Array:

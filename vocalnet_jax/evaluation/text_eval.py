@@ -17,6 +17,7 @@ from data_pipelines import synthetic_text
 from data_pipelines.prompt import prompt_ids
 from vocalnet_jax.decoding import ar, block_diffusion
 from vocalnet_jax.decoding.lm import CachedLM, decoder_lm
+from vocalnet_jax.diffusion import attention_masks
 from vocalnet_jax.evaluation import text_metrics
 from vocalnet_jax.modeling import restore
 from vocalnet_jax.modeling.validate import ConfigError
@@ -112,6 +113,7 @@ def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
   try:
     return block_diffusion.BlockDiffusionConfig(
         d.block_size, steps or d.sampler_steps, tokenizer.mask_id, tokenizer.eos_id, rule=rule,
-        schedule=d.schedule, cache_update=cache_update, shift_logits=d.shift_logits)
+        schedule=d.schedule, cache_update=cache_update, shift_logits=d.shift_logits,
+        clean_causal=attention_masks.clean_is_causal(d, d.shift_logits))
   except ValueError as e:  # e.g. --cache_update=reuse_last_step on a shifted-logits model
     raise ConfigError(f"{e} (config.diffusion.shift_logits={d.shift_logits})") from None

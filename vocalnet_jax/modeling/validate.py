@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from vocalnet_jax.diffusion.attention_masks import CLEAN_ATTENTIONS
 from vocalnet_jax.diffusion.masking import LAYOUTS, STRATEGIES as MASKINGS, masking_fits_layout
 from vocalnet_jax.diffusion.schedule import get_schedule
 from vocalnet_jax.models.layers import ATTENTION_IMPLS
@@ -66,6 +67,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(d.block_size > 0 and config.data.response_len % d.block_size == 0,
              f"config.diffusion.block_size={d.block_size} does not divide "
              f"config.data.response_len={config.data.response_len}")
+    clean = d.get("clean_attention", "block")
+    _require(clean in CLEAN_ATTENTIONS,
+             f"config.diffusion.clean_attention={clean!r}; choose from {CLEAN_ATTENTIONS}")
+    _require(d.get("ar_weight", 0.0) >= 0.0,
+             f"config.diffusion.ar_weight={d.get('ar_weight')} must be >= 0")
+    _require(not (d.get("ar_weight", 0.0) and d.shift_logits and d.layout == "two_stream")
+             or clean == "causal",
+             f"config.diffusion.ar_weight={d.get('ar_weight')} (with shift_logits, two_stream) "
+             "needs clean_attention='causal'")
     block_name, block = _denoised_block(config)
     _require(1 <= d.sampler_steps <= block,
              f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, {block_name}="

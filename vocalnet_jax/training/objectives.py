@@ -123,7 +123,9 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
                   diffusion_cfg: ml_collections.ConfigDict, mask_id: int, eos_id: int,
                   block_size: Optional[int] = None, shift: bool = False,
                   loss_chunk: int = 0) -> tuple[Array, dict]:
-  """Block-diffusion ELBO over the response (prefix always visible, never scored).
+  """Block-diffusion ELBO over the response (prefix always visible, never scored); with
+  shift and two_stream, plus `diffusion_cfg.ar_weight` times the AR loss of the causal clean
+  stream (`clean_ar_loss`).
 
   block_size overrides `diffusion_cfg.block_size` (the Talker uses its chunk size);
   shift: shifted logits (see `denoiser_logits`); loss_chunk: see `LMProblem`.
@@ -138,53 +140,94 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
   if shift and diffusion_cfg.layout == "two_stream" and diffusion_cfg.score_first_token:
     corruption = masking.score_context_predicted(corruption, valid, block)
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
-  hidden = denoiser_hidden(fns, batch, noisy, target, valid, block, diffusion_cfg.layout,
-                           shift)  # [batch, R, embed]
-  ce, predicted = losses.chunked_cross_entropy(hidden, target, fns.logits, loss_chunk)
+  causal = attention_masks.clean_is_causal(diffusion_cfg, shift)
+  states = denoiser_states(fns, batch, noisy, target, valid, block, diffusion_cfg.layout, causal)
+  ce, predicted = losses.chunked_cross_entropy(states.hidden(shift), target, fns.logits,
+                                               loss_chunk)  # [batch, R]
   loss = losses.mdm_loss_from_ce(ce, corruption.scored, corruption.weight, valid)
   metrics = _accuracy_metrics(predicted, target, corruption.scored, loss)
   metrics["mask_ratio"] = jnp.sum(corruption.corrupted & valid) / jnp.maximum(jnp.sum(valid), 1)
+  ar_weight = diffusion_cfg.get("ar_weight", 0.0)
+  if ar_weight and shift and diffusion_cfg.layout == "two_stream":
+    if not causal:
+      raise ValueError("diffusion.ar_weight needs clean_attention causal (the clean stream "
+                       "is then an AR model)")
+    metrics["ar_loss"] = clean_ar_loss(fns, states, batch)
+    metrics["mdm_loss"] = loss
+    loss = loss + ar_weight * metrics["ar_loss"]
+    metrics["loss"] = loss
   return loss, metrics
 
 
-def denoiser_logits(fns: DecoderFns, batch: ResponseBatch, noisy: Array, clean: Array,
-                    valid: Array, block_size: int, layout: str = "two_stream",
-                    shift: bool = False) -> Array:
-  """Logits [batch, R, vocab] of the noisy response x_t given the prefix: the vocabulary
-  projection of `denoiser_hidden`."""
-  return fns.logits(denoiser_hidden(fns, batch, noisy, clean, valid, block_size, layout, shift))
+class DenoiserStates(NamedTuple):
+  """Hidden states of one denoiser pass, [batch, ., embed]."""
+  before: Array  # [batch, 1, embed]: the prefix's last state
+  noisy: Array  # [batch, R, embed]: x_t
+  context: Array  # [batch, R, embed]: the clean copy (two_stream) or x_t (single_stream)
+  block_size: int
+
+  def hidden(self, shift: bool) -> Array:
+    """[batch, R, embed]: the states whose logits score x_t's tokens. shift (Dream):
+    position i predicts token i + 1, as in the AR model an MDM is adapted from; a block's
+    first token is then predicted from the clean context before it (the prefix's last
+    position, or the previous block's last clean position), the others from the noisy
+    block."""
+    if not shift:
+      return self.noisy
+    block_first = (jnp.arange(self.noisy.shape[1]) % self.block_size == 0)[None, :, None]
+    from_block = jnp.concatenate([self.before, self.noisy[:, :-1]], axis=1)
+    return jnp.where(block_first, self.shifted_context(), from_block)
+
+  def logits(self, fns: DecoderFns, shift: bool) -> Array:
+    """[batch, R, vocab] logits of x_t's tokens (`hidden`)."""
+    return fns.logits(self.hidden(shift))
+
+  def shifted_context(self) -> Array:
+    """[batch, R, embed]: the clean state before each position (the prefix's last one for
+    position 0), the state the shifted logits predict that position's token from."""
+    return jnp.concatenate([self.before, self.context[:, :-1]], axis=1)
 
 
-def denoiser_hidden(fns: DecoderFns, batch: ResponseBatch, noisy: Array, clean: Array,
+def denoiser_states(fns: DecoderFns, batch: ResponseBatch, noisy: Array, clean: Array,
                     valid: Array, block_size: int, layout: str = "two_stream",
-                    shift: bool = False) -> Array:
-  """The hidden states [batch, R, embed] whose logits score the noisy response x_t.
+                    causal_clean: bool = False) -> DenoiserStates:
+  """Hidden states of the noisy response x_t given the prefix (and its clean copy).
 
   two_stream [prefix ; x_t ; x_0] (BD3-LM): block j of x_t sees clean blocks < j of x_0,
-  so every block can be mid-denoising at once. single_stream [prefix ; x_t]
+  so every block can be mid-denoising at once; causal_clean: x_0 attends causally (its
+  states are the AR model's), else block-causally. single_stream [prefix ; x_t]
   block-causal, as the decoder sees it when only the last block is noisy.
-  shift (Dream): position i predicts token i + 1, as in the AR model an MDM is adapted
-  from; a block's first token is then predicted from the clean context before it (the
-  prefix's last position, or the previous block's last clean position), the others
-  from the noisy block. noisy, clean: [batch, R] ids; valid: [batch, R].
+  noisy, clean: [batch, R] ids; valid: [batch, R].
   """
   prefix_len, resp_len = batch.prefix_valid.shape[1], noisy.shape[1]
   if layout == "two_stream":
-    hidden = _run(fns, batch, [noisy, clean], attention_masks.bd3_mask(resp_len, block_size),
+    hidden = _run(fns, batch, [noisy, clean],
+                  attention_masks.bd3_mask(resp_len, block_size, causal_clean),
                   jnp.concatenate([valid, valid], 1))
     context = hidden[:, prefix_len + resp_len:]  # clean copy: [batch, R, embed]
   else:
     hidden = _run(fns, batch, [noisy], attention_masks.block_causal_mask(resp_len, block_size),
                   valid)
     context = hidden[:, prefix_len:]  # earlier blocks are clean in single-stream states
-  noisy_hidden = hidden[:, prefix_len:prefix_len + resp_len]  # [batch, R, embed]
-  if not shift:
-    return noisy_hidden
-  before = hidden[:, prefix_len - 1:prefix_len]  # [batch, 1, embed]: the prefix's last state
-  from_block = jnp.concatenate([before, noisy_hidden[:, :-1]], axis=1)
-  from_context = jnp.concatenate([before, context[:, :-1]], axis=1)
-  first = (jnp.arange(resp_len) % block_size == 0)[None, :, None]
-  return jnp.where(first, from_context, from_block)
+  return DenoiserStates(hidden[:, prefix_len - 1:prefix_len],
+                        hidden[:, prefix_len:prefix_len + resp_len], context, block_size)
+
+
+def denoiser_logits(fns: DecoderFns, batch: ResponseBatch, noisy: Array, clean: Array,
+                    valid: Array, block_size: int, layout: str = "two_stream",
+                    shift: bool = False, causal_clean: bool = False) -> Array:
+  """Logits [batch, R, vocab] of the noisy response x_t given the prefix
+  (`denoiser_states`, `DenoiserStates.logits`)."""
+  return denoiser_states(fns, batch, noisy, clean, valid, block_size, layout,
+                         causal_clean).logits(fns, shift)
+
+
+def clean_ar_loss(fns: DecoderFns, states: DenoiserStates, batch: ResponseBatch) -> Array:
+  """Next-token cross-entropy of the response from the causal clean stream's shifted states
+  (`ar_objective`'s loss, computed on the states the MDM pass already has): every
+  position's AR prediction, of which the decoder uses each block's first."""
+  logits = fns.logits(states.shifted_context())  # [batch, R, vocab]
+  return losses.ar_loss(logits, batch.response, batch.response_valid)
 
 
 def _accuracy_metrics(predicted: Array, targets: Array, scored: Array, loss: Array) -> dict:
