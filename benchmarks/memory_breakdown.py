@@ -283,7 +283,8 @@ def render_table(rows: list[dict]) -> str:
   for r in sorted(rows, key=lambda r: (r["preset"], r["stage"], r["objective"],
                                        r["devices"], list(VARIANTS).index(r["variant"]))):
     s, parts = r["step"], r.get("parts", {})
-    part = lambda k: f"{parts[k]['temp_gib']:.2f}" if k in parts else "–"  # noqa: E731
+    part = lambda k, parts=parts: (  # noqa: E731
+        f"{parts[k]['temp_gib']:.2f}" if k in parts else "–")
     variant = r["variant"] + ("" if r["devices"] == 8 else f" (fsdp={r['devices']})")
     step = (f"{s['argument_gib']:.2f} | {s['temp_gib']:.2f} | **{s['argument_plus_temp_gib']:.2f}**"
             if s else "– | – | –")

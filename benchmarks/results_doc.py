@@ -72,7 +72,7 @@ def demo(name: str, r: Result) -> str:
   rows = []
   for run in runs:
     on300 = run.get("thinker_on_300_questions", {})
-    pair = lambda key: " / ".join(  # noqa: E731
+    pair = lambda key, on300=on300: " / ".join(  # noqa: E731
         fmt(on300.get(m, {}).get(key, {}).get("spoken_exact_match")) for m in ("ar", "mdm"))
     rows.append([run["label"], run.get("machine"), str(run["commit"])[:7],
                  run.get("total_wall_s"), run["ar"]["exact_match"], run["mdm"]["exact_match"],

@@ -5,15 +5,16 @@
       --out=benchmarks/results/serve_load_tiny_cpu.json
 
 Starts the server as a subprocess on 127.0.0.1 (a free port), then for each model and
-each N in --clients opens N connections that each ask the first --questions questions of
-the corpus's --split (the recordings of the checkpoint's prepared corpus; a smaller split
-is cycled), one after another, starting at a different question per client. Per (model, N): p50/p99 of first
-audio and first text as the client measures them (from the audio frame sent), p50/p99 of
-the whole answer, wall time, answers per minute, errors by code, lost requests (asked but
-neither answered nor refused), and the server's own pipeline figure (first audio from the
-start of decoding, at N = 1 free of queueing). The server's resident memory is read from
-/proc after one warm-up answer per model and after the last question. Bounded: every answer has --answer_timeout_s,
-and no new question starts after --max_seconds (the result then says how many were asked).
+each N in --clients opens N connections that each ask the first --questions questions of the
+corpus's --split (the recordings of the checkpoint's prepared corpus; a smaller split is
+cycled), one after another, starting at a different question per client. Per (model, N):
+p50/p99 of first audio and first text as the client measures them (from the audio frame
+sent), p50/p99 of the whole answer, wall time, answers per minute, errors by code, lost
+requests (asked but neither answered nor refused), and the server's own pipeline figure
+(first audio from the start of decoding, at N = 1 free of queueing). The server's resident
+memory is read from /proc after one warm-up answer per model and after the last question.
+Bounded: every answer has --answer_timeout_s, and no new question starts after --max_seconds
+(the result then says how many were asked).
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@
       --config.corpus.manifest.train=/data/train.jsonl --config.corpus.manifest.test=... --out=...
 
 Presets: `tiny` (800 train questions, 50 each for `test`, `heldout` and `unseen_voices`;
-`make demo` builds it with `--config.corpus.num_train=8000`), `small` (4000 and 250 each). `scale=N` multiplies the
-number of examples (one example is ~4.1 s of question + answer audio), so
+`make demo` builds it with `--config.corpus.num_train=8000`), `small` (4000 and 250 each).
+`scale=N` multiplies the number of examples (one example is ~4.1 s of question + answer audio), so
 `small,scale=8` is ~40 hours. espeak-ng synthesis measured 77-273x real time per
 process on a shared 2-core machine (1.3-4.5 hours of audio per minute); the
 whole build (synthesis + validation + ArrayRecord writing) is slower, see the

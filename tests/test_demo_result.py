@@ -51,7 +51,8 @@ def test_demo_runs_are_recorded_and_appended(tmp_path):
   r = result_file.read(out)
   runs = r["metrics"]["runs"]
   assert [x["label"] for x in runs] == ["seed 0", "seed 1"]
-  assert runs[0]["mdm_over_ar_exact_match"] == 0.6 / 0.5 and runs[1]["mdm_over_ar_exact_match"] == 1.0
+  assert runs[0]["mdm_over_ar_exact_match"] == 0.6 / 0.5
+  assert runs[1]["mdm_over_ar_exact_match"] == 1.0
   assert runs[0]["recipe_txt"] == "0 8000 50 1200 2800 2400 200 400 1000"  # checksum dropped
   assert [x["loss"] for x in runs[0]["final_train_losses"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
   assert runs[0]["floors"] == {"corpus_audio": {"wer": 0.4}, "vocoder_resynthesis": {"wer": 0.2}}

@@ -149,7 +149,8 @@ def test_protocol_round_trip_gives_the_pipelines_own_answer(served):
   events = list(pipe.stream(wav))
   expected = np.concatenate([e.audio for e in events if e.audio is not None])
   np.testing.assert_array_equal(np.concatenate(reply.audio), expected)
-  assert done["text"] == events[-1].text == [e for e in reply.events if e["type"] == "text"][-1]["text"]
+  texts = [e["text"] for e in reply.events if e["type"] == "text"]
+  assert done["text"] == events[-1].text == texts[-1]
   assert done["nfe"] == events[-1].nfe and done["audio_chunks"] == len(reply.audio)
   assert done["audio_s"] == pytest.approx(expected.size / RATE, abs=1e-4)
   assert 0 <= done["queue_s"] <= done["first_text_s"] <= done["total_s"]

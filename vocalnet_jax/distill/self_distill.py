@@ -1,10 +1,10 @@
 """Iterative self-distillation: a few-step student learns from its many-step self.
 
-One round (the paper's iterative self-distillation): the teacher is a frozen copy that decodes a block in S_t steps;
-the student, initialised from it, decodes in S_s = S_t / 2. On the states the student's
-top-k sampler meets (block at its step k, `masking.sampler_state_corruption`), the
-student's one forward is pulled towards what the teacher reaches in its two
-corresponding steps (2k and 2k + 1):
+One round (the paper's iterative self-distillation): the teacher is a frozen copy that
+decodes a block in S_t steps; the student, initialised from it, decodes in S_s = S_t / 2. On
+the states the student's top-k sampler meets (block at its step k,
+`masking.sampler_state_corruption`), the student's one forward is pulled towards what the
+teacher reaches in its two corresponding steps (2k and 2k + 1):
 
   teacher step 2k   on x     -> commit its top-k confident tokens -> x'
   teacher step 2k+1 on x'    -> logits_2
