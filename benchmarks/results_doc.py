@@ -191,6 +191,21 @@ def parity(name: str, r: Result) -> str:
       table(["row", "B"] + tasks, per_task, 2), "", source(name, r)])
 
 
+def parity_seeds(name: str, r: Result) -> str:
+  """`benchmarks/mdm_parity.sh` over seeds: per row, the mean, per-seed and worst MDM/AR."""
+  c, summary = r["config"], r["metrics"]["summary"]
+  rows = [[x["row"], x["block_size"], x["steps"], " ".join(str(s) for s in x["seeds"]),
+           x["exact_match_mean"], x["vs_ar_of_means"], x["vs_ar_min"],
+           x["worst_task_minus_ar"]] for x in summary]
+  return "\n".join([
+      f"## Text: MDM vs AR over seeds ({c['steps']} steps per row)", "",
+      f"`tiny,text`, seeds {c['seeds']}: AR pre-training of {c['pre_steps']} steps, then "
+      f"{c['steps']} steps per row on the QA tasks; S = steps per block, exact match on "
+      "held-out prompts (docs/parity.md).", "",
+      table(["row", "B", "S", "seeds", "exact match (mean)", "MDM/AR of means",
+             "MDM/AR worst seed", "worst task − AR"], rows), "", source(name, r)])
+
+
 def decode(name: str, r: Result) -> str:
   m = r["metrics"]
   ar = next(x for x in m["rows"] if x["mode"] == "ar")
@@ -312,6 +327,8 @@ SECTIONS: list[tuple[Callable[[str], bool], Callable[[str, Result], str]]] = [
     (lambda n: n.startswith("demo_"), demo),
     (lambda n: n.startswith("spoken_eval_"), spoken_eval),
     (lambda n: n.startswith("mdm_recipe_"), mdm_recipe),
+    (lambda n: n.startswith("mdm_parity_screen") or n.startswith("mdm_parity_seeds"),
+     parity_seeds),
     (lambda n: n.startswith("mdm_parity_"), parity),
     (lambda n: n.startswith("decode_"), decode),
     (lambda n: n.startswith("speech_latency_"), speech_latency),
