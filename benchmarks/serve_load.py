@@ -89,9 +89,9 @@ def questions(n: int) -> list[bytes]:
   return out
 
 
-async def one_client(session: aiohttp.ClientSession, url: str, model: str, audio: list[bytes],
+async def one_client(http: aiohttp.ClientSession, url: str, model: str, audio: list[bytes],
                      offset: int, deadline: float, rows: list[dict]) -> None:
-  ws, _ = await client.connect(session, url)
+  ws, _ = await client.connect(http, url)
   try:
     for j in range(_QUESTIONS.value):  # cycling through the questions from `offset`
       if time.time() > deadline:
@@ -135,9 +135,9 @@ def summarize(rows: list[dict], wall_s: float) -> dict:
 
 async def load(url: str, models: list[str], audio: list[bytes], pid: int) -> dict:
   deadline = time.time() + _MAX_SECONDS.value
-  async with aiohttp.ClientSession() as session:
+  async with aiohttp.ClientSession() as http:
     for model in models:  # one answer each first: memory is compared from a served state
-      ws, _ = await client.connect(session, url + "/ws")
+      ws, _ = await client.connect(http, url + "/ws")
       await client.ask(ws, audio[0], model=model)
       await ws.close()
     out = {"rss_mib_before": round(rss_mib(str(pid)), 1), "runs": {}}
@@ -145,7 +145,7 @@ async def load(url: str, models: list[str], audio: list[bytes], pid: int) -> dic
       for n in map(int, _CLIENTS.value):
         rows: list[dict] = []
         tick = time.perf_counter()
-        await asyncio.gather(*(one_client(session, url + "/ws", model, audio, c, deadline, rows)
+        await asyncio.gather(*(one_client(http, url + "/ws", model, audio, c, deadline, rows)
                                for c in range(n)))
         summary = summarize(rows, time.perf_counter() - tick)
         summary["rss_mib_after"] = round(rss_mib(str(pid)), 1)

@@ -115,17 +115,17 @@ def wav_bytes(wav: np.ndarray, rate: int = RATE) -> bytes:
 
 
 def run(coro_fn, served, *args):
-  """Runs `coro_fn(session, ws_url, *args)` with a fresh client session."""
+  """Runs `coro_fn(http, ws_url, *args)` with a fresh HTTP client."""
   thread, _ = served
 
   async def main():
-    async with aiohttp.ClientSession() as session:
-      return await coro_fn(session, thread.url + "/ws", *args)
+    async with aiohttp.ClientSession() as http:
+      return await coro_fn(http, thread.url + "/ws", *args)
   return asyncio.run(main())
 
 
-async def _ask_once(session, url, audio, settings):
-  ws, ready = await client.connect(session, url)
+async def _ask_once(http, url, audio, settings):
+  ws, ready = await client.connect(http, url)
   reply = await client.ask(ws, audio, **settings)
   await ws.close()
   return ready, reply
@@ -186,8 +186,8 @@ def test_each_bad_input_is_one_error_event_and_the_next_question_is_answered(ser
             }.get(case, binary)
   _, audio = served
 
-  async def body(session, url):
-    ws, _ = await client.connect(session, url)
+  async def body(http, url):
+    ws, _ = await client.connect(http, url)
     if text is not None:
       await ws.send_str(text)
     if binary is not None:
@@ -206,8 +206,8 @@ def test_each_bad_input_is_one_error_event_and_the_next_question_is_answered(ser
 
 def _stats(thread) -> dict:
   async def get():
-    async with aiohttp.ClientSession() as session:
-      async with session.get(thread.url + "/stats") as r:
+    async with aiohttp.ClientSession() as http:
+      async with http.get(thread.url + "/stats") as r:
         return await r.json()
   return asyncio.run(get())
 
@@ -218,8 +218,8 @@ def test_queue_bound_and_disconnects_free_their_places(served):
   thread, audio = served
   before = _stats(thread)
 
-  async def body(session, url):
-    (c1, _), (c2, _), (c3, _) = [await client.connect(session, url) for _ in range(3)]
+  async def body(http, url):
+    (c1, _), (c2, _), (c3, _) = [await client.connect(http, url) for _ in range(3)]
     # S=1 is not warmed up: c1's answer is compiling while the others arrive
     await client.send_ask(c1, audio, model="mdm", steps=1)
     assert (await c1.receive_json())["type"] == "started"
@@ -271,11 +271,11 @@ def test_a_client_gone_between_ask_and_audio_leaves_nothing_behind(served):
   thread, audio = served
   before = _stats(thread)
 
-  async def body(session, url):
-    ws, _ = await client.connect(session, url)
+  async def body(http, url):
+    ws, _ = await client.connect(http, url)
     await ws.send_str('{"type": "ask", "model": "mdm"}')
     await ws.close()
-    return await _ask_once(session, url, audio, {"model": "mdm"})
+    return await _ask_once(http, url, audio, {"model": "mdm"})
 
   _, reply = run(body, served)
   assert reply.ok

@@ -88,10 +88,10 @@ async def chromium(fake_microphone_wav: str, width: int = 1200,
     else:
       raise TimeoutError("chromium did not open its DevTools port within 30 s")
     port = int(open(port_file).read().split()[0])
-    async with aiohttp.ClientSession() as session:
-      async with session.get(f"http://127.0.0.1:{port}/json/list") as r:
+    async with aiohttp.ClientSession() as http:
+      async with http.get(f"http://127.0.0.1:{port}/json/list") as r:
         target = next(t for t in await r.json() if t["type"] == "page")
-      async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+      async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
         yield Page(ws)
   finally:
     proc.terminate()

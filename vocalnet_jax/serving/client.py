@@ -76,10 +76,10 @@ async def ask(ws: aiohttp.ClientWebSocketResponse, audio: bytes, **settings: Any
   return await read_reply(ws, time.perf_counter())
 
 
-async def connect(session: aiohttp.ClientSession, url: str
+async def connect(http: aiohttp.ClientSession, url: str
                   ) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
   """Opens the answering socket; returns it with the server's `ready` event."""
-  ws = await session.ws_connect(url, max_msg_size=0)
+  ws = await http.ws_connect(url, max_msg_size=0)
   ready = json.loads((await ws.receive()).data)
   if ready.get("type") != "ready":
     raise ConnectionError(f"the server did not say ready: {ready}")
