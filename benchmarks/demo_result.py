@@ -4,7 +4,7 @@
   python -m benchmarks.demo_result --demo_dir=demo_out --log=demo.log \
       --label="seed 0" --out=benchmarks/results/demo_tiny_cpu.json
 
-Reads the run's recipe (`recipe.txt`), the last logged loss of every training stage
+Reads the run's recipe (`recipe.json`), the last logged loss of every training stage
 (`metrics.jsonl`), the AR and MDM evaluations (`eval_{ar,mdm}/eval.json`) and, from the
 demo's printed log, the wall time of every stage. Repeated runs (other seeds, another
 machine) are appended to the same file's `metrics.runs`, so the spread a figure has from
@@ -27,8 +27,8 @@ _LOG = flags.DEFINE_string("log", None, "The demo's printed output (stage wall t
 _LABEL = flags.DEFINE_string("label", "seed 0", "What distinguishes this run.")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/demo_tiny_cpu.json", "Result file.")
 
-STAGES = ("ar/stage0", "ar/stage1", "mdm/stage1", "ar/stage2", "mdm/stage2")
-# `=== 3/7 AR speech Thinker ... (12:34:56) ===`, printed by launch/demo.sh at each stage start
+STAGES = ("ar_stage0", "ar_stage1", "mdm_stage1", "ar_stage2", "mdm_stage2")
+# `=== 3/11 AR speech Thinker ... (12:34:56) ===`, printed by launch.recipe at each stage start
 _STAGE_LINE = re.compile(r"^=== (\d+)/\d+ (.*) \((\d\d:\d\d:\d\d)\) ===$")
 
 
@@ -62,11 +62,11 @@ def demo_run(demo_dir: str, label: str, log: str | None) -> dict:
   """One run's figures."""
   ar, floors = evaluation(os.path.join(demo_dir, "eval_ar"))
   mdm, _ = evaluation(os.path.join(demo_dir, "eval_mdm"))
-  with open(os.path.join(demo_dir, "recipe.txt"), encoding="utf-8") as f:
-    recipe = f.read().split()
+  with open(os.path.join(demo_dir, "recipe.json"), encoding="utf-8") as f:
+    recipe = json.load(f)
   run = {"label": label, "commit": result_file.git_commit(),
          "machine": result_file.machine_info(),
-         "recipe_txt": " ".join(recipe[:-2]),  # the last two fields are demo.sh's checksum
+         "recipe": recipe["recipe"],  # the recipe and its knobs (launch.recipe's record)
          "final_train_losses": [last_loss(os.path.join(demo_dir, s)) for s in STAGES],
          "ar": ar, "mdm": mdm,
          "mdm_over_ar_exact_match": mdm["exact_match"] / ar["exact_match"] if ar["exact_match"]
@@ -88,9 +88,7 @@ def main(argv):
   previous = result_file.read(_OUT.value) if os.path.exists(_OUT.value) else None
   runs = previous["metrics"]["runs"] if previous else []
   config = previous["config"] if previous else {
-      "recipe": "launch/demo.sh defaults unless a run's recipe_txt says otherwise",
-      "recipe_txt_fields": "SEED NUM_TRAIN NUM_TEST STAGE0_STEPS STAGE1_STEPS MDM_STEPS "
-                           "STAGE2_STEPS VOCODER_STEPS VOCOS_STEPS"}
+      "recipe": "configs/recipes/demo.py; each run names its recipe and knobs"}
   result_file.write(_OUT.value, config, {"runs": runs + [run]}, command="make demo > demo.log; "
                     + result_file.command_line(module="benchmarks.demo_result"))
   print(f"wrote {_OUT.value} ({len(runs) + 1} runs)")

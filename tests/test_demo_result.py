@@ -8,14 +8,14 @@ import sys
 from vocalnet_jax.evaluation import result_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ("ar/stage0", "ar/stage1", "mdm/stage1", "ar/stage2", "mdm/stage2")
+STAGES = ("ar_stage0", "ar_stage1", "mdm_stage1", "ar_stage2", "mdm_stage2")
 
 
 def _fake_demo(demo_dir, ar_exact, mdm_exact):
   """The files a finished `make demo` leaves: recipe, metrics per stage, two evaluations."""
   os.makedirs(demo_dir)
-  with open(os.path.join(demo_dir, "recipe.txt"), "w") as f:
-    f.write("0 8000 50 1200 2800 2400 200 400 1000 12345 6789\n")
+  with open(os.path.join(demo_dir, "recipe.json"), "w") as f:
+    json.dump({"recipe": "configs/recipes/demo.py", "stages": [], "complete": []}, f)
   for i, stage in enumerate(STAGES):
     os.makedirs(os.path.join(demo_dir, stage))
     with open(os.path.join(demo_dir, stage, "metrics.jsonl"), "w") as f:
@@ -53,7 +53,7 @@ def test_demo_runs_are_recorded_and_appended(tmp_path):
   assert [x["label"] for x in runs] == ["seed 0", "seed 1"]
   assert runs[0]["mdm_over_ar_exact_match"] == 0.6 / 0.5
   assert runs[1]["mdm_over_ar_exact_match"] == 1.0
-  assert runs[0]["recipe_txt"] == "0 8000 50 1200 2800 2400 200 400 1000"  # checksum dropped
+  assert runs[0]["recipe"] == "configs/recipes/demo.py"
   assert [x["loss"] for x in runs[0]["final_train_losses"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
   assert runs[0]["floors"] == {"corpus_audio": {"wer": 0.4}, "vocoder_resynthesis": {"wer": 0.2}}
   stages = runs[0]["stage_wall_s"]
