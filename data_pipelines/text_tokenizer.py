@@ -56,7 +56,10 @@ class _SentencePiece:
     return self.sp.encode(text)
 
   def decode(self, ids: list[int]) -> str:
-    return self.sp.decode(ids)
+    """Text of `ids`; ids past the pieces (the model's vocabulary padding, which an
+    untrained model may emit) decode to nothing instead of raising."""
+    size = self.sp.get_piece_size()
+    return self.sp.decode([int(i) for i in ids if 0 <= int(i) < size])
 
   def piece_to_id(self, piece: str) -> int | None:
     i = self.sp.piece_to_id(piece)

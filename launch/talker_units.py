@@ -1,5 +1,5 @@
 """Unit accuracy of a Talker at each kept checkpoint of a stage-2 run (teacher-forced and
-free-running against the reference units; `evaluation.unit_accuracy`):
+free-running against the reference units; `diagnostics.unit_accuracy`):
 
   python -m launch.talker_units --checkpoint=W --split=test --n=50
 
@@ -14,7 +14,8 @@ import sys
 from absl import app, flags
 
 from launch.logs import quiet_logging
-from vocalnet_jax.evaluation import result_file, unit_accuracy
+from vocalnet_jax.diagnostics import unit_accuracy
+from vocalnet_jax.evaluation import result_file
 from vocalnet_jax.modeling import run_config
 from vocalnet_jax.modeling.validate import ConfigError
 

@@ -44,8 +44,10 @@ def _reference(cfg):
       tokens, commit = cfg.step_rule(logits.at[..., TOK.mask_id].set(-jnp.inf), is_masked,
                                      jnp.int32(step), cfg.steps, jax.random.key(0))
       body = body.at[:, j * B:(j + 1) * B].set(jnp.where(commit & is_masked, tokens, x))
-      last_input = x if step == cfg.steps - 1 and cfg.cache_update == "reuse_last_step" else None
-      seen = body if last_input is None else body.at[:, j * B:(j + 1) * B].set(last_input)
+      kept = x if step == cfg.steps - 1 and cfg.cache_update == "reuse_last_step" else None
+      # only block j changes what later steps see; earlier blocks keep what the cache kept
+      seen = seen.at[:, j * B:(j + 1) * B].set(body[:, j * B:(j + 1) * B] if kept is None
+                                               else kept)
   return np.asarray(body)
 
 

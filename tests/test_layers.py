@@ -13,6 +13,7 @@ LAYERS = {
     "vocalnet_jax.modeling": 2,
     "vocalnet_jax.training": 3, "vocalnet_jax.decoding": 3,
     "vocalnet_jax.evaluation": 4, "vocalnet_jax.distill": 4, "vocalnet_jax.serving": 4,
+    "vocalnet_jax.diagnostics": 4,
     "launch": 5,
 }
 SIBLINGS = [("vocalnet_jax.training", "vocalnet_jax.decoding")]

@@ -72,3 +72,10 @@ def test_bad_files_are_reported(tmp_path):
     f.write(b"not a model")
   with pytest.raises(ValueError, match="bad.model is not a sentencepiece model"):
     text_tokenizer.load_tokenizer(bad)
+
+
+def test_padding_ids_decode_to_nothing(trained):
+  """The model's vocabulary is padded past the tokenizer's pieces; an untrained model may
+  emit such an id, which decodes to nothing rather than raising."""
+  ids = trained.encode("427")
+  assert trained.decode(ids + [trained.vocab_size + 3]) == "427"

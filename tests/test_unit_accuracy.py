@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vocalnet_jax.evaluation import unit_accuracy
+from vocalnet_jax.diagnostics import unit_accuracy
 from vocalnet_jax.training import objectives
 
 VOCAB = 16
