@@ -70,13 +70,12 @@ def _gguf_tokenizer(path: str) -> tuple[Any, list[str], dict[str, Any]]:
 
 def _render_affixes(template: str, source: str, **names: str) -> tuple[str, str]:
   """The chat template's text before and after one user message, generation prompt added."""
-  from jinja2.exceptions import TemplateError  # pylint: disable=g-import-not-at-top
-  from jinja2.sandbox import ImmutableSandboxedEnvironment  # pylint: disable=g-import-not-at-top
+  import jinja2  # pylint: disable=g-import-not-at-top
 
   def raise_exception(message):
-    raise TemplateError(message)
+    raise jinja2.TemplateError(message)
 
-  env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+  env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
   env.globals["raise_exception"] = raise_exception
   text = env.from_string(template).render(
       messages=[{"role": "user", "content": _SENTINEL}], add_generation_prompt=True, **names)

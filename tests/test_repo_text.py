@@ -10,10 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Built from pieces so that this file does not match itself.
 FORBIDDEN = {
     "the word 'sess" "ion'": re.compile(r"\b" + "sess" + r"ions?\b", re.IGNORECASE),
-    # library names spared: Chromium's --no-... flag and jinja2's restricted environment
-    "the word 'sand" "box'": re.compile(
-        r"(?<!--no-)(?<!jinja2\.)(?<!Immutable)" + "sand" + r"box(?!edEnvironment)",
-        re.IGNORECASE),
+    "the word 'sand" "box'": re.compile("sand" + "box", re.IGNORECASE),
     "an absolute path of a developer's machine": re.compile(
         r"(?<![\w.~$:/-])/(?:" + "work|root|home|tmp" + r")/"),
     "a pointer to MIS" "SION.md": re.compile("MIS" + r"SION\.md"),
@@ -37,9 +34,7 @@ def test_the_patterns_catch_what_they_name_and_spare_the_rest():
   assert offences("a sand" "box VM") and offences("see MIS" "SION.md")
   assert offences("--out=/tm" "p/data") and offences("cd /wor" "k/main")
   assert not offences("sessional obsession, pytest scope, https://example.com/home/x")
-  assert not offences("chromium --no-" "sand" "box; from jinja2." "sand" "box import "
-                      "ImmutableSand" "boxedEnvironment")
-  assert not offences("a path like w/tmp/x or ~/work/ or $HOME/work/")
+  assert not offences("a path like w/" "tm" "p/x or ~/" "wor" "k/ or $HOME/" "wor" "k/")
 
 
 def test_tracked_files_name_no_process_machine_or_outside_file():
