@@ -35,14 +35,15 @@ def stages(tmp_path_factory):
 
 def test_recipe_stages_and_step_counts():
   names = [s["name"] for s in recipe_runner.load(RECIPE).stages]
-  assert names == ["data", "ar", "mdm", "ears"]
+  assert names == ["data", "ar", "mdm", "ears", "speech_mdm"]
   reused = recipe_runner.load(f"{RECIPE}:data=demo_out/data,mdm_steps=7").stages
-  assert [s["name"] for s in reused] == ["ar", "mdm", "ears"]
-  assert all(s["steps"] > 0 for s in reused) and reused[1]["steps"] == 7
+  assert [s["name"] for s in reused] == ["ar", "mdm", "ears", "speech_mdm"]
+  assert all(s["steps"] > 0 for s in reused[:3]) and reused[1]["steps"] == 7
+  assert reused[3]["overrides"]["train.steps"] == 0  # an assembly: no step
 
 
 def test_every_stage_validates_and_reads_the_checkpoint_tokenizer(stages):
-  for name in ("ar", "mdm", "ears"):
+  for name in ("ar", "mdm", "ears", "speech_mdm"):
     config = _config(stages[name])
     validate_config(config)
     tok = build.load_text_tokenizer(config)
@@ -59,7 +60,9 @@ def test_each_init_from_source_has_the_model_its_stage_restores(stages):
   configs = {name: _config(s) for name, s in stages.items() if s["launcher"] == "train"}
   assert parse_init_from(stages["ar"]["init_from"])[1]["thinker"].startswith("gguf:")
   for name, source, fields in (("mdm", "ar", run_config.PARAM_FIELDS),
-                               ("ears", "ar", PART_FIELDS["thinker"])):
+                               ("ears", "ar", PART_FIELDS["thinker"]),
+                               ("speech_mdm", "ears", run_config.PARAM_FIELDS),
+                               ("speech_mdm", "mdm", PART_FIELDS["thinker"])):
     run_config.check(configs[source], configs[name], source, hard=fields, soft=())
   # the frozen parts of the text stages are the bottom layers and the token embeddings
   frozen = stages["ar"]["frozen"].split(",")

@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import tiny_config
 from vocalnet_jax.modeling import run_config
+from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.training import throughput, trainer
 from vocalnet_jax.training.metrics import read_metrics
 
@@ -97,3 +98,17 @@ def test_gradient_accumulation_runs_sharded(tmp_path, devices):
                               devices=devices))
   # same first batch; microbatch means differ from the token-weighted full mean only slightly
   np.testing.assert_allclose(losses[0], ref[0], rtol=0.05)
+
+
+def test_zero_steps_saves_init_from_as_the_runs_checkpoint(single_device_run, tmp_path, devices):
+  """steps=0 assembles: the run's step-0 checkpoint holds init_from's params (here a text
+  run's Thinker grafted onto a fresh init), restorable like any trained run's."""
+  source, _ = single_device_run
+  cfg = tiny_config(train__steps=0, init_from=f"thinker={source}", seed=7)
+  assert trainer.train(cfg, str(tmp_path / "assembled"), devices=devices[:1]) == []
+  exp = trainer.setup_experiment(cfg, devices[:1])
+  assembled = trainer.load_params(str(tmp_path / "assembled"), exp)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, assembled,
+                         trainer.load_params(str(source), exp))
+  with pytest.raises(ConfigError, match="config.train.steps=0"):
+    trainer.train(tiny_config(train__steps=0), str(tmp_path / "nothing"), devices=devices[:1])

@@ -18,7 +18,9 @@ whole (56 tokens with the question), and a few dozen steps teach the corpus's an
 The MDM stage is the text adaptation recipe (shifted logits, every block's first token
 scored: the config defaults) from the AR stage's weights. The ears train with the Thinker
 frozen on CTC of the question transcript scored by the Thinker's token embeddings
-(`answer_weight=0`: no Thinker pass per step), so one set of ears serves both Thinkers.
+(`answer_weight=0`: no Thinker pass per step), so one set of ears serves both Thinkers:
+`speech_mdm` puts them in front of the MDM Thinker (`train.steps=0`: an assembly saved as a
+checkpoint) for the spoken MDM answers.
 """
 from __future__ import annotations
 
@@ -65,6 +67,9 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   # tokens in the corpus), 6 of turn markers; answers are at most 12 tokens + eos.
   common = {"data.dir": data, "train.progress_bar": False, "seed": k["seed"],
             "data.prompt_len": 56, "data.response_len": 16, **smollm2_model(k["gguf"])}
+  # CTC on the adaptor only: the ears need no Thinker pass, so one set serves both Thinkers
+  ears = {"auxiliary.answer_weight": 0.0, "auxiliary.typed_weight": 0.0,
+          "auxiliary.ctc_weight": 1.0}
   text = {**common, "train.batch_size": k["batch_size"], "train.warmup_steps": 10,
           "train.checkpoint_every": 20}
   stages = [] if k["data"] else [
@@ -86,7 +91,9 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
       dict(name="ears", launcher="train", config="configs/ar.py:tiny,stage=1",
            description="encoder + adaptor on the corpus's audio behind the frozen AR Thinker",
            init_from="thinker={ar}", frozen="thinker", steps=k["ears_steps"],
-           overrides={**common, "auxiliary.answer_weight": 0.0,
-                      "auxiliary.typed_weight": 0.0, "auxiliary.ctc_weight": 1.0}),
+           overrides={**common, **ears}),
+      dict(name="speech_mdm", launcher="train", config="configs/mdm.py:tiny,stage=1",
+           description="the same ears in front of the MDM Thinker (assembled, no step)",
+           init_from="{ears},thinker={mdm}", overrides={**common, **ears, "train.steps": 0}),
   ]
   return ml_collections.ConfigDict(dict(stages=stages))

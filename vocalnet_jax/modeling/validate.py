@@ -43,7 +43,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              f"{name}.attention_impl='cudnn' needs {name}.dtype bfloat16 or float16 "
              f"(cuDNN flash attention), got {model.dtype!r}")
   t = config.train
-  _require(t.steps > 0, f"config.train.steps={t.steps} must be positive")
+  _require(t.steps > 0 or (t.steps == 0 and config.get("init_from")),
+           f"config.train.steps={t.steps} must be positive (0 only with config.init_from: "
+           "its parts saved as this run's checkpoint)")
   _require(t.batch_size % t.grad_accum_steps == 0,
            f"config.train.batch_size={t.batch_size} is not divisible by "
            f"config.train.grad_accum_steps={t.grad_accum_steps}")

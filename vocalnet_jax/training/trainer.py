@@ -341,7 +341,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     return []
   data_iter = iter(exp.task.dataset("train", per_host_batch_size(config), config.seed))
   step_fn = CompiledStep(exp)
-  step_fn.compile(exp.example_batch)
+  if t.steps:
+    step_fn.compile(exp.example_batch)
   if latest is None:
     state = init_state(exp)
     if config.get("init_from"):
@@ -349,6 +350,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   else:
     logging.info("resuming from step %d in %s", latest, workdir)
     state = ckpt.restore(latest, exp.abstract_state, data_iter)
+  if t.steps == 0:  # an assembly (e.g. ears of one run, Thinker of another): no step to take
+    ckpt.save(0, state, data_iter, force=True)
   writer = MetricWriter(workdir)
   history, start = [], int(state.step)
   end = t.steps if stop_after_steps is None else min(t.steps, start + stop_after_steps)
