@@ -52,6 +52,7 @@ def test_every_stage_validates_and_reads_the_checkpoint_tokenizer(stages):
   assert _config(stages["ar"]).objective == "ar"
   mdm = _config(stages["mdm"])
   assert (mdm.objective, mdm.diffusion.shift_logits, mdm.diffusion.block_size) == ("mdm", True, 4)
+  assert mdm.diffusion.sampler_steps == 1  # trained on the all-[MASK] blocks S = B/4 decodes
 
 
 def test_each_init_from_source_has_the_model_its_stage_restores(stages):

@@ -14,9 +14,10 @@ one of its reserved special tokens (`data_pipelines.pretrained_tokenizer`).
 Sized for a 2-core CPU (docs/pretrained_smollm2.md has the measured cost): only the top
 `trainable_layers` of the 30 layers train (the frozen bottom needs no backward pass, and the
 token embeddings stay those the ears learn to speak), the chat template's prompt is kept
-whole (56 tokens with the question), and a few dozen steps teach the corpus's answer format.
+whole (56 tokens with the question), and 300 steps of batch 8 teach the corpus's answer format.
 The MDM stage is the text adaptation recipe (shifted logits, every block's first token
-scored: the config defaults) from the AR stage's weights. The ears train with the Thinker
+scored: the config defaults) from the AR stage's weights, trained on the states its
+S = B/4 = 1 decoder meets (`sampler_steps=1`: every block all [MASK]; docs/parity.md). The ears train with the Thinker
 frozen on CTC of the question transcript scored by the Thinker's token embeddings
 (`answer_weight=0`: no Thinker pass per step), so one set of ears serves both Thinkers:
 `speech_mdm` puts them in front of the MDM Thinker (`train.steps=0`: an assembly saved as a
@@ -38,9 +39,9 @@ DEFAULTS = dict(
     seed=0,
     trainable_layers=8,  # the top layers that train in the AR and MDM stages
     batch_size=8,
-    ar_steps=40,
+    ar_steps=300,
     ar_learning_rate=3e-4,
-    mdm_steps=40,
+    mdm_steps=300,
     mdm_learning_rate=3e-4,
     ears_steps=600,
 )
@@ -83,11 +84,13 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
            steps=k["ar_steps"],
            overrides={**text, "train.learning_rate": k["ar_learning_rate"]}),
       dict(name="mdm", launcher="train", config="configs/mdm.py:tiny,stage=0",
-           description="MDM Thinker adapted from the AR one (shifted logits, B=4)",
+           description="MDM Thinker adapted from the AR one (shifted logits, B=4, S=1 states)",
            init_from="{ar}", frozen=frozen_bottom(k["trainable_layers"]),
            steps=k["mdm_steps"],
            overrides={**text, "train.learning_rate": k["mdm_learning_rate"],
-                      "diffusion.shift_logits": True, "diffusion.score_first_token": True}),
+                      "diffusion.shift_logits": True, "diffusion.score_first_token": True,
+                      # trained on the states its S = B/4 = 1 decoder meets (all-[MASK] blocks)
+                      "diffusion.sampler_steps": 1}),
       dict(name="ears", launcher="train", config="configs/ar.py:tiny,stage=1",
            description="encoder + adaptor on the corpus's audio behind the frozen AR Thinker",
            init_from="thinker={ar}", frozen="thinker", steps=k["ears_steps"],
