@@ -18,6 +18,8 @@
 #                                (block-causal clean stream: the earlier recipe)
 #   mdm_adapted_causal_bB        ... with a causal clean stream (its states are the AR model's)
 #   mdm_adapted_causal_arW_bB    ... plus W x the clean stream's AR loss (ar1: W = 1; the recipe)
+#   mdm_adapted_comp_bB          the earlier recipe with complementary masks (each example
+#                                twice per step, with a draw's mask and its complement)
 #   mdm_adapted_shift_lrX_bB     the earlier recipe at learning rate X (lr1e-3)
 #   mdm_adapted_shiftonly_bB, mdm_adapted_bB, ar_scratch, mdm_{hierarchical,uniform}_bB:
 #                                the single-seed ablations of the earlier table
@@ -46,7 +48,8 @@ for seed in $SEEDS; do
       ar_scratch) cfg=ar; args=() ;;
       mdm_*) cfg=mdm; b=${row##*_b}; args=(--config.diffusion.block_size="$b")
         shifted=(--config.diffusion.shift_logits=True --config.diffusion.score_first_token=True)
-        block=(--config.diffusion.clean_attention=block --config.diffusion.ar_weight=0)
+        block=(--config.diffusion.clean_attention=block --config.diffusion.ar_weight=0
+          --config.diffusion.complementary_masks=False)
         case $row in
           *uniform*) args+=(--config.diffusion.masking=uniform "${block[@]}") ;;
           *hierarchical*) args+=("${block[@]}") ;;
@@ -55,6 +58,8 @@ for seed in $SEEDS; do
               --config.diffusion.clean_attention=causal --config.diffusion.ar_weight="$w") ;;
           *adapted_causal*) args+=(--config.init_from="$S/pretrain" "${shifted[@]}"
             --config.diffusion.clean_attention=causal --config.diffusion.ar_weight=0) ;;
+          *adapted_comp*) args+=(--config.init_from="$S/pretrain" "${shifted[@]}" "${block[@]}"
+            --config.diffusion.complementary_masks=True) ;;
           *adapted_shift_lr*) lr=${row#*_shift_lr}; lr=${lr%%_b*}
             args+=(--config.init_from="$S/pretrain" "${shifted[@]}" "${block[@]}"
               --config.train.learning_rate="$lr") ;;
