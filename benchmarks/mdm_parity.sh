@@ -21,6 +21,12 @@
 #   mdm_adapted_comp_bB          the earlier recipe with complementary masks (each example
 #                                twice per step, with a draw's mask and its complement)
 #   mdm_adapted_shift_lrX_bB     the earlier recipe at learning rate X (lr1e-3)
+#   *_sK_bB                      any MDM row trained on the states of a K-step sampler
+#                                (diffusion.sampler_steps=K; s1: every block all [MASK],
+#                                the one state S = 1 decodes from)
+#   *_x2_bB                      any row trained for 2 x STEPS (more steps than AR:
+#                                mdm_adapted_shift_x2_b4 matches the complementary row's
+#                                denoiser rows, twice the batch for STEPS steps)
 #   mdm_adapted_shiftonly_bB, mdm_adapted_bB, ar_scratch, mdm_{hierarchical,uniform}_bB:
 #                                the single-seed ablations of the earlier table
 set -eu
@@ -69,10 +75,13 @@ for seed in $SEEDS; do
           *adapted*) args+=(--config.init_from="$S/pretrain" "${block[@]}"
             --config.diffusion.shift_logits=False) ;;
           *) echo "unknown row $row" >&2; exit 2 ;;
-        esac ;;
+        esac
+        if [[ $row =~ _s([0-9]+)_ ]]; then
+          args+=(--config.diffusion.sampler_steps="${BASH_REMATCH[1]}"); fi ;;
       *) echo "unknown row $row" >&2; exit 2 ;;
     esac
-    train "$S/$row" "configs/$cfg.py:tiny,text" "$STEPS" --config.seed="$seed" "${args[@]}"
+    case $row in *_x2_*) row_steps=$((2 * STEPS)) ;; *) row_steps=$STEPS ;; esac
+    train "$S/$row" "configs/$cfg.py:tiny,text" "$row_steps" --config.seed="$seed" "${args[@]}"
     if [ "$cfg" = ar ]; then steps=1
     elif [ "$EVAL" = quarter ]; then steps=$(( b / 4 ))
     else steps=$(printf '%s\n' 1 $((b / 4)) $((b / 2)) "$b" | sort -nu | paste -sd,); fi
