@@ -17,13 +17,15 @@
 #   mdm_adapted_shift_bB         hierarchical, shifted logits, first token scored on every draw
 #                                (block-causal clean stream: the earlier recipe)
 #   mdm_adapted_causal_bB        ... with a causal clean stream (its states are the AR model's)
-#   mdm_adapted_causal_arW_bB    ... plus W x the clean stream's AR loss (ar1: W = 1; the recipe)
+#   mdm_adapted_causal_arW_bB    ... plus W x the clean stream's AR loss (ar1: W = 1)
 #   mdm_adapted_comp_bB          the earlier recipe with complementary masks (each example
 #                                twice per step, with a draw's mask and its complement)
 #   mdm_adapted_shift_lrX_bB     the earlier recipe at learning rate X (lr1e-3)
 #   *_sK_bB                      any MDM row trained on the states of a K-step sampler
 #                                (diffusion.sampler_steps=K; s1: every block all [MASK],
-#                                the one state S = 1 decodes from)
+#                                the one state S = 1 decodes from; mdm_adapted_shift_s1_b4
+#                                is the B = 4 recipe; rows without _sK_ train on the config's
+#                                sampler_steps, 4)
 #   *_x2_bB                      any row trained for 2 x STEPS (more steps than AR:
 #                                mdm_adapted_shift_x2_b4 matches the complementary row's
 #                                denoiser rows, twice the batch for STEPS steps)
@@ -37,8 +39,8 @@ PRE_STEPS=${PRE_STEPS:-3000}
 STEPS=${STEPS:-3000}
 EVAL=${EVAL:-all}
 OUT=${OUT:-benchmarks/results/mdm_parity_seeds_tiny_cpu.json}
-ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shift_b16 mdm_adapted_causal_ar1_b4
-  mdm_adapted_causal_ar1_b16"}
+ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shift_s1_b4 mdm_adapted_comp_b4
+  mdm_adapted_shift_b16"}
 train() {  # workdir config steps overrides...
   local dir=$1 cfg=$2 steps=$3; shift 3
   $PY -m launch.train --config="$cfg" --workdir="$dir" --config.train.steps="$steps" \
