@@ -17,8 +17,18 @@
 #   mdm_adapted_shift_bB         hierarchical, shifted logits, first token scored on every draw
 #                                (block-causal clean stream: the earlier recipe)
 #   mdm_adapted_causal_bB        ... with a causal clean stream (its states are the AR model's)
-#   mdm_adapted_causal_arW_bB    ... plus W x the clean stream's AR loss (ar1: W = 1; the recipe)
+#   mdm_adapted_causal_arW_bB    ... plus W x the clean stream's AR loss (ar1: W = 1)
+#   mdm_adapted_comp_bB          the earlier recipe with complementary masks (each example
+#                                twice per step, with a draw's mask and its complement)
 #   mdm_adapted_shift_lrX_bB     the earlier recipe at learning rate X (lr1e-3)
+#   *_sK_bB                      any MDM row trained on the states of a K-step sampler
+#                                (diffusion.sampler_steps=K; s1: every block all [MASK],
+#                                the one state S = 1 decodes from; mdm_adapted_shift_s1_b4
+#                                is the B = 4 recipe; rows without _sK_ train on the config's
+#                                sampler_steps, 4)
+#   *_x2_bB                      any row trained for 2 x STEPS (more steps than AR:
+#                                mdm_adapted_shift_x2_b4 matches the complementary row's
+#                                denoiser rows, twice the batch for STEPS steps)
 #   mdm_adapted_shiftonly_bB, mdm_adapted_bB, ar_scratch, mdm_{hierarchical,uniform}_bB:
 #                                the single-seed ablations of the earlier table
 set -eu
@@ -29,8 +39,8 @@ PRE_STEPS=${PRE_STEPS:-3000}
 STEPS=${STEPS:-3000}
 EVAL=${EVAL:-all}
 OUT=${OUT:-benchmarks/results/mdm_parity_seeds_tiny_cpu.json}
-ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shift_b16 mdm_adapted_causal_ar1_b4
-  mdm_adapted_causal_ar1_b16"}
+ROWS=${ROWS:-"ar_pretrained mdm_adapted_shift_b4 mdm_adapted_shift_s1_b4 mdm_adapted_comp_b4
+  mdm_adapted_shift_b16"}
 train() {  # workdir config steps overrides...
   local dir=$1 cfg=$2 steps=$3; shift 3
   $PY -m launch.train --config="$cfg" --workdir="$dir" --config.train.steps="$steps" \
@@ -46,7 +56,8 @@ for seed in $SEEDS; do
       ar_scratch) cfg=ar; args=() ;;
       mdm_*) cfg=mdm; b=${row##*_b}; args=(--config.diffusion.block_size="$b")
         shifted=(--config.diffusion.shift_logits=True --config.diffusion.score_first_token=True)
-        block=(--config.diffusion.clean_attention=block --config.diffusion.ar_weight=0)
+        block=(--config.diffusion.clean_attention=block --config.diffusion.ar_weight=0
+          --config.diffusion.complementary_masks=False)
         case $row in
           *uniform*) args+=(--config.diffusion.masking=uniform "${block[@]}") ;;
           *hierarchical*) args+=("${block[@]}") ;;
@@ -55,6 +66,8 @@ for seed in $SEEDS; do
               --config.diffusion.clean_attention=causal --config.diffusion.ar_weight="$w") ;;
           *adapted_causal*) args+=(--config.init_from="$S/pretrain" "${shifted[@]}"
             --config.diffusion.clean_attention=causal --config.diffusion.ar_weight=0) ;;
+          *adapted_comp*) args+=(--config.init_from="$S/pretrain" "${shifted[@]}" "${block[@]}"
+            --config.diffusion.complementary_masks=True) ;;
           *adapted_shift_lr*) lr=${row#*_shift_lr}; lr=${lr%%_b*}
             args+=(--config.init_from="$S/pretrain" "${shifted[@]}" "${block[@]}"
               --config.train.learning_rate="$lr") ;;
@@ -64,10 +77,13 @@ for seed in $SEEDS; do
           *adapted*) args+=(--config.init_from="$S/pretrain" "${block[@]}"
             --config.diffusion.shift_logits=False) ;;
           *) echo "unknown row $row" >&2; exit 2 ;;
-        esac ;;
+        esac
+        if [[ $row =~ _s([0-9]+)_ ]]; then
+          args+=(--config.diffusion.sampler_steps="${BASH_REMATCH[1]}"); fi ;;
       *) echo "unknown row $row" >&2; exit 2 ;;
     esac
-    train "$S/$row" "configs/$cfg.py:tiny,text" "$STEPS" --config.seed="$seed" "${args[@]}"
+    case $row in *_x2_*) row_steps=$((2 * STEPS)) ;; *) row_steps=$STEPS ;; esac
+    train "$S/$row" "configs/$cfg.py:tiny,text" "$row_steps" --config.seed="$seed" "${args[@]}"
     if [ "$cfg" = ar ]; then steps=1
     elif [ "$EVAL" = quarter ]; then steps=$(( b / 4 ))
     else steps=$(printf '%s\n' 1 $((b / 4)) $((b / 2)) "$b" | sort -nu | paste -sd,); fi

@@ -32,7 +32,10 @@ def seed_table(path: str) -> str:
   for s in rows:
     per_seed = " / ".join(_f(x) for x in s["exact_match_per_seed"])
     ratios = " / ".join(_f(x) for x in s["vs_ar_per_seed"])
-    lines.append(f"| {s['row']} | {s['block_size'] or '—'} | {s['steps'] or 'AR'} | "
+    trained = s.get("train_steps", [c["steps"]])
+    name = s["row"] + ("" if trained == [c["steps"]] else
+                       f" ({'/'.join(map(str, trained))} steps)")
+    lines.append(f"| {name} | {s['block_size'] or '—'} | {s['steps'] or 'AR'} | "
                  f"{','.join(map(str, s['seeds']))} | {per_seed} | {_f(s['exact_match_mean'])} | "
                  f"{_f(s['vs_ar_of_means'])} | {ratios} ({_f(s['vs_ar_min'])}) |")
   tasks = sorted(rows[0]["per_task_mean"]) if rows else []

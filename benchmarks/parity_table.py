@@ -36,6 +36,12 @@ def block_size(row: str) -> int | None:
   return int(row.rsplit("_b", 1)[1]) if row.startswith("mdm") else None
 
 
+def train_steps(row_dir: str) -> int:
+  """The steps a row trained for, from its config.json (`*_x2_*` rows train 2 x STEPS)."""
+  with open(os.path.join(row_dir, "config.json")) as f:
+    return int(json.load(f)["train"]["steps"])
+
+
 def evaluations(workdir: str, seeds: list[int], rows: list[str]) -> list[dict]:
   """One entry per (seed, row, S) found under workdir/s<seed>/<row>/eval.json."""
   out = []
@@ -44,9 +50,11 @@ def evaluations(workdir: str, seeds: list[int], rows: list[str]) -> list[dict]:
       path = os.path.join(workdir, f"s{seed}", row, "eval.json")
       if not os.path.exists(path):
         continue  # a row the run did not reach
+      trained = train_steps(os.path.dirname(path))
       with open(path) as f:
         for r in json.load(f):
           out.append(dict(seed=seed, row=row, block_size=block_size(row), steps=r["steps"],
+                          train_steps=trained,
                           exact_match=r["exact_match"], valid_rate=r["valid_rate"],
                           char_error_rate=r["char_error_rate"],
                           nfe_per_token=r["nfe_per_token"], num_examples=r["num_examples"],
@@ -79,6 +87,7 @@ def summary(entries: list[dict], rows: list[str]) -> list[dict]:
     ratios = em / base
     out.append(dict(
         row=row, block_size=block_size(row), steps=mine[seeds[0]]["steps"], seeds=seeds,
+        train_steps=sorted({mine[s]["train_steps"] for s in seeds}),
         exact_match_mean=float(em.mean()), exact_match_per_seed=em.tolist(),
         vs_ar_of_means=float(em.mean() / base.mean()), vs_ar_per_seed=ratios.tolist(),
         vs_ar_min=float(ratios.min()), vs_ar_mean_of_ratios=float(ratios.mean()),

@@ -118,6 +118,10 @@ MDM_RECIPE = dict(
     # the clean stream's AR next-token loss joins the ELBO; measured, it did not raise exact
     # match (docs/parity.md)
     ar_weight=0.0,
+    # two_stream: every example twice per step, with a draw's mask and its complement
+    # (Fast-dLLM v2), so each answer token is a masked target once per pair (twice the
+    # denoiser rows per step; masking.complementary_pair)
+    complementary_masks=False,
 )
 # Stage-1 auxiliary losses (weights; 0 turns one off). typed_weight: the answer from the
 # typed question on the same batch (a second Thinker pass per step); it did not change

@@ -23,14 +23,14 @@ def test_block_valid_and_tail_fill():
 
 
 def _draws(strategy, layout, schedule="linear", n_draws=64, batch=64, block=BLOCK, total=16,
-           steps=STEPS, seed=0):
+           steps=STEPS, seed=0, complementary=False):
   """Corruptions of `n_draws` independent draws over one batch of random lengths."""
   lengths = np.random.default_rng(seed).integers(1, total + 1, size=batch)
   resp = jnp.arange(total)[None, :] < jnp.asarray(lengths)[:, None]
   valid = masking.block_valid(resp, block)
   draw = jax.jit(jax.vmap(lambda r: masking.sample_corruption(
       r, valid, block_size=block, schedule=get_schedule(schedule), strategy=strategy,
-      hierarchical_prob=0.5, num_steps=steps, layout=layout)))
+      hierarchical_prob=0.5, num_steps=steps, layout=layout, complementary=complementary)))
   return valid, draw(jax.random.split(jax.random.key(seed), n_draws))
 
 
@@ -82,6 +82,53 @@ def test_scoring_context_predicted_first_tokens_keeps_the_loss_unbiased(strategy
   np.testing.assert_allclose(float(jnp.mean(blackwell)), 1.0, rtol=0.02)
   if strategy == "uniform":
     assert float(jnp.std(blackwell)) < float(jnp.std(plain))
+
+
+@pytest.mark.parametrize("strategy", masking.STRATEGIES)
+def test_complementary_pair_masks_every_valid_position_exactly_once(strategy):
+  """The pair's rows are the draw itself, then its complement: summed, their masks are
+  `valid` exactly (each answer token a target once per pair, never padding), and every
+  masked position is scored."""
+  valid, plain = _draws(strategy, "two_stream", batch=32)
+  _, pair = _draws(strategy, "two_stream", batch=32, complementary=True)
+  first, second = (np.asarray(pair.corrupted)[:, i * 32:(i + 1) * 32] for i in (0, 1))
+  np.testing.assert_array_equal(first, plain.corrupted)
+  np.testing.assert_array_equal(first.astype(int) + second, np.broadcast_to(valid, first.shape))
+  np.testing.assert_array_equal(pair.scored, pair.corrupted)
+
+
+@pytest.mark.parametrize("strategy", masking.STRATEGIES)
+def test_complementary_loss_is_one_on_every_draw_at_unit_cross_entropy(strategy):
+  """With the pair's valid tokens as the denominator a unit cross-entropy gives exactly 1.0
+  on every draw, not only on average; also with the first tokens scored on both rows."""
+  valid, pair = _draws(strategy, "two_stream", n_draws=32, batch=16, complementary=True)
+  valid2 = jnp.tile(valid, (2, 1))
+  rb = jax.vmap(lambda x: masking.score_context_predicted(x, valid2, BLOCK))(pair)
+  for c in (pair, rb):
+    np.testing.assert_allclose(np.asarray(_loss_at_unit_cross_entropy(c, valid2)), 1.0,
+                               rtol=1e-6)
+
+
+def test_complementary_states_are_sampler_states_when_every_count_is():
+  """At S = B every masked count 0..n is a state of the top-k sampler (or a finished
+  block), so the complement of a hierarchical state is one too: both rows train on
+  states the decoder meets."""
+  valid, pair = _draws("hierarchical", "two_stream", batch=32, complementary=True)
+  n = np.asarray(valid).reshape(32, -1, BLOCK).sum(-1)  # [batch, nb]
+  counts = np.asarray(pair.corrupted).reshape(pair.corrupted.shape[0], 2, 32, -1, BLOCK).sum(-1)
+  for value in range(BLOCK + 1):
+    states = set(np.asarray(masking.topk_remaining(jnp.int32(value), STEPS)).tolist()) | {0}
+    assert set(np.unique(counts[:, :, n == value]).tolist()) <= states
+  assert set(np.unique(counts[:, 1, n == BLOCK]).tolist()) == {0, 1, 2, 3}
+
+
+def test_complementary_masks_refuse_single_stream():
+  _, valid = _valid([5])
+  with pytest.raises(ValueError, match="complementary_masks needs layout='two_stream'"):
+    masking.sample_corruption(jax.random.key(0), valid, block_size=BLOCK,
+                              schedule=get_schedule("linear"), strategy="hierarchical",
+                              hierarchical_prob=0.5, num_steps=STEPS, layout="single_stream",
+                              complementary=True)
 
 
 def test_two_stream_hierarchical_scores_every_valid_block():

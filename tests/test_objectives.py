@@ -168,3 +168,28 @@ def test_ar_term_adds_its_weight_to_the_loss_at_unit_cross_entropy(weight):
   if weight:
     np.testing.assert_allclose(np.asarray(metrics["ar_loss"]), 1.0, rtol=1e-6)
   np.testing.assert_allclose(float(jnp.mean(loss)), 1.0 + weight, rtol=0.02)
+
+
+@pytest.mark.parametrize("strategy", ["hierarchical", "uniform"])
+def test_complementary_masks_keep_the_loss_at_one_per_token_on_every_draw(strategy):
+  """The objective runs each example with a draw's mask and its complement: at unit
+  cross-entropy its loss is 1.0 on every draw (each valid token scored once per pair, the
+  shifted first token on both rows with weight 1), the scored tokens are twice the
+  valid ones' share of a single draw's, and the mask ratio is exactly one half."""
+  from configs import mdm
+  lengths = [2, 5, 9, 12]
+  response = jnp.zeros((len(lengths), 3 * B), jnp.int32)  # token 0 = eos: every target is 0
+  response_valid = jnp.arange(3 * B)[None, :] < jnp.array(lengths)[:, None]
+  rb = objectives.ResponseBatch(jnp.zeros((len(lengths), 3, 2)), jnp.ones((len(lengths), 3), bool),
+                                response, response_valid)
+  diffusion = mdm.get_config("tiny,text").diffusion
+  diffusion.update(shift_logits=True, masking=strategy, complementary_masks=True)
+  loss_fn = jax.jit(jax.vmap(lambda r: objectives.mdm_objective(
+      _unit_cross_entropy_fns(), rb, r, diffusion, mask_id=1, eos_id=0, shift=True)))
+  loss, metrics = loss_fn(jax.random.split(jax.random.key(0), 64))
+  np.testing.assert_allclose(np.asarray(loss), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(metrics["mask_ratio"]), 0.5, rtol=1e-6)
+  n_valid = int(masking.block_valid(response_valid, B).sum())
+  n_first = int((masking.block_valid(response_valid, B) & (jnp.arange(3 * B) % B == 0)).sum())
+  # every valid token once, plus each first token on the row where it is not masked
+  np.testing.assert_array_equal(np.asarray(metrics["target_tokens"]), n_valid + n_first)

@@ -57,6 +57,23 @@ def test_knobs_newer_than_the_run_are_warnings(tmp_path, monkeypatch):
     run_config.resolve(tiny_config(diffusion__shift_logits=False), str(tmp_path))
 
 
+def test_an_ar_run_only_warns_on_diffusion_knobs(tmp_path, monkeypatch):
+  """An AR run's params and decoder ignore `diffusion.*`: resuming one under a later MDM
+  default warns; an MDM run with the same difference is refused."""
+  for objective in ("ar", "mdm"):
+    run_config.write(tiny_config(objective, diffusion__shift_logits=False), str(tmp_path))
+    given = tiny_config(objective, diffusion__shift_logits=True)
+    assert given.objective == objective
+    if objective == "mdm":
+      with pytest.raises(ConfigError, match="diffusion.shift_logits: workdir False, given True"):
+        run_config.resolve(given, str(tmp_path))
+      continue
+    warned = []
+    monkeypatch.setattr(logging, "warning", lambda msg, *args: warned.append(msg % args))
+    run_config.resolve(given, str(tmp_path))
+    assert "diffusion.shift_logits: workdir False, given True" in warned[0]
+
+
 def test_speech_workdir_against_text_config_names_the_sections(workdir):
   speech = tiny_config()
   speech.talker = {"text_per_chunk": 5, "chunk_size": 15}

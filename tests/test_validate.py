@@ -17,6 +17,8 @@ from vocalnet_jax.modeling.validate import ConfigError, validate_config
     (dict(diffusion__clean_attention="full"), "diffusion.clean_attention"),
     (dict(diffusion__ar_weight=1.0, diffusion__shift_logits=True,
           diffusion__clean_attention="block"), "diffusion.ar_weight"),
+    (dict(diffusion__complementary_masks=True, diffusion__layout="single_stream",
+          diffusion__masking="hierarchical"), "diffusion.complementary_masks"),
     (dict(objective="gan"), "config.objective"),
     (dict(model__num_kv_heads=3), "model.num_heads"),
     (dict(train__grad_accum_steps=3), "train.batch_size"),

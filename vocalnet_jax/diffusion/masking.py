@@ -23,6 +23,10 @@ No target is ever forced: a block whose draw masked nothing contributes nothing.
     context), block c at a sampler state and scored with weight n_blocks * n / m (one
     block stands for all), blocks > c fully masked and not scored (c never sees them).
 `sample_corruption` mixes the two per example with probability `hierarchical_prob`.
+complementary (Fast-dLLM v2): each example twice, with the draw's mask m and its complement
+valid & ~m, so every valid token is a masked target exactly once per pair, and a block's
+later tokens are met both with the earlier ones masked and with them clean
+(`complementary_pair`; two_stream only).
 uniform masking needs the two_stream layout: single_stream would score every block on
 noisy earlier blocks, a context the decoder never gives it (`masking_fits_layout`).
 """
@@ -185,6 +189,19 @@ def sampler_state_corruption(rng: Array, valid: Array, block_size: int, num_step
   return SamplerState(masked.reshape(valid.shape), step)
 
 
+def complementary_pair(c: Corruption, valid: Array) -> Corruption:
+  """The draw's rows, then the same rows with the complementary mask: [2 batch, L].
+
+  Every valid position is corrupted in exactly one of the two rows and scored there with
+  weight 2, so with the pair's valid tokens (twice the example's) as the denominator a
+  unit cross-entropy gives exactly 1.0, whatever the draw. Needs the two_stream layout,
+  where a block's earlier blocks are always clean (single_stream's complement would mask
+  them). c: a two_stream corruption of [batch, L]; valid: [batch, L].
+  """
+  corrupted = jnp.concatenate([c.corrupted & valid, valid & ~c.corrupted], axis=0)
+  return Corruption(corrupted, corrupted, jnp.where(corrupted, 2.0, 0.0))
+
+
 def masking_fits_layout(strategy: str, layout: str) -> bool:
   """Whether training states of `strategy` are ones the decoder meets in `layout`:
   single_stream has no clean copy, so only hierarchical states keep earlier blocks clean."""
@@ -193,8 +210,16 @@ def masking_fits_layout(strategy: str, layout: str) -> bool:
 
 def sample_corruption(rng: Array, valid: Array, *, block_size: int, schedule: Schedule,
                       strategy: str, hierarchical_prob: float, num_steps: int,
-                      layout: str = "two_stream") -> Corruption:
-  """`uniform`, `hierarchical`, or a per-example mix of both (`mixed`)."""
+                      layout: str = "two_stream", complementary: bool = False) -> Corruption:
+  """`uniform`, `hierarchical`, or a per-example mix of both (`mixed`); complementary:
+  each draw with its complement (`complementary_pair`, rows [2 batch, L])."""
+  if complementary:
+    if layout != "two_stream":
+      raise ValueError("diffusion.complementary_masks needs layout='two_stream' (the "
+                       "complement would mask single_stream's clean earlier blocks)")
+    return complementary_pair(sample_corruption(
+        rng, valid, block_size=block_size, schedule=schedule, strategy=strategy,
+        hierarchical_prob=hierarchical_prob, num_steps=num_steps, layout=layout), valid)
   if strategy in STRATEGIES and not masking_fits_layout(strategy, layout):
     raise ValueError(f"diffusion.masking={strategy!r} needs layout='two_stream' (single_stream "
                      "would score blocks on noisy earlier blocks)")

@@ -74,8 +74,12 @@ def _differing(a: dict[str, Any], b: dict[str, Any], fields: Sequence[str]) -> l
 def check(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict, workdir: str,
           hard: Sequence[str] = HARD_FIELDS, soft: Sequence[str] = SOFT_FIELDS) -> None:
   """Raises ConfigError if a `hard` field differs; logs a warning for `soft` ones and for
-  knobs the workdir's config.json does not have (added after that run: their defaults)."""
+  knobs the workdir's config.json does not have (added after that run: their defaults).
+  Two AR runs only warn on `diffusion.*`: neither their params nor their decoder use it."""
   a, b = _flatten(_plain(saved)), _flatten(_plain(given))
+  if a.get("objective") == b.get("objective") == "ar":
+    diffusion = tuple(f for f in hard if f.startswith("diffusion."))
+    hard, soft = tuple(f for f in hard if f not in diffusion), tuple(soft) + diffusion
   describe = lambda k: f"{k}: workdir {a.get(k, _ABSENT)}, given {b.get(k, _ABSENT)}"  # noqa
   sections = {k.rsplit(".", 1)[0] for k in a if "." in k}
   hard_keys = _differing(a, b, hard)

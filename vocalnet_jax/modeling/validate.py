@@ -78,6 +78,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              or clean == "causal",
              f"config.diffusion.ar_weight={d.get('ar_weight')} (with shift_logits, two_stream) "
              "needs clean_attention='causal'")
+    _require(not d.get("complementary_masks", False) or d.layout == "two_stream",
+             "config.diffusion.complementary_masks needs layout='two_stream' (the complement "
+             "would mask single_stream's clean earlier blocks)")
     block_name, block = _denoised_block(config)
     _require(1 <= d.sampler_steps <= block,
              f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, {block_name}="

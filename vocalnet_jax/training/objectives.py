@@ -127,16 +127,22 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
   shift and two_stream, plus `diffusion_cfg.ar_weight` times the AR loss of the causal clean
   stream (`clean_ar_loss`).
 
+  `diffusion_cfg.complementary_masks`: every example twice, with a draw's mask and its
+  complement (`masking.complementary_pair`), twice the denoiser rows per step.
   block_size overrides `diffusion_cfg.block_size` (the Talker uses its chunk size);
   shift: shifted logits (see `denoiser_logits`); loss_chunk: see `LMProblem`.
   """
   block = block_size or diffusion_cfg.block_size
+  complementary = diffusion_cfg.get("complementary_masks", False)
   valid = masking.block_valid(batch.response_valid, block)  # [batch, R]
-  target = masking.fill_block_tail(batch.response, batch.response_valid, valid, eos_id)
   corruption = masking.sample_corruption(
       rng, valid, block_size=block, schedule=get_schedule(diffusion_cfg.schedule),
       strategy=diffusion_cfg.masking, hierarchical_prob=diffusion_cfg.hierarchical_prob,
-      num_steps=diffusion_cfg.sampler_steps, layout=diffusion_cfg.layout)
+      num_steps=diffusion_cfg.sampler_steps, layout=diffusion_cfg.layout,
+      complementary=complementary)
+  if complementary:  # the pair's rows: the batch, then the same batch (its complement)
+    batch, valid = repeat_batch(batch, 2), jnp.tile(valid, (2, 1))  # [2 batch, ...]
+  target = masking.fill_block_tail(batch.response, batch.response_valid, valid, eos_id)
   if shift and diffusion_cfg.layout == "two_stream" and diffusion_cfg.score_first_token:
     corruption = masking.score_context_predicted(corruption, valid, block)
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
@@ -157,6 +163,16 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
     loss = loss + ar_weight * metrics["ar_loss"]
     metrics["loss"] = loss
   return loss, metrics
+
+
+def repeat_batch(batch: ResponseBatch, times: int) -> ResponseBatch:
+  """The batch `times` over along its batch axis ([batch, ...] -> [times batch, ...]); the
+  [R, P] `prefix_visibility` rule is shared by every row."""
+  tile = lambda x: jnp.tile(x, (times,) + (1,) * (x.ndim - 1))  # noqa: E731
+  positions = None if batch.positions is None else tuple(map(tile, batch.positions))
+  return batch._replace(prefix_emb=tile(batch.prefix_emb), prefix_valid=tile(batch.prefix_valid),
+                        response=tile(batch.response), response_valid=tile(batch.response_valid),
+                        positions=positions)
 
 
 class DenoiserStates(NamedTuple):
