@@ -68,8 +68,9 @@ def test_an_ar_run_only_warns_on_diffusion_knobs(tmp_path, monkeypatch):
       with pytest.raises(ConfigError, match="diffusion.shift_logits: workdir False, given True"):
         run_config.resolve(given, str(tmp_path))
       continue
-    warned = []
-    monkeypatch.setattr(logging, "warning", lambda msg, *args: warned.append(msg % args))
+    warned: list[str] = []
+    monkeypatch.setattr(logging, "warning",
+                        lambda msg, *args, out=warned: out.append(msg % args))
     run_config.resolve(given, str(tmp_path))
     assert "diffusion.shift_logits: workdir False, given True" in warned[0]
 

@@ -18,8 +18,9 @@ whole (56 tokens with the question), and 300 steps of batch 8 teach the corpus's
 The MDM stage is the text adaptation recipe (shifted logits, every block's first token
 scored: the config defaults) from the AR stage's weights, trained on the states its
 S = B/4 = 1 decoder meets (`sampler_steps=1`: every block all [MASK]; docs/parity.md).
-The ears train with the Thinker frozen on CTC of the question transcript scored by the Thinker's token embeddings
-(`answer_weight=0`: no Thinker pass per step), so one set of ears serves both Thinkers:
+The ears train with the Thinker frozen on CTC of the question transcript scored by the
+Thinker's token embeddings (`answer_weight=0`: no Thinker pass per step), so one set of ears
+serves both Thinkers:
 `speech_mdm` puts them in front of the MDM Thinker (`train.steps=0`: an assembly saved as a
 checkpoint) for the spoken MDM answers.
 """
