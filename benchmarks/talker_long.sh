@@ -23,7 +23,7 @@ EVERY=${EVERY:-250}
 SPLITS=${SPLITS:-"test heldout"}
 NUM_EVAL=${NUM_EVAL:-50}
 TAG=${TAG:-tiny_cpu}
-STAGES=${STAGES:-"ar ar_units mdm mdm_units eval table"}
+STAGES=${STAGES:-"ar ar_units mdm mdm_units eval_ar eval_mdm table"}
 RESULTS=benchmarks/results
 VOCODER=$DEMO_DIR/vocoder/vocoder
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -51,12 +51,14 @@ if has mdm_units; then units "$W/mdm_talker" mdm; fi
 TABLE=()
 for split in $SPLITS; do
   AR_EVAL=$W/eval_ar_$split MDM_EVAL=$W/eval_mdm_$split
-  if has eval; then
-    [ -f "$AR_EVAL/eval.json" ] || $PY -m launch.evaluate --checkpoint="$W/ar_talker" \
-      --vocoder="$VOCODER" --split="$split" --n="$NUM_EVAL" --out="$AR_EVAL"
-    [ -f "$MDM_EVAL/eval.json" ] || $PY -m launch.evaluate --checkpoint="$W/mdm_talker" \
-      --steps=1,2,4 --rule=topk --vocoder="$VOCODER" --split="$split" --n="$NUM_EVAL" \
-      --out="$MDM_EVAL" --floors_from="$AR_EVAL"
+  if has eval_ar && [ ! -f "$AR_EVAL/eval.json" ]; then
+    $PY -m launch.evaluate --checkpoint="$W/ar_talker" --vocoder="$VOCODER" --split="$split" \
+      --n="$NUM_EVAL" --out="$AR_EVAL"
+  fi
+  if has eval_mdm && [ ! -f "$MDM_EVAL/eval.json" ]; then
+    $PY -m launch.evaluate --checkpoint="$W/mdm_talker" --steps=1,2,4 --rule=topk \
+      --vocoder="$VOCODER" --split="$split" --n="$NUM_EVAL" --out="$MDM_EVAL" \
+      --floors_from="$AR_EVAL"
   fi
   TABLE+=(--eval=AR="$AR_EVAL" --eval=MDM="$MDM_EVAL")
 done

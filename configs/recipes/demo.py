@@ -28,10 +28,11 @@ DEFAULTS = dict(
     # other questions first: 50 keeps the 50 every demo has answered.
     num_test=50,
     stage0_steps=1200,
-    stage1_steps=2800,
+    # 2400 (was 2800): its time goes to the Talker stages, which needed it far more
+    stage1_steps=2400,
     mdm_steps=2400,
     ar_talker_steps=1500,
-    mdm_talker_steps=500,
+    mdm_talker_steps=400,
     vocoder_steps=400,
     vocos_steps=1000,
     split="test",
