@@ -2,7 +2,8 @@
 # The Talker trained long with cached Thinker states, on a `make demo` output's Thinkers:
 #   1. the AR Talker from DEMO_DIR/ar_stage1 (as the demo's stage 2, with
 #      talker.cache_thinker_states), AR_STEPS steps, a checkpoint every EVERY steps;
-#   2. its unit accuracy (teacher-forced and free-running) at every kept checkpoint;
+#   2. its unit accuracy (teacher-forced and free-running) at every kept checkpoint, on the
+#      `test` and the `heldout` reference answers;
 #   3. the MDM Talker adapted from it behind DEMO_DIR/mdm_stage1 (as the demo), MDM_STEPS;
 #   4. its unit accuracy;
 #   5. both judged on the first NUM_EVAL questions of each split in SPLITS (AR; MDM at
@@ -23,7 +24,7 @@ EVERY=${EVERY:-250}
 SPLITS=${SPLITS:-"test heldout"}
 NUM_EVAL=${NUM_EVAL:-50}
 TAG=${TAG:-tiny_cpu}
-STAGES=${STAGES:-"ar ar_units mdm mdm_units eval_ar eval_mdm table"}
+STAGES=${STAGES:-"ar ar_units ar_units_heldout mdm mdm_units eval_ar eval_mdm table"}
 RESULTS=benchmarks/results
 VOCODER=$DEMO_DIR/vocoder/vocoder
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -35,14 +36,17 @@ talker() {  # talker CONFIG WORKDIR STEPS INIT_FROM overrides...: the demo's sta
     --config.data.dir="$DEMO_DIR/data" --config.train.progress_bar=False --config.seed=0 \
     '--config.data.mel_buckets=(600,)' "$@"
 }
-units() {  # units WORKDIR NAME: the curve over its kept checkpoints
-  $PY -m launch.talker_units --checkpoint="$1" --split=test --n="$NUM_EVAL" \
-    --result="$RESULTS/talker_units_long_$2_$TAG.json"
+units() {  # units WORKDIR NAME [SPLIT]: the curve over its kept checkpoints
+  local split=${3:-test}
+  $PY -m launch.talker_units --checkpoint="$1" --split="$split" --n="$NUM_EVAL" \
+    --out="$1/unit_accuracy_$split.jsonl" \
+    --result="$RESULTS/talker_units_long_$2${3:+_$3}_$TAG.json"
 }
 if has ar; then
   talker configs/ar.py:tiny,stage=2 "$W/ar_talker" "$AR_STEPS" "$DEMO_DIR/ar_stage1"
 fi
 if has ar_units; then units "$W/ar_talker" ar; fi
+if has ar_units_heldout; then units "$W/ar_talker" ar heldout; fi
 if has mdm; then
   talker configs/mdm.py:tiny,stage=2 "$W/mdm_talker" "$MDM_STEPS" \
     "$DEMO_DIR/mdm_stage1,talker=$W/ar_talker" --config.diffusion.shift_logits=True
