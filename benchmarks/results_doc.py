@@ -149,6 +149,40 @@ def spoken_eval(name: str, r: Result) -> str:
              "NFE Talker", "first audio s", "total s"], rows), "", source(name, r)])
 
 
+def intelligibility(name: str, r: Result) -> str:
+  """`benchmarks/spoken_eval_table.py` over several splits: both judges, with their floors
+  per split."""
+  m = r["metrics"]
+  rows = [[x["label"], x["split"], x["setting"], x["exact_match"], x["wer_vs_printed"],
+           x.get("identified"), x["talker_nfe"], x["first_audio_s"]] for x in m["rows"]]
+  for split, floors in m["floors"].items():
+    for key, label in (("corpus_audio", "floor: corpus audio"),
+                       ("vocoder_resynthesis", "floor: vocoder resynthesis")):
+      rows.append([label, split, "", None, floors[key]["wer"], floors[key].get("identified"),
+                   None, None])
+  return "\n".join([
+      "## Spoken answers: both judges with their floors", "",
+      "Each spoken answer judged against its own printed text: ASR WER and the share the "
+      "forced choice identifies as that text. " + r["config"]["note"] + ".", "",
+      table(["model", "split", "setting", "exact match", "WER vs printed", "identified",
+             "NFE Talker", "first audio s"], rows, 2), "", source(name, r)])
+
+
+def talker_units(name: str, r: Result) -> str:
+  """`launch.talker_units --result`: unit accuracy per kept checkpoint of a Talker run."""
+  c = r["config"]
+  rows = [[x["step"], x["split"], x["num_answers"], x["teacher_forced_accuracy"],
+           x["free_running_accuracy"], x["free_running_length_ratio"]]
+          for x in r["metrics"]["curve"]]
+  return "\n".join([
+      f"## Talker unit accuracy while it trains ({c['objective']}, `{name}`)", "",
+      f"Talker run {c['train']['steps']} steps from `{c['init_from']}` (cached Thinker "
+      f"states: {fmt(c['talker'].get('cache_thinker_states'))}); free-running is 1 - unit "
+      "edit distance / reference units.", "",
+      table(["step", "split", "answers", "teacher-forced", "free-running", "length ratio"],
+            rows), "", source(name, r)])
+
+
 def mdm_recipe(name: str, r: Result) -> str:
   m = r["metrics"]
   cells = lambda x: [x["test50"]["spoken_exact_match"], x["test300"]["spoken_exact_match"],  # noqa
@@ -325,7 +359,9 @@ def generic(name: str, r: Result, limit: int = 40) -> str:
 # (file-name predicate, section); the first match renders the file, in this order
 SECTIONS: list[tuple[Callable[[str], bool], Callable[[str, Result], str]]] = [
     (lambda n: n.startswith("demo_"), demo),
+    (lambda n: n.startswith("spoken_eval_talker_"), intelligibility),
     (lambda n: n.startswith("spoken_eval_"), spoken_eval),
+    (lambda n: n.startswith("talker_units_"), talker_units),
     (lambda n: n.startswith("mdm_recipe_"), mdm_recipe),
     (lambda n: n.startswith("mdm_parity_screen") or n.startswith("mdm_parity_seeds"),
      parity_seeds),

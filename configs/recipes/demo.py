@@ -28,9 +28,11 @@ DEFAULTS = dict(
     # other questions first: 50 keeps the 50 every demo has answered.
     num_test=50,
     stage0_steps=1200,
-    stage1_steps=2800,
+    # 2400 (was 2800): its time goes to the Talker stages, which needed it far more
+    stage1_steps=2400,
     mdm_steps=2400,
-    stage2_steps=200,
+    ar_talker_steps=1500,
+    mdm_talker_steps=400,
     vocoder_steps=400,
     vocos_steps=1000,
     split="test",
@@ -45,8 +47,10 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   # Every training stage reads the corpus of stage `data` and the recipe's seed.
   common = {"data.dir": "{data}", "train.progress_bar": False, "seed": k["seed"]}
   shift = {"diffusion.shift_logits": True}  # the MDM Thinker is adapted from the AR one
-  # One mel bucket: a few hundred steps save less on short batches than three more compiles.
-  one_bucket = {"data.mel_buckets": (600,)}
+  # The Talker's stages: the frozen Thinker's states of every training answer computed once,
+  # so a step pays for the Talker alone and the Talker gets the steps it needs to be heard
+  # (docs/talker.md); one mel bucket for the states' single pass.
+  talker = {**common, "data.mel_buckets": (600,), "talker.cache_thinker_states": True}
   # Spoken answers + CTC only (no typed term): it did not change spoken exact match and its
   # time buys more MDM steps, which is what closes the gap to AR.
   no_typed = {"auxiliary.typed_weight": 0}
@@ -71,13 +75,13 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
            steps=k["mdm_steps"], overrides={**common, **shift, **no_typed}),
       dict(name="ar_stage2", launcher="train", config="configs/ar.py:tiny,stage=2",
            description="AR Talker (stage 2: text -> speech units)",
-           init_from="{ar_stage1}", steps=k["stage2_steps"], overrides={**common, **one_bucket}),
+           init_from="{ar_stage1}", steps=k["ar_talker_steps"], overrides=talker),
       # The MDM Talker starts from the AR one: the text-to-unit alignment it learned carries
       # over, and its answers are heard far better than a Talker trained from scratch.
       dict(name="mdm_stage2", launcher="train", config="configs/mdm.py:tiny,stage=2",
            description="MDM Talker adapted from the AR Talker",
-           init_from="{mdm_stage1},talker={ar_stage2}", steps=k["stage2_steps"],
-           overrides={**common, **shift, **one_bucket}),
+           init_from="{mdm_stage1},talker={ar_stage2}", steps=k["mdm_talker_steps"],
+           overrides={**talker, **shift}),
       dict(name="vocoder", launcher="train_vocoder", config="configs/vocoder.py:tiny",
            description="vocoder (units -> mel: flow matching; mel -> waveform: Vocos)",
            steps=k["vocoder_steps"], flags={"data": "{data}"},
