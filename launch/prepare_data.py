@@ -149,7 +149,7 @@ def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:
 
   corpus_minutes = times["corpus_s"] / 60
   summary = {
-      "dataset_dir": builder.data_dir,
+      "dataset_dir": os.path.relpath(builder.data_dir, out),  # read against config.data.dir
       "hours": report["hours"], "total_hours": report["total_hours"],
       "kept": report["kept"], "skipped": report["skipped"],
       "num_skipped": sum(sum(c.values()) for c in report["skipped"].values()),

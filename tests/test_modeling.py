@@ -6,26 +6,38 @@ import shutil
 
 import grain
 import jax
+import ml_collections
 import numpy as np
+import pytest
 
 from configs import mdm
 from vocalnet_jax.decoding import speech_io
-from vocalnet_jax.modeling import restore
+from vocalnet_jax.modeling import build, restore
+from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.training import trainer
 from vocalnet_jax.training.checkpointing import Checkpointer
 
 
 def _corpus_copy(corpus: str, out: str) -> str:
-  """A copy of the prepared corpus whose summary points at the copied dataset."""
+  """A copy of the prepared corpus: its summary names the dataset relative to the corpus
+  directory, so the copy reads its own dataset as it is."""
   shutil.copytree(corpus, out)
-  with open(os.path.join(corpus, "summary.json")) as f:
-    summary = json.load(f)
-  rel = os.path.relpath(summary["dataset_dir"], corpus)
-  assert not rel.startswith(".."), "the dataset lives under the corpus directory"
-  summary["dataset_dir"] = os.path.join(out, rel)
-  with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump(summary, f)
-  return summary["dataset_dir"]
+  with open(os.path.join(out, "summary.json")) as f:
+    rel = json.load(f)["dataset_dir"]
+  assert not os.path.isabs(rel) and not rel.startswith(".."), "stored under the corpus"
+  return build.corpus_dataset_dir(ml_collections.ConfigDict({"data": {"dir": out}}))
+
+
+def test_a_corpus_read_from_another_directory_and_a_missing_dataset(prepared_corpus, tmp_path,
+                                                                    monkeypatch):
+  copy = str(tmp_path / "corpus")
+  dataset_dir = _corpus_copy(prepared_corpus, copy)
+  assert dataset_dir.startswith(copy) and os.path.isdir(dataset_dir)
+  monkeypatch.chdir(tmp_path / "corpus")  # any working directory
+  assert build.corpus_dataset_dir(ml_collections.ConfigDict({"data": {"dir": copy}})) == dataset_dir
+  shutil.rmtree(os.path.join(copy, "tfds"))
+  with pytest.raises(ConfigError, match="summary.json: dataset_dir='tfds/.*' does not exist"):
+    build.corpus_dataset_dir(ml_collections.ConfigDict({"data": {"dir": copy}}))
 
 
 def test_decode_restores_params_without_the_training_split(prepared_corpus, tmp_path, devices):

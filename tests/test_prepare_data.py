@@ -26,7 +26,7 @@ def test_prepare_writes_dataset_tokenizers_and_summary(tmp_path):
   assert 100 < longest["mel_frames"] < 1000 and 0 < longest["answer_units"] < 200
   assert 5 < longest["question_tokens"] < longest["mel_frames"]
   # every question's mel frames, in source order, for length-grouped batches
-  source = speech_loader.open_source(summary["dataset_dir"], "train")
+  source = speech_loader.open_source(os.path.join(out, summary["dataset_dir"]), "train")
   frames = speech_loader.load_question_frames(out, "train")
   assert frames.tolist() == [source[i]["question_mel"].shape[0] for i in range(len(source))]
   assert frames.max() == longest["mel_frames"]

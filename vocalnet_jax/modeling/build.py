@@ -86,7 +86,14 @@ def corpus_dataset_dir(config: ml_collections.ConfigDict) -> str:
         f"config.data.dir={config.data.dir!r} holds no prepared corpus ({summary} is missing); "
         f"run `python -m launch.prepare_data --config=configs/data.py:tiny "
         f"--out={config.data.dir}`")
-  return json.loads(summary.read_text(encoding="utf-8"))["dataset_dir"]
+  stored = epath.Path(json.loads(summary.read_text(encoding="utf-8"))["dataset_dir"])
+  # relative to the corpus directory, so a corpus can be moved or read from anywhere (an older
+  # summary's relative path was relative to where it was prepared: tried second)
+  for candidate in (epath.Path(config.data.dir) / stored, stored):
+    if candidate.exists():
+      return str(candidate)
+  raise ConfigError(f"{summary}: dataset_dir={str(stored)!r} does not exist (a moved corpus? "
+                    f"rerun launch.prepare_data --out={config.data.dir})")
 
 
 def check_corpus_fits(config: ml_collections.ConfigDict, split: str = "train") -> None:
