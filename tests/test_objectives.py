@@ -149,11 +149,9 @@ def _unit_cross_entropy_fns() -> objectives.DecoderFns:
       logits=lambda h: jnp.broadcast_to(jnp.array([a, 0.0]), h.shape[:-1] + (2,)))
 
 
-@pytest.mark.parametrize("weight", [0.0, 0.5, 2.0])
-def test_ar_term_adds_its_weight_to_the_loss_at_unit_cross_entropy(weight):
-  """At cross-entropy 1 everywhere the ELBO averages 1 per valid token (the masking's own
-  test) and the AR term is exactly 1 per answer token, so the loss averages 1 + ar_weight.
-  Answers end inside blocks (the eos-filled remainder is the ELBO's, not the AR term's)."""
+def _unit_ce_loss(num_draws: int, **diffusion_fields):
+  """The MDM objective at unit cross-entropy on answers of 2, 5, 9 and 12 tokens (3 blocks,
+  every target token 0 = eos), vmapped over `num_draws` keys: (loss, metrics, valid)."""
   from configs import mdm
   lengths = [2, 5, 9, 12]
   response = jnp.zeros((len(lengths), 3 * B), jnp.int32)  # token 0 = eos: every target is 0
@@ -161,10 +159,18 @@ def test_ar_term_adds_its_weight_to_the_loss_at_unit_cross_entropy(weight):
   rb = objectives.ResponseBatch(jnp.zeros((len(lengths), 3, 2)), jnp.ones((len(lengths), 3), bool),
                                 response, response_valid)
   diffusion = mdm.get_config("tiny,text").diffusion
-  diffusion.update(shift_logits=True, clean_attention="causal", ar_weight=weight)
+  diffusion.update(shift_logits=True, **diffusion_fields)
   loss_fn = jax.jit(jax.vmap(lambda r: objectives.mdm_objective(
       _unit_cross_entropy_fns(), rb, r, diffusion, mask_id=1, eos_id=0, shift=True)))
-  loss, metrics = loss_fn(jax.random.split(jax.random.key(0), 512))
+  return (*loss_fn(jax.random.split(jax.random.key(0), num_draws)), response_valid)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, 2.0])
+def test_ar_term_adds_its_weight_to_the_loss_at_unit_cross_entropy(weight):
+  """At cross-entropy 1 everywhere the ELBO averages 1 per valid token (the masking's own
+  test) and the AR term is exactly 1 per answer token, so the loss averages 1 + ar_weight.
+  Answers end inside blocks (the eos-filled remainder is the ELBO's, not the AR term's)."""
+  loss, metrics, _ = _unit_ce_loss(512, clean_attention="causal", ar_weight=weight)
   if weight:
     np.testing.assert_allclose(np.asarray(metrics["ar_loss"]), 1.0, rtol=1e-6)
   np.testing.assert_allclose(float(jnp.mean(loss)), 1.0 + weight, rtol=0.02)
@@ -176,17 +182,7 @@ def test_complementary_masks_keep_the_loss_at_one_per_token_on_every_draw(strate
   cross-entropy its loss is 1.0 on every draw (each valid token scored once per pair, the
   shifted first token on both rows with weight 1), the scored tokens are twice the
   valid ones' share of a single draw's, and the mask ratio is exactly one half."""
-  from configs import mdm
-  lengths = [2, 5, 9, 12]
-  response = jnp.zeros((len(lengths), 3 * B), jnp.int32)  # token 0 = eos: every target is 0
-  response_valid = jnp.arange(3 * B)[None, :] < jnp.array(lengths)[:, None]
-  rb = objectives.ResponseBatch(jnp.zeros((len(lengths), 3, 2)), jnp.ones((len(lengths), 3), bool),
-                                response, response_valid)
-  diffusion = mdm.get_config("tiny,text").diffusion
-  diffusion.update(shift_logits=True, masking=strategy, complementary_masks=True)
-  loss_fn = jax.jit(jax.vmap(lambda r: objectives.mdm_objective(
-      _unit_cross_entropy_fns(), rb, r, diffusion, mask_id=1, eos_id=0, shift=True)))
-  loss, metrics = loss_fn(jax.random.split(jax.random.key(0), 64))
+  loss, metrics, response_valid = _unit_ce_loss(64, masking=strategy, complementary_masks=True)
   np.testing.assert_allclose(np.asarray(loss), 1.0, rtol=1e-6)
   np.testing.assert_allclose(np.asarray(metrics["mask_ratio"]), 0.5, rtol=1e-6)
   n_valid = int(masking.block_valid(response_valid, B).sum())
