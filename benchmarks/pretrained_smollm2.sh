@@ -5,7 +5,7 @@
 #   pretrained_smollm2_ar_cpu.json   SmolLM2 after AR fine-tuning (stage `ar`)
 #   pretrained_smollm2_mdm_cpu.json  the MDM Thinker adapted from it (stage `mdm`), S = 1, 2, 4, B = 4
 #   pretrained_smollm2_spoken_cpu.json  the same heldout questions spoken (corpus audio), through
-#                                    the ears: AR (stage `ears`) and MDM (`speech_mdm`) at S = 1, 4
+#                                    the ears: AR (stage `ears`) and MDM (`speech_mdm`) at S = 1
 #   W=workdirs/smollm2 DATA=demo_out/data SCRATCH=demo_out/ar_stage0 bash benchmarks/pretrained_smollm2.sh
 # DATA: a prepared corpus (launch.prepare_data --config=configs/data.py:tiny); SCRATCH: the
 # demo's stage-0 workdir (make demo). The GGUF: make smollm2 (or its first two commands).
@@ -27,9 +27,8 @@ evaluate "$W/mdm" "$R/pretrained_smollm2_mdm_cpu.json" --steps=1,2,4
 SPOKEN=$R/pretrained_smollm2_spoken_cpu.json
 rm -f "$SPOKEN"
 spoken() {  # CHECKPOINT LABEL [flags...]
-  $PY benchmarks/spoken_thinker_eval.py --checkpoint="$1" --split=heldout --n="$N" \
+  $PY -m benchmarks.spoken_thinker_eval --checkpoint="$1" --split=heldout --n="$N" \
     --out="$SPOKEN" --label="$2" "${@:3}"
 }
 spoken "$W/ears" ar
 spoken "$W/speech_mdm" mdm_s1 --steps=1
-spoken "$W/speech_mdm" mdm_s4 --steps=4
