@@ -26,6 +26,9 @@
 #                                the one state S = 1 decodes from; mdm_adapted_shift_s1_b4
 #                                is the B = 4 recipe; rows without _sK_ train on the config's
 #                                sampler_steps, 4)
+#   *_l2r_bB                     any MDM row decoded left to right (--rule=left_to_right:
+#                                the top-k share from the leftmost masked tokens) and trained
+#                                on that sampler's states (diffusion.commit_order=left_to_right)
 #   *_x2_bB                      any row trained for 2 x STEPS (more steps than AR:
 #                                mdm_adapted_shift_x2_b4 matches the complementary row's
 #                                denoiser rows, twice the batch for STEPS steps)
@@ -79,7 +82,8 @@ for seed in $SEEDS; do
           *) echo "unknown row $row" >&2; exit 2 ;;
         esac
         if [[ $row =~ _s([0-9]+)_ ]]; then
-          args+=(--config.diffusion.sampler_steps="${BASH_REMATCH[1]}"); fi ;;
+          args+=(--config.diffusion.sampler_steps="${BASH_REMATCH[1]}"); fi
+        case $row in *_l2r_*) args+=(--config.diffusion.commit_order=left_to_right) ;; esac ;;
       *) echo "unknown row $row" >&2; exit 2 ;;
     esac
     case $row in *_x2_*) row_steps=$((2 * STEPS)) ;; *) row_steps=$STEPS ;; esac
@@ -88,7 +92,9 @@ for seed in $SEEDS; do
     elif [ "$EVAL" = quarter ]; then steps=$(( b / 4 ))
     else steps=$(printf '%s\n' 1 $((b / 4)) $((b / 2)) "$b" | sort -nu | paste -sd,); fi
     # the checkpoint's own config.json carries the architecture and decoding knobs
-    $PY -m launch.evaluate --checkpoint="$S/$row" --steps="$steps" --out="$S/$row/eval.json.tmp"
+    case $row in *_l2r_*) rule=left_to_right ;; *) rule=topk ;; esac
+    $PY -m launch.evaluate --checkpoint="$S/$row" --steps="$steps" --rule="$rule" \
+      --out="$S/$row/eval.json.tmp"
     mv "$S/$row/eval.json.tmp" "$S/$row/eval.json"
   done
 done

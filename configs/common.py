@@ -122,6 +122,10 @@ MDM_RECIPE = dict(
     # (Fast-dLLM v2), so each answer token is a masked target once per pair (twice the
     # denoiser rows per step; masking.complementary_pair)
     complementary_masks=False,
+    # hierarchical states for a sampler committing by confidence (topk/threshold: masks at
+    # uniformly chosen positions) or left to right (the block's last positions masked;
+    # decode with --rule=left_to_right): masking.COMMIT_ORDERS
+    commit_order="confidence",
 )
 # Stage-1 auxiliary losses (weights; 0 turns one off). typed_weight: the answer from the
 # typed question on the same batch (a second Thinker pass per step); it did not change

@@ -265,3 +265,33 @@ def test_sampler_states_mask_the_least_confident_first():
       masked = np.asarray(state.corrupted[row, 4 * blk:4 * blk + 4])
       if 0 < masked.sum() < 4:
         assert conf[masked].max() < conf[~masked].min()
+
+
+@pytest.mark.parametrize("layout", ["two_stream", "single_stream"])
+def test_left_to_right_states_are_the_states_its_sampler_visits(layout):
+  """The left_to_right rule, run from all [MASK] with random logits, visits exactly the
+  blocks that commit_order='left_to_right' training draws: the last m positions masked for
+  each of the sampler's counts m, and no other state."""
+  block, steps = 16, 4
+  rule = step_rules.get_rule("left_to_right")
+  logits = jax.random.normal(jax.random.key(0), (8, block, 11))
+  is_masked, visited = jnp.ones((8, block), bool), set()
+  for k in range(steps):
+    visited |= {tuple(row) for row in np.asarray(is_masked).tolist()}
+    _, commit = rule(logits, is_masked, jnp.int32(k), steps, jax.random.key(k))
+    is_masked = is_masked & ~commit
+  assert not bool(jnp.any(is_masked))
+  valid = jnp.ones((256, 2 * block), bool)
+  c = masking.hierarchical_block_corruption(jax.random.key(1), valid, block, steps, layout,
+                                            commit_order="left_to_right")
+  blocks = np.asarray(c.corrupted).reshape(-1, block)
+  drawn = {tuple(row) for row in blocks[blocks.any(-1)].tolist()}  # the scored states
+  assert drawn == visited
+
+
+def test_unknown_commit_order_names_field():
+  _, valid = _valid([4])
+  with pytest.raises(ValueError, match="diffusion.commit_order"):
+    masking.sample_corruption(jax.random.key(0), valid, block_size=BLOCK,
+                              schedule=get_schedule("linear"), strategy="hierarchical",
+                              hierarchical_prob=0.5, num_steps=STEPS, commit_order="random")

@@ -46,6 +46,15 @@ def test_topk_commits_most_confident_first():
     assert set(np.flatnonzero(commit[row])) == set(np.argsort(-conf[row])[:2])
 
 
+def test_left_to_right_commits_the_leftmost_share_whatever_the_confidence():
+  final, commits = _run_block(_logits(), jax.random.key(1), step_rules.get_rule("left_to_right"),
+                              4)
+  assert not np.any(final)
+  for k in range(4):  # step k commits positions 2k and 2k + 1 of every row
+    np.testing.assert_array_equal(np.flatnonzero(commits[k, 0]), [2 * k, 2 * k + 1])
+    np.testing.assert_array_equal(commits[k], np.broadcast_to(commits[k, 0], (3, 8)))
+
+
 def test_threshold_commits_above_tau_and_at_least_one():
   logits = _logits()
   rule = step_rules.get_rule("threshold", threshold=0.999)

@@ -19,6 +19,7 @@ from vocalnet_jax.modeling.validate import ConfigError, validate_config
           diffusion__clean_attention="block"), "diffusion.ar_weight"),
     (dict(diffusion__complementary_masks=True, diffusion__layout="single_stream",
           diffusion__masking="hierarchical"), "diffusion.complementary_masks"),
+    (dict(diffusion__commit_order="random"), "diffusion.commit_order"),
     (dict(objective="gan"), "config.objective"),
     (dict(model__num_kv_heads=3), "model.num_heads"),
     (dict(train__grad_accum_steps=3), "train.batch_size"),

@@ -7,8 +7,9 @@ Every rule has one signature, so the block loop takes any of them:
 
 `commit` is a subset of `is_masked`; at the last step (step = num_steps - 1) every
 rule commits all remaining masked positions, so a block is clean after num_steps.
-Rules rank by the confidence (probability) of the proposed token with rank masks
-(argsort of argsort), never Python loops, so they jit into the `lax` loop.
+Rules rank by the confidence (probability) of the proposed token, or by position
+(left_to_right), with rank masks (argsort of argsort), never Python loops, so they jit
+into the `lax` loop.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from vocalnet_jax.diffusion.schedule import Schedule, get_schedule
 
 Array = jax.Array
 StepRule = Callable[[Array, Array, Array, int, Array], tuple[Array, Array]]
-RULES = ("topk", "threshold", "ancestral")
+RULES = ("topk", "threshold", "ancestral", "left_to_right")
 
 
 def _propose(logits: Array, rng: Array, temperature: float) -> tuple[Array, Array]:
@@ -68,6 +69,17 @@ def confidence_threshold(logits: Array, is_masked: Array, step: Array, num_steps
   return tokens, commit
 
 
+def left_to_right(logits: Array, is_masked: Array, step: Array, num_steps: int, rng: Array,
+                  *, temperature: float = 0.0) -> tuple[Array, Array]:
+  """LLaDA's semi-autoregressive sub-blocks: `confidence_topk`'s even share, taken from the
+  leftmost masked positions instead of the most confident. Its states are known before
+  decoding, so training draws exactly them (`diffusion.commit_order='left_to_right'`)."""
+  tokens, _ = _propose(logits, rng, temperature)
+  priority = jnp.broadcast_to(masking.left_to_right_priority(is_masked.shape[-1]),
+                              is_masked.shape)  # [b, B]
+  return tokens, _topk_share(priority, is_masked, step, num_steps)
+
+
 def ancestral(logits: Array, is_masked: Array, step: Array, num_steps: int, rng: Array,
               *, schedule: Schedule, temperature: float = 1.0) -> tuple[Array, Array]:
   """MD4 reverse step t -> s (t = 1 - step/S, s = t - 1/S): each masked token unmasks with
@@ -95,6 +107,8 @@ def get_rule(name: str, threshold: float = 0.9, temperature: float = 0.0,
     return functools.partial(confidence_topk, temperature=temperature)
   if name == "threshold":
     return functools.partial(confidence_threshold, threshold=threshold, temperature=temperature)
+  if name == "left_to_right":
+    return functools.partial(left_to_right, temperature=temperature)
   if name == "ancestral":
     return functools.partial(ancestral, schedule=get_schedule(schedule),
                              temperature=temperature or 1.0)

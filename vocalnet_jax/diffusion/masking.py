@@ -22,6 +22,8 @@ No target is ever forced: a block whose draw masked nothing contributes nothing.
     single_stream: one current block c ~ U{valid blocks}: blocks < c clean (the decoder's
     context), block c at a sampler state and scored with weight n_blocks * n / m (one
     block stands for all), blocks > c fully masked and not scored (c never sees them).
+    The masked positions are uniformly chosen (the top-k sampler commits by confidence),
+    or the block's last ones for a sampler committing left to right (`commit_order`).
 `sample_corruption` mixes the two per example with probability `hierarchical_prob`.
 complementary (Fast-dLLM v2): each example twice, with the draw's mask m and its complement
 valid & ~m, so every valid token is a masked target exactly once per pair, and a block's
@@ -42,6 +44,9 @@ from vocalnet_jax.diffusion.schedule import Schedule, antithetic_times
 Array = jax.Array
 STRATEGIES = ("uniform", "hierarchical", "mixed")
 LAYOUTS = ("two_stream", "single_stream")
+# Which masked tokens the block sampler commits first: the most confident (top-k rules), or
+# the leftmost (`step_rules.left_to_right`, LLaDA's semi-autoregressive sub-blocks).
+COMMIT_ORDERS = ("confidence", "left_to_right")
 
 
 class Corruption(NamedTuple):
@@ -84,6 +89,24 @@ def _mask_exact_count(rng: Array, valid_blocks: Array, counts: Array,
   scores = jnp.where(valid_blocks, order, 2.0)
   ranks = jnp.argsort(jnp.argsort(scores, axis=-1), axis=-1)  # rank 0 = first to mask
   return (ranks < counts[..., None]) & valid_blocks
+
+
+def left_to_right_priority(block_size: int) -> Array:
+  """The left_to_right sampler's priority of each block position, [B] in (0, 1]: the
+  leftmost first. Training states mask the lowest priority first (the block's last
+  positions), so they are exactly the states that sampler meets."""
+  return (block_size - jnp.arange(block_size)) / block_size
+
+
+def _state_order(commit_order: str, shape: tuple[int, ...]) -> Optional[Array]:
+  """`_mask_exact_count`'s order for a sampler committing in `commit_order`; shape
+  [batch, nb, B]. None (uniformly chosen positions) for confidence: which tokens the model
+  is sure of is not known without a forward pass."""
+  if commit_order == "confidence":
+    return None
+  if commit_order != "left_to_right":
+    raise ValueError(f"diffusion.commit_order={commit_order!r}; choose from {COMMIT_ORDERS}")
+  return jnp.broadcast_to(left_to_right_priority(shape[-1]), shape)
 
 
 def topk_commit_count(left: Array, steps_left: Array) -> Array:
@@ -135,16 +158,19 @@ def uniform_block_corruption(rng: Array, valid: Array, block_size: int,
 
 
 def hierarchical_block_corruption(rng: Array, valid: Array, block_size: int, num_steps: int,
-                                  layout: str = "two_stream") -> Corruption:
-  """Decoding states with the sampler's own masked counts (see the module docstring)."""
+                                  layout: str = "two_stream",
+                                  commit_order: str = "confidence") -> Corruption:
+  """Decoding states with the sampler's own masked counts (see the module docstring), at
+  uniformly chosen positions or, for a left_to_right sampler, at the block's last ones."""
   rng_k, rng_m, rng_c = jax.random.split(rng, 3)
   vb = _to_blocks(valid, block_size)  # [batch, nb, B]
+  order = _state_order(commit_order, vb.shape)
   n_valid = jnp.sum(vb, axis=-1)  # [batch, nb]
   has_tokens = n_valid > 0
   _, counts = _sampler_counts(rng_k, n_valid, num_steps)  # [batch, nb]
   weight = n_valid / jnp.maximum(counts, 1)  # [batch, nb]
   if layout == "two_stream":
-    return _finish(_mask_exact_count(rng_m, vb, counts), has_tokens, weight)
+    return _finish(_mask_exact_count(rng_m, vb, counts, order), has_tokens, weight)
   if layout != "single_stream":
     raise ValueError(f"diffusion.layout={layout!r}; choose from {LAYOUTS}")
   n_blocks = jnp.maximum(jnp.sum(has_tokens, axis=1, keepdims=True), 1)  # [batch, 1]
@@ -152,7 +178,7 @@ def hierarchical_block_corruption(rng: Array, valid: Array, block_size: int, num
   block_idx = jnp.arange(vb.shape[1])[None, :]
   counts = jnp.where(block_idx < current, 0, jnp.where(block_idx == current, counts, n_valid))
   is_current = (block_idx == current) & has_tokens
-  return _finish(_mask_exact_count(rng_m, vb, counts), is_current, n_blocks * weight)
+  return _finish(_mask_exact_count(rng_m, vb, counts, order), is_current, n_blocks * weight)
 
 
 def score_context_predicted(c: Corruption, valid: Array, block_size: int) -> Corruption:
@@ -210,27 +236,30 @@ def masking_fits_layout(strategy: str, layout: str) -> bool:
 
 def sample_corruption(rng: Array, valid: Array, *, block_size: int, schedule: Schedule,
                       strategy: str, hierarchical_prob: float, num_steps: int,
-                      layout: str = "two_stream", complementary: bool = False) -> Corruption:
+                      layout: str = "two_stream", complementary: bool = False,
+                      commit_order: str = "confidence") -> Corruption:
   """`uniform`, `hierarchical`, or a per-example mix of both (`mixed`); complementary:
-  each draw with its complement (`complementary_pair`, rows [2 batch, L])."""
+  each draw with its complement (`complementary_pair`, rows [2 batch, L]); commit_order:
+  the decoder's (`COMMIT_ORDERS`), which places the hierarchical states' masks."""
   if complementary:
     if layout != "two_stream":
       raise ValueError("diffusion.complementary_masks needs layout='two_stream' (the "
                        "complement would mask single_stream's clean earlier blocks)")
     return complementary_pair(sample_corruption(
         rng, valid, block_size=block_size, schedule=schedule, strategy=strategy,
-        hierarchical_prob=hierarchical_prob, num_steps=num_steps, layout=layout), valid)
+        hierarchical_prob=hierarchical_prob, num_steps=num_steps, layout=layout,
+        commit_order=commit_order), valid)
   if strategy in STRATEGIES and not masking_fits_layout(strategy, layout):
     raise ValueError(f"diffusion.masking={strategy!r} needs layout='two_stream' (single_stream "
                      "would score blocks on noisy earlier blocks)")
   if strategy == "uniform":
     return uniform_block_corruption(rng, valid, block_size, schedule)
   if strategy == "hierarchical":
-    return hierarchical_block_corruption(rng, valid, block_size, num_steps, layout)
+    return hierarchical_block_corruption(rng, valid, block_size, num_steps, layout, commit_order)
   if strategy != "mixed":
     raise ValueError(f"diffusion.masking={strategy!r}; choose from {STRATEGIES}")
   rng_u, rng_h, rng_pick = jax.random.split(rng, 3)
   uni = uniform_block_corruption(rng_u, valid, block_size, schedule)
-  hier = hierarchical_block_corruption(rng_h, valid, block_size, num_steps, layout)
+  hier = hierarchical_block_corruption(rng_h, valid, block_size, num_steps, layout, commit_order)
   use_h = jax.random.uniform(rng_pick, (valid.shape[0], 1)) < hierarchical_prob  # [batch, 1]
   return Corruption(*(jnp.where(use_h, h, u) for h, u in zip(hier, uni)))

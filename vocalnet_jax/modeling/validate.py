@@ -5,7 +5,8 @@ from __future__ import annotations
 import ml_collections
 
 from vocalnet_jax.diffusion.attention_masks import CLEAN_ATTENTIONS
-from vocalnet_jax.diffusion.masking import LAYOUTS, STRATEGIES as MASKINGS, masking_fits_layout
+from vocalnet_jax.diffusion.masking import (COMMIT_ORDERS, LAYOUTS, STRATEGIES as MASKINGS,
+                                             masking_fits_layout)
 from vocalnet_jax.diffusion.schedule import get_schedule
 from vocalnet_jax.models.layers import ATTENTION_IMPLS
 
@@ -81,6 +82,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(not d.get("complementary_masks", False) or d.layout == "two_stream",
              "config.diffusion.complementary_masks needs layout='two_stream' (the complement "
              "would mask single_stream's clean earlier blocks)")
+    order = d.get("commit_order", "confidence")  # runs saved before the knob: confidence
+    _require(order in COMMIT_ORDERS,
+             f"config.diffusion.commit_order={order!r}; choose from {COMMIT_ORDERS}")
     block_name, block = _denoised_block(config)
     _require(1 <= d.sampler_steps <= block,
              f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, {block_name}="
