@@ -40,9 +40,9 @@ DEFAULTS = dict(
     seed=0,
     trainable_layers=8,  # the top layers that train in the AR and MDM stages
     batch_size=8,
-    ar_steps=300,
+    ar_steps=1000,
     ar_learning_rate=3e-4,
-    mdm_steps=300,
+    mdm_steps=400,
     mdm_learning_rate=3e-4,
     ears_steps=600,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -110,6 +111,11 @@ def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
   if mode == "ar":
     return ar.ARConfig(tokenizer.eos_id, suppress=(tokenizer.mask_id,))
   d = config.diffusion
+  trained_for = d.get("commit_order", "confidence")
+  if (trained_for == "left_to_right") != (rule == "left_to_right"):
+    logging.warning("decoding with rule=%s a model trained on the states of a sampler that "
+                    "commits by %s (config.diffusion.commit_order): states it never saw",
+                    rule, trained_for)
   try:
     return block_diffusion.BlockDiffusionConfig(
         d.block_size, steps or d.sampler_steps, tokenizer.mask_id, tokenizer.eos_id, rule=rule,
