@@ -165,3 +165,14 @@ def test_dry_run_prints_every_command_and_writes_nothing(tmp_path, capsys):
   assert [shlex.split(line)[2] for line in lines] == [
       recipe_runner.LAUNCHERS[s["launcher"]][0] for s in recipe.stages]
   assert not os.path.exists(tmp_path / "w")
+
+
+def test_text_parity_decodes_in_the_order_it_trains_on():
+  for order, rule in (("left_to_right", "left_to_right"), ("confidence", "topk")):
+    stages = {s["name"]: s for s in recipe_runner.load(
+        f"configs/recipes/text_parity.py:block_size=16,commit_order={order}").stages}
+    assert stages["mdm"]["overrides"]["diffusion.commit_order"] == order
+    assert stages["mdm"]["overrides"]["diffusion.sampler_steps"] == 4  # B/4
+    assert stages["eval_mdm"]["flags"]["rule"] == rule
+  with pytest.raises(recipe_runner.RecipeError, match="commit_order='sideways'"):
+    recipe_runner.load("configs/recipes/text_parity.py:commit_order=sideways")
