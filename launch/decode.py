@@ -42,7 +42,9 @@ _CHECKPOINT = flags.DEFINE_string(
 _PROMPT = flags.DEFINE_string("prompt", None, "Text question, e.g. '12+7=?'.")
 _MODE = flags.DEFINE_enum("mode", None, OBJECTIVES, "Decoder (default: config.objective).")
 _STEPS = flags.DEFINE_integer("steps", 0, "MDM steps per block (0: config.diffusion).")
-_RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")
+_RULE = flags.DEFINE_enum("rule", None, step_rules.RULES, "Commit rule; default: the one "
+                          "the checkpoint trained for (topk, or left_to_right for "
+                          "diffusion.commit_order=left_to_right).")
 _CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward", CACHE_UPDATES,
                                   "Block K/V update.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 0, "0: config.data.response_len.")
@@ -58,8 +60,8 @@ def decode_text(config, question: str) -> None:
   mode = _MODE.value or config.objective
   lm, params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   prefix, valid = text_eval.encode_question(tokenizer, question, config.data.prompt_len)
-  cfg = text_eval.decoder_config(config, tokenizer, mode, _STEPS.value, _RULE.value,
-                                 _CACHE_UPDATE.value)
+  rule = _RULE.value or step_rules.default_rule(config.diffusion)
+  cfg = text_eval.decoder_config(config, tokenizer, mode, _STEPS.value, rule, _CACHE_UPDATE.value)
   max_new = _MAX_NEW.value or config.data.response_len
   run = lambda: jax.block_until_ready(  # noqa: E731
       text_eval.generate(lm, params, prefix, valid, jax.random.key(0), cfg, max_new))
@@ -89,7 +91,8 @@ def decode_speech(config) -> None:
     wav, reference = example["audio"], example
     print(f"question: {example['question']}\nreference answer: {example['answer']}")
   pipe = speech_io.load_pipeline(config, _CHECKPOINT.value, _VOCODER.value, _STEPS.value,
-                                 _SPEECH_STEPS.value, _RULE.value)
+                                 _SPEECH_STEPS.value,
+                                 _RULE.value or step_rules.default_rule(config.diffusion))
   speech_io.answer(pipe, wav)  # compile
   report = speech_io.answer(pipe, wav)
   print(f"answer: {report.text}")

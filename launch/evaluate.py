@@ -42,7 +42,9 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
 _MODE = flags.DEFINE_enum("mode", None, OBJECTIVES,
                           "Text decoder (default: config.objective; speech: always it).")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM steps per block to evaluate.")
-_RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")
+_RULE = flags.DEFINE_enum("rule", None, step_rules.RULES, "Commit rule; default: the one "
+                          "the checkpoint trained for (topk, or left_to_right for "
+                          "diffusion.commit_order=left_to_right).")
 _CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward", CACHE_UPDATES,
                                   "Block K/V update (text).")
 _NUM = flags.DEFINE_integer("num_examples", 512,
@@ -73,7 +75,8 @@ def main(argv):
       split = _SPLIT.value or "heldout"
       speech_evaluator.evaluate_speech(
           config, _CHECKPOINT.value, _VOCODER.value, split, _NUM.value,
-          [int(s) for s in _STEPS.value], _RULE.value,
+          [int(s) for s in _STEPS.value],
+          _RULE.value or step_rules.default_rule(config.diffusion),
           _OUT.value or os.path.join(_CHECKPOINT.value, f"eval_speech_{split}"),
           _DOMAIN_LM.value, _MODE.value, " ".join(["python -m launch.evaluate"] + sys.argv[1:]),
           _FLOORS_FROM.value)
@@ -91,13 +94,14 @@ def evaluate_text(config: ml_collections.ConfigDict) -> None:
                         f"text model (config.task={config.task}); drop --{flag.name} for text "
                         "exact match, or give a stage-2 speech checkpoint")
   mode = _MODE.value or config.objective
+  rule = _RULE.value or step_rules.default_rule(config.diffusion)
   lm, params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   prefix, valid, answers = text_eval.held_out_prompts(config, _NUM.value)
   results = []
   for steps in ([0] if mode == "ar" else [int(s) for s in _STEPS.value]):
-    cfg = text_eval.decoder_config(config, tokenizer, mode, steps, _RULE.value,
+    cfg = text_eval.decoder_config(config, tokenizer, mode, steps, rule,
                                    _CACHE_UPDATE.value)
-    row = dict(mode=mode, steps=steps or None, rule=_RULE.value if mode == "mdm" else "greedy",
+    row = dict(mode=mode, steps=steps or None, rule=rule if mode == "mdm" else "greedy",
                **text_eval.evaluate(lm, params, tokenizer, prefix, valid, answers, cfg,
                                     config.data.response_len, _BATCH.value))
     print(json.dumps(row))

@@ -2,6 +2,7 @@
 import functools
 
 import jax
+import ml_collections
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -101,3 +102,11 @@ def test_sampling_filters():
   probs = np.sort(np.asarray(jax.nn.softmax(logits)), -1)[..., ::-1]
   nucleus = np.isfinite(np.asarray(sampling.filter_logits(logits, top_p=0.9))).sum(-1)
   np.testing.assert_array_equal(nucleus, (np.cumsum(probs, -1) - probs < 0.9).sum(-1))
+
+
+def test_default_rule_is_the_one_the_model_trained_for():
+  assert step_rules.default_rule(ml_collections.ConfigDict(
+      dict(commit_order="left_to_right"))) == "left_to_right"
+  assert step_rules.default_rule(ml_collections.ConfigDict(
+      dict(commit_order="confidence"))) == "topk"
+  assert step_rules.default_rule(ml_collections.ConfigDict()) == "topk"  # saved before the knob

@@ -14,7 +14,7 @@ into the `lax` loop.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +93,13 @@ def ancestral(logits: Array, is_masked: Array, step: Array, num_steps: int, rng:
   p_unmask = jnp.where(step >= num_steps - 1, 1.0, p_unmask)
   commit = is_masked & (jax.random.uniform(rng_commit, is_masked.shape) < p_unmask)
   return tokens, commit
+
+
+def default_rule(diffusion_cfg: Any) -> str:
+  """The rule a model decodes with unless told: the one whose states it trained on
+  (`diffusion.commit_order`: left_to_right, else the top-k rule)."""
+  order = diffusion_cfg.get("commit_order", "confidence")  # runs saved before the knob
+  return "left_to_right" if order == "left_to_right" else "topk"
 
 
 @functools.lru_cache(maxsize=None)
