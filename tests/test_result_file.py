@@ -30,3 +30,9 @@ def test_read_refuses_a_file_without_the_schema(tmp_path):
 def test_command_line_names_the_module():
   assert result_file.command_line(["x.py", "--n=3"], module="launch.serve") == (
       "python -m launch.serve --n=3")
+
+
+def test_command_line_never_names_the_machine_s_directories(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  script = str(tmp_path / "benchmarks" / "x.py")
+  assert result_file.command_line([script, "--n=3"]) == "python benchmarks/x.py --n=3"

@@ -68,9 +68,21 @@ def device_info() -> str:
 
 
 def command_line(argv: Optional[list[str]] = None, module: Optional[str] = None) -> str:
-  """The command that reproduces this run: `python -m MODULE flags` or `python SCRIPT flags`."""
-  argv = list(sys.argv if argv is None else argv)
-  head = f"python -m {module}" if module else f"python {argv[0]}"
+  """The command that reproduces this run: `python -m MODULE flags` or `python SCRIPT flags`.
+
+  Run as `python -m pkg.mod`, argv[0] is the module's absolute file: it is named by its
+  module instead; a script's path is written relative to the working directory, so no
+  result names the machine's directories."""
+  if argv is None:
+    argv = sys.argv
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if module is None and spec is not None and spec.name != "__main__":
+      module = spec.name
+  argv = list(argv)
+  script = argv[0] if argv else ""
+  if os.path.isabs(script) and os.path.realpath(script).startswith(os.getcwd() + os.sep):
+    script = os.path.relpath(script)
+  head = f"python -m {module}" if module else f"python {script}"
   return " ".join([head] + argv[1:])
 
 
