@@ -31,4 +31,5 @@ spoken() {  # CHECKPOINT LABEL [flags...]
     --out="$SPOKEN" --label="$2" "${@:3}"
 }
 spoken "$W/ears" ar
+spoken "$W/ears" ar_test_split --split=test  # train phrasings, new recordings: the ears' own floor
 spoken "$W/speech_mdm" mdm_s1 --steps=1
