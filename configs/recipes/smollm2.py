@@ -16,9 +16,10 @@ Sized for a 2-core CPU (docs/pretrained_smollm2.md has the measured cost): only 
 token embeddings stay those the ears learn to speak), the chat template's prompt is kept
 whole (56 tokens with the question), and 1000 AR steps of batch 8 teach the corpus's answer
 format (300 reached 0.52 typed heldout exact match, 1000 reach 0.66).
-The MDM stage (400 steps; 800 measured lower) is the text adaptation recipe (shifted logits, every block's first token
-scored: the config defaults) from the AR stage's weights, trained on the states its
-S = B/4 = 1 decoder meets (`sampler_steps=1`: every block all [MASK]; docs/parity.md).
+The MDM stage (400 steps; 800 measured lower) is the text adaptation recipe (shifted
+logits, every block's first token scored: the config defaults) from the AR stage's weights,
+trained on the states its S = B/4 = 1 decoder meets (`sampler_steps=1`: every block all
+[MASK]; docs/parity.md).
 The ears train with the Thinker frozen on CTC of the question transcript scored by the
 Thinker's token embeddings (`answer_weight=0`: no Thinker pass per step), so one set of ears
 serves both Thinkers:
