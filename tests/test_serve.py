@@ -135,7 +135,7 @@ def test_protocol_round_trip_gives_the_pipelines_own_answer(served):
   thread, audio = served
   ready, reply = run(_ask_once, served, audio, {"model": "mdm", "steps": 2, "rule": "topk"})
   assert ready["models"]["mdm"] == {"mode": "mdm", "steps": 2, "max_steps": 4, "rule": "topk",
-                                    "rules": ["topk", "threshold", "ancestral"]}
+                                    "rules": ["topk", "threshold", "ancestral", "left_to_right"]}
   assert ready["sample_rate"] == RATE
   assert reply.ok, reply.events
   kinds = reply.kinds()
