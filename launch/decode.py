@@ -55,12 +55,11 @@ _VOCODER = flags.DEFINE_string("vocoder", None, "Vocoder directory (train_vocode
 _SPEECH_STEPS = flags.DEFINE_integer("speech_steps", 0, "Talker MDM steps per chunk (0: config).")
 
 
-def decode_text(config, question: str) -> None:
+def decode_text(config, question: str, rule: str) -> None:
   """Prints the answer to a typed question with NFE and cold/warm latency."""
   mode = _MODE.value or config.objective
   lm, params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   prefix, valid = text_eval.encode_question(tokenizer, question, config.data.prompt_len)
-  rule = _RULE.value or step_rules.default_rule(config.diffusion)
   cfg = text_eval.decoder_config(config, tokenizer, mode, _STEPS.value, rule, _CACHE_UPDATE.value)
   max_new = _MAX_NEW.value or config.data.response_len
   run = lambda: jax.block_until_ready(  # noqa: E731
@@ -77,7 +76,7 @@ def decode_text(config, question: str) -> None:
         f"first_call_s={cold:.2f} device={jax.devices()[0].platform}")
 
 
-def decode_speech(config) -> None:
+def decode_speech(config, rule: str) -> None:
   """Streams the spoken answer to a WAV or held-out question; writes question/answer WAVs."""
   if _AUDIO.value:
     wav, notes = question_audio.load_question_audio(
@@ -91,8 +90,7 @@ def decode_speech(config) -> None:
     wav, reference = example["audio"], example
     print(f"question: {example['question']}\nreference answer: {example['answer']}")
   pipe = speech_io.load_pipeline(config, _CHECKPOINT.value, _VOCODER.value, _STEPS.value,
-                                 _SPEECH_STEPS.value,
-                                 _RULE.value or step_rules.default_rule(config.diffusion))
+                                 _SPEECH_STEPS.value, rule)
   speech_io.answer(pipe, wav)  # compile
   report = speech_io.answer(pipe, wav)
   print(f"answer: {report.text}")
@@ -116,10 +114,11 @@ def main(argv):
   quiet_logging()
   try:
     config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
+    rule = _RULE.value or step_rules.default_rule(config.diffusion)
     if _PROMPT.value:
-      decode_text(config, _PROMPT.value)
+      decode_text(config, _PROMPT.value, rule)
     elif _AUDIO.value or _HELDOUT.value is not None:
-      decode_speech(config)
+      decode_speech(config, rule)
     else:
       raise app.UsageError("give --prompt (text), --audio=WAV or --heldout=N (speech)")
   except ConfigError as e:

@@ -71,30 +71,29 @@ def main(argv):
   quiet_logging()
   try:
     config = run_config.resolve(_CONFIG.value, _CHECKPOINT.value)
+    rule = _RULE.value or step_rules.default_rule(config.diffusion)
     if speech_evaluator.is_speech(config):
       split = _SPLIT.value or "heldout"
       speech_evaluator.evaluate_speech(
           config, _CHECKPOINT.value, _VOCODER.value, split, _NUM.value,
-          [int(s) for s in _STEPS.value],
-          _RULE.value or step_rules.default_rule(config.diffusion),
+          [int(s) for s in _STEPS.value], rule,
           _OUT.value or os.path.join(_CHECKPOINT.value, f"eval_speech_{split}"),
           _DOMAIN_LM.value, _MODE.value, " ".join(["python -m launch.evaluate"] + sys.argv[1:]),
           _FLOORS_FROM.value)
     else:
-      evaluate_text(config)
+      evaluate_text(config, rule)
   except ConfigError as e:
     sys.exit(f"error: {e}")  # one line on stderr, exit status 1
 
 
-def evaluate_text(config: ml_collections.ConfigDict) -> None:
-  """Writes and prints one row per decoder setting."""
+def evaluate_text(config: ml_collections.ConfigDict, rule: str) -> None:
+  """Writes and prints one row per decoder setting (MDM rows with commit `rule`)."""
   for flag in (_SPLIT, _VOCODER, _FLOORS_FROM):
     if flag.value is not None:
       raise ConfigError(f"--{flag.name} evaluates spoken answers, but {_CHECKPOINT.value} is a "
                         f"text model (config.task={config.task}); drop --{flag.name} for text "
                         "exact match, or give a stage-2 speech checkpoint")
   mode = _MODE.value or config.objective
-  rule = _RULE.value or step_rules.default_rule(config.diffusion)
   lm, params, tokenizer = text_eval.load_thinker(config, _CHECKPOINT.value)
   prefix, valid, answers = text_eval.held_out_prompts(config, _NUM.value)
   results = []
