@@ -29,6 +29,8 @@
 #   *_l2r_bB                     any MDM row decoded left to right (--rule=left_to_right:
 #                                the top-k share from the leftmost masked tokens) and trained
 #                                on that sampler's states (diffusion.commit_order=left_to_right)
+#   *_committed_bB               any left-to-right row scoring only the tokens its sampler
+#                                commits from each state (diffusion.scored_tokens=committed)
 #   *_x2_bB                      any row trained for 2 x STEPS (more steps than AR:
 #                                mdm_adapted_shift_x2_b4 matches the complementary row's
 #                                denoiser rows, twice the batch for STEPS steps)
@@ -83,7 +85,8 @@ for seed in $SEEDS; do
         esac
         if [[ $row =~ _s([0-9]+)_ ]]; then
           args+=(--config.diffusion.sampler_steps="${BASH_REMATCH[1]}"); fi
-        case $row in *_l2r_*) args+=(--config.diffusion.commit_order=left_to_right) ;; esac ;;
+        case $row in *_l2r_*) args+=(--config.diffusion.commit_order=left_to_right) ;; esac
+        case $row in *_committed_*) args+=(--config.diffusion.scored_tokens=committed) ;; esac ;;
       *) echo "unknown row $row" >&2; exit 2 ;;
     esac
     case $row in *_x2_*) row_steps=$((2 * STEPS)) ;; *) row_steps=$STEPS ;; esac

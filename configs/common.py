@@ -126,6 +126,9 @@ MDM_RECIPE = dict(
     # uniformly chosen positions) or left to right (the block's last positions masked;
     # decode with --rule=left_to_right): masking.COMMIT_ORDERS
     commit_order="confidence",
+    # which masked tokens of a hierarchical state are scored: every one (`masked`) or, for
+    # a left_to_right sampler, only those it commits from that state (`committed`)
+    scored_tokens="masked",
 )
 # Stage-1 auxiliary losses (weights; 0 turns one off). typed_weight: the answer from the
 # typed question on the same batch (a second Thinker pass per step); it did not change

@@ -295,3 +295,34 @@ def test_unknown_commit_order_names_field():
     masking.sample_corruption(jax.random.key(0), valid, block_size=BLOCK,
                               schedule=get_schedule("linear"), strategy="hierarchical",
                               hierarchical_prob=0.5, num_steps=STEPS, commit_order="random")
+
+
+@pytest.mark.parametrize("layout", ["two_stream", "single_stream"])
+@pytest.mark.parametrize("block,steps", [(16, 4), (8, 3)])
+def test_committed_scoring_scores_what_the_left_to_right_sampler_commits(layout, block, steps):
+  """scored_tokens='committed': from every drawn state, one step of the left_to_right rule
+  commits exactly the scored positions (8 tokens over 3 steps commit 3, 3, 2), and at unit
+  cross-entropy every draw's loss is exactly 1 per valid token."""
+  valid = jnp.ones((64, 2 * block), bool)
+  c = masking.hierarchical_block_corruption(jax.random.key(2), valid, block, steps, layout,
+                                            commit_order="left_to_right",
+                                            scored_tokens="committed")
+  masked = np.asarray(c.corrupted).reshape(-1, block)
+  scored = np.asarray(c.scored).reshape(-1, block)
+  rows = scored.any(-1)
+  assert rows.sum() >= 32
+  remaining = np.asarray(masking.topk_remaining(jnp.int32(block), steps)).tolist()
+  rule = step_rules.get_rule("left_to_right")
+  logits = jax.random.normal(jax.random.key(3), (1, block, 11))
+  for m, s in zip(masked[rows], scored[rows]):
+    k = remaining.index(int(m.sum()))
+    _, commit = rule(logits, jnp.asarray(m)[None], jnp.int32(k), steps, jax.random.key(k))
+    np.testing.assert_array_equal(np.asarray(commit[0]), s)
+  np.testing.assert_allclose(np.asarray(_loss_at_unit_cross_entropy(
+      jax.tree.map(lambda x: x[None], c), valid)), 1.0, rtol=1e-5)
+
+
+def test_committed_scoring_needs_left_to_right():
+  with pytest.raises(ValueError, match="diffusion.scored_tokens"):
+    masking.hierarchical_block_corruption(jax.random.key(0), jnp.ones((1, 8), bool), 4, 2,
+                                          scored_tokens="committed")

@@ -20,6 +20,8 @@ from vocalnet_jax.modeling.validate import ConfigError, validate_config
     (dict(diffusion__complementary_masks=True, diffusion__layout="single_stream",
           diffusion__masking="hierarchical"), "diffusion.complementary_masks"),
     (dict(diffusion__commit_order="random"), "diffusion.commit_order"),
+    (dict(diffusion__scored_tokens="all"), "diffusion.scored_tokens"),
+    (dict(diffusion__scored_tokens="committed"), "diffusion.scored_tokens"),  # confidence
     (dict(objective="gan"), "config.objective"),
     (dict(model__num_kv_heads=3), "model.num_heads"),
     (dict(train__grad_accum_steps=3), "train.batch_size"),

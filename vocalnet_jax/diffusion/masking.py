@@ -24,6 +24,9 @@ No target is ever forced: a block whose draw masked nothing contributes nothing.
     block stands for all), blocks > c fully masked and not scored (c never sees them).
     The masked positions are uniformly chosen (the top-k sampler commits by confidence),
     or the block's last ones for a sampler committing left to right (`commit_order`).
+    scored_tokens='committed' (left to right only) scores just the m' tokens the sampler
+    commits from that state (the leftmost masked ones), weight n / m': the predictions
+    of the other masked tokens are never used by that sampler.
 `sample_corruption` mixes the two per example with probability `hierarchical_prob`.
 complementary (Fast-dLLM v2): each example twice, with the draw's mask m and its complement
 valid & ~m, so every valid token is a masked target exactly once per pair, and a block's
@@ -47,6 +50,9 @@ LAYOUTS = ("two_stream", "single_stream")
 # Which masked tokens the block sampler commits first: the most confident (top-k rules), or
 # the leftmost (`step_rules.left_to_right`, LLaDA's semi-autoregressive sub-blocks).
 COMMIT_ORDERS = ("confidence", "left_to_right")
+# Which masked tokens of a hierarchical state are scored: all of them, or only those the
+# sampler commits from that state (known before the forward pass for left_to_right only).
+SCORED_TOKENS = ("masked", "committed")
 
 
 class Corruption(NamedTuple):
@@ -137,10 +143,13 @@ def _sampler_counts(rng: Array, n_valid: Array, num_steps: int) -> tuple[Array, 
   return step, jnp.take_along_axis(left, step[..., None], axis=-1)[..., 0]
 
 
-def _finish(masked: Array, scored_blocks: Array, weight: Array) -> Corruption:
-  """masked [batch, nb, B], scored_blocks [batch, nb], weight [batch, nb] -> Corruption."""
+def _finish(masked: Array, scored_blocks: Array, weight: Array,
+            scored_in_block: Optional[Array] = None) -> Corruption:
+  """masked [batch, nb, B], scored_blocks [batch, nb], weight [batch, nb] -> Corruption;
+  scored_in_block [batch, nb, B]: the positions of a scored block in the loss (default:
+  its masked ones)."""
   batch = masked.shape[0]
-  scored = masked & scored_blocks[..., None]
+  scored = (masked if scored_in_block is None else scored_in_block) & scored_blocks[..., None]
   weight = jnp.where(scored, weight[..., None], 0.0)
   return Corruption(masked.reshape(batch, -1), scored.reshape(batch, -1),
                     weight.reshape(batch, -1))
@@ -159,18 +168,31 @@ def uniform_block_corruption(rng: Array, valid: Array, block_size: int,
 
 def hierarchical_block_corruption(rng: Array, valid: Array, block_size: int, num_steps: int,
                                   layout: str = "two_stream",
-                                  commit_order: str = "confidence") -> Corruption:
+                                  commit_order: str = "confidence",
+                                  scored_tokens: str = "masked") -> Corruption:
   """Decoding states with the sampler's own masked counts (see the module docstring), at
-  uniformly chosen positions or, for a left_to_right sampler, at the block's last ones."""
+  uniformly chosen positions or, for a left_to_right sampler, at the block's last ones;
+  every masked token scored, or (`scored_tokens='committed'`) those the step commits."""
   rng_k, rng_m, rng_c = jax.random.split(rng, 3)
   vb = _to_blocks(valid, block_size)  # [batch, nb, B]
   order = _state_order(commit_order, vb.shape)
   n_valid = jnp.sum(vb, axis=-1)  # [batch, nb]
   has_tokens = n_valid > 0
-  _, counts = _sampler_counts(rng_k, n_valid, num_steps)  # [batch, nb]
-  weight = n_valid / jnp.maximum(counts, 1)  # [batch, nb]
+  step, counts = _sampler_counts(rng_k, n_valid, num_steps)  # [batch, nb]
+  masked = _mask_exact_count(rng_m, vb, counts, order)  # [batch, nb, B]
+  if scored_tokens == "masked":
+    scored_in_block = masked
+  elif scored_tokens == "committed" and order is not None:
+    commits = topk_commit_count(counts, num_steps - step)  # [batch, nb]
+    # still masked after the step: the lowest-priority counts - commits of those masked now
+    scored_in_block = masked & ~_mask_exact_count(rng_m, vb, counts - commits, order)
+  else:
+    raise ValueError(f"diffusion.scored_tokens={scored_tokens!r} with commit_order="
+                     f"{commit_order!r}; choose from {SCORED_TOKENS} ('committed' needs "
+                     "left_to_right: a confidence sampler's commits need the forward pass)")
+  weight = n_valid / jnp.maximum(jnp.sum(scored_in_block, axis=-1), 1)  # [batch, nb]
   if layout == "two_stream":
-    return _finish(_mask_exact_count(rng_m, vb, counts, order), has_tokens, weight)
+    return _finish(masked, has_tokens, weight, scored_in_block)
   if layout != "single_stream":
     raise ValueError(f"diffusion.layout={layout!r}; choose from {LAYOUTS}")
   n_blocks = jnp.maximum(jnp.sum(has_tokens, axis=1, keepdims=True), 1)  # [batch, 1]
@@ -178,7 +200,8 @@ def hierarchical_block_corruption(rng: Array, valid: Array, block_size: int, num
   block_idx = jnp.arange(vb.shape[1])[None, :]
   counts = jnp.where(block_idx < current, 0, jnp.where(block_idx == current, counts, n_valid))
   is_current = (block_idx == current) & has_tokens
-  return _finish(_mask_exact_count(rng_m, vb, counts, order), is_current, n_blocks * weight)
+  return _finish(_mask_exact_count(rng_m, vb, counts, order), is_current, n_blocks * weight,
+                 scored_in_block)
 
 
 def score_context_predicted(c: Corruption, valid: Array, block_size: int) -> Corruption:
@@ -237,10 +260,12 @@ def masking_fits_layout(strategy: str, layout: str) -> bool:
 def sample_corruption(rng: Array, valid: Array, *, block_size: int, schedule: Schedule,
                       strategy: str, hierarchical_prob: float, num_steps: int,
                       layout: str = "two_stream", complementary: bool = False,
-                      commit_order: str = "confidence") -> Corruption:
+                      commit_order: str = "confidence",
+                      scored_tokens: str = "masked") -> Corruption:
   """`uniform`, `hierarchical`, or a per-example mix of both (`mixed`); complementary:
   each draw with its complement (`complementary_pair`, rows [2 batch, L]); commit_order:
-  the decoder's (`COMMIT_ORDERS`), which places the hierarchical states' masks."""
+  the decoder's (`COMMIT_ORDERS`), which places the hierarchical states' masks;
+  scored_tokens: which of their masked tokens are scored (`SCORED_TOKENS`)."""
   if complementary:
     if layout != "two_stream":
       raise ValueError("diffusion.complementary_masks needs layout='two_stream' (the "
@@ -255,11 +280,13 @@ def sample_corruption(rng: Array, valid: Array, *, block_size: int, schedule: Sc
   if strategy == "uniform":
     return uniform_block_corruption(rng, valid, block_size, schedule)
   if strategy == "hierarchical":
-    return hierarchical_block_corruption(rng, valid, block_size, num_steps, layout, commit_order)
+    return hierarchical_block_corruption(rng, valid, block_size, num_steps, layout, commit_order,
+                                         scored_tokens)
   if strategy != "mixed":
     raise ValueError(f"diffusion.masking={strategy!r}; choose from {STRATEGIES}")
   rng_u, rng_h, rng_pick = jax.random.split(rng, 3)
   uni = uniform_block_corruption(rng_u, valid, block_size, schedule)
-  hier = hierarchical_block_corruption(rng_h, valid, block_size, num_steps, layout, commit_order)
+  hier = hierarchical_block_corruption(rng_h, valid, block_size, num_steps, layout, commit_order,
+                                       scored_tokens)
   use_h = jax.random.uniform(rng_pick, (valid.shape[0], 1)) < hierarchical_prob  # [batch, 1]
   return Corruption(*(jnp.where(use_h, h, u) for h, u in zip(hier, uni)))

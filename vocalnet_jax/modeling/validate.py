@@ -5,8 +5,8 @@ from __future__ import annotations
 import ml_collections
 
 from vocalnet_jax.diffusion.attention_masks import CLEAN_ATTENTIONS
-from vocalnet_jax.diffusion.masking import (COMMIT_ORDERS, LAYOUTS, STRATEGIES as MASKINGS,
-                                             masking_fits_layout)
+from vocalnet_jax.diffusion.masking import (COMMIT_ORDERS, LAYOUTS, SCORED_TOKENS,
+                                             STRATEGIES as MASKINGS, masking_fits_layout)
 from vocalnet_jax.diffusion.schedule import get_schedule
 from vocalnet_jax.models.layers import ATTENTION_IMPLS
 
@@ -85,6 +85,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     order = d.get("commit_order", "confidence")  # runs saved before the knob: confidence
     _require(order in COMMIT_ORDERS,
              f"config.diffusion.commit_order={order!r}; choose from {COMMIT_ORDERS}")
+    scored = d.get("scored_tokens", "masked")  # runs saved before the knob: masked
+    _require(scored in SCORED_TOKENS,
+             f"config.diffusion.scored_tokens={scored!r}; choose from {SCORED_TOKENS}")
+    _require(scored == "masked" or (order == "left_to_right" and d.masking != "uniform"
+                                    and not d.get("complementary_masks", False)),
+             f"config.diffusion.scored_tokens={scored!r} needs commit_order='left_to_right', "
+             "hierarchical (or mixed) masking and no complementary_masks: only a left-to-right "
+             "sampler's commits are known before the forward pass")
     block_name, block = _denoised_block(config)
     _require(1 <= d.sampler_steps <= block,
              f"config.diffusion.sampler_steps={d.sampler_steps} must be in [1, {block_name}="

@@ -139,7 +139,8 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
       rng, valid, block_size=block, schedule=get_schedule(diffusion_cfg.schedule),
       strategy=diffusion_cfg.masking, hierarchical_prob=diffusion_cfg.hierarchical_prob,
       num_steps=diffusion_cfg.sampler_steps, layout=diffusion_cfg.layout,
-      complementary=complementary, commit_order=diffusion_cfg.get("commit_order", "confidence"))
+      complementary=complementary, commit_order=diffusion_cfg.get("commit_order", "confidence"),
+      scored_tokens=diffusion_cfg.get("scored_tokens", "masked"))
   if complementary:  # the pair's rows: the batch, then the same batch (its complement)
     batch, valid = repeat_batch(batch, 2), jnp.tile(valid, (2, 1))  # [2 batch, ...]
   target = masking.fill_block_tail(batch.response, batch.response_valid, valid, eos_id)
