@@ -120,14 +120,17 @@ def demo(name: str, r: Result) -> str:
   text += ["Last logged training loss per stage (steps: loss):", "",
            table(["run", "machine", "AR stage 0", "AR stage 1", "MDM Thinker", "AR Talker",
                   "MDM Talker"], losses), ""]
-  timed = [run for run in runs if run.get("stage_wall_s")]
-  if timed:
-    stage_names = [s["stage"] for s in timed[0]["stage_wall_s"]]
+  groups: dict[tuple, list] = {}  # runs of one recipe's stage list share a table
+  for run in runs:
+    if run.get("stage_wall_s"):
+      groups.setdefault(tuple(s["stage"] for s in run["stage_wall_s"]), []).append(run)
+  for stage_names, timed in groups.items():
     text += ["Wall seconds per stage (the machine and its load change these; compare rows "
              "of one machine):", "",
-             table(["stage"] + [f"{x['label']} ({x.get('machine')})" for x in timed],
-                   [[n] + [x["stage_wall_s"][i]["wall_s"] if i < len(x["stage_wall_s"])
-                           else None for x in timed] for i, n in enumerate(stage_names)]), ""]
+             table(["stage"] + [f"{x['label']} ({machine_text(x.get('machine'))})"
+                                for x in timed],
+                   [[n] + [x["stage_wall_s"][i]["wall_s"] for x in timed]
+                    for i, n in enumerate(stage_names)]), ""]
   return "\n".join(text + [source(name, r)])
 
 
