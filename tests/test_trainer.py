@@ -1,3 +1,4 @@
+import functools
 import glob
 import json
 import os
@@ -55,19 +56,37 @@ def test_metrics_jsonl_tensorboard_config_and_profile(single_device_run):
   assert glob.glob(str(workdir / "profile" / "**" / "*.xplane.pb"), recursive=True)
 
 
-def test_mfu_from_compiled_flops_and_chip_table(devices):
+def test_mfu_from_jaxpr_flops_and_chip_table(devices):
   assert throughput.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
   assert throughput.peak_flops("TPU v5 lite") == 197e12  # v5e, not v5p
   assert throughput.peak_flops("TPU v5") == 459e12
   assert throughput.peak_flops("cpu") is None
-  x = jnp.ones((256, 256))
-  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("d",)),
-                                        jax.sharding.PartitionSpec("d"))
-  compiled = jax.jit(jnp.matmul, in_shardings=(sharding, None)).lower(x, x).compile()
-  flops = throughput.compiled_flops(compiled)
-  assert flops == 2 * 256**3 / len(devices)  # per device
+  x, w = jnp.ones((8, 32)), jnp.ones((10, 32, 32))
+  unrolled = jax.jit(lambda x, w: functools.reduce(lambda h, i: h @ w[i], range(10), x))
+  layer = jax.checkpoint(lambda h, wi: (h @ wi, None))
+  scanned = jax.jit(lambda x, w: jax.lax.scan(layer, x, w)[0])
+  expected = 10 * 2 * 8 * 32 * 32
+  assert throughput.jaxpr_matmul_flops(unrolled.trace(x, w).jaxpr) == expected
+  assert throughput.jaxpr_matmul_flops(scanned.trace(x, w).jaxpr) == expected  # XLA: 1/10
+  train = jax.jit(jax.grad(lambda x, w: jnp.sum(jax.lax.scan(layer, x, w)[0]), argnums=1))
+  # the forward and both gradients (a linear layer needs no recomputed output)
+  assert throughput.jaxpr_matmul_flops(train.trace(x, w).jaxpr) == 3 * expected
+  flops = expected / len(devices)
   assert throughput.mfu(flops, 1e-3, "TPU v4") == pytest.approx(flops / 1e-3 / 275e12)
   assert throughput.mfu(flops, 1e-3, "cpu") is None
+
+
+def test_step_flops_do_not_depend_on_scanning_the_layers(devices):
+  """The same model, layers scanned or not: the same FLOPs per step (XLA's cost analysis
+  counts a scanned stack's body once)."""
+  flops = []
+  for scan in (False, True):
+    exp = trainer.setup_experiment(tiny_config(model__scan_layers=scan), devices)
+    step = trainer.CompiledStep(exp)
+    step.compile(exp.example_batch)
+    flops.append(step.last_flops)
+  assert flops[0] > 0
+  assert flops[1] == pytest.approx(flops[0], rel=1e-6)
 
 
 def test_interrupt_and_resume_reproduces_uninterrupted_run(tmp_path, devices):

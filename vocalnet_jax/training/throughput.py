@@ -1,8 +1,17 @@
-"""Model FLOPs utilisation: FLOPs per step from the compiled executable against the
-chip's peak (dense bf16, from a small table); unknown chips (CPU) give None."""
+"""Model FLOPs utilisation: the train step's matmul FLOPs, counted on its jaxpr, against
+the chip's peak (dense bf16, from a small table); unknown chips (CPU) give None.
+
+The count walks the traced step, not the compiled one: XLA's cost analysis counts a loop
+body once, so a model with scanned layers (`scan_layers`) would report 1/num_layers of its
+FLOPs. Here a `scan` multiplies its body by its length; rematerialised forwards inside the
+backward pass are counted (hardware FLOPs, as the chip runs them).
+"""
 from __future__ import annotations
 
-from typing import Any, Optional
+import math
+from typing import Any, Iterator, Optional
+
+import jax
 
 # device_kind substring -> peak dense bf16 FLOP/s per device; first match wins, so more
 # specific names come first ("TPU v5 lite" is v5e, plain "TPU v5" is v5p).
@@ -36,12 +45,44 @@ def hbm(device_kind: str) -> Optional[tuple[float, float]]:
 
 
 def compiled_flops(compiled: Any) -> Optional[float]:
-  """FLOPs of one call of a compiled (SPMD) executable on one device, if XLA reports them."""
+  """FLOPs of one call of a compiled (SPMD) executable on one device, as XLA reports them
+  (a loop body counted once)."""
   analysis = compiled.cost_analysis()
   if isinstance(analysis, (list, tuple)):  # older JAX: one dict per executable
     analysis = analysis[0] if analysis else None
   flops = (analysis or {}).get("flops")
   return float(flops) if flops and flops > 0 else None
+
+
+def _sub_jaxprs(params: dict) -> Iterator[Any]:
+  """The jaxprs an equation runs (pjit, remat, custom_vjp, cond branches, scan bodies)."""
+  for value in params.values():
+    for item in value if isinstance(value, (tuple, list)) else (value,):
+      if isinstance(item, jax.extend.core.ClosedJaxpr):
+        yield item.jaxpr
+      elif isinstance(item, jax.extend.core.Jaxpr):
+        yield item
+
+
+def jaxpr_matmul_flops(jaxpr: Any) -> float:
+  """2 x M x N x K summed over every dot_general of `jaxpr` (a Jaxpr or ClosedJaxpr), a scan
+  body counted `length` times and a cond by its costliest branch. A while loop, whose trip
+  count is not static, counts its body once."""
+  jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+  total = 0.0
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == "dot_general":
+      (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+      lhs_shape = eqn.invars[0].aval.shape
+      contracted = math.prod(lhs_shape[d] for d in lhs_contract)
+      total += 2.0 * contracted * math.prod(eqn.outvars[0].aval.shape)
+    elif name == "cond":
+      total += max(jaxpr_matmul_flops(b) for b in eqn.params["branches"])
+    else:
+      inner = sum(jaxpr_matmul_flops(sub) for sub in _sub_jaxprs(eqn.params))
+      total += inner * (eqn.params["length"] if name == "scan" else 1)
+  return total
 
 
 def mfu(flops_per_device: Optional[float], seconds: float, device_kind: str) -> Optional[float]:

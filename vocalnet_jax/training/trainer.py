@@ -175,18 +175,20 @@ class CompiledStep:
 
   def __init__(self, exp: Experiment):
     self._exp, self._jitted, self._compiled = exp, make_train_step(exp), {}
-    self.flops: dict[tuple, Optional[float]] = {}  # per device, per executable
+    self.flops: dict[tuple, float] = {}  # matmul FLOPs per device, per executable
     self.last_flops: Optional[float] = None  # of the executable compiled or run last
 
   def compile(self, host_batch: dict[str, np.ndarray]):
     key = tuple(sorted((k, v.shape) for k, v in host_batch.items()))
     if key not in self._compiled:
       with self._exp.mesh, nn.logical_axis_rules(self._exp.rules):
-        compiled = self._jitted.lower(self._exp.abstract_state,
-                                      abstract_batch(self._exp, host_batch)).compile()
+        traced = self._jitted.trace(self._exp.abstract_state,
+                                    abstract_batch(self._exp, host_batch))
+        compiled = traced.lower().compile()
       self.memory = log_compiled_memory(compiled)  # of the latest compiled shape
       self._compiled[key] = compiled
-      self.flops[key] = throughput.compiled_flops(compiled)
+      # the global step's matmuls, split evenly over the devices (SPMD)
+      self.flops[key] = throughput.jaxpr_matmul_flops(traced.jaxpr) / self._exp.mesh.size
     self.last_flops = self.flops[key]
     return self._compiled[key]
 
