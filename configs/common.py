@@ -127,7 +127,9 @@ MDM_RECIPE = dict(
     # decode with --rule=left_to_right): masking.COMMIT_ORDERS
     commit_order="confidence",
     # which masked tokens of a hierarchical state are scored: every one (`masked`) or, for
-    # a left_to_right sampler, only those it commits from that state (`committed`)
+    # a left_to_right sampler, only those it commits from that state (`committed`);
+    # measured at B = 16 over three seeds, `committed` lost 0.15 exact match (docs/parity.md):
+    # the predictions of the block's later masked tokens are useful training signal
     scored_tokens="masked",
 )
 # Stage-1 auxiliary losses (weights; 0 turns one off). typed_weight: the answer from the

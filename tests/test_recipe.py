@@ -23,12 +23,12 @@ _DEMO_SH = (
      "--config.train.steps=1200"),
     ("-m launch.train --config=configs/ar.py:tiny,stage=1 --workdir=D/ar_stage1 "
      "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
-     "--config.init_from=thinker=D/ar_stage0 --config.train.steps=2400 "
+     "--config.init_from=thinker=D/ar_stage0 --config.train.steps=2000 "
      "--config.auxiliary.typed_weight=0"),
     ("-m launch.train --config=configs/mdm.py:tiny,stage=1 --workdir=D/mdm_stage1 "
      "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
      "--config.diffusion.shift_logits=True --config.init_from=D/ar_stage1 "
-     "--config.train.frozen=encoder,thinker/embed_tokens --config.train.steps=2400 "
+     "--config.train.frozen=encoder,thinker/embed_tokens --config.train.steps=2000 "
      "--config.auxiliary.typed_weight=0"),
     ("-m launch.train --config=configs/ar.py:tiny,stage=2 --workdir=D/ar_stage2 "
      "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
@@ -38,7 +38,7 @@ _DEMO_SH = (
      "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
      "--config.diffusion.shift_logits=True --config.data.mel_buckets=(600,) "
      "--config.talker.cache_thinker_states=True "
-     "--config.init_from=D/mdm_stage1,talker=D/ar_stage2 --config.train.steps=400"),
+     "--config.init_from=D/mdm_stage1,talker=D/ar_stage2 --config.train.steps=1000"),
     ("-m launch.train_vocoder --config=configs/vocoder.py:tiny --data=D/data "
      "--workdir=D/vocoder --config.train.steps=400 --config.neural.train.steps=1000"),
     ("-m launch.evaluate --checkpoint=D/ar_stage2 --steps=4 --rule=threshold "

@@ -29,10 +29,10 @@ DEFAULTS = dict(
     num_test=50,
     stage0_steps=1200,
     # 2400 (was 2800): its time goes to the Talker stages, which needed it far more
-    stage1_steps=2400,
-    mdm_steps=2400,
+    stage1_steps=2000,
+    mdm_steps=2000,
     ar_talker_steps=1500,
-    mdm_talker_steps=400,
+    mdm_talker_steps=1000,
     vocoder_steps=400,
     vocos_steps=1000,
     split="test",
