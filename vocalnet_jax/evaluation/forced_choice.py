@@ -37,18 +37,26 @@ class ForcedChoice:
 
   def __init__(self, speak: Callable[[str], np.ndarray], candidates: Iterable[str] = ()):
     self._speak = speak
-    self._features: dict[str, np.ndarray] = {}  # normalised text -> [frames, dims]
+    self._features: dict[str, np.ndarray] = {}  # normalised text -> [frames, dims], cached
+    self._fixed: dict[str, None] = {}  # the candidate set (ordered): what every answer meets
     for text in candidates:
       self.add(text)
 
   @property
   def candidates(self) -> list[str]:
     """The normalised candidate texts, in the order they were added."""
-    return list(self._features)
+    return list(self._fixed)
 
   def add(self, text: str) -> str:
     """Adds a candidate (a no-op for a text already present, or one without words);
     returns its normalised form."""
+    key = self._render(text)
+    if key:
+      self._fixed[key] = None
+    return key
+
+  def _render(self, text: str) -> str:
+    """Speaks `text` once (cached) without making it a candidate; its normalised form."""
     key = asr.normalize_text(text)
     if key and key not in self._features:
       self._features[key] = mfcc(self._speak(text))
@@ -56,9 +64,10 @@ class ForcedChoice:
 
   def distances(self, wave: np.ndarray, candidates: Iterable[str]) -> dict[str, float]:
     """DTW-MFCC distance (`speech_eval.dtw_mel_l1` over MFCC frames) from `wave` to each
-    of `candidates` (texts, added when new)."""
+    of `candidates` (texts; one not yet rendered is spoken once, and does not join the
+    candidate set)."""
     feats = mfcc(wave)
-    keys = [k for k in dict.fromkeys(self.add(c) for c in candidates) if k]
+    keys = [k for k in dict.fromkeys(self._render(c) for c in candidates) if k]
     return {k: speech_eval.dtw_mel_l1(feats, self._features[k]) for k in keys}
 
   def choose(self, wave: Optional[np.ndarray], extra: Iterable[str] = ()) -> str:
