@@ -14,6 +14,7 @@
 #   W=workdirs/parity SEEDS="0 1 2" bash benchmarks/mdm_parity.sh
 # Rows (every knob named, so a row means the same whatever the config defaults):
 #   ar_pretrained                AR fine-tuned from the pre-training (the baseline)
+#   ar_pretrained_x2             the same for 2 x STEPS (the AR twin of the _x2_ rows)
 #   mdm_adapted_shift_bB         hierarchical, shifted logits, first token scored on every draw
 #                                (block-causal clean stream: the earlier recipe)
 #   mdm_adapted_causal_bB        ... with a causal clean stream (its states are the AR model's)
@@ -57,7 +58,7 @@ for seed in $SEEDS; do
   for row in $ROWS; do
     [ -f "$S/$row/eval.json" ] && continue
     case $row in
-      ar_pretrained) cfg=ar; args=(--config.init_from="$S/pretrain") ;;
+      ar_pretrained|ar_pretrained_x2) cfg=ar; args=(--config.init_from="$S/pretrain") ;;
       ar_scratch) cfg=ar; args=() ;;
       mdm_*) cfg=mdm; b=${row##*_b}; args=(--config.diffusion.block_size="$b")
         shifted=(--config.diffusion.shift_logits=True --config.diffusion.score_first_token=True)
@@ -89,7 +90,7 @@ for seed in $SEEDS; do
         case $row in *_committed_*) args+=(--config.diffusion.scored_tokens=committed) ;; esac ;;
       *) echo "unknown row $row" >&2; exit 2 ;;
     esac
-    case $row in *_x2_*) row_steps=$((2 * STEPS)) ;; *) row_steps=$STEPS ;; esac
+    case $row in *_x2_*|*_x2) row_steps=$((2 * STEPS)) ;; *) row_steps=$STEPS ;; esac
     train "$S/$row" "configs/$cfg.py:tiny,text" "$row_steps" --config.seed="$seed" "${args[@]}"
     if [ "$cfg" = ar ]; then steps=1
     elif [ "$EVAL" = quarter ]; then steps=$(( b / 4 ))

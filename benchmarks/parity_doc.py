@@ -39,6 +39,9 @@ def seed_table(path: str) -> str:
                  f"{','.join(map(str, s['seeds']))} | {per_seed} | {_f(s['exact_match_mean'])} | "
                  f"{_f(s['vs_ar_of_means'])} | {ratios} ({_f(s['vs_ar_min'])}) |")
   tasks = sorted(rows[0]["per_task_mean"]) if rows else []
+  if any("_x2" in s.get("baseline", "") for s in rows):
+    lines += ["", "Rows trained for 2 x the steps (`_x2`) are compared with `ar_pretrained_x2`, "
+              "the AR row trained for as many steps; the others with `ar_pretrained`."]
   lines += ["", "Exact match per task, mean over the seeds (MDM − AR in brackets):", "",
             "| row | B | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
   for s in rows:
