@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from benchmarks.parity_rows import BASELINE, BASELINE_X2
 from vocalnet_jax.evaluation import result_file
 
 _TABLE = flags.DEFINE_list("table", [], "Result files of benchmarks/parity_table.py.")
@@ -39,9 +40,9 @@ def seed_table(path: str) -> str:
                  f"{','.join(map(str, s['seeds']))} | {per_seed} | {_f(s['exact_match_mean'])} | "
                  f"{_f(s['vs_ar_of_means'])} | {ratios} ({_f(s['vs_ar_min'])}) |")
   tasks = sorted(rows[0]["per_task_mean"]) if rows else []
-  if any("_x2" in s.get("baseline", "") for s in rows):
-    lines += ["", "Rows trained for 2 x the steps (`_x2`) are compared with `ar_pretrained_x2`, "
-              "the AR row trained for as many steps; the others with `ar_pretrained`."]
+  if any(s.get("baseline", BASELINE) != BASELINE for s in rows):
+    lines += ["", f"Rows trained for 2 x the steps (`_x2`) are compared with `{BASELINE_X2}`, "
+              f"the AR row trained for as many steps; the others with `{BASELINE}`."]
   lines += ["", "Exact match per task, mean over the seeds (MDM − AR in brackets):", "",
             "| row | B | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
   for s in rows:

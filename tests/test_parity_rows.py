@@ -35,5 +35,5 @@ def test_rows_trained_twice_as_long_meet_the_ar_row_trained_as_long():
 def test_a_row_without_its_ar_twin_is_left_out():
   entries = [_entry(0, "ar_pretrained", 1, 0.6, 0.8),
              _entry(0, "mdm_adapted_shift_x2_b4", 1, 0.7, 0.9)]
-  assert parity_rows.summary(entries, ["ar_pretrained", "mdm_adapted_shift_x2_b4"]) == [
-      s for s in parity_rows.summary(entries, ["ar_pretrained"])]
+  assert (parity_rows.summary(entries, ["ar_pretrained", "mdm_adapted_shift_x2_b4"])
+          == parity_rows.summary(entries, ["ar_pretrained"]))
