@@ -219,7 +219,11 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
       num_units=data["num_units"], fusion_hidden_dim=2 * TALKER["embed_dim"][preset],
       # stage 2: the frozen Thinker's states of every training answer computed once from
       # config.init_from's Thinker (ears included), so a step runs the Talker alone
-      cache_thinker_states=False))
+      cache_thinker_states=False,
+      # stage 2, training only: each answer position's Thinker state is zeroed with this
+      # probability (its text embedding stays), so the Talker leans on the text it says
+      # rather than on states that differ for question phrasings it never heard
+      state_dropout=0.0))
   c.data = ml_collections.ConfigDict(dict(
       name="spoken_qa",
       dir="demo_out/data",  # written by `python -m launch.prepare_data`

@@ -12,7 +12,7 @@ import pytest
 
 from configs import ar, mdm
 from vocalnet_jax.modeling.validate import ConfigError
-from vocalnet_jax.training import tasks, train_state, trainer
+from vocalnet_jax.training import objectives, speech_tasks, tasks, train_state, trainer
 
 BATCH = 8
 
@@ -154,6 +154,29 @@ def test_mdm_loss_scores_only_response_positions(stage, valid_key, prepared_corp
     assert not {"ctc_loss", "typed_loss", "answer_loss"} & set(metrics)
     units = dict(batch, answer_units=(batch["answer_units"] + 1) % task.speech_vocab.num_units)
     assert not np.isclose(loss(params, units, rng)[0], base)
+
+
+def test_state_dropout_zeroes_thinker_states_at_its_rate(prepared_corpus):
+  """`talker.state_dropout` zeroes whole positions' states at its rate; at 1 the Talker's loss
+  is the loss given all-zero states (text embeddings alone), at 0 the loss is untouched."""
+  hidden = jnp.ones((64, 32, 8))
+  dropped = np.asarray(speech_tasks.drop_states(hidden, 0.3, jax.random.key(0)))
+  per_position = dropped.sum(-1)  # [b, R]: 0 or 8, never partly zeroed
+  assert set(np.unique(per_position)) == {0.0, 8.0}
+  assert abs((per_position == 0).mean() - 0.3) < 0.03  # 2048 draws: sd 0.01
+  config = _config(ar, 2, prepared_corpus, steps=1)
+  task = tasks.build_task(config)
+  batch = next(iter(task.dataset("train", 4, seed=0)))
+  params = jax.jit(task.init_params)(jax.random.key(0))
+  rng = jax.random.key(1)
+  base = task.loss(params, batch, rng)[0]
+  zero_states = task.talker_problem(params, batch,
+                                    jnp.zeros_like(task.thinker_states(params, batch)))
+  _, objective_rng = jax.random.split(rng)
+  text_only = objectives.lm_loss(zero_states, objective_rng, "ar", config.diffusion)[0]
+  config.talker.state_dropout = 1.0
+  np.testing.assert_allclose(task.loss(params, batch, rng)[0], text_only, rtol=1e-6)
+  assert not np.isclose(text_only, base)
 
 
 @pytest.mark.parametrize("ctc_on", ["encoder", "adaptor"])

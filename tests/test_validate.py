@@ -81,6 +81,14 @@ def test_bad_auxiliary_values_name_the_field(field, value):
     validate_config(config)
 
 
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_bad_state_dropout_names_the_field(value):
+  config = mdm.get_config("tiny,stage=2")
+  config.talker.state_dropout = value
+  with pytest.raises(ConfigError, match=r"config\.talker\.state_dropout="):
+    validate_config(config)
+
+
 @pytest.mark.parametrize("masking", ["uniform", "mixed"])
 def test_single_stream_refuses_uniform_masking(masking):
   """single_stream has no clean copy: a uniformly masked block would be scored on noisy

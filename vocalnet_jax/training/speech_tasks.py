@@ -375,7 +375,22 @@ class SpeechTalkerTask(SpeechThinkerTask):
                                 loss_chunk=self.config.train.get("loss_chunk", 0))
 
   def loss(self, params: Any, batch: dict, rng: Array) -> tuple[Array, dict]:
-    """The Talker's own loss (never stage 1's answer + auxiliaries: the Thinker is frozen)."""
-    return objectives.lm_loss(self.lm_problem(params, batch), rng, self.config.objective,
-                              self.config.diffusion)
+    """The Talker's own loss (never stage 1's answer + auxiliaries: the Thinker is frozen),
+    with `talker.state_dropout` of the Thinker states (training only)."""
+    rate = float(self.config.talker.get("state_dropout", 0.0))
+    if not rate:
+      problem = self.lm_problem(params, batch)
+    else:
+      drop_rng, rng = jax.random.split(rng)
+      hidden = (batch[THINKER_STATES] if THINKER_STATES in batch
+                else self.thinker_states(params, batch))  # [b, R, embed]
+      problem = self.talker_problem(params, batch, drop_states(hidden, rate, drop_rng))
+    return objectives.lm_loss(problem, rng, self.config.objective, self.config.diffusion)
+
+
+def drop_states(hidden: Array, rate: float, rng: Array) -> Array:
+  """Zeroes each answer position's Thinker state [b, R, embed] with probability `rate`: the
+  fused conditioning of that position keeps only its text embedding."""
+  keep = jax.random.bernoulli(rng, 1.0 - rate, hidden.shape[:2])  # [b, R]
+  return jnp.where(keep[..., None], hidden, 0.0)
 
