@@ -10,7 +10,8 @@
 #      S = 1, 2, 4, top-k rule) with the demo's vocoder: ASR WER and forced choice
 #      against each answer's own printed text, with both floors.
 # Finished stages are skipped and an interrupted training resumes, so the script can be
-# rerun; STAGES picks a subset (e.g. STAGES="ar ar_units").
+# rerun; STAGES picks a subset (e.g. STAGES="ar ar_units"); TALKER_ARGS adds config overrides
+# to both Talker trainings (e.g. TALKER_ARGS=--config.talker.state_dropout=0.5).
 #   DEMO_DIR=demo_out W=workdirs/talker_long bash benchmarks/talker_long.sh
 # Writes benchmarks/results/talker_units_long_{ar,mdm}_$TAG.json and
 # benchmarks/results/spoken_eval_talker_long_$TAG.json.
@@ -34,7 +35,7 @@ talker() {  # talker CONFIG WORKDIR STEPS INIT_FROM overrides...: the demo's sta
     --config.train.steps="$steps" --config.train.checkpoint_every="$EVERY" \
     --config.train.keep_checkpoints=100 --config.talker.cache_thinker_states=True \
     --config.data.dir="$DEMO_DIR/data" --config.train.progress_bar=False --config.seed=0 \
-    '--config.data.mel_buckets=(600,)' "$@"
+    '--config.data.mel_buckets=(600,)' ${TALKER_ARGS:-} "$@"
 }
 units() {  # units WORKDIR NAME [SPLIT]: the curve over its kept checkpoints
   local split=${3:-test}

@@ -44,3 +44,16 @@ def test_teacher_forced_ar_accuracy_feeds_the_reference_before_each_unit():
                                  start_id=2)
   right, scored = unit_accuracy.teacher_forced_counts(problem, "ar")
   assert (float(right), int(scored)) == (4.0, 5)
+
+
+
+def test_accuracy_by_template_groups_answers_and_weights_back_to_the_whole():
+  """Each template's accuracy is its own answers'; weighted by reference units they give
+  the overall accuracy (a misaligned grouping would not)."""
+  refs = [[1, 2, 3, 4], [5, 6], [7, 8, 9]]
+  hyps = [[1, 2, 3, 4], [], [7, 0, 9]]
+  names = ["add", "spell", "add"]
+  by = unit_accuracy.accuracy_by_template(hyps, refs, names)
+  assert by == {"add": 1 - 1 / 7, "spell": 0.0}
+  weighted = (7 * by["add"] + 2 * by["spell"]) / 9
+  np.testing.assert_allclose(weighted, unit_accuracy.unit_edit_accuracy(hyps, refs))

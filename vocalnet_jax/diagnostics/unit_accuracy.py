@@ -7,6 +7,8 @@ Free-running: the Talker speaks the whole answer from the reference text and its
 states, feeding back its own units (what it says when no reference helps); scored as
 1 - unit edit distance / reference units, the unit analogue of 1 - WER.
 Both condition on the reference text, so they measure the Talker alone, not the Thinker.
+Free-running accuracy is also given per question template, so two splits whose answers
+mix the templates differently can be compared template by template.
 """
 from __future__ import annotations
 
@@ -106,8 +108,9 @@ def measure(config: ml_collections.ConfigDict, task: SpeechTalkerTask, params: A
   pipe = streaming.SpeechPipeline(
       task.model, params, task.built.text_tokenizer, task.speech_vocab,
       streaming.stream_config(config, None, speech_steps or None))
-  hyps, refs, tf_correct, tf_total = [], [], 0.0, 0
-  size = len(speech_loader.open_source(task.corpus.dataset_dir, split))
+  hyps, refs, names, tf_correct, tf_total = [], [], [], 0.0, 0
+  source = speech_loader.open_source(task.corpus.dataset_dir, split)
+  size = len(source)
   n = min(n, size)
   # the corpus's own batches (question audio included), never the cached states of training
   for batch in task.corpus.dataset(split, min(batch_size, n), seed=0, shuffle=False):
@@ -120,11 +123,27 @@ def measure(config: ml_collections.ConfigDict, task: SpeechTalkerTask, params: A
       hyps.append(free_running_units(pipe, np.asarray(batch["response"][i]), hidden[i],
                                      num_text))
       refs.append(np.asarray(batch["answer_units"][i])[batch["answer_units_valid"][i]])
+      names.append(template_name(source[int(batch["index"][i])]))
     if len(refs) >= n:
       break
   return {"num_answers": len(refs), "teacher_forced_accuracy": tf_correct / tf_total,
           "free_running_accuracy": unit_edit_accuracy(hyps, refs),
-          "free_running_length_ratio": sum(map(len, hyps)) / sum(map(len, refs))}
+          "free_running_length_ratio": sum(map(len, hyps)) / sum(map(len, refs)),
+          "free_running_by_template": accuracy_by_template(hyps, refs, names),
+          "answers_by_template": {name: names.count(name) for name in sorted(set(names))}}
+
+
+def accuracy_by_template(hyps: Sequence[Sequence[int]], refs: Sequence[Sequence[int]],
+                         names: Sequence[str]) -> dict[str, float]:
+  """`unit_edit_accuracy` of each template's answers (names[i]: answer i's template)."""
+  return {name: unit_edit_accuracy([h for h, t in zip(hyps, names) if t == name],
+                                   [r for r, t in zip(refs, names) if t == name])
+          for name in sorted(set(names))}
+
+
+def template_name(record: dict[str, Any]) -> str:
+  """The question template of a corpus record (`template` is "<name>/<phrasing index>")."""
+  return speech_loader.record_text(record["template"]).split("/")[0]
 
 
 def measure_checkpoints(config: ml_collections.ConfigDict, workdir: str, split: str, n: int,
