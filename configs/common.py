@@ -221,9 +221,11 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
       # config.init_from's Thinker (ears included), so a step runs the Talker alone
       cache_thinker_states=False,
       # stage 2, training only: each answer position's Thinker state is zeroed with this
-      # probability (its text embedding stays), so the Talker leans on the text it says
-      # rather than on states that differ for question phrasings it never heard
-      state_dropout=0.0))
+      # probability (its text embedding stays); decoding always reads the states
+      state_dropout=0.0,
+      # False: the Talker reads the answer text alone, in training and decoding (the fused
+      # Thinker states are zeroed), so it never sees how the question was phrased
+      thinker_states=True))
   c.data = ml_collections.ConfigDict(dict(
       name="spoken_qa",
       dir="demo_out/data",  # written by `python -m launch.prepare_data`

@@ -126,3 +126,16 @@ def test_talker_cached_decoding_matches_full_forward(talker_setup):
     logits, _, cache = step(params, speech[:, i:i + 1], positions[:, q:q + 1], mask[:, q:q + 1],
                             cache, q)
     np.testing.assert_allclose(logits[:, 0], full[:, i], atol=1e-5)
+
+
+def test_text_only_talker_ignores_the_thinker_states(talker_setup):
+  """thinker_states=False: the same params give logits that no Thinker state changes, and
+  they equal the full Talker's given all-zero states (training and decoding alike)."""
+  talker, apply, params, text_emb, hidden, speech, positions, mask = talker_setup
+  text_only = Talker(talker.decoder, talker.fusion_hidden_dim, thinker_states=False)
+  run = lambda module, h: module.apply(params, speech, positions, mask,  # noqa: E731
+                                       text_embeddings=text_emb, thinker_hidden=h)[0]
+  np.testing.assert_array_equal(run(text_only, hidden), run(text_only, 3.0 * hidden + 1.0))
+  np.testing.assert_allclose(run(text_only, hidden), run(talker, jnp.zeros_like(hidden)),
+                             rtol=1e-6)
+  assert not np.allclose(run(talker, hidden), run(talker, jnp.zeros_like(hidden)))

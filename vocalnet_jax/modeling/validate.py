@@ -120,7 +120,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              f"config.spec_augment.time_fraction={a.time_fraction} must be in [0, 1]")
   if "talker" in config:
     rate = config.talker.get("state_dropout", 0.0)
-    _require(0.0 <= rate <= 1.0, f"config.talker.state_dropout={rate} must be in [0, 1]")
+    _require(0.0 <= rate < 1.0, f"config.talker.state_dropout={rate} must be in [0, 1) (decoding "
+             "reads the states; config.talker.thinker_states=False drops them everywhere)")
   if config.task == "self_distill":
     _validate_distill(config)
 

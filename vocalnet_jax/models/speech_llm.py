@@ -125,7 +125,8 @@ def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
                            stride=e.get("stride", 2)),  # runs saved before the knob: 2
       adaptor=Adaptor(config.model.embed_dim, a.hidden_dim, a.stack, dtype=dtype),
       thinker=thinker,
-      talker=Talker(talker_decoder, t.fusion_hidden_dim),
+      talker=Talker(talker_decoder, t.fusion_hidden_dim,
+                    thinker_states=t.get("thinker_states", True)),  # runs saved before: True
       transcriber=nn.Dense(text_vocab, dtype=dtype,
                            kernel_init=nn.with_logical_partitioning(
                                nn.initializers.lecun_normal(), ("embed", "vocab"))))

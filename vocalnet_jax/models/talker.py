@@ -122,6 +122,7 @@ class Talker(nn.Module):
   decoder: Decoder
   fusion_hidden_dim: int
   fusion_activation: Callable[[Array], Array] = nn.silu
+  thinker_states: bool = True  # False: the conditioning reads the text alone (states zeroed)
 
   def setup(self):
     self.fusion = TalkerFusion(self.decoder.embed_dim, self.fusion_hidden_dim,
@@ -129,6 +130,8 @@ class Talker(nn.Module):
 
   def fuse(self, text_embeddings: Array, thinker_hidden: Array) -> Array:
     """[batch, N, d_emb], [batch, N, d_thinker] -> conditioning [batch, N, embed]."""
+    if not self.thinker_states:
+      thinker_hidden = jnp.zeros_like(thinker_hidden)
     return self.fusion(text_embeddings, thinker_hidden)
 
   def __call__(self, speech_tokens: Optional[Array], positions: Array, mask: Array, *,
