@@ -172,18 +172,27 @@ def intelligibility(name: str, r: Result) -> str:
 
 
 def talker_units(name: str, r: Result) -> str:
-  """`launch.talker_units --result`: unit accuracy per kept checkpoint of a Talker run."""
-  c = r["config"]
+  """`launch.talker_units --result`: unit accuracy per kept checkpoint of a Talker run,
+  and per question template at its last step where the rows have it."""
+  c, curve = r["config"], r["metrics"]["curve"]
+  t = c["talker"]
   rows = [[x["step"], x["split"], x["num_answers"], x["teacher_forced_accuracy"],
-           x["free_running_accuracy"], x["free_running_length_ratio"]]
-          for x in r["metrics"]["curve"]]
-  return "\n".join([
+           x["free_running_accuracy"], x["free_running_length_ratio"]] for x in curve]
+  parts = [
       f"## Talker unit accuracy while it trains ({c['objective']}, `{name}`)", "",
       f"Talker run {c['train']['steps']} steps from `{c['init_from']}` (cached Thinker "
-      f"states: {fmt(c['talker'].get('cache_thinker_states'))}); free-running is 1 - unit "
-      "edit distance / reference units.", "",
+      f"states: {fmt(t.get('cache_thinker_states'))}; reads the Thinker states: "
+      f"{fmt(t.get('thinker_states', True))}; state dropout {fmt(t.get('state_dropout', 0.0))}"
+      "); free-running is 1 - unit edit distance / reference units.", "",
       table(["step", "split", "answers", "teacher-forced", "free-running", "length ratio"],
-            rows), "", source(name, r)])
+            rows), ""]
+  last = curve[-1]
+  if "free_running_by_template" in last:
+    by, counts = last["free_running_by_template"], last["answers_by_template"]
+    parts += [f"Free-running accuracy per question template at step {last['step']}:", "",
+              table(["template", "answers", "free-running"],
+                    [[k, counts[k], by[k]] for k in sorted(by)]), ""]
+  return "\n".join(parts + [source(name, r)])
 
 
 def mdm_recipe(name: str, r: Result) -> str:
