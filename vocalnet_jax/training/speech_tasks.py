@@ -351,9 +351,12 @@ class SpeechTalkerTask(SpeechThinkerTask):
 
   def lm_problem(self, params: Any, batch: dict) -> objectives.LMProblem:
     """The Talker answering the fused Thinker states with speech units."""
-    hidden = (batch[THINKER_STATES] if THINKER_STATES in batch
-              else self.thinker_states(params, batch))  # [b, R, embed]
-    return self.talker_problem(params, batch, hidden)
+    return self.talker_problem(params, batch, self.answer_states(params, batch))
+
+  def answer_states(self, params: Any, batch: dict) -> Array:
+    """The Thinker states of the answer text [b, R, embed]: cached with the batch, or computed."""
+    return (batch[THINKER_STATES] if THINKER_STATES in batch
+            else self.thinker_states(params, batch))
 
   def talker_problem(self, params: Any, batch: dict, hidden: Array) -> objectives.LMProblem:
     """`lm_problem` from given Thinker states of the answer text, hidden [b, R, embed]."""
@@ -382,9 +385,8 @@ class SpeechTalkerTask(SpeechThinkerTask):
       problem = self.lm_problem(params, batch)
     else:
       drop_rng, rng = jax.random.split(rng)
-      hidden = (batch[THINKER_STATES] if THINKER_STATES in batch
-                else self.thinker_states(params, batch))  # [b, R, embed]
-      problem = self.talker_problem(params, batch, drop_states(hidden, rate, drop_rng))
+      hidden = drop_states(self.answer_states(params, batch), rate, drop_rng)
+      problem = self.talker_problem(params, batch, hidden)
     return objectives.lm_loss(problem, rng, self.config.objective, self.config.diffusion)
 
 
