@@ -179,6 +179,29 @@ def test_state_dropout_zeroes_thinker_states_at_its_rate(prepared_corpus):
   assert not np.isclose(text_only, base)
 
 
+def test_text_only_talker_reads_no_audio_and_keeps_the_loss_of_the_state_reading_path(
+    prepared_corpus):
+  """`talker.thinker_states=False`: batches carry no audio or cached states (cache asked or
+  not), and the loss equals the Talker's loss given the real Thinker states, which its
+  fusion zeroes."""
+  config = _config(ar, 2, prepared_corpus, steps=1)
+  full = tasks.build_task(config)
+  batch = next(iter(full.dataset("train", 4, seed=0)))
+  params = jax.jit(full.init_params)(jax.random.key(0))
+  config.talker.update(thinker_states=False, cache_thinker_states=True)
+  text_only = tasks.build_task(config)
+  light = next(iter(text_only.dataset("train", 4, seed=0)))
+  audio = set(speech_tasks.AUDIO_KEYS)
+  assert set(light) == set(batch) - audio
+  assert set(text_only.batch_spec(4)) == set(full.batch_spec(4)) - audio
+  rng = jax.random.key(1)
+  _, objective_rng = jax.random.split(rng)
+  reading = text_only.talker_problem(params, batch, full.thinker_states(params, batch))
+  np.testing.assert_allclose(
+      text_only.loss(params, light, rng)[0],
+      objectives.lm_loss(reading, objective_rng, "ar", config.diffusion)[0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("ctc_on", ["encoder", "adaptor"])
 def test_stage1_loss_is_answer_plus_weighted_auxiliary_terms(ctc_on, prepared_corpus):
   """loss = answer + w_ctc * CTC(transcript | encoder or adapted frames) + w_typed *

@@ -47,10 +47,10 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   # Every training stage reads the corpus of stage `data` and the recipe's seed.
   common = {"data.dir": "{data}", "train.progress_bar": False, "seed": k["seed"]}
   shift = {"diffusion.shift_logits": True}  # the MDM Thinker is adapted from the AR one
-  # The Talker's stages: the frozen Thinker's states of every training answer computed once,
-  # so a step pays for the Talker alone and the Talker gets the steps it needs to be heard
-  # (docs/talker.md); one mel bucket for the states' single pass.
-  talker = {**common, "data.mel_buckets": (600,), "talker.cache_thinker_states": True}
+  # The Talkers read the answer text alone (no Thinker states): the states carry the
+  # question's phrasing, and a Talker reading them says answers to new phrasings far worse
+  # (docs/talker.md). A step runs the Talker alone, with no audio and no Thinker pass.
+  talker = {**common, "talker.thinker_states": False}
   # Spoken answers + CTC only (no typed term): it did not change spoken exact match and its
   # time buys more MDM steps, which is what closes the gap to AR.
   no_typed = {"auxiliary.typed_weight": 0}

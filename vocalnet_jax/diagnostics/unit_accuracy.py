@@ -103,7 +103,7 @@ def measure(config: ml_collections.ConfigDict, task: SpeechTalkerTask, params: A
             split: str, n: int, speech_steps: int = 0, batch_size: int = 8) -> dict[str, Any]:
   """Teacher-forced and free-running unit accuracy of `params`' Talker on the first n
   answers of `split` (MDM free-running at `speech_steps` per chunk; 0: the config's)."""
-  states = jax.jit(task.thinker_states)
+  states = jax.jit(task.answer_states)  # no Thinker pass for a text-only Talker
   counts = jax.jit(lambda p, b: teacher_forced_counts(task.lm_problem(p, b), config.objective))
   pipe = streaming.SpeechPipeline(
       task.model, params, task.built.text_tokenizer, task.speech_vocab,

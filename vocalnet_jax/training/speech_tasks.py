@@ -253,28 +253,36 @@ class SpeechTalkerTask(SpeechThinkerTask):
     self.trainable = ("talker",)
     t = config.talker
     self.speech_len = -(-(config.data.max_units + 1) // t.chunk_size) * t.chunk_size
-    self.cached = bool(t.get("cache_thinker_states", False))
+    # A text-only Talker (`talker.thinker_states=False`) reads no Thinker state: its batches
+    # carry no audio and no Thinker runs, so there is nothing to cache either.
+    self.reads_states = bool(t.get("thinker_states", True))
+    self.cached = self.reads_states and bool(t.get("cache_thinker_states", False))
     self._caches: dict[str, np.ndarray] = {}  # split -> [examples, R, embed]
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     spec = super().batch_spec(batch_size)
+    if self.reads_states and not self.cached:
+      return spec
+    spec = {k: v for k, v in spec.items() if k not in AUDIO_KEYS}
     if not self.cached:
       return spec
     d, embed = self.config.data, self.config.model.embed_dim
-    return {**{k: v for k, v in spec.items() if k not in AUDIO_KEYS},
-            THINKER_STATES: jax.ShapeDtypeStruct((batch_size, d.response_len, embed),
-                                                 jnp.float32)}
+    return {**spec, THINKER_STATES: jax.ShapeDtypeStruct((batch_size, d.response_len, embed),
+                                                         jnp.float32)}
 
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
     """The corpus batches; cached: the audio replaced by the Thinker's states of each
-    answer (looked up by the example's index)."""
+    answer (looked up by the example's index); text-only: the audio dropped."""
     ds = super().dataset(split, batch_size, seed, shuffle)
-    if not self.cached:
+    if self.reads_states and not self.cached:
       return ds
-    states = self.state_cache(split)
-    return ds.map(lambda b: {**{k: v for k, v in b.items() if k not in AUDIO_KEYS},
-                             THINKER_STATES: states[b["index"]]})
+    states = self.state_cache(split) if self.cached else None
+
+    def without_audio(batch: dict) -> dict:
+      batch = {k: v for k, v in batch.items() if k not in AUDIO_KEYS}
+      return batch if states is None else {**batch, THINKER_STATES: states[batch["index"]]}
+    return ds.map(without_audio)
 
   def state_cache(self, split: str, params: Optional[Any] = None,
                   batch_size: int = 32) -> np.ndarray:
@@ -354,7 +362,10 @@ class SpeechTalkerTask(SpeechThinkerTask):
     return self.talker_problem(params, batch, self.answer_states(params, batch))
 
   def answer_states(self, params: Any, batch: dict) -> Array:
-    """The Thinker states of the answer text [b, R, embed]: cached with the batch, or computed."""
+    """The Thinker states of the answer text [b, R, embed]: cached with the batch, computed,
+    or zeros for a text-only Talker (what its fusion reads in their place)."""
+    if not self.reads_states:
+      return jnp.zeros(batch["response"].shape + (self.config.model.embed_dim,), jnp.float32)
     return (batch[THINKER_STATES] if THINKER_STATES in batch
             else self.thinker_states(params, batch))
 
