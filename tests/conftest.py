@@ -1,8 +1,16 @@
-"""Test setup: 8 fake CPU devices so meshes like (2, 4) are real, before jax is imported."""
+"""Test setup, before jax is imported: 8 fake CPU devices so meshes like (2, 4) are real, and
+a compilation cache."""
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One XLA compilation cache for the run, shared by both pytest workers and the launchers
+# the tests start: the suite compiles the same tiny models many times, and compiling is
+# most of its time. Keyed by the program and the jax version, so a stale entry never hits.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "vocalnet_jax_tests_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
