@@ -257,25 +257,26 @@ class SpeechTalkerTask(SpeechThinkerTask):
     # carry no audio and no Thinker runs, so there is nothing to cache either.
     self.reads_states = bool(t.get("thinker_states", True))
     self.cached = self.reads_states and bool(t.get("cache_thinker_states", False))
+    self.reads_audio = self.reads_states and not self.cached  # the Thinker runs in the step
     self._caches: dict[str, np.ndarray] = {}  # split -> [examples, R, embed]
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     spec = super().batch_spec(batch_size)
-    if self.reads_states and not self.cached:
+    if self.reads_audio:
       return spec
     spec = {k: v for k, v in spec.items() if k not in AUDIO_KEYS}
-    if not self.cached:
-      return spec
-    d, embed = self.config.data, self.config.model.embed_dim
-    return {**spec, THINKER_STATES: jax.ShapeDtypeStruct((batch_size, d.response_len, embed),
-                                                         jnp.float32)}
+    if self.cached:
+      d, embed = self.config.data, self.config.model.embed_dim
+      spec[THINKER_STATES] = jax.ShapeDtypeStruct((batch_size, d.response_len, embed),
+                                                  jnp.float32)
+    return spec
 
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
     """The corpus batches; cached: the audio replaced by the Thinker's states of each
     answer (looked up by the example's index); text-only: the audio dropped."""
     ds = super().dataset(split, batch_size, seed, shuffle)
-    if self.reads_states and not self.cached:
+    if self.reads_audio:
       return ds
     states = self.state_cache(split) if self.cached else None
 
