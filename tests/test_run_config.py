@@ -122,3 +122,15 @@ def test_distill_config_of_a_talker_takes_the_teachers_decoder(tmp_path):
   assert (config.task, config.distill.base_task) == ("self_distill", "speech_talker")
   assert config.diffusion.shift_logits and config.data.dir == "/corpus"
   assert tuple(config.distill.rounds) == (8, 4, 2)  # 15-unit chunks: 8 -> 4 -> 2 -> 1
+
+
+def test_a_text_only_talker_is_not_read_as_a_state_reading_one(tmp_path):
+  """The Talker's inputs are part of what it learned: a config that reads the Thinker's
+  states cannot decode or distil a Talker trained on the answer text alone."""
+  from configs import distill, mdm
+  teacher = mdm.get_config("tiny,stage=2")
+  teacher.talker.thinker_states = False
+  run_config.write(teacher, str(tmp_path))
+  with pytest.raises(ConfigError, match="talker.thinker_states: workdir False, given True"):
+    run_config.resolve(distill.get_config("tiny,stage=2"), str(tmp_path))
+  assert not distill.for_teacher(run_config.read(str(tmp_path))).talker.thinker_states

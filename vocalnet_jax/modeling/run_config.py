@@ -22,7 +22,8 @@ PARAM_FIELDS = ("model", "encoder", "adaptor", "talker.model", "talker.num_units
 # What the trained model expects at decode time, beyond its shapes.
 HARD_FIELDS = PARAM_FIELDS + (
     "objective", "diffusion.block_size", "diffusion.sampler_steps", "diffusion.layout",
-    "diffusion.shift_logits", "talker.chunk_size", "talker.text_per_chunk")
+    "diffusion.shift_logits", "talker.chunk_size", "talker.text_per_chunk",
+    "talker.thinker_states")
 # The data and the masking: another value is legitimate but worth a word.
 SOFT_FIELDS = ("preset", "task", "data", "diffusion.schedule", "diffusion.masking")
 
