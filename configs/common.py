@@ -274,6 +274,8 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
       pick(TRAIN, preset), steps=train_steps(preset, c.task, objective), grad_accum_steps=1,
       min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.98, grad_clip=1.0, keep_checkpoints=3,
       async_checkpointing=True, progress_bar=True,
+      # batches made ahead on a thread while the step runs (0: made between steps)
+      prefetch_batches=2,
       # >0: the loss projects this many response positions to the vocabulary at a time
       loss_chunk=0))
   # Comma-separated param paths kept fixed on top of the task's own choice, e.g.

@@ -72,6 +72,15 @@ def make_dataset(source: Any, transform: Callable[[Any], Mapping[str, np.ndarray
   return ds[shard.shard_index::shard.shard_count].to_iter_dataset()
 
 
+def prefetched(ds: grain.IterDataset, batches: int) -> grain.IterDataset:
+  """`ds` read `batches` ahead on a background thread (0: as is), so the next batch is
+  made while the device runs the step. Its iterator's state is still the position of the
+  last batch handed out, so checkpoints resume exactly."""
+  if batches <= 0:
+    return ds
+  return grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=batches)
+
+
 def batch_sharding(mesh: Mesh, batch_axes: tuple[str, ...] = ("data", "fsdp")) -> NamedSharding:
   """Leading (batch) dimension split over the data-parallel mesh axes."""
   axes = tuple(a for a in batch_axes if a in mesh.axis_names)

@@ -341,7 +341,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   if latest is not None and latest >= t.steps:  # finished: nothing to compile or restore
     ckpt.close()
     return []
-  data_iter = iter(exp.task.dataset("train", per_host_batch_size(config), config.seed))
+  data_iter = iter(loader.prefetched(
+      exp.task.dataset("train", per_host_batch_size(config), config.seed), t.prefetch_batches))
   step_fn = CompiledStep(exp)
   if t.steps:
     step_fn.compile(exp.example_batch)
