@@ -10,13 +10,11 @@ Runs of one split must have answered the same questions (count, question texts).
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 from absl import app, flags
 
-from vocalnet_jax.evaluation import result_file
+from vocalnet_jax.evaluation import result_file, speech_eval
 
 _EVAL = flags.DEFINE_multi_string("eval", None, "LABEL=DIR of a launch.evaluate speech run.")
 _OUT = flags.DEFINE_string("out", None, "JSON file to write.")
@@ -28,17 +26,6 @@ COLUMNS = (("exact_match", "exact match", "{:.2f}"), ("wer_vs_printed", "WER vs 
            ("mel_distance", "mel dist.", "{:.2f}"), ("thinker_nfe", "NFE Thinker", "{:.1f}"),
            ("talker_nfe", "NFE Talker", "{:.1f}"), ("first_text_s", "first text s", "{:.3f}"),
            ("first_audio_s", "first audio s", "{:.3f}"), ("total_s", "total s", "{:.3f}"))
-
-
-def read_run(label_dir: str) -> tuple[str, str, dict]:
-  label, sep, directory = label_dir.rpartition("=")
-  if not sep or not label:
-    raise ValueError(f"--eval={label_dir!r} is not LABEL=DIR")
-  path = os.path.join(directory, "eval.json")
-  if not os.path.isfile(path):
-    raise ValueError(f"--eval={label_dir!r}: {path} is missing (run launch.evaluate first)")
-  with open(path) as f:
-    return label, directory, json.load(f)
 
 
 def questions(run: dict) -> list[str]:
@@ -81,7 +68,7 @@ def markdown(rows: list[dict], floors: dict[str, dict]) -> str:
 def main(argv):
   del argv
   try:
-    runs = [read_run(e) for e in _EVAL.value]
+    runs = [speech_eval.read_labelled_run(e) for e in _EVAL.value]
   except ValueError as e:
     sys.exit(f"error: {e}")
   firsts = {}  # split -> its first run

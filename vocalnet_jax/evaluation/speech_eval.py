@@ -7,6 +7,8 @@ decodes, transcribes and writes files.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Any, Optional, Sequence
 
 import jiwer
@@ -167,3 +169,16 @@ def format_table(settings: dict[str, dict[str, Any]], floors: dict[str, dict[str
     lines.append(f"{name:<22}{'':>6}{_cell(f['wer'], 7, 2)}{_cell(f.get('identified'), 6, 2)}"
                  f"{_cell(f['mel_distance'], 8, 2)}")
   return "\n".join(lines)
+
+
+def read_labelled_run(label_dir: str) -> tuple[str, str, dict[str, Any]]:
+  """`LABEL=DIR` of a `launch.evaluate` speech run -> (label, DIR, its eval.json);
+  ValueError naming the argument when it is malformed or the file is missing."""
+  label, sep, directory = label_dir.rpartition("=")
+  if not sep or not label:
+    raise ValueError(f"--eval={label_dir!r} is not LABEL=DIR")
+  path = os.path.join(directory, "eval.json")
+  if not os.path.isfile(path):
+    raise ValueError(f"--eval={label_dir!r}: {path} is missing (run launch.evaluate first)")
+  with open(path) as f:
+    return label, directory, json.load(f)

@@ -116,7 +116,7 @@ class Judges:
   def of(cls, config: ml_collections.ConfigDict, split: str, n: int,
          domain_lm: bool = True) -> "Judges":
     examples = [speech_io.heldout_question(config, i, split) for i in range(n)]
-    train_questions, train_answers = _train_texts(config)
+    train_questions, train_answers = train_texts(config)
     voices = [tts.Speaker.from_name(e["answer_speaker"]) if e["answer_speaker"] else None
               for e in examples]
     return cls(examples, voices,
@@ -145,7 +145,7 @@ def _check_speech_inputs(config: ml_collections.ConfigDict, checkpoint: Optional
   return min(n, size)
 
 
-def _train_texts(config: ml_collections.ConfigDict) -> tuple[set[str], list[str]]:
+def train_texts(config: ml_collections.ConfigDict) -> tuple[set[str], list[str]]:
   """Question texts (which scored questions were also asked in training) and answer texts
   (the ASR's domain LM; never the scored split) of the train split."""
   source = speech_loader.open_source(build.corpus_dataset_dir(config), "train")

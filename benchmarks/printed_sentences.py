@@ -1,0 +1,75 @@
+"""How well the Talker says sentences it trained on against new ones: each spoken answer of
+`launch.evaluate` speech runs, split by whether the Thinker's printed text is one of the
+corpus's train answer sentences, with the judge WER and forced-choice share of each part.
+
+  python benchmarks/printed_sentences.py --eval=AR=W/eval_ar --eval=MDM=W/eval_mdm \
+      --out=benchmarks/results/x.json
+
+Why: a Talker's WER through the whole pipeline mixes two things, how well it speaks and
+how unusual the texts its Thinker prints are; two Thinkers printing different shares of
+new sentences give their Talkers different tasks.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vocalnet_jax.evaluation import result_file, speech_eval  # noqa: E402
+from vocalnet_jax.evaluation.speech_evaluator import train_texts  # noqa: E402
+from vocalnet_jax.modeling import run_config  # noqa: E402
+
+_EVAL = flags.DEFINE_multi_string("eval", None, "LABEL=DIR of a launch.evaluate speech run.")
+_OUT = flags.DEFINE_string("out", None, "JSON file to write.")
+flags.mark_flags_as_required(["eval", "out"])
+
+
+def part(examples: list[dict]) -> dict:
+  """Count, WER against the printed text and share identified of some answers."""
+  return {"n": len(examples),
+          "wer_vs_printed": speech_eval.corpus_wer([(e["word_errors"], e["words"])
+                                                    for e in examples]),
+          "identified": speech_eval.identified_rate([e.get("identified") for e in examples])}
+
+
+def rows_of(label: str, run: dict, train_answers: set[str]) -> list[dict]:
+  rows = []
+  for name, setting in run["settings"].items():
+    examples = setting["examples"]
+    seen = [e for e in examples if e["printed"] in train_answers]
+    new = [e for e in examples if e["printed"] not in train_answers]
+    rows.append({"label": label, "setting": name, "split": run["split"],
+                 "printed_train_sentence": len(seen) / len(examples),
+                 "train_sentence": part(seen), "new_sentence": part(new), "all": part(examples)})
+  return rows
+
+
+def main(argv):
+  del argv
+  try:
+    runs = [speech_eval.read_labelled_run(e) for e in _EVAL.value]
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  answers: dict[str, set[str]] = {}  # corpus dir -> its train answers
+  rows = []
+  for label, _, run in runs:
+    config = run_config.resolve(None, run["checkpoint"])
+    key = config.data.dir
+    if key not in answers:
+      answers[key] = set(train_texts(config)[1])
+    rows += rows_of(label, run, answers[key])
+  for r in rows:
+    fmt = lambda p: (f"n={p['n']:2d} WER {p['wer_vs_printed']:.2f} id {p['identified']:.2f}"  # noqa: E731
+                     if p["n"] else f"n={p['n']:2d}")
+    print(f"{r['label']:>28} {r['split']:>8} {r['setting']:>12}  printed a train sentence "
+          f"{r['printed_train_sentence']:.2f}  | train sentences {fmt(r['train_sentence'])}"
+          f"  | new {fmt(r['new_sentence'])}")
+  result_file.write(_OUT.value, {"commands": [run.get("command") for _, _, run in runs]},
+                    {"rows": rows}, device=runs[0][2].get("device"))
+  print(f"wrote {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
