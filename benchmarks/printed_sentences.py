@@ -46,20 +46,25 @@ def rows_of(label: str, run: dict, train_answers: set[str]) -> list[dict]:
   return rows
 
 
-def main(argv):
-  del argv
-  try:
-    runs = [speech_eval.read_labelled_run(e) for e in _EVAL.value]
-  except ValueError as e:
-    sys.exit(f"error: {e}")
+def table_rows(runs: list[tuple[str, str, dict]]) -> list[dict]:
+  """Rows of every run, each against the train answers of its own checkpoint's corpus."""
   answers: dict[str, set[str]] = {}  # corpus dir -> its train answers
   rows = []
   for label, _, run in runs:
     config = run_config.resolve(None, run["checkpoint"])
-    key = config.data.dir
-    if key not in answers:
-      answers[key] = set(train_texts(config)[1])
-    rows += rows_of(label, run, answers[key])
+    if config.data.dir not in answers:
+      answers[config.data.dir] = set(train_texts(config)[1])
+    rows += rows_of(label, run, answers[config.data.dir])
+  return rows
+
+
+def main(argv):
+  del argv
+  try:
+    runs = [speech_eval.read_labelled_run(e) for e in _EVAL.value]
+    rows = table_rows(runs)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
   for r in rows:
     fmt = lambda p: (f"n={p['n']:2d} WER {p['wer_vs_printed']:.2f} id {p['identified']:.2f}"  # noqa: E731
                      if p["n"] else f"n={p['n']:2d}")
