@@ -26,26 +26,6 @@ _OUT = flags.DEFINE_string("out", None, "JSON file to write.")
 flags.mark_flags_as_required(["eval", "out"])
 
 
-def part(examples: list[dict]) -> dict:
-  """Count, WER against the printed text and share identified of some answers."""
-  return {"n": len(examples),
-          "wer_vs_printed": speech_eval.corpus_wer([(e["word_errors"], e["words"])
-                                                    for e in examples]),
-          "identified": speech_eval.identified_rate([e.get("identified") for e in examples])}
-
-
-def rows_of(label: str, run: dict, train_answers: set[str]) -> list[dict]:
-  rows = []
-  for name, setting in run["settings"].items():
-    examples = setting["examples"]
-    seen = [e for e in examples if e["printed"] in train_answers]
-    new = [e for e in examples if e["printed"] not in train_answers]
-    rows.append({"label": label, "setting": name, "split": run["split"],
-                 "printed_train_sentence": len(seen) / len(examples),
-                 "train_sentence": part(seen), "new_sentence": part(new), "all": part(examples)})
-  return rows
-
-
 def table_rows(runs: list[tuple[str, str, dict]]) -> list[dict]:
   """Rows of every run, each against the train answers of its own checkpoint's corpus."""
   answers: dict[str, set[str]] = {}  # corpus dir -> its train answers
@@ -54,7 +34,7 @@ def table_rows(runs: list[tuple[str, str, dict]]) -> list[dict]:
     config = run_config.resolve(None, run["checkpoint"])
     if config.data.dir not in answers:
       answers[config.data.dir] = set(train_texts(config)[1])
-    rows += rows_of(label, run, answers[config.data.dir])
+    rows += speech_eval.printed_sentence_rows(label, run, answers[config.data.dir])
   return rows
 
 

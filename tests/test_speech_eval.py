@@ -210,3 +210,22 @@ def test_reused_floors_need_the_same_split_questions_and_vocoder(tmp_path):
       speech_evaluator.reused_floors(str(tmp_path), *args)
   with pytest.raises(ConfigError, match="does not exist"):
     speech_evaluator.reused_floors(str(tmp_path / "none"), "test", ["q0"], "v")
+
+
+def _example(printed, errors, words, identified):
+  return {"printed": printed, "word_errors": errors, "words": words, "identified": identified}
+
+
+def test_printed_sentence_rows_judge_train_and_new_sentences_apart():
+  run = {"split": "heldout", "settings": {"ar": {"examples": [
+      _example("926 is larger.", 0, 3, True),
+      _example("the day is orange.", 2, 4, False),
+      _example("irene lives in rome.", 1, 4, True),
+      _example("44 minus 2 is 2..", 3, 5, False)]}}}
+  [row] = speech_eval.printed_sentence_rows("AR", run, {"926 is larger.", "irene lives in rome."})
+  assert row["printed_train_sentence"] == 0.5
+  assert row["train_sentence"] == {"n": 2, "wer_vs_printed": pytest.approx(1 / 7),
+                                   "identified": 1.0}
+  assert row["new_sentence"] == {"n": 2, "wer_vs_printed": pytest.approx(5 / 9),
+                                 "identified": 0.0}
+  assert row["all"]["wer_vs_printed"] == pytest.approx(6 / 16)

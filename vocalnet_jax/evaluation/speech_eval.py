@@ -182,3 +182,28 @@ def read_labelled_run(label_dir: str) -> tuple[str, str, dict[str, Any]]:
     raise ValueError(f"--eval={label_dir!r}: {path} is missing (run launch.evaluate first)")
   with open(path) as f:
     return label, directory, json.load(f)
+
+
+def _judged(examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  """Count, WER against the printed text and share identified of some eval.json examples."""
+  return {"n": len(examples),
+          "wer_vs_printed": corpus_wer([(e["word_errors"], e["words"]) for e in examples]),
+          "identified": identified_rate([e.get("identified") for e in examples])}
+
+
+def printed_sentence_rows(label: str, run: dict[str, Any],
+                          train_answers: set[str]) -> list[dict[str, Any]]:
+  """Per decoder setting of an eval.json `run`: the share of answers whose printed text is a
+  train answer sentence, and the judges on those and on the rest (a Talker says sentences
+  it trained on better than new ones, so two Thinkers printing different shares of new
+  sentences give their Talkers different tasks)."""
+  rows = []
+  for name, setting in run["settings"].items():
+    examples = setting["examples"]
+    seen = [e for e in examples if e["printed"] in train_answers]
+    new = [e for e in examples if e["printed"] not in train_answers]
+    rows.append({"label": label, "setting": name, "split": run["split"],
+                 "printed_train_sentence": len(seen) / len(examples),
+                 "train_sentence": _judged(seen), "new_sentence": _judged(new),
+                 "all": _judged(examples)})
+  return rows
