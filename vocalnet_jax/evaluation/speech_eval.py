@@ -2,7 +2,8 @@
 their aggregation per decoder setting (the `launch.evaluate` speech mode's math).
 
 Pure functions over texts, waveforms and per-example records, so the launcher only
-decodes, transcribes and writes files.
+decodes, transcribes and writes files; `read_labelled_run` reads one run's eval.json back for
+the tables built from several runs.
 """
 from __future__ import annotations
 
