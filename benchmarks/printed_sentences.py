@@ -1,6 +1,8 @@
 """How well the Talker says sentences it trained on against new ones: each spoken answer of
 `launch.evaluate` speech runs, split by whether the Thinker's printed text is one of the
-corpus's train answer sentences, with the judge WER and forced-choice share of each part.
+sentences its Talker trained on (the answers of every split of its `data.train_split`: the
+train answers, and the read sentences of "train+read"), with the judge WER and
+forced-choice share of each part.
 
   python benchmarks/printed_sentences.py --eval=AR=W/eval_ar --eval=MDM=W/eval_mdm \
       --out=benchmarks/results/x.json
@@ -20,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vocalnet_jax.evaluation import result_file, speech_eval  # noqa: E402
 from vocalnet_jax.evaluation.speech_evaluator import train_texts  # noqa: E402
 from vocalnet_jax.modeling import run_config  # noqa: E402
+from vocalnet_jax.training.tasks import train_split  # noqa: E402
 
 _EVAL = flags.DEFINE_multi_string("eval", None, "LABEL=DIR of a launch.evaluate speech run.")
 _OUT = flags.DEFINE_string("out", None, "JSON file to write.")
@@ -27,14 +30,15 @@ flags.mark_flags_as_required(["eval", "out"])
 
 
 def table_rows(runs: list[tuple[str, str, dict]]) -> list[dict]:
-  """Rows of every run, each against the train answers of its own checkpoint's corpus."""
-  answers: dict[str, set[str]] = {}  # corpus dir -> its train answers
+  """Rows of every run, each against the sentences its own Talker trained on."""
+  answers: dict[tuple[str, str], set[str]] = {}  # (corpus dir, splits) -> their answers
   rows = []
   for label, _, run in runs:
     config = run_config.resolve(None, run["checkpoint"])
-    if config.data.dir not in answers:
-      answers[config.data.dir] = set(train_texts(config)[1])
-    rows += speech_eval.printed_sentence_rows(label, run, answers[config.data.dir])
+    key = (config.data.dir, train_split(config))
+    if key not in answers:
+      answers[key] = set().union(*(train_texts(config, s)[1] for s in key[1].split("+")))
+    rows += speech_eval.printed_sentence_rows(label, run, answers[key])
   return rows
 
 

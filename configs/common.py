@@ -270,6 +270,9 @@ def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:
     c.data.seed = 7  # its own example stream (QA training draws seed 0, evaluation seed 1)
   if "text" not in args:
     speech_sections(c, preset, int(args.get("stage", 1)))
+  # the split(s) training reads, "+"-joined: "train+read" adds a speech corpus's sentences
+  # read aloud (`data_pipelines.spoken_qa`; the Talker's text-to-speech pre-training)
+  c.data.train_split = "train"
   c.train = ml_collections.ConfigDict(dict(
       pick(TRAIN, preset), steps=train_steps(preset, c.task, objective), grad_accum_steps=1,
       min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.98, grad_clip=1.0, keep_checkpoints=3,

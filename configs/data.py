@@ -30,6 +30,9 @@ SIZES = {
     "num_test":           {"tiny": 50, "small": 250},
     "num_heldout":        {"tiny": 50, "small": 250},  # held-out phrasings, unseen voices
     "num_unseen_voices":  {"tiny": 50, "small": 250},  # train phrasings, unseen voices
+    # sentences read aloud by a train questioner and by the assistant (the Talker's TTS
+    # pre-training, `spoken_qa` module doc); 0: no read split
+    "num_read":           {"tiny": 0, "small": 0},
 }
 OTHER = {
     "num_heldout_speakers": {"tiny": 4, "small": 8},  # the unseen voices of heldout/unseen_voices
@@ -56,7 +59,7 @@ def _parse(arg: str | None) -> tuple[str, float]:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   preset, scale = _parse(arg)
-  sizes = {k: max(1, int(round(v * scale))) for k, v in pick(SIZES, preset).items()}
+  sizes = {k: max(1, int(round(v * scale))) if v else 0 for k, v in pick(SIZES, preset).items()}
   other = pick(OTHER, preset)
   c = ml_collections.ConfigDict()
   c.preset = preset

@@ -221,13 +221,16 @@ def save_question_frames(data_dir: str, frames: Mapping[str, Sequence[int]]) -> 
 
 
 def load_question_frames(data_dir: str, split: str) -> Optional[np.ndarray]:
-  """The split's question mel frame counts [examples], or None for a corpus prepared
-  before they were recorded."""
+  """The split's question mel frame counts [examples] ("a+b": a's then b's, the order of
+  TFDS's "a+b" source), or None for a corpus prepared before they were recorded."""
   path = epath.Path(data_dir) / QUESTION_FRAMES
   if not path.exists():
     return None
+  parts = split.split("+")
   with path.open("rb") as f, np.load(f) as z:
-    return np.asarray(z[split]) if split in z.files else None
+    if not set(parts) <= set(z.files):
+      return None
+    return np.concatenate([np.asarray(z[part]) for part in parts])
 
 
 def make_speech_dataset(source: Any, transform: SpeechTransform, *, batch_size: int, seed: int,

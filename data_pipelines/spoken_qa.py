@@ -18,18 +18,29 @@ pool (`tts.speaker_pool`). Three evaluation splits hold out one more axis each:
 (train combinations, speakers never in train) and `heldout` (held-out combinations,
 speakers never in train), so a failure on `heldout` can be told apart from a voice
 the ears never heard. Answers are all spoken by one assistant voice (`tfds_builders`).
+
+The `read` split is not question answering: each example is one sentence, read aloud by a
+train questioner (the ears' side: speech recognition) and by the assistant (the Talker's
+side: text to speech). About half the sentences are answers of the templates with fresh
+values, the rest short word sequences over the train split's words, so a Talker or ears
+trained on it meet word orders no answer has. No sentence equals an answer of an
+evaluation split, and no word is one that only held-out phrasings use.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import functools
+import re
+from typing import Any, Callable, Collection, Mapping
 
 import numpy as np
 
 from data_pipelines.synthetic_text import pack_qa
 
-SPLITS = ("train", "test", "heldout", "unseen_voices")
+READ = "read"  # sentences read aloud (see the module doc), not question answering
+SPLITS = ("train", "test", "heldout", "unseen_voices", READ)
+EVAL_SPLITS = ("test", "heldout", "unseen_voices")
 # Splits whose questions are spoken by speakers never in train (`tfds_builders.split_speakers`).
 UNSEEN_VOICE_SPLITS = ("heldout", "unseen_voices")
 
@@ -193,8 +204,9 @@ def heldout_combinations() -> frozenset[tuple[str, int]]:
 
 def split_combinations(split: str) -> tuple[tuple[str, int], ...]:
   """(template name, phrasing index) pairs a split draws from, in a fixed order."""
-  if split not in SPLITS:
-    raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
+  qa_splits = ("train",) + EVAL_SPLITS
+  if split not in qa_splits:
+    raise ValueError(f"unknown split {split!r} for questions; choose from {qa_splits}")
   held = heldout_combinations()
   every = [(t.name, p) for t in TEMPLATES for p in range(len(t.phrasings))]
   return tuple(c for c in every if (c in held) == (split == "heldout"))
@@ -227,6 +239,71 @@ def make_example(seed: int, split: str, index: int, num_speakers: int) -> QAText
       answer=answer,
       speaker_index=int(rng.integers(num_speakers)),
   )
+
+
+READ_ANSWER_SHARE = 0.5  # the rest of the read split is word sequences
+READ_WORDS = (3, 4)  # words per word sequence, inclusive
+# A word sequence holds at most one number (0..999), and no read sentence is longer than
+# the longest answers (37 characters), so read sentences are about as long as answers
+# (`launch.prepare_data` reports the longest tokens and speech units of each split).
+READ_MAX_CHARS = 32
+
+
+@functools.lru_cache(maxsize=8)
+def read_lexicon(seed: int, num_examples: int = 2000) -> tuple[str, ...]:
+  """Sorted words (no numbers) of the first `num_examples` train questions and answers:
+  word sequences never use a word that only held-out phrasings have."""
+  words = set()
+  for i in range(num_examples):
+    ex = make_example(seed, "train", i, num_speakers=1)
+    words.update(re.findall(r"[A-Za-z]+", f"{ex.question} {ex.answer}"))
+  return tuple(sorted(words))
+
+
+@functools.lru_cache(maxsize=8)
+def eval_answers(seed: int, counts: tuple[tuple[str, int], ...]) -> frozenset[str]:
+  """Every answer of the evaluation splits among `counts` ((split, size) pairs): the read
+  split never contains them."""
+  return frozenset(make_example(seed, split, i, num_speakers=1).answer
+                   for split, n in counts if split in EVAL_SPLITS for i in range(n))
+
+
+def _read_sentence(rng: np.random.Generator, lexicon: tuple[str, ...]) -> tuple[str, str]:
+  """(kind, sentence): an answer of a random template, or a word sequence."""
+  if rng.random() < READ_ANSWER_SHARE:
+    template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+    return template.name, template.make(rng)[1]
+  n = int(rng.integers(READ_WORDS[0], READ_WORDS[1] + 1))
+  words = [_pick(rng, lexicon) for _ in range(n)]
+  number_at = int(rng.integers(n + 1))  # n: no number
+  if number_at < n:
+    words[number_at] = str(int(rng.integers(1000)))
+  return "words", " ".join(words) + "."
+
+
+def make_read_example(seed: int, index: int, num_speakers: int,
+                      exclude: Collection[str] = ()) -> QAText:
+  """Example `index` of the read split (question = answer = one sentence of at most
+  READ_MAX_CHARS characters), never a sentence in `exclude`; a pure function of its
+  arguments."""
+  rng = np.random.default_rng([seed, SPLITS.index(READ), index])
+  lexicon = read_lexicon(seed)
+  kind, sentence = _read_sentence(rng, lexicon)
+  while sentence in exclude or len(sentence) > READ_MAX_CHARS:
+    kind, sentence = _read_sentence(rng, lexicon)
+  return QAText(id=f"{READ}-{index:08d}", split=READ, template=f"{READ}/{kind}",
+                question=sentence, answer=sentence,
+                speaker_index=int(rng.integers(num_speakers)))
+
+
+def corpus_example(seed: int, split: str, index: int, num_speakers: int,
+                   counts: Mapping[str, int] | tuple[tuple[str, int], ...] = ()) -> QAText:
+  """Example `index` of any split of a corpus with split sizes `counts` (which the read
+  split needs, to leave out the evaluation splits' answers)."""
+  if split != READ:
+    return make_example(seed, split, index, num_speakers)
+  counts = tuple(sorted(dict(counts).items()))
+  return make_read_example(seed, index, num_speakers, eval_answers(seed, counts))
 
 
 class TypedQASource:

@@ -218,6 +218,7 @@ class QABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 class SpokenQAConfig(tfds.core.BuilderConfig):
   """Size and voices of the embedded corpus; `name` should encode them."""
 
+  # (split, size); `spoken_qa.READ` adds sentences read aloud (`spoken_qa` module doc)
   num_examples: tuple[tuple[str, int], ...] = (("train", 800), ("test", 100), ("heldout", 100))
   seed: int = 0
   num_speakers: int = 24  # train/test question speakers
@@ -244,14 +245,15 @@ def question_speaker(config: SpokenQAConfig, split: str, index: int,
   the split's own, as the corpus stores it). The speaker is the generator's last draw, so
   another pool changes the voice, never the text (e.g. test texts in unseen voices)."""
   speakers = split_speakers(config, voices_of or split)
-  qa = spoken_qa.make_example(config.seed, split, index, len(speakers))
+  qa = spoken_qa.corpus_example(config.seed, split, index, len(speakers), config.num_examples)
   return qa, speakers[qa.speaker_index]
 
 
 def synthesize_example(config: SpokenQAConfig, split: str, index: int) -> tuple[str, Any]:
   """(id, example dict) for example `index`, or (id, InvalidExample). Runs in a worker.
 
-  The question is spoken by one of the split's speakers, the answer by the assistant voice.
+  The question is spoken by one of the split's speakers, the answer by the assistant voice
+  (in the read split both say the same sentence).
   """
   qa, speaker = question_speaker(config, split, index)
   assistant = tts.Speaker.from_name(config.assistant_voice)

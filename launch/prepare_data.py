@@ -50,11 +50,12 @@ def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tb.QABuild
         name=f"manifest_mel{c.cache_mel_bins}", splits=manifests,
         cache_mel_bins=c.cache_mel_bins, limits=limits))
   counts = (("train", c.num_train), ("test", c.num_test), ("heldout", c.num_heldout),
-            ("unseen_voices", c.num_unseen_voices))
+            ("unseen_voices", c.num_unseen_voices), ("read", c.num_read))
   assistant = tts.Speaker.from_name(c.assistant_voice)  # VoiceError names a malformed voice
   name = (f"s{c.seed}_n{c.num_train}-{c.num_test}-{c.num_heldout}-{c.num_unseen_voices}"
           f"_spk{c.num_speakers}-{c.num_heldout_speakers}_mel{c.cache_mel_bins}"
-          f"_asst-{assistant.name.replace('+', '-')}")
+          f"_asst-{assistant.name.replace('+', '-')}"
+          + (f"_read{c.num_read}" if c.num_read else ""))
   return tb.SpokenQA(data_dir=data_dir, config=tb.SpokenQAConfig(
       name=name, num_examples=counts, seed=c.seed, num_speakers=c.num_speakers,
       num_heldout_speakers=c.num_heldout_speakers, assistant_voice=assistant.name,

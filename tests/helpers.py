@@ -25,10 +25,11 @@ def tiny_config(base: str = "mdm", **overrides) -> ml_collections.ConfigDict:
 
 
 def micro_data_config() -> ml_collections.ConfigDict:
-  """`configs/data.py:tiny` cut to 24/4/4/2 examples, 4 speakers, 32 units: builds in seconds."""
+  """`configs/data.py:tiny` cut to 24/4/4/2 examples and 8 read sentences, 4 speakers,
+  32 units: builds in seconds."""
   c = data.get_config("tiny")
   c.corpus.num_train, c.corpus.num_test, c.corpus.num_heldout = 24, 4, 4
-  c.corpus.num_unseen_voices = 2
+  c.corpus.num_unseen_voices, c.corpus.num_read = 2, 8
   c.corpus.num_speakers, c.corpus.num_heldout_speakers = 4, 2
   c.units.num_units, c.units.num_steps, c.units.batch_frames = 32, 10, 256
   c.text_tokenizer.vocab_size = 128

@@ -18,7 +18,8 @@ def test_prepare_writes_dataset_tokenizers_and_summary(tmp_path):
   summary = prepare_data.prepare(config, out)
   for name in ("summary.json", "tokenizer.model", "units.npz", "units_reconstruction.png"):
     assert os.path.exists(os.path.join(out, name)), name
-  assert summary["kept"] == {"train": 24, "test": 4, "heldout": 4, "unseen_voices": 2}
+  assert summary["kept"] == {"train": 24, "test": 4, "heldout": 4, "unseen_voices": 2,
+                             "read": 8}
   assert summary["num_skipped"] == 0
   assert 0 < summary["total_hours"] < 0.1
   assert abs(summary["units"]["units_per_second"] - 25) < 2

@@ -66,6 +66,11 @@ def test_demo_recipe_knobs_change_their_stage_only():
   seeded = recipe_runner.commands(recipe_runner.load("configs/recipes/demo.py:seed=3"), "D")
   changed = [s["name"] for (s, a), (_, b) in zip(base, seeded) if a != b]
   assert changed == ["ar_stage0", "ar_stage1", "mdm_stage1", "ar_stage2", "mdm_stage2"]
+  read = recipe_runner.commands(recipe_runner.load("configs/recipes/demo.py:num_read=64"), "D")
+  changed = {s["name"]: set(b) - set(a) for (s, a), (_, b) in zip(base, read) if a != b}
+  assert changed == {"data": {"--config.corpus.num_read=64"},
+                     "ar_stage2": {"--config.data.train_split=train+read"},
+                     "mdm_stage2": {"--config.data.train_split=train+read"}}
   with pytest.raises(recipe_runner.RecipeError, match="unknown recipe option 'sede=3'"):
     recipe_runner.load("configs/recipes/demo.py:sede=3")
 

@@ -338,3 +338,31 @@ def test_a_corpus_longer_than_the_config_fails_in_one_line_before_training(
     tasks.build_task(config)
   config.data[field] = (longest,) if field == "mel_buckets" else longest
   tasks.build_task(config)  # exactly the longest example fits
+
+
+def test_training_reads_the_splits_of_data_train_split(prepared_corpus, devices):
+  """`data.train_split`: the trainer's batches come from the named split ("read": sentences
+  read aloud), and "train+read" draws from both."""
+  from data_pipelines.speech_loader import open_source, record_text
+  from vocalnet_jax.modeling.build import corpus_dataset_dir
+  config = _config(ar, 2, prepared_corpus, steps=1)
+  config.talker.thinker_states = False
+  task = tasks.build_task(config)
+  tok = task.built.text_tokenizer
+
+  def responses(split):
+    source = open_source(corpus_dataset_dir(config), split)
+    return {tuple(tok.encode(record_text(source[i]["answer_text"]))) + (tok.eos_id,)
+            for i in range(len(source))}
+
+  def batch_responses(batch):
+    return {tuple(row[valid].tolist()) for row, valid in
+            zip(np.asarray(batch["response"]), np.asarray(batch["response_valid"]))}
+
+  read, train = responses("read"), responses("train")
+  assert read and not read & train
+  config.data.train_split = "read"
+  assert batch_responses(trainer.setup_experiment(config, devices).example_batch) <= read
+  batches = iter(task.dataset("train+read", BATCH, seed=0))
+  seen = set().union(*(batch_responses(next(batches)) for _ in range(8)))
+  assert seen & read and seen & train and seen <= read | train

@@ -75,3 +75,43 @@ def test_typed_source_is_the_split_in_the_prompt_layout():
     assert (name, int(phrasing)) not in held
   with pytest.raises(ValueError, match="prompt_len"):
     spoken_qa.TypedQASource(tok, "train", 1, prompt_len=4, response_len=48, seed=3)[0]
+
+
+COUNTS = (("train", 800), ("test", 50), ("heldout", 50), ("unseen_voices", 50), ("read", 400))
+
+
+def test_read_split_is_sentences_read_aloud_never_an_evaluation_answer():
+  """question = answer = one sentence; half template answers, half word sequences over the
+  train split's words; deterministic; no sentence is an answer of an evaluation split."""
+  read = [spoken_qa.corpus_example(0, "read", i, 8, COUNTS) for i in range(400)]
+  assert read == [spoken_qa.corpus_example(0, "read", i, 8, COUNTS) for i in range(400)]
+  assert all(ex.question == ex.answer and ex.split == "read" for ex in read)
+  kinds = [ex.template.split("/")[1] for ex in read]
+  assert 0.4 < kinds.count("words") / len(kinds) < 0.65
+  assert {k for k in kinds if k != "words"} <= {t.name for t in spoken_qa.TEMPLATES}
+  evaluated = {spoken_qa.make_example(0, s, i, 1).answer for s, n in COUNTS[1:4]
+               for i in range(n)}
+  assert not evaluated & {ex.answer for ex in read}
+  lexicon = set(spoken_qa.read_lexicon(0))
+  for ex in read:
+    if ex.template == "read/words":
+      assert all(w.isdigit() or w in lexicon for w in ex.answer.rstrip(".").split())
+
+
+def test_read_split_redraws_a_sentence_it_must_leave_out():
+  first = spoken_qa.make_read_example(0, 3, 8)
+  other = spoken_qa.make_read_example(0, 3, 8, exclude={first.answer})
+  assert other.answer != first.answer and other.id == first.id
+
+
+def test_read_words_never_include_a_word_only_held_out_phrasings_use():
+  held = spoken_qa.heldout_combinations()
+  trained = set()
+  for i in range(3000):
+    ex = spoken_qa.make_example(0, "train", i, 1)
+    trained.update(re.findall(r"[A-Za-z]+", f"{ex.question} {ex.answer}"))
+  only_held = {w for t in spoken_qa.TEMPLATES for p, text in enumerate(t.phrasings)
+               if (t.name, p) in held for w in re.findall(r"[a-z]+", re.sub(r"{\w+}", "", text))
+               } - trained
+  assert only_held  # e.g. "product": the test can fail
+  assert not only_held & set(spoken_qa.read_lexicon(0))

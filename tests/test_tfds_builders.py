@@ -190,3 +190,16 @@ def test_librispeech_record_maps_to_qa_features():
   assert ex["question_text"] == ex["answer_text"] == "go do you hear"
   assert ex["question_audio"].dtype == np.float32 and np.allclose(ex["question_audio"], 0.5)
   assert ex["template"] == "librispeech/asr" and ex["answer_audio"].shape == (0,)
+
+
+def test_read_split_is_spoken_by_a_train_questioner_and_by_the_assistant():
+  config = tb.SpokenQAConfig(name="read", num_speakers=6, num_heldout_speakers=2,
+                             num_examples=(("train", 4), ("test", 4), ("read", 4)))
+  train_voices = {s.name for s in tb.split_speakers(config, "train")}
+  assistant = tts.Speaker.from_name(config.assistant_voice)
+  for index in range(2):
+    _, ex = tb.synthesize_example(config, "read", index)
+    assert ex["question_text"] == ex["answer_text"] and ex["template"].startswith("read/")
+    assert ex["speaker"] in train_voices and ex["answer_speaker"] == config.assistant_voice
+    np.testing.assert_array_equal(ex["answer_audio"], tts.synthesize(ex["answer_text"],
+                                                                     assistant))

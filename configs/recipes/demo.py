@@ -12,6 +12,7 @@ per block.
 
   python -m launch.recipe --recipe=configs/recipes/demo.py --workdir=demo_out
   python -m launch.recipe --recipe=configs/recipes/demo.py:seed=1,stage1_steps=2000 --workdir=W
+  python -m launch.recipe --recipe=configs/recipes/demo.py:num_read=16000 --workdir=W  # + TTS data
 
 `seed` sets every training stage's init, noise and batch order (the corpus stays the same).
 """
@@ -31,6 +32,9 @@ DEFAULTS = dict(
     # 2400 (was 2800): its time goes to the Talker stages, which needed it far more
     stage1_steps=2000,
     mdm_steps=2000,
+    # sentences read aloud (`data_pipelines.spoken_qa`) that both Talkers train on beside
+    # the train answers: text to speech on sentences and word orders no answer has; 0: none
+    num_read=0,
     ar_talker_steps=1500,
     mdm_talker_steps=1000,
     vocoder_steps=400,
@@ -51,6 +55,10 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   # question's phrasing, and a Talker reading them says answers to new phrasings far worse
   # (docs/talker.md). A step runs the Talker alone, with no audio and no Thinker pass.
   talker = {**common, "talker.thinker_states": False}
+  # Only when asked, so that a default run's record (and its resume) stays as it was.
+  read = {"corpus.num_read": k["num_read"]} if k["num_read"] else {}
+  if k["num_read"]:
+    talker["data.train_split"] = "train+read"
   # Spoken answers + CTC only (no typed term): it did not change spoken exact match and its
   # time buys more MDM steps, which is what closes the gap to AR.
   no_typed = {"auxiliary.typed_weight": 0}
@@ -59,7 +67,8 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   stages = [
       dict(name="data", launcher="prepare_data", config="configs/data.py:tiny",
            description=f"spoken-QA corpus ({k['num_train']} train questions), tokenizer, units",
-           overrides={"corpus.num_train": k["num_train"], "corpus.num_test": k["num_test"]}),
+           overrides={"corpus.num_train": k["num_train"], "corpus.num_test": k["num_test"],
+                      **read}),
       dict(name="ar_stage0", launcher="train", config="configs/ar.py:tiny,stage=0",
            description="AR Thinker on typed questions (stage 0)",
            steps=k["stage0_steps"], overrides=common),

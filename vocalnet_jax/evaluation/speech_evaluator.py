@@ -145,10 +145,11 @@ def _check_speech_inputs(config: ml_collections.ConfigDict, checkpoint: Optional
   return min(n, size)
 
 
-def train_texts(config: ml_collections.ConfigDict) -> tuple[set[str], list[str]]:
+def train_texts(config: ml_collections.ConfigDict,
+                split: str = "train") -> tuple[set[str], list[str]]:
   """Question texts (which scored questions were also asked in training) and answer texts
-  (the ASR's domain LM; never the scored split) of the train split."""
-  source = speech_loader.open_source(build.corpus_dataset_dir(config), "train")
+  (the ASR's domain LM; never the scored split) of the train split (or `split`)."""
+  source = speech_loader.open_source(build.corpus_dataset_dir(config), split)
   questions, answers = set(), []
   for i in range(len(source)):
     record = source[i]

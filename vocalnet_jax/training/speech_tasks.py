@@ -32,7 +32,7 @@ from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.models import talker as talker_lib
 from vocalnet_jax.models.speech_llm import SpeechLLM
 from vocalnet_jax.training import objectives, spec_augment
-from vocalnet_jax.training.tasks import Task
+from vocalnet_jax.training.tasks import Task, train_split
 
 Array = jax.Array
 
@@ -43,7 +43,8 @@ class PreparedCorpus:
   def __init__(self, config: ml_collections.ConfigDict, built: Model, with_units: bool):
     """with_units: batches carry the answer's speech units (the Talker's targets; stage 1
     skips them: loader CPU competes with the train step on a small machine)."""
-    check_corpus_fits(config)
+    for split in train_split(config).split("+"):
+      check_corpus_fits(config, split)
     self.dataset_dir = corpus_dataset_dir(config)
     self.data_dir, self.group_window = config.data.dir, config.data.get("length_group_window", 0)
     self.transform = speech_loader.SpeechTransform(

@@ -56,6 +56,12 @@ class Task(abc.ABC):
     return restore(abstract_params)
 
 
+def train_split(config: ml_collections.ConfigDict) -> str:
+  """The split(s) a run trains on, "+"-joined (`config.data.train_split`; "train" for a run
+  configured before the knob)."""
+  return config.data.get("train_split", "train")
+
+
 def decoder_fns(model: Decoder, params: Any) -> objectives.DecoderFns:
   """Binds `params` into the three decoder entry points the objectives use."""
   variables = {"params": params}

@@ -84,7 +84,8 @@ def setup_experiment(config: ml_collections.ConfigDict,
   if shapes_only:
     example_batch = task.batch_spec(per_host_batch_size(config))
   else:
-    example_batch = next(iter(task.dataset("train", per_host_batch_size(config), config.seed)))
+    example_batch = next(iter(task.dataset(tasks.train_split(config),
+                                           per_host_batch_size(config), config.seed)))
 
   def init_fn(rng: Array) -> TrainState:
     params = task.init_params(rng)
@@ -342,7 +343,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     ckpt.close()
     return []
   data_iter = iter(loader.prefetched(
-      exp.task.dataset("train", per_host_batch_size(config), config.seed), t.prefetch_batches))
+      exp.task.dataset(tasks.train_split(config), per_host_batch_size(config), config.seed),
+      t.prefetch_batches))
   step_fn = CompiledStep(exp)
   if t.steps:
     step_fn.compile(exp.example_batch)
