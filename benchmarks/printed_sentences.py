@@ -2,7 +2,8 @@
 `launch.evaluate` speech runs, split by whether the Thinker's printed text is one of the
 sentences its Talker trained on (the answers of every split of its `data.train_split`: the
 train answers, and the read sentences of "train+read"), with the judge WER and
-forced-choice share of each part.
+forced-choice share of each part, and the judge's WER on espeak (the assistant voice)
+saying the same printed texts: the floor of exactly those sentences.
 
   python benchmarks/printed_sentences.py --eval=AR=W/eval_ar --eval=MDM=W/eval_mdm \
       --out=benchmarks/results/x.json
@@ -20,7 +21,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vocalnet_jax.evaluation import result_file, speech_eval  # noqa: E402
-from vocalnet_jax.evaluation.speech_evaluator import train_texts  # noqa: E402
+from vocalnet_jax.evaluation.speech_evaluator import (Judges, espeak_errors,  # noqa: E402
+                                                      train_texts)
 from vocalnet_jax.modeling import run_config  # noqa: E402
 from vocalnet_jax.training.tasks import train_split  # noqa: E402
 
@@ -32,12 +34,21 @@ flags.mark_flags_as_required(["eval", "out"])
 def table_rows(runs: list[tuple[str, str, dict]]) -> list[dict]:
   """Rows of every run, each against the sentences its own Talker trained on."""
   answers: dict[tuple[str, str], set[str]] = {}  # (corpus dir, splits) -> their answers
+  judges: dict[tuple[str, str, int], Judges] = {}  # (corpus dir, split, n) -> the judges
   rows = []
   for label, _, run in runs:
     config = run_config.resolve(None, run["checkpoint"])
     key = (config.data.dir, train_split(config))
     if key not in answers:
       answers[key] = set().union(*(train_texts(config, s)[1] for s in key[1].split("+")))
+    where = (config.data.dir, run["split"], run["num_examples"])
+    if where not in judges:
+      judges[where] = Judges.of(config, run["split"], run["num_examples"])
+    for setting in run["settings"].values():
+      examples = setting["examples"]
+      errors = espeak_errors(judges[where], [e["printed"] for e in examples])
+      for example, counted in zip(examples, errors):
+        example[speech_eval.ESPEAK_ERRORS] = counted
     rows += speech_eval.printed_sentence_rows(label, run, answers[key])
   return rows
 
@@ -50,7 +61,8 @@ def main(argv):
   except ValueError as e:
     sys.exit(f"error: {e}")
   for r in rows:
-    fmt = lambda p: (f"n={p['n']:2d} WER {p['wer_vs_printed']:.2f} id {p['identified']:.2f}"  # noqa: E731
+    fmt = lambda p: (f"n={p['n']:2d} WER {p['wer_vs_printed']:.2f} (espeak "  # noqa: E731
+                     f"{p['espeak_wer_vs_printed']:.2f}) id {p['identified']:.2f}"
                      if p["n"] else f"n={p['n']:2d}")
     print(f"{r['label']:>28} {r['split']:>8} {r['setting']:>12}  printed a train sentence "
           f"{r['printed_train_sentence']:.2f}  | train sentences {fmt(r['train_sentence'])}"

@@ -229,3 +229,27 @@ def test_printed_sentence_rows_judge_train_and_new_sentences_apart():
   assert row["new_sentence"] == {"n": 2, "wer_vs_printed": pytest.approx(5 / 9),
                                  "identified": 0.0}
   assert row["all"]["wer_vs_printed"] == pytest.approx(6 / 16)
+
+
+def test_printed_sentence_rows_carry_the_espeak_floor_of_the_same_texts():
+  examples = [_example("926 is larger.", 0, 3, True), _example("the day is orange.", 2, 4, False)]
+  for example, counted in zip(examples, [(1, 3), (3, 4)]):
+    example[speech_eval.ESPEAK_ERRORS] = counted
+  run = {"split": "test", "settings": {"ar": {"examples": examples}}}
+  [row] = speech_eval.printed_sentence_rows("AR", run, {"926 is larger."})
+  assert row["train_sentence"]["espeak_wer_vs_printed"] == pytest.approx(1 / 3)
+  assert row["all"]["espeak_wer_vs_printed"] == pytest.approx(4 / 7)
+  del examples[1][speech_eval.ESPEAK_ERRORS]  # a run without the floor reports none
+  assert "espeak_wer_vs_printed" not in speech_eval.printed_sentence_rows(
+      "AR", run, set())[0]["all"]
+
+
+def test_espeak_errors_are_the_judge_on_the_assistant_voice_saying_each_text():
+  text = "the day after monday is tuesday."
+  judges = speech_evaluator.Judges(
+      examples=[{}, {}], voices=[tts.DEFAULT_SPEAKER, tts.DEFAULT_SPEAKER],
+      asr=asr.PocketSphinxASR(domain_texts=[text, "the cat is red."]),
+      forced_choice=None, train_questions=set())
+  said, empty = speech_evaluator.espeak_errors(judges, [text, ""])
+  assert said[1] == 6 and said[0] <= 2
+  assert empty == (0, 0)

@@ -185,11 +185,19 @@ def read_labelled_run(label_dir: str) -> tuple[str, str, dict[str, Any]]:
     return label, directory, json.load(f)
 
 
+ESPEAK_ERRORS = "espeak_word_errors"  # example key: the judge on espeak saying the printed text
+
+
 def _judged(examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-  """Count, WER against the printed text and share identified of some eval.json examples."""
-  return {"n": len(examples),
-          "wer_vs_printed": corpus_wer([(e["word_errors"], e["words"]) for e in examples]),
-          "identified": identified_rate([e.get("identified") for e in examples])}
+  """Count, WER against the printed text and share identified of some eval.json examples,
+  and the judge's WER on espeak saying the same texts where the examples carry it (the
+  floor of exactly these sentences: `ESPEAK_ERRORS` = (word errors, words))."""
+  judged = {"n": len(examples),
+            "wer_vs_printed": corpus_wer([(e["word_errors"], e["words"]) for e in examples]),
+            "identified": identified_rate([e.get("identified") for e in examples])}
+  if examples and all(ESPEAK_ERRORS in e for e in examples):
+    judged["espeak_wer_vs_printed"] = corpus_wer([tuple(e[ESPEAK_ERRORS]) for e in examples])
+  return judged
 
 
 def printed_sentence_rows(label: str, run: dict[str, Any],

@@ -165,6 +165,14 @@ def _speak(text: str, voice: Optional[tts.Speaker]) -> np.ndarray:
   return tts.synthesize(text, voice)
 
 
+def espeak_errors(judges: Judges, texts: Sequence[str]) -> list[tuple[int, int]]:
+  """(word errors, words) of the ASR judge on the assistant voice (espeak) saying each of
+  `texts` (one per question of `judges`): the floor of a Talker's WER on exactly the texts
+  its Thinker printed, which for sentences no answer has can lie above the corpus floors."""
+  return [speech_eval.word_errors(text, _transcribe(judges.asr, _speak(text, voice)))
+          for text, voice in zip(texts, judges.voices)]
+
+
 def _judge(examples: Sequence[dict], voices: Sequence[Optional[tts.Speaker]]
            ) -> Optional[forced_choice.ForcedChoice]:
   """The forced choice among the questions' reference answers in the assistant voice (None
