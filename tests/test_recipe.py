@@ -71,6 +71,14 @@ def test_demo_recipe_knobs_change_their_stage_only():
   assert changed == {"data": {"--config.corpus.num_read=64"},
                      "ar_stage2": {"--config.data.train_split=train+read"},
                      "mdm_stage2": {"--config.data.train_split=train+read"}}
+  answers = recipe_runner.commands(recipe_runner.load(
+      "configs/recipes/demo.py:num_read=64,ar_talker_answer_steps=10"), "D")
+  stages = {s["name"]: args for s, args in answers}
+  assert "--config.init_from=D/ar_stage1,talker=D/ar_stage2" in stages["ar_stage2_answers"]
+  assert "--config.train.steps=10" in stages["ar_stage2_answers"]
+  assert not any("train_split" in a for a in stages["ar_stage2_answers"])  # the answers alone
+  assert "--checkpoint=D/ar_stage2_answers" in stages["eval_ar"]
+  assert "--config.init_from=D/mdm_stage1,talker=D/ar_stage2" in stages["mdm_stage2"]
   with pytest.raises(recipe_runner.RecipeError, match="unknown recipe option 'sede=3'"):
     recipe_runner.load("configs/recipes/demo.py:sede=3")
 

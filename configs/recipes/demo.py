@@ -13,6 +13,8 @@ per block.
   python -m launch.recipe --recipe=configs/recipes/demo.py --workdir=demo_out
   python -m launch.recipe --recipe=configs/recipes/demo.py:seed=1,stage1_steps=2000 --workdir=W
   python -m launch.recipe --recipe=configs/recipes/demo.py:num_read=16000 --workdir=W  # + TTS data
+  python -m launch.recipe \
+      --recipe=configs/recipes/demo.py:num_read=16000,ar_talker_answer_steps=1000 --workdir=W
 
 `seed` sets every training stage's init, noise and batch order (the corpus stays the same).
 """
@@ -36,6 +38,10 @@ DEFAULTS = dict(
     # the train answers: text to speech on sentences and word orders no answer has; 0: none
     num_read=0,
     ar_talker_steps=1500,
+    # > 0: then the AR Talker trains this many more steps on the train answers alone (at
+    # 1e-3), which the AR evaluation uses: with read sentences it says the answers it trained
+    # on worse, and 1000 such steps bring them back (docs/talker.md)
+    ar_talker_answer_steps=0,
     mdm_talker_steps=1000,
     vocoder_steps=400,
     vocos_steps=1000,
@@ -64,6 +70,14 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   no_typed = {"auxiliary.typed_weight": 0}
   evaluate = dict(steps=k["mdm_eval_steps"], rule=k["mdm_eval_rule"],
                   vocoder="{vocoder}/vocoder", split=k["split"], n=k["num_eval"])
+  answer_stages, ar_talker = [], "{ar_stage2}"
+  if k["ar_talker_answer_steps"]:
+    answer_stages = [dict(
+        name="ar_stage2_answers", launcher="train", config="configs/ar.py:tiny,stage=2",
+        description="the AR Talker, then on the train answers alone",
+        init_from="{ar_stage1},talker={ar_stage2}", steps=k["ar_talker_answer_steps"],
+        overrides={**common, "talker.thinker_states": False, "train.learning_rate": 1e-3})]
+    ar_talker = "{ar_stage2_answers}"
   stages = [
       dict(name="data", launcher="prepare_data", config="configs/data.py:tiny",
            description=f"spoken-QA corpus ({k['num_train']} train questions), tokenizer, units",
@@ -91,13 +105,14 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
            description="MDM Talker adapted from the AR Talker",
            init_from="{mdm_stage1},talker={ar_stage2}", steps=k["mdm_talker_steps"],
            overrides={**talker, **shift}),
+      *answer_stages,
       dict(name="vocoder", launcher="train_vocoder", config="configs/vocoder.py:tiny",
            description="vocoder (units -> mel: flow matching; mel -> waveform: Vocos)",
            steps=k["vocoder_steps"], flags={"data": "{data}"},
            overrides={"neural.train.steps": k["vocos_steps"]}),
       dict(name="eval_ar", launcher="evaluate",
            description=f"AR answers {k['num_eval']} spoken questions of the {k['split']} split",
-           flags={"checkpoint": "{ar_stage2}", **evaluate}),
+           flags={"checkpoint": ar_talker, **evaluate}),
       # Same questions and vocoder: the MDM evaluation reuses the AR one's ASR floors.
       dict(name="eval_mdm", launcher="evaluate",
            description=f"MDM answers the same {k['num_eval']} questions",
