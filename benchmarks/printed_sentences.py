@@ -24,7 +24,7 @@ from vocalnet_jax.evaluation import result_file, speech_eval  # noqa: E402
 from vocalnet_jax.evaluation.speech_evaluator import (Judges, espeak_errors,  # noqa: E402
                                                       train_texts)
 from vocalnet_jax.modeling import run_config  # noqa: E402
-from vocalnet_jax.training.tasks import train_split  # noqa: E402
+from vocalnet_jax.training.tasks import train_split, train_split_parts  # noqa: E402
 
 _EVAL = flags.DEFINE_multi_string("eval", None, "LABEL=DIR of a launch.evaluate speech run.")
 _OUT = flags.DEFINE_string("out", None, "JSON file to write.")
@@ -40,7 +40,8 @@ def table_rows(runs: list[tuple[str, str, dict]]) -> list[dict]:
     config = run_config.resolve(None, run["checkpoint"])
     key = (config.data.dir, train_split(config))
     if key not in answers:
-      answers[key] = set().union(*(train_texts(config, s)[1] for s in key[1].split("+")))
+      answers[key] = set().union(*(train_texts(config, s)[1]
+                                   for s in train_split_parts(config)))
     where = (config.data.dir, run["split"], run["num_examples"])
     if where not in judges:
       judges[where] = Judges.of(config, run["split"], run["num_examples"])

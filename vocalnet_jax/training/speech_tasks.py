@@ -32,7 +32,7 @@ from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.models import talker as talker_lib
 from vocalnet_jax.models.speech_llm import SpeechLLM
 from vocalnet_jax.training import objectives, spec_augment
-from vocalnet_jax.training.tasks import Task, train_split
+from vocalnet_jax.training.tasks import Task, train_split_parts
 
 Array = jax.Array
 
@@ -43,7 +43,7 @@ class PreparedCorpus:
   def __init__(self, config: ml_collections.ConfigDict, built: Model, with_units: bool):
     """with_units: batches carry the answer's speech units (the Talker's targets; stage 1
     skips them: loader CPU competes with the train step on a small machine)."""
-    for split in train_split(config).split("+"):
+    for split in train_split_parts(config):
       check_corpus_fits(config, split)
     self.dataset_dir = corpus_dataset_dir(config)
     self.data_dir, self.group_window = config.data.dir, config.data.get("length_group_window", 0)

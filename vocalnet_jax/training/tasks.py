@@ -62,6 +62,11 @@ def train_split(config: ml_collections.ConfigDict) -> str:
   return config.data.get("train_split", "train")
 
 
+def train_split_parts(config: ml_collections.ConfigDict) -> list[str]:
+  """The splits of `train_split`, one by one ("train+read" -> ["train", "read"])."""
+  return train_split(config).split("+")
+
+
 def decoder_fns(model: Decoder, params: Any) -> objectives.DecoderFns:
   """Binds `params` into the three decoder entry points the objectives use."""
   variables = {"params": params}
