@@ -13,18 +13,19 @@ separates hearing (encoder + adaptor) from answering (the Thinker), and the gree
 transcript of the stage-1 transcript head (`heard_exact_match`) measures the hearing alone.
 """
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from data_pipelines import features, tfds_builders, tts
+from data_pipelines import features, spoken_qa, tfds_builders, tts
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.decoding import speech_io, streaming
 from vocalnet_jax.evaluation import result_file, text_eval, text_metrics
-from vocalnet_jax.modeling import restore, run_config
-from vocalnet_jax.models.speech_llm import SpeechLLM
+from vocalnet_jax.modeling import restore, run_config, validate
+from vocalnet_jax.models.speech_llm import SpeechLLM, ctc_greedy_keep
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Speech training workdir.")
 _SPLIT = flags.DEFINE_string("split", "test", "Corpus split.")
@@ -33,6 +34,8 @@ _OUT = flags.DEFINE_string("out", None, "JSON file to append this row to.")
 _LABEL = flags.DEFINE_string("label", "", "Row label.")
 _STEPS = flags.DEFINE_integer("steps", 0, "MDM denoising steps per block (0: the config's).")
 _RULE = flags.DEFINE_string("rule", "topk", "MDM commit rule (decoding.step_rules.RULES).")
+_READ_AS = flags.DEFINE_string("read_as", "", "What the Thinker reads of the audio "
+                                "(config.adaptor.read_as); '' keeps the checkpoint's.")
 _SYNTHESIZE = flags.DEFINE_bool(
     "synthesize", False, "Synthesize generator indices 0..n-1 of --split (the corpus's seed-0 "
     "generator and voices) instead of reading the stored split.")
@@ -82,14 +85,33 @@ def heard_transcript(transcribe, params, tok, frames: int, wav: np.ndarray) -> s
   """Greedy CTC of the stage-1 transcript head (argmax per frame, repeats merged, blanks
   = pad dropped): what the ears hear, apart from what the Thinker makes of it."""
   logits, frames_valid = transcribe(params, *padded_mel(wav, frames))
-  best = np.asarray(jnp.argmax(logits[0], -1))[np.asarray(frames_valid[0])]  # [valid frames]
-  keep = (best != tok.pad_id) & np.concatenate([[True], best[1:] != best[:-1]])
-  return tok.decode(best[keep].tolist())
+  best = jnp.argmax(logits, -1)  # [1, frames]
+  keep = ctc_greedy_keep(best, frames_valid, tok.pad_id)
+  return tok.decode(np.asarray(best[0])[np.asarray(keep[0])].tolist())
+
+
+def trained_words_subset(rows: dict[str, list]) -> dict[str, float | int]:
+  """Spoken and heard exact match over the questions without unheard words: what ears
+  trained on the corpus can reach, apart from words its recordings never say."""
+  keep = [not u for u in rows["unheard_words"]]
+  pick = lambda key: [x for x, k in zip(rows[key], keep) if k]  # noqa: E731
+  return {"n_trained_words": sum(keep),
+          "spoken_exact_match_trained_words": text_metrics.exact_match(pick("spoken"),
+                                                                       pick("reference")),
+          "heard_exact_match_trained_words": text_metrics.exact_match(pick("heard"),
+                                                                      pick("question"))}
 
 
 def main(argv):
   del argv
   config = run_config.resolve(None, _CHECKPOINT.value)
+  if _READ_AS.value:
+    with config.unlocked():
+      config.adaptor.read_as = _READ_AS.value
+    try:
+      validate.validate_config(config)
+    except validate.ConfigError as e:
+      sys.exit(f"error: --read_as: {e}")
   built, params = restore.load(config, _CHECKPOINT.value, jax.devices()[:1])
   model, tok = built.module, built.text_tokenizer
   cfg = streaming.stream_config(config, text_steps=_STEPS.value or None, rule=_RULE.value)
@@ -100,7 +122,8 @@ def main(argv):
   ctc_on = config.auxiliary.get("ctc_on", "encoder")
   transcribe = jax.jit(lambda p, m, v: model.apply(
       {"params": p}, m, v, head, tail, ctc_on, method=SpeechLLM.audio_prompt_and_transcript)[2:])
-  rows = {"spoken": [], "typed": [], "reference": [], "heard": [], "question": []}
+  rows = {"spoken": [], "typed": [], "reference": [], "heard": [], "question": [],
+          "unheard_words": []}
   corpus = tfds_builders.SpokenQAConfig(
       name="synthesized", num_speakers=_NUM_SPEAKERS.value,
       num_heldout_speakers=_NUM_UNSEEN.value)  # defaults: seed 0, the assistant voice
@@ -120,15 +143,19 @@ def main(argv):
     rows["reference"].append(ex["answer"])
     rows["heard"].append(heard_transcript(transcribe, params, tok, cfg.mel_frames, ex["audio"]))
     rows["question"].append(ex["question"])
+    rows["unheard_words"].append(spoken_qa.unheard_words(ex["question"], corpus.seed))
   result = {"label": _LABEL.value, "checkpoint": _CHECKPOINT.value, "split": _SPLIT.value,
             "n": _N.value, "questions": questions, "objective": config.objective,
             "steps": cfg.text_steps if config.objective == "mdm" else None,
             "rule": _RULE.value if config.objective == "mdm" else None,
             "step": restore.checkpoint_step(_CHECKPOINT.value),
+            "read_as": config.adaptor.get("read_as", "frames"),
             "spoken_exact_match": text_metrics.exact_match(rows["spoken"], rows["reference"]),
             "typed_exact_match": text_metrics.exact_match(rows["typed"], rows["reference"]),
             # the ears alone: greedy CTC transcript of the question == its text
             "heard_exact_match": text_metrics.exact_match(rows["heard"], rows["question"]),
+            # the questions whose every word some train or read recording says
+            **trained_words_subset(rows),
             "examples": [dict(zip(rows, r)) for r in zip(*rows.values())][:10],
             "command": result_file.command_line()}
   # one file, one row per call: the file's command is the latest, each row keeps its own
@@ -136,7 +163,9 @@ def main(argv):
   result_file.write(_OUT.value, {"script": "benchmarks/spoken_thinker_eval.py"},
                     {"rows": previous + [result]})
   print({k: result[k] for k in ("label", "step", "spoken_exact_match", "typed_exact_match",
-                                 "heard_exact_match")})
+                                 "heard_exact_match", "n_trained_words",
+                                 "spoken_exact_match_trained_words",
+                                 "heard_exact_match_trained_words")})
 
 
 if __name__ == "__main__":

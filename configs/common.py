@@ -198,8 +198,10 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   c.encoder = ml_collections.ConfigDict(dict(
       **pick(ENCODER, preset), trainable=True,
       from_checkpoint=""))  # "hf:DIR": a Whisper encoder's shapes (and stride 2)
+  # read_as: what the Thinker reads of the audio, `frames` (the adapted frames) or
+  # `ctc_tokens` (the adaptor's greedy CTC transcript as text tokens; needs ctc_on=adaptor)
   c.adaptor = ml_collections.ConfigDict(dict(stack=ADAPTOR_STACK[preset],
-                                             hidden_dim=2 * c.model.embed_dim))
+                                             hidden_dim=2 * c.model.embed_dim, read_as="frames"))
   # Stage-1 auxiliary losses: AUXILIARY and the CTC weight of the preset.
   # ctc_on: `encoder` (a linear head on the encoder frames) or `adaptor` (the adapted frames
   # scored by the Thinker's token embeddings).

@@ -260,6 +260,13 @@ def read_lexicon(seed: int, num_examples: int = 2000) -> tuple[str, ...]:
   return tuple(sorted(words))
 
 
+def unheard_words(text: str, seed: int) -> list[str]:
+  """The words of `text` (numbers aside) outside `read_lexicon`: words no train or read
+  recording of the corpus says, which ears trained on it cannot have learned."""
+  lexicon = set(read_lexicon(seed))
+  return [w for w in re.findall(r"[A-Za-z]+", text) if w not in lexicon]
+
+
 @functools.lru_cache(maxsize=8)
 def eval_answers(seed: int, counts: tuple[tuple[str, int], ...]) -> frozenset[str]:
   """Every answer of the evaluation splits among `counts` ((split, size) pairs): the read

@@ -35,15 +35,15 @@ def stages(tmp_path_factory):
 
 def test_recipe_stages_and_step_counts():
   names = [s["name"] for s in recipe_runner.load(RECIPE).stages]
-  assert names == ["data", "ar", "mdm", "ears", "speech_mdm"]
+  assert names == ["data", "ar", "mdm", "ears", "speech_ar", "speech_mdm"]
   reused = recipe_runner.load(f"{RECIPE}:data=demo_out/data,mdm_steps=7").stages
-  assert [s["name"] for s in reused] == ["ar", "mdm", "ears", "speech_mdm"]
+  assert [s["name"] for s in reused] == ["ar", "mdm", "ears", "speech_ar", "speech_mdm"]
   assert all(s["steps"] > 0 for s in reused[:3]) and reused[1]["steps"] == 7
-  assert reused[3]["overrides"]["train.steps"] == 0  # an assembly: no step
+  assert all(s["overrides"]["train.steps"] == 0 for s in reused[3:])  # assemblies: no step
 
 
 def test_every_stage_validates_and_reads_the_checkpoint_tokenizer(stages):
-  for name in ("ar", "mdm", "ears", "speech_mdm"):
+  for name in ("ar", "mdm", "ears", "speech_ar", "speech_mdm"):
     config = _config(stages[name])
     validate_config(config)
     tok = build.load_text_tokenizer(config)
@@ -59,9 +59,12 @@ def test_each_init_from_source_has_the_model_its_stage_restores(stages):
   """What the trainer checks when a stage starts (trainer._checked), here before any run:
   the source stage's config agrees on the fields of the parts taken from it."""
   configs = {name: _config(s) for name, s in stages.items() if s["launcher"] == "train"}
-  assert parse_init_from(stages["ar"]["init_from"])[1]["thinker"].startswith("gguf:")
+  for name in ("ar", "ears"):
+    assert parse_init_from(stages[name]["init_from"])[1]["thinker"].startswith("gguf:")
   for name, source, fields in (("mdm", "ar", run_config.PARAM_FIELDS),
                                ("ears", "ar", PART_FIELDS["thinker"]),
+                               ("speech_ar", "ears", run_config.PARAM_FIELDS),
+                               ("speech_ar", "ar", PART_FIELDS["thinker"]),
                                ("speech_mdm", "ears", run_config.PARAM_FIELDS),
                                ("speech_mdm", "mdm", PART_FIELDS["thinker"])):
     run_config.check(configs[source], configs[name], source, hard=fields, soft=())

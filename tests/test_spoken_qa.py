@@ -115,3 +115,9 @@ def test_read_words_never_include_a_word_only_held_out_phrasings_use():
                } - trained
   assert only_held  # e.g. "product": the test can fail
   assert not only_held & set(spoken_qa.read_lexicon(0))
+
+
+def test_unheard_words_are_the_words_no_train_or_read_recording_says():
+  train_question = spoken_qa.make_example(0, "train", 0, 1).question
+  assert spoken_qa.unheard_words(train_question, 0) == []
+  assert spoken_qa.unheard_words("what is the product of 2 and 7?", 0) == ["product"]

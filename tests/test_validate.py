@@ -81,6 +81,15 @@ def test_bad_auxiliary_values_name_the_field(field, value):
     validate_config(config)
 
 
+@pytest.mark.parametrize("read_as,ctc_on", [("text", "adaptor"), ("ctc_tokens", "encoder")])
+def test_bad_read_as_names_the_field(read_as, ctc_on):
+  """ctc_tokens reads the adaptor's CTC transcript: it needs ctc_on='adaptor'."""
+  config = mdm.get_config("tiny,stage=1")
+  config.adaptor.read_as, config.auxiliary.ctc_on = read_as, ctc_on
+  with pytest.raises(ConfigError, match=r"config\.adaptor\.read_as="):
+    validate_config(config)
+
+
 @pytest.mark.parametrize("value", [-0.1, 1.0])
 def test_bad_state_dropout_names_the_field(value):
   config = mdm.get_config("tiny,stage=2")

@@ -20,11 +20,11 @@ The MDM stage (400 steps; 800 measured lower) is the text adaptation recipe (shi
 logits, every block's first token scored: the config defaults) from the AR stage's weights,
 trained on the states its S = B/4 = 1 decoder meets (`sampler_steps=1`: every block all
 [MASK]; docs/parity.md).
-The ears train with the Thinker frozen on CTC of the question transcript scored by the
-Thinker's token embeddings (`answer_weight=0`: no Thinker pass per step), so one set of ears
-serves both Thinkers:
-`speech_mdm` puts them in front of the MDM Thinker (`train.steps=0`: an assembly saved as a
-checkpoint) for the spoken MDM answers.
+The ears train on CTC of the question transcript scored by SmolLM2's token embeddings
+(`answer_weight=0`: no Thinker pass per step). Those embeddings are frozen in every stage,
+so the ears train behind the GGUF's Thinker, independent of the text stages, and one set
+serves both Thinkers: `speech_ar` and `speech_mdm` put them in front of the AR and the MDM
+Thinker (`train.steps=0`: an assembly saved as a checkpoint).
 """
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ DEFAULTS = dict(
     mdm_steps=400,
     mdm_learning_rate=3e-4,
     ears_steps=600,
+    # the splits the ears hear: 'train+read' adds sentences read aloud (a corpus prepared
+    # with corpus.num_read > 0), text far more varied than the questions' phrasings
+    ears_train_split="train",
 )
 
 
@@ -74,6 +77,9 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   # CTC on the adaptor only: the ears need no Thinker pass, so one set serves both Thinkers
   ears = {"auxiliary.answer_weight": 0.0, "auxiliary.typed_weight": 0.0,
           "auxiliary.ctc_weight": 1.0}
+  # read sentences (the `read` split) are up to 19 BPE tokens: their padded answers need room
+  ears_split = ({"data.train_split": k["ears_train_split"], "data.response_len": 24}
+                if k["ears_train_split"] != "train" else {})
   text = {**common, "train.batch_size": k["batch_size"], "train.warmup_steps": 10,
           "train.checkpoint_every": 20}
   stages = [] if k["data"] else [
@@ -95,9 +101,12 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
                       # trained on the states its S = B/4 = 1 decoder meets (all-[MASK] blocks)
                       "diffusion.sampler_steps": 1}),
       dict(name="ears", launcher="train", config="configs/ar.py:tiny,stage=1",
-           description="encoder + adaptor on the corpus's audio behind the frozen AR Thinker",
-           init_from="thinker={ar}", frozen="thinker", steps=k["ears_steps"],
-           overrides={**common, **ears}),
+           description="encoder + adaptor on the corpus's audio, CTC on SmolLM2's embeddings",
+           init_from=f"thinker=gguf:{k['gguf']}", frozen="thinker", steps=k["ears_steps"],
+           overrides={**common, **ears, **ears_split}),
+      dict(name="speech_ar", launcher="train", config="configs/ar.py:tiny,stage=1",
+           description="the ears in front of the AR Thinker (assembled, no step)",
+           init_from="{ears},thinker={ar}", overrides={**common, **ears, "train.steps": 0}),
       dict(name="speech_mdm", launcher="train", config="configs/mdm.py:tiny,stage=1",
            description="the same ears in front of the MDM Thinker (assembled, no step)",
            init_from="{ears},thinker={mdm}", overrides={**common, **ears, "train.steps": 0}),

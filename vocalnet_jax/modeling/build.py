@@ -164,7 +164,7 @@ def _speech_model(config: ml_collections.ConfigDict, shapes_only: bool) -> Model
   text_vocab = thinker_vocab(config, text_tok)
   speech_vocab = SpeechVocab(config.talker.num_units or units.num_units,
                              config.talker.model.vocab_multiple)
-  return Model(speech_llm_from_config(config, text_vocab, speech_vocab.size),
+  return Model(speech_llm_from_config(config, text_vocab, speech_vocab.size, ids.pad_id),
                init_inputs(1, 10, config.encoder.n_mels, 4, 4), text_tok, ids, speech_vocab, units)
 
 

@@ -15,6 +15,7 @@ DISTILL_STATES = ("confidence", "uniform")
 NONFINITE = ("stop", "skip")
 TYPED_SOURCES = ("batch", "procedural")
 CTC_ON = ("encoder", "adaptor")  # where stage 1 scores the question transcript
+READ_AS = ("frames", "ctc_tokens")  # what the Thinker reads of the audio
 
 
 class ConfigError(ValueError):
@@ -100,6 +101,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if "auxiliary" in config:
     ctc_on = config.auxiliary.get("ctc_on", "encoder")  # runs saved before the knob: encoder
     _require(ctc_on in CTC_ON, f"config.auxiliary.ctc_on={ctc_on!r}; choose from {CTC_ON}")
+    read_as = config.get("adaptor", {}).get("read_as", "frames")
+    _require(read_as in READ_AS, f"config.adaptor.read_as={read_as!r}; choose from {READ_AS}")
+    _require(read_as == "frames" or ctc_on == "adaptor",
+             f"config.adaptor.read_as={read_as!r} reads the adaptor's CTC transcript: it needs "
+             "config.auxiliary.ctc_on='adaptor'")
     typed_source = config.auxiliary.get("typed_source", "batch")
     _require(typed_source in TYPED_SOURCES,
              f"config.auxiliary.typed_source={typed_source!r}; choose from {TYPED_SOURCES}")

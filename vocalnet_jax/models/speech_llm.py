@@ -28,12 +28,18 @@ class SpeechLLM(nn.Module):
   `transcriber` is a linear CTC head on the encoder frames (text vocabulary, blank =
   pad): an auxiliary ASR objective that teaches an encoder trained from scratch to hear.
   Decoding never calls it.
+
+  `read_as` is what the Thinker reads of the audio: `frames` (the adapted frames) or
+  `ctc_tokens` (the adaptor's greedy CTC transcript, embedded as text: the Thinker reads
+  exactly the prompt it reads when typed, for ears trained by CTC alone).
   """
   encoder: AudioEncoder
   adaptor: Adaptor
   thinker: Decoder
   talker: Talker
   transcriber: nn.Dense
+  read_as: str = "frames"
+  ctc_blank: int = 0  # the text pad id: CTC's blank
 
   def audio_prompt(self, mel: Array, mel_valid: Array, head: Array,
                    tail: Array) -> tuple[Array, Array]:
@@ -55,11 +61,17 @@ class SpeechLLM(nn.Module):
     frames, frames_valid = self.encoder(mel, mel_valid)  # [b, F, enc], [b, F]
     audio, audio_valid = self.adaptor(frames, frames_valid)  # [b, A, embed], [b, A]
     head_emb, tail_emb = self.thinker_embed(head), self.thinker_embed(tail)
-    prefix = jnp.concatenate([head_emb, audio.astype(head_emb.dtype), tail_emb], axis=1)
-    valid = jnp.concatenate([jnp.ones(head.shape, bool), audio_valid,
+    audio = audio.astype(head_emb.dtype)
+    read, read_valid = audio, audio_valid
+    if self.read_as == "ctc_tokens":  # the transcript's tokens at their frames, the rest dropped
+      best = jnp.argmax(self.thinker.embedder.attend(audio), axis=-1)  # [b, A]
+      read = self.thinker_embed(best)
+      read_valid = ctc_greedy_keep(best, audio_valid, self.ctc_blank)
+    prefix = jnp.concatenate([head_emb, read, tail_emb], axis=1)
+    valid = jnp.concatenate([jnp.ones(head.shape, bool), read_valid,
                              jnp.ones(tail.shape, bool)], axis=1)
     if transcribe == "adaptor":
-      return prefix, valid, self.thinker.embedder.attend(audio.astype(head_emb.dtype)), audio_valid
+      return prefix, valid, self.thinker.embedder.attend(audio), audio_valid
     return prefix, valid, self.transcriber(frames), frames_valid
 
   def thinker_embed(self, tokens: Array) -> Array:
@@ -108,10 +120,20 @@ class SpeechLLM(nn.Module):
             + self.transcriber(frames).sum())
 
 
+def ctc_greedy_keep(best: Array, valid: Array, blank: int) -> Array:
+  """Greedy CTC decoding as a mask: the frames whose argmax starts a new non-blank run.
+
+  best [b, F] argmax ids; valid [b, F]. Returns [b, F] bool; best[keep] is the transcript.
+  """
+  new_run = jnp.concatenate([jnp.ones_like(best[:, :1], bool), best[:, 1:] != best[:, :-1]],
+                            axis=1)
+  return valid & new_run & (best != blank)
+
+
 def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
-                           speech_vocab: int) -> SpeechLLM:
+                           speech_vocab: int, ctc_blank: int = 0) -> SpeechLLM:
   """Builds the model from `config.encoder`, `config.adaptor`, `config.model` (Thinker)
-  and `config.talker`."""
+  and `config.talker`; `ctc_blank` is the text pad id."""
   dtype = jnp.dtype(config.model.dtype)
   e, a, t = config.encoder, config.adaptor, config.talker
   thinker = decoder_from_config(config.model, text_vocab)
@@ -129,7 +151,9 @@ def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
                     thinker_states=t.get("thinker_states", True)),  # runs saved before: True
       transcriber=nn.Dense(text_vocab, dtype=dtype,
                            kernel_init=nn.with_logical_partitioning(
-                               nn.initializers.lecun_normal(), ("embed", "vocab"))))
+                               nn.initializers.lecun_normal(), ("embed", "vocab"))),
+      read_as=a.get("read_as", "frames"),  # runs saved before the knob: frames
+      ctc_blank=ctc_blank)
 
 
 def init_inputs(batch: int, frames: int, n_mels: int, text_len: int,
