@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from data_pipelines import speech_loader
+from vocalnet_jax.decoding import step_rules
 from vocalnet_jax.decoding.lm import decoder_lm
 from vocalnet_jax.evaluation import result_file, text_eval, text_metrics
 from vocalnet_jax.modeling import build, partitioning, pretrained, restore, run_config
@@ -30,6 +31,8 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (its con
 _SPLIT = flags.DEFINE_string("split", "heldout", "Corpus split whose questions are typed.")
 _N = flags.DEFINE_integer("n", 50, "Questions: the stored split's first n.")
 _STEPS = flags.DEFINE_list("steps", ["1"], "MDM denoising steps per block, one row each.")
+_RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES,
+                          "MDM commit rule (threshold: Fast-dLLM's, at most --steps steps).")
 _THINKER = flags.DEFINE_string("thinker", "", "gguf:FILE | hf:DIR: the Thinker's params from "
                                "this pretrained checkpoint instead of the run's (zero-shot).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "The prepared corpus to read the questions "
@@ -81,13 +84,14 @@ def main(argv):
   settings = [("ar", 0)] if config.objective == "ar" else [("mdm", int(s)) for s in _STEPS.value]
   results = []
   for mode, steps in settings:
-    cfg = text_eval.decoder_config(config, tok, mode, steps=steps)
+    cfg = text_eval.decoder_config(config, tok, mode, steps=steps, rule=_RULE.value)
     tick = time.perf_counter()
     texts, nfe, nfe_per_token = text_eval.decode_answers(
         lm, params, tok, prefix, valid, cfg, config.data.response_len, batch_size=len(rows))
     seconds = time.perf_counter() - tick
     results.append({"decoder": mode, "steps_per_block": steps or None,
                     "block_size": config.diffusion.block_size if mode == "mdm" else None,
+                    "rule": _RULE.value if mode == "mdm" else None,
                     **scores(texts, rows), "nfe_per_token": nfe_per_token,
                     "decode_s_with_compile": round(seconds, 1),
                     "examples": [{"question": r["question_text"], "prediction": t,
