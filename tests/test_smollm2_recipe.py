@@ -55,6 +55,19 @@ def test_every_stage_validates_and_reads_the_checkpoint_tokenizer(stages):
   assert mdm.diffusion.sampler_steps == 1  # trained on the all-[MASK] blocks S = B/4 decodes
 
 
+def test_mdm_clean_attention_knobs_reach_the_mdm_stage(stages):
+  assert _config(stages["mdm"]).diffusion.clean_attention == "block"  # the default
+  gguf = stages["ar"]["init_from"].removeprefix("thinker=gguf:")
+  recipe = recipe_runner.load(
+      f"{RECIPE}:gguf={gguf},data=corpus,mdm_clean_attention=causal,mdm_ar_weight=0.5")
+  mdm = _config({s["name"]: s for s in recipe.stages}["mdm"])
+  validate_config(mdm)
+  assert (mdm.diffusion.clean_attention, mdm.diffusion.ar_weight) == ("causal", 0.5)
+  with pytest.raises(ValueError, match="ar_weight"):  # the AR term needs the causal copy
+    validate_config(_config({s["name"]: s for s in recipe_runner.load(
+        f"{RECIPE}:gguf={gguf},data=corpus,mdm_ar_weight=0.5").stages}["mdm"]))
+
+
 def test_each_init_from_source_has_the_model_its_stage_restores(stages):
   """What the trainer checks when a stage starts (trainer._checked), here before any run:
   the source stage's config agrees on the fields of the parts taken from it."""

@@ -46,6 +46,10 @@ DEFAULTS = dict(
     ar_learning_rate=3e-4,
     mdm_steps=400,
     mdm_learning_rate=3e-4,
+    # the clean copy's attention in the MDM stage (configs/common.py MDM_RECIPE):
+    # 'causal' keeps the frozen bottom layers' context states those of the AR model
+    mdm_clean_attention="block",
+    mdm_ar_weight=0.0,  # the clean stream's AR loss beside the ELBO (needs 'causal')
     ears_steps=600,
     # the splits the ears hear: 'train+read' adds sentences read aloud (a corpus prepared
     # with corpus.num_read > 0), text far more varied than the questions' phrasings
@@ -99,7 +103,9 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
            overrides={**text, "train.learning_rate": k["mdm_learning_rate"],
                       "diffusion.shift_logits": True, "diffusion.score_first_token": True,
                       # trained on the states its S = B/4 = 1 decoder meets (all-[MASK] blocks)
-                      "diffusion.sampler_steps": 1}),
+                      "diffusion.sampler_steps": 1,
+                      "diffusion.clean_attention": k["mdm_clean_attention"],
+                      "diffusion.ar_weight": k["mdm_ar_weight"]}),
       dict(name="ears", launcher="train", config="configs/ar.py:tiny,stage=1",
            description="encoder + adaptor on the corpus's audio, CTC on SmolLM2's embeddings",
            init_from=f"thinker=gguf:{k['gguf']}", frozen="thinker", steps=k["ears_steps"],
