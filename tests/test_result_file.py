@@ -36,3 +36,23 @@ def test_command_line_never_names_the_machine_s_directories(tmp_path, monkeypatc
   monkeypatch.chdir(tmp_path)
   script = str(tmp_path / "benchmarks" / "x.py")
   assert result_file.command_line([script, "--n=3"]) == "python benchmarks/x.py --n=3"
+
+
+def test_git_commit_is_dirty_for_code_changes_not_for_written_results(tmp_path):
+  import subprocess
+  run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True,  # noqa: E731
+                                  capture_output=True)
+  (tmp_path / result_file.RESULTS_DIR).mkdir(parents=True)
+  result = tmp_path / result_file.RESULTS_DIR / "r.json"
+  code = tmp_path / "code.py"
+  result.write_text("{}")
+  code.write_text("x = 1\n")
+  run("init", "-q")
+  run("add", ".")
+  run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+  clean = result_file.git_commit(str(tmp_path))
+  assert "+" not in clean
+  result.write_text('{"a": 1}')  # an earlier benchmark's output changes no code
+  assert result_file.git_commit(str(tmp_path)) == clean
+  code.write_text("x = 2\n")
+  assert result_file.git_commit(str(tmp_path)) == clean + "+dirty"

@@ -15,16 +15,19 @@ import subprocess
 import sys
 from typing import Any, Optional
 
+RESULTS_DIR = "benchmarks/results"  # where committed result files live, from the repo root
 SCHEMA_KEYS = ("command", "commit", "machine", "device", "date", "config", "metrics")
 
 
 def git_commit(repo_dir: Optional[str] = None) -> str:
-  """HEAD's hash, with `+dirty` when tracked files differ from it; `unknown` outside git."""
+  """HEAD's hash, with `+dirty` when tracked files differ from it (results already written
+  under RESULTS_DIR do not count: they change no code); `unknown` outside git."""
   cwd = repo_dir or os.getcwd()
   try:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                           text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=cwd,
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".",
+                            f":(exclude){RESULTS_DIR}"], cwd=cwd,
                            capture_output=True).returncode != 0
   except (OSError, subprocess.CalledProcessError):
     return "unknown"
