@@ -37,6 +37,8 @@ _N = flags.DEFINE_integer("n", 50, "Questions: the stored split's first n.")
 _STEPS = flags.DEFINE_list("steps", ["1"], "MDM denoising steps per block, one row each.")
 _RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES,
                           "MDM commit rule (threshold: Fast-dLLM's, at most --steps steps).")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.9, "--rule=threshold: commit a masked token "
+                                "once its confidence passes this (lower: fewer forwards).")
 _THINKER = flags.DEFINE_string("thinker", "", "gguf:FILE | hf:DIR: the Thinker's params from "
                                "this pretrained checkpoint instead of the run's (zero-shot).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "The prepared corpus to read the questions "
@@ -97,7 +99,8 @@ def main(argv):
   settings = [("ar", 0)] if config.objective == "ar" else [("mdm", int(s)) for s in _STEPS.value]
   results = []
   for mode, steps in settings:
-    cfg = text_eval.decoder_config(config, tok, mode, steps=steps, rule=_RULE.value)
+    cfg = text_eval.decoder_config(config, tok, mode, steps=steps, rule=_RULE.value,
+                                   threshold=_THRESHOLD.value)
     tick = time.perf_counter()
     texts, nfe, nfe_per_token = text_eval.decode_answers(
         lm, params, tok, prefix, valid, cfg, config.data.response_len, batch_size=len(rows))
@@ -105,6 +108,8 @@ def main(argv):
     results.append({"decoder": mode, "steps_per_block": steps or None,
                     "block_size": config.diffusion.block_size if mode == "mdm" else None,
                     "rule": _RULE.value if mode == "mdm" else None,
+                    "threshold": (_THRESHOLD.value if mode == "mdm" and _RULE.value == "threshold"
+                                  else None),
                     **scores(texts, rows), "nfe_per_token": nfe_per_token,
                     "decode_s_with_compile": round(seconds, 1),
                     "examples": [{"question": r["question_text"], "prediction": t,

@@ -2,6 +2,7 @@
 import numpy as np
 
 from configs import ar
+from configs import mdm as mdm_config
 from data_pipelines.synthetic_text import task_of
 from vocalnet_jax.evaluation import text_eval
 
@@ -21,3 +22,10 @@ def test_per_task_exact_match_averages_to_the_overall_score():
   weighted = sum(result["per_task"][t] * n for t, n in counts.items()) / 40
   np.testing.assert_allclose(weighted, result["exact_match"])
   assert result["exact_match"] >= 0.5  # the rows scored against the model's own answers
+
+
+def test_decoder_config_passes_the_threshold_rules_confidence():
+  config = mdm_config.get_config("tiny,text")
+  _, _, tokenizer = text_eval.load_thinker(config)
+  cfg = text_eval.decoder_config(config, tokenizer, "mdm", 2, rule="threshold", threshold=0.4)
+  assert (cfg.rule, cfg.threshold, cfg.steps) == ("threshold", 0.4, 2)

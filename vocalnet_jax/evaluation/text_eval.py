@@ -105,9 +105,9 @@ def encode_question(tokenizer: Any, question: str, prompt_len: int) -> tuple[Arr
 
 def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
                    steps: int = 0, rule: str = "topk",
-                   cache_update: str = "extra_forward") -> DecoderConfig:
+                   cache_update: str = "extra_forward", threshold: float = 0.9) -> DecoderConfig:
   """AR greedy, or block diffusion with the config's block size and schedule
-  (steps 0 = config.diffusion.sampler_steps)."""
+  (steps 0 = config.diffusion.sampler_steps; threshold: the threshold rule's confidence)."""
   if mode == "ar":
     return ar.ARConfig(tokenizer.eos_id, suppress=(tokenizer.mask_id,))
   d = config.diffusion
@@ -119,7 +119,8 @@ def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
   try:
     return block_diffusion.BlockDiffusionConfig(
         d.block_size, steps or d.sampler_steps, tokenizer.mask_id, tokenizer.eos_id, rule=rule,
-        schedule=d.schedule, cache_update=cache_update, shift_logits=d.shift_logits,
+        threshold=threshold, schedule=d.schedule, cache_update=cache_update,
+        shift_logits=d.shift_logits,
         clean_causal=attention_masks.clean_is_causal(d, d.shift_logits))
   except ValueError as e:  # e.g. --cache_update=reuse_last_step on a shifted-logits model
     raise ConfigError(f"{e} (config.diffusion.shift_logits={d.shift_logits})") from None
