@@ -8,14 +8,12 @@ Why: the pretrained recipe (`configs/recipes/smollm2.py`) is judged on `heldout`
 the templates never trained on, against the from-scratch Thinker on the same questions. Each
 row reads the stored split's first n questions (the ones a spoken evaluation hears), types
 them into the Thinker's own prompt (its tokenizer and chat template) and decodes greedily (AR)
-or by block diffusion at each S of --steps; the arithmetic templates are reported together
-(`ARITHMETIC`), per template, and by the longest number in the answer (`NUMBER_CLASSES`:
-a tokenizer that writes one token per digit makes a multi-digit number several tokens that a
-one-step block predicts in parallel).
+or by block diffusion at each S of --steps; exact match is also reported on the arithmetic
+templates together, per template, and by the longest number in the answer
+(`evaluation.qa_scores`).
 """
 from __future__ import annotations
 
-import re
 import time
 
 import jax
@@ -25,11 +23,8 @@ from absl import app, flags
 from data_pipelines import speech_loader
 from vocalnet_jax.decoding import step_rules
 from vocalnet_jax.decoding.lm import decoder_lm
-from vocalnet_jax.evaluation import result_file, text_eval, text_metrics
+from vocalnet_jax.evaluation import qa_scores, result_file, text_eval
 from vocalnet_jax.modeling import build, partitioning, pretrained, restore, run_config
-
-ARITHMETIC = ("add", "subtract", "compare", "count")  # answers computed from the numbers
-NUMBER_CLASSES = ("multi_digit", "one_digit", "no_digit")  # the reference's longest number
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir (its config.json).")
 _SPLIT = flags.DEFINE_string("split", "heldout", "Corpus split whose questions are typed.")
@@ -53,27 +48,6 @@ def questions(config, split: str, n: int) -> list[dict[str, str]]:
   keys = ("question_text", "answer_text", "template")
   return [{k: speech_loader.record_text(source[i][k]) for k in keys}
           for i in range(min(n, len(source)))]
-
-
-def number_class(reference: str) -> str:
-  """Which of NUMBER_CLASSES the reference answer falls in."""
-  longest = max((len(d) for d in re.findall(r"\d+", reference)), default=0)
-  return NUMBER_CLASSES[2 if longest == 0 else 1 if longest == 1 else 0]
-
-
-def scores(texts: list[str], rows: list[dict[str, str]]) -> dict:
-  """Exact match overall, on the arithmetic templates, per template and per number class."""
-  refs = [r["answer_text"] for r in rows]
-  names = [r["template"].split("/")[0] for r in rows]
-  classes = [number_class(r) for r in refs]
-  pick = lambda keep: text_metrics.exact_match(  # noqa: E731
-      [t for t, k in zip(texts, keep) if k], [r for r, k in zip(refs, keep) if k])
-  return {"exact_match": text_metrics.exact_match(texts, refs),
-          "arithmetic_exact_match": pick([n in ARITHMETIC for n in names]),
-          "arithmetic_count": sum(n in ARITHMETIC for n in names),
-          "per_template": {t: pick([n == t for n in names]) for t in sorted(set(names))},
-          "by_number": {c: {"n": classes.count(c), "exact_match": pick([k == c for k in classes])}
-                        for c in NUMBER_CLASSES if c in classes}}
 
 
 def main(argv):
@@ -110,7 +84,7 @@ def main(argv):
                     "rule": _RULE.value if mode == "mdm" else None,
                     "threshold": (_THRESHOLD.value if mode == "mdm" and _RULE.value == "threshold"
                                   else None),
-                    **scores(texts, rows), "nfe_per_token": nfe_per_token,
+                    **qa_scores.scores(texts, rows), "nfe_per_token": nfe_per_token,
                     "decode_s_with_compile": round(seconds, 1),
                     "examples": [{"question": r["question_text"], "prediction": t,
                                   "reference": r["answer_text"]}
