@@ -124,3 +124,18 @@ def test_speech_models_distill_with_their_own_frozen_parts(stage, trained, prepa
     largest = max(float(jnp.max(jnp.abs(g))) for g in jax.tree_util.tree_leaves(tree))
     assert (largest > 0) == (part in trained), part
   assert all(float(jnp.max(jnp.abs(g))) == 0 for g in jax.tree_util.tree_leaves(grads["teacher"]))
+
+
+def test_frozen_parts_are_named_as_the_students_and_checked_by_the_base(prepared_corpus):
+  """train.frozen names the distilled task's parts (student/thinker/...): the base task
+  (here the typed Thinker, which trains `thinker`) accepts them as its own, and a part it
+  does not train is still refused."""
+  config = distill.get_config("tiny,stage=0")
+  config.data.dir = prepared_corpus
+  config.train.frozen = "student/thinker/embed_tokens,student/thinker/layers_0"
+  task = tasks.build_task(config)
+  assert task.frozen == ("student/thinker/embed_tokens", "student/thinker/layers_0")
+  assert task.base.frozen == ("thinker/embed_tokens", "thinker/layers_0")
+  config.train.frozen = "student/talker"
+  with pytest.raises(ValueError, match="talker"):
+    tasks.build_task(config)

@@ -119,6 +119,10 @@ class SelfDistillTask(tasks.Task):
   def __init__(self, config: ml_collections.ConfigDict, shapes_only: bool = False):
     base_config = config.copy_and_resolve_references()
     base_config.task = config.distill.base_task
+    # train.frozen names this task's parts (student/...); the base checks them as its own
+    base_config.train.frozen = ",".join(
+        p.strip().removeprefix("student/") for p in config.train.get("frozen", "").split(",")
+        if p.strip())
     self.base = tasks.build_task(base_config, shapes_only)
     if type(self.base).lm_problem is tasks.Task.lm_problem:
       raise ConfigError(f"config.distill.base_task={config.distill.base_task!r} has no decoder "
