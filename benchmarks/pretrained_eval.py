@@ -64,7 +64,9 @@ def main(argv):
   if _THINKER.value:
     params = pretrained.load_part("thinker", _THINKER.value, abstract["thinker"], config)
   else:
-    params = restore.restore_params(_CHECKPOINT.value, abstract["thinker"], scope=("thinker",))
+    # a distillation run answers with its student (model.params_scope)
+    params = restore.restore_params(_CHECKPOINT.value, abstract["thinker"],
+                                    scope=(*model.params_scope, "thinker"))
   lm = decoder_lm(model.module.thinker)
   rows = questions(config, _SPLIT.value, _N.value)
   encoded = [text_eval.encode_question(tok, r["question_text"], config.data.prompt_len)
