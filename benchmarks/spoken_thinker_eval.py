@@ -94,12 +94,11 @@ def trained_words_subset(rows: dict[str, list]) -> dict[str, float | int]:
   """Spoken and heard exact match over the questions without unheard words: what ears
   trained on the corpus can reach, apart from words its recordings never say."""
   keep = [not u for u in rows["unheard_words"]]
-  pick = lambda key: [x for x, k in zip(rows[key], keep) if k]  # noqa: E731
   return {"n_trained_words": sum(keep),
-          "spoken_exact_match_trained_words": text_metrics.exact_match(pick("spoken"),
-                                                                       pick("reference")),
-          "heard_exact_match_trained_words": text_metrics.exact_match(pick("heard"),
-                                                                      pick("question"))}
+          "spoken_exact_match_trained_words": text_metrics.exact_match_where(
+              rows["spoken"], rows["reference"], keep),
+          "heard_exact_match_trained_words": text_metrics.exact_match_where(
+              rows["heard"], rows["question"], keep)}
 
 
 def main(argv):

@@ -27,8 +27,7 @@ def scores(texts: list[str], rows: list[dict[str, str]]) -> dict:
   refs = [r["answer_text"] for r in rows]
   names = [r["template"].split("/")[0] for r in rows]
   classes = [number_class(r) for r in refs]
-  pick = lambda keep: text_metrics.exact_match(  # noqa: E731
-      [t for t, k in zip(texts, keep) if k], [r for r, k in zip(refs, keep) if k])
+  pick = lambda keep: text_metrics.exact_match_where(texts, refs, keep)  # noqa: E731
   return {"exact_match": text_metrics.exact_match(texts, refs),
           "arithmetic_exact_match": pick([n in ARITHMETIC for n in names]),
           "arithmetic_count": sum(n in ARITHMETIC for n in names),

@@ -20,6 +20,13 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
   return sum(p.strip() == r.strip() for p, r in pairs) / max(len(pairs), 1)
 
 
+def exact_match_where(predictions: Sequence[str], references: Sequence[str],
+                      keep: Sequence[bool]) -> float:
+  """`exact_match` over the pairs whose `keep` is true (0 when none is)."""
+  rows = [(p, r) for p, r, k in zip(predictions, references, keep, strict=True) if k]
+  return exact_match([p for p, _ in rows], [r for _, r in rows])
+
+
 def char_error_rate(predictions: Sequence[str], references: Sequence[str]) -> float:
   """Total character edits over total reference characters (corpus CER)."""
   pairs = list(zip(predictions, references, strict=True))

@@ -62,16 +62,19 @@ class SpeechLLM(nn.Module):
     audio, audio_valid = self.adaptor(frames, frames_valid)  # [b, A, embed], [b, A]
     head_emb, tail_emb = self.thinker_embed(head), self.thinker_embed(tail)
     audio = audio.astype(head_emb.dtype)
+    # the adaptor's CTC logits [b, A, text_vocab], when the prompt or the caller reads them
+    adaptor_ctc = (self.thinker.embedder.attend(audio)
+                   if self.read_as == "ctc_tokens" or transcribe == "adaptor" else None)
     read, read_valid = audio, audio_valid
     if self.read_as == "ctc_tokens":  # the transcript's tokens at their frames, the rest dropped
-      best = jnp.argmax(self.thinker.embedder.attend(audio), axis=-1)  # [b, A]
+      best = jnp.argmax(adaptor_ctc, axis=-1)  # [b, A]
       read = self.thinker_embed(best)
       read_valid = ctc_greedy_keep(best, audio_valid, self.ctc_blank)
     prefix = jnp.concatenate([head_emb, read, tail_emb], axis=1)
     valid = jnp.concatenate([jnp.ones(head.shape, bool), read_valid,
                              jnp.ones(tail.shape, bool)], axis=1)
     if transcribe == "adaptor":
-      return prefix, valid, self.thinker.embedder.attend(audio), audio_valid
+      return prefix, valid, adaptor_ctc, audio_valid
     return prefix, valid, self.transcriber(frames), frames_valid
 
   def thinker_embed(self, tokens: Array) -> Array:
