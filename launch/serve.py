@@ -30,7 +30,8 @@ _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (default:
 _PORT = flags.DEFINE_integer("port", 8000, "Port (0: any free one, printed).")
 _STEPS = flags.DEFINE_integer("steps", 0, "Default MDM steps per block (0: the config's).")
 _RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Default MDM commit rule.")
-_MAX_ACTIVE = flags.DEFINE_integer("max_active", 4, "Answers decoded at once (interleaved).")
+_MAX_ACTIVE = flags.DEFINE_integer("max_active", 4, "Answers decoded at once (interleaved, "
+                                   "the one nearest to a listener waiting first).")
 _MAX_WAITING = flags.DEFINE_integer("max_waiting", 16, "Questions waiting for a slot; more are "
                                     "refused with a busy error.")
 _MAX_BYTES = flags.DEFINE_integer("max_bytes", server_lib.MAX_BYTES,

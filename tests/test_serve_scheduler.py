@@ -5,7 +5,7 @@ import pytest
 
 from vocalnet_jax.serving import protocol
 from vocalnet_jax.serving.protocol import Ask, ModelInfo, ProtocolError
-from vocalnet_jax.serving.scheduler import END, Busy, Job, Scheduler
+from vocalnet_jax.serving.scheduler import END, Busy, Job, Scheduler, most_urgent
 
 
 class Recorder:
@@ -57,16 +57,66 @@ def test_the_queue_is_bounded_and_a_full_one_refuses_in_one_line():
   s.close()
 
 
-def test_least_served_first_interleaves_a_new_answer_ahead_of_older_ones():
+def _steps(rec):
+  return [(n, i) for n, i in rec.items if i is not END]
+
+
+def test_silent_answers_go_in_order_of_arrival():
   rec, gate = Recorder(), threading.Event()
   s = Scheduler(max_active=3, max_waiting=0, on_error=_failed)
   s.submit(rec.job("a", 3, gate))
   s.submit(rec.job("b", 3, gate))
   gate.set()
   assert rec.ended["a"].wait(30) and rec.ended["b"].wait(30)
-  steps = [(n, i) for n, i in rec.items if i is not END]
-  assert steps == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+  assert _steps(rec) == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("b", 2)]
   s.close()
+
+
+def test_a_new_question_goes_ahead_of_an_answer_that_is_playing():
+  rec, gate = Recorder(), threading.Event()
+  s = Scheduler(max_active=3, max_waiting=0, on_error=_failed)
+  s.submit(rec.job("z", 1, gate))  # holds the decoder while a and b arrive
+  assert rec.entered.wait(30)
+  a = rec.job("a", 3)
+  a.audio_s = lambda item: 10.0  # each item plays 10 s
+  s.submit(a)
+  s.submit(rec.job("b", 3))
+  gate.set()
+  assert rec.ended["a"].wait(30) and rec.ended["b"].wait(30)
+  # a is heard after its first step; b, still silent, runs before a's 10 s run out.
+  assert _steps(rec) == [("z", 0), ("a", 0), ("b", 0), ("b", 1), ("b", 2), ("a", 1), ("a", 2)]
+  s.close()
+
+
+def _job(admitted_at, *items):
+  """A job admitted at `admitted_at` that emitted `items`: (audio seconds, start, end)."""
+  job = Job(iter, lambda item: None, audio_s=lambda seconds: seconds)
+  job.admitted_at = admitted_at
+  for seconds, started, ended in items:
+    job.record_step(seconds, started, ended)
+  return job
+
+
+def test_start_by_is_arrival_while_silent_then_end_of_audio_less_the_last_chunks_work():
+  silent = _job(3.0, (0.0, 3.0, 3.5))  # a text step: still silent
+  assert silent.start_by() == 3.0 and silent.steps == 1
+  # heard at 5.0 after 2 s of work (text 3-4, audio 4-5) carrying 0.5 s; then 1 s more
+  # audio made in 0.25 s: it plays until 6.5 and its chunks take 0.25 s to make.
+  playing = _job(3.0, (0.0, 3.0, 4.0), (0.5, 4.0, 5.0))
+  assert playing.first_audio_at == 5.0 and playing.start_by() == 5.0 + 0.5 - 2.0
+  playing.record_step(1.0, 5.0, 5.25)
+  assert playing.start_by() == 5.0 + 1.5 - 0.25 and playing.steps == 3
+
+
+def test_the_most_urgent_is_a_playing_answer_only_when_it_would_run_dry_first():
+  playing = _job(0.0, (0.5, 0.0, 1.0))  # heard at 1.0, plays until 1.5, 1 s per chunk
+  newcomer = _job(1.2)
+  assert most_urgent([playing, newcomer]) is playing  # start_by 0.5: already late
+  slack = _job(0.0, (4.0, 0.0, 1.0))  # plays until 5.0
+  assert most_urgent([slack, newcomer]) is newcomer
+  assert most_urgent([_job(2.0), newcomer]) is newcomer  # silent: in order of arrival
+  tied = [_job(1.0), _job(1.0)]
+  assert most_urgent(tied) is tied[0]
 
 
 def test_cancel_frees_a_waiting_place_at_once_and_an_active_slot_before_its_next_step():

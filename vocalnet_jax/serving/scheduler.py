@@ -1,20 +1,27 @@
 """One decoding thread shared by every request: a bounded admission queue and
-least-attained-service interleaving.
+earliest-playback-deadline-first interleaving.
 
 The model is one device's worth of compute, so answers are decoded by one thread, step by
 step: a step is one `next()` of a request's event iterator (one Thinker block, Talker
-chunk or vocoder piece). Up to `max_active` requests are in progress at once; the next
-step always goes to the active request that has taken the fewest steps (ties: the oldest),
-so a new question gets its first text and audio after a few steps of the others instead of
-after their whole answers. Up to `max_waiting` more wait for a slot; beyond that `submit`
-refuses with `Busy`. `cancel` (a client gone) drops a waiting request at once and an active
-one before its next step, closing its iterator: its slot is free for the next.
+chunk or vocoder piece). Up to `max_active` requests are in progress at once. The next step
+goes to the active request whose listener would wait soonest (`Job.start_by`):
+- a request with no audio out yet is already waited for, since its question arrived, so
+  silent requests go first in order of arrival;
+- a request that is playing has until its audio runs out, less the decoding time its last
+  chunk took.
+Streaming answers are decoded faster than they play, so a new question's first audio waits
+only for the one step in progress, not for the steps of every answer being spoken (as it
+does under round-robin or least-attained-service), and no playing answer runs dry while
+the decoder can keep ahead of it. Up to `max_waiting` more wait for a slot; beyond that
+`submit` refuses with `Busy`. `cancel` (a client gone) drops a waiting request at once and
+an active one before its next step, closing its iterator: its slot is free for the next.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import threading
+import time
 import traceback
 from typing import Any, Callable, Iterator, Optional
 
@@ -29,25 +36,57 @@ class Busy(Exception):
 class Job:
   """One request: `start()` (called on the decoding thread) gives its events; `emit` takes
   each event, then END (called on the decoding thread: it must be thread-safe). The slot
-is freed as soon as an item `is_final` (or the iterator ends)."""
+  is freed as soon as an item `is_final` (or the iterator ends); `audio_s(item)` is the
+  playing time an item carries (0 for text and control events)."""
   start: Callable[[], Iterator[Any]]
   emit: Callable[[Any], None]
   is_final: Callable[[Any], bool] = lambda item: False  # the answer is complete after it
+  audio_s: Callable[[Any], float] = lambda item: 0.0
   steps: int = 0
   cancelled: bool = False
   events: Optional[Iterator[Any]] = None
+  # Scheduling state, in the scheduler's clock (seconds).
+  admitted_at: float = 0.0
+  first_audio_at: Optional[float] = None
+  audio_out_s: float = 0.0  # playing time emitted so far
+  work_since_audio_s: float = 0.0  # decoding time spent since its last audio item
+  chunk_work_s: float = 0.0  # decoding time its last audio item took
+
+  def start_by(self) -> float:
+    """The latest time its next step can start without its listener waiting: its arrival
+    while silent, else the end of its audio less the time its last chunk took to make."""
+    if self.first_audio_at is None:
+      return self.admitted_at
+    return self.first_audio_at + self.audio_out_s - self.chunk_work_s
+
+  def record_step(self, item: Any, started: float, ended: float) -> None:
+    """Accounts one step that emitted `item` (a no-op for its audio if it carries none)."""
+    self.steps += 1
+    self.work_since_audio_s += ended - started
+    seconds = self.audio_s(item)
+    if seconds > 0:
+      self.first_audio_at = ended if self.first_audio_at is None else self.first_audio_at
+      self.audio_out_s += seconds
+      self.chunk_work_s, self.work_since_audio_s = self.work_since_audio_s, 0.0
+
+
+def most_urgent(jobs: list[Job]) -> Job:
+  """The job to step next: the earliest `start_by` (ties: the first in `jobs`, the oldest)."""
+  return min(jobs, key=Job.start_by)
 
 
 class Scheduler:
   """Bounded, interleaving executor of Jobs on one daemon thread."""
 
   def __init__(self, max_active: int, max_waiting: int,
-               on_error: Callable[[Job, BaseException], None]):
+               on_error: Callable[[Job, BaseException], None],
+               clock: Callable[[], float] = time.perf_counter):
     if max_active < 1 or max_waiting < 0:
       raise ValueError(f"max_active={max_active} must be >= 1 and max_waiting={max_waiting} "
                        ">= 0")
     self.max_active, self.max_waiting = max_active, max_waiting
     self._on_error = on_error  # emits a job's error event (the scheduler knows no protocol)
+    self._clock = clock
     self._cond = threading.Condition()
     self._active: list[Job] = []
     self._waiting: collections.deque[Job] = collections.deque()
@@ -60,6 +99,7 @@ class Scheduler:
     """Admits `job`: 0 if it is active now, else its place in the queue (1 = next).
     Raises Busy when the queue is full."""
     with self._cond:
+      job.admitted_at = self._clock()
       if len(self._active) < self.max_active:
         self._active.append(job)
         place = 0
@@ -106,7 +146,7 @@ class Scheduler:
         if self._closing:
           return None
         if self._active:
-          return min(self._active, key=lambda j: j.steps)  # stable: the oldest of the least
+          return most_urgent(self._active)
         self._cond.wait()
 
   def _retire(self, job: Job, outcome: str) -> None:
@@ -124,9 +164,10 @@ class Scheduler:
       try:
         if job.events is None:
           job.events = job.start()
+        started = self._clock()
         item = next(job.events)
+        job.record_step(item, started, self._clock())
         job.emit(item)
-        job.steps += 1
         outcome = "finished" if job.is_final(item) else None
       except StopIteration:
         outcome = "finished"

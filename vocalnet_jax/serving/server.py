@@ -129,7 +129,8 @@ class _Connection:
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
     job = Job(functools.partial(engine.answer, ask, wav, received),
               lambda item: loop.call_soon_threadsafe(events.put_nowait, item),
-              is_final=lambda item: isinstance(item, dict) and item["type"] == "done")
+              is_final=lambda item: isinstance(item, dict) and item["type"] == "done",
+              audio_s=functools.partial(_audio_seconds, rate=engine.output_rate))
     try:
       place = self.server.scheduler.submit(job)
     except Busy as e:
@@ -157,6 +158,11 @@ class _Connection:
       self.job = None
     if self.pump is not None:
       self.pump.cancel()
+
+
+def _audio_seconds(item: Any, rate: int) -> float:
+  """Playing time of an answer event: an (audio header, samples) pair's, else 0."""
+  return item[0]["samples"] / rate if isinstance(item, tuple) else 0.0
 
 
 def _job_failed(job: Job, error: BaseException) -> None:
