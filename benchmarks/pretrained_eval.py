@@ -8,7 +8,8 @@ Why: the pretrained recipe (`configs/recipes/smollm2.py`) is judged on `heldout`
 the templates never trained on, against the from-scratch Thinker on the same questions. Each
 row reads the stored split's first n questions (the ones a spoken evaluation hears), types
 them into the Thinker's own prompt (its tokenizer and chat template) and decodes greedily (AR)
-or by block diffusion at each S of --steps; exact match is also reported on the arithmetic
+or by block diffusion at each S of --steps (forwards per token count a batch's longest
+answer: --batch_size=1 gives each request's own); exact match is also reported on the arithmetic
 templates together, per template, and by the longest number in the answer
 (`evaluation.qa_scores`).
 """
@@ -38,6 +39,9 @@ _THINKER = flags.DEFINE_string("thinker", "", "gguf:FILE | hf:DIR: the Thinker's
                                "this pretrained checkpoint instead of the run's (zero-shot).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "The prepared corpus to read the questions "
                                 "from (default: the run's config.data.dir).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Questions decoded together (0: all n "
+                                   "at once); 1 counts each request's own forwards, which "
+                                   "the threshold rule varies per question.")
 _OUT = flags.DEFINE_string("out", None, "Result file (benchmarks/results/pretrained_*.json).")
 flags.mark_flags_as_required(["checkpoint", "out"])
 
@@ -79,7 +83,8 @@ def main(argv):
                                    threshold=_THRESHOLD.value)
     tick = time.perf_counter()
     texts, nfe, nfe_per_token = text_eval.decode_answers(
-        lm, params, tok, prefix, valid, cfg, config.data.response_len, batch_size=len(rows))
+        lm, params, tok, prefix, valid, cfg, config.data.response_len,
+        batch_size=_BATCH_SIZE.value or len(rows))
     seconds = time.perf_counter() - tick
     results.append({"decoder": mode, "steps_per_block": steps or None,
                     "block_size": config.diffusion.block_size if mode == "mdm" else None,
@@ -87,6 +92,7 @@ def main(argv):
                     "threshold": (_THRESHOLD.value if mode == "mdm" and _RULE.value == "threshold"
                                   else None),
                     **qa_scores.scores(texts, rows), "nfe_per_token": nfe_per_token,
+                    "batch_size": _BATCH_SIZE.value or len(rows),
                     "decode_s_with_compile": round(seconds, 1),
                     "examples": [{"question": r["question_text"], "prediction": t,
                                   "reference": r["answer_text"]}
