@@ -20,6 +20,7 @@ import sys
 
 from absl import app, flags
 
+from launch import logs
 from vocalnet_jax.evaluation import result_file
 
 _DEMO_DIR = flags.DEFINE_string("demo_dir", "demo_out", "The demo's DEMO_DIR.")
@@ -95,4 +96,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

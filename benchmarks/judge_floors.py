@@ -17,6 +17,7 @@ import sys
 from absl import app, flags
 
 from configs import ar
+from launch import logs
 from vocalnet_jax.evaluation import result_file, speech_evaluator
 from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.speech.vocoder import Vocoder
@@ -61,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

@@ -18,12 +18,13 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
 import grain
-from ml_collections import config_flags
 import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
 
 from data_pipelines import features, speech_loader, text_tokenizer
+from launch import logs
 from vocalnet_jax.evaluation import result_file
 from vocalnet_jax.speech import units as units_lib
 
@@ -104,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

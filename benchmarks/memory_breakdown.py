@@ -22,15 +22,16 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from absl import app, flags
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import app, flags
 
 from configs import ar as ar_config
 from configs import mdm as mdm_config
+from launch import logs
 from vocalnet_jax.diffusion import losses
 from vocalnet_jax.evaluation import result_file
 from vocalnet_jax.models import layers as layers_lib
@@ -382,4 +383,4 @@ def save(row: dict) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

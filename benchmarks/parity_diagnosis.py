@@ -28,6 +28,7 @@ import numpy as np
 from absl import app, flags
 
 from data_pipelines import synthetic_text
+from launch import logs
 from vocalnet_jax.decoding.lm import decoder_lm
 from vocalnet_jax.diffusion import attention_masks, masking
 from vocalnet_jax.evaluation import result_file, text_eval
@@ -217,4 +218,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

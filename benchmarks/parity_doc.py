@@ -9,6 +9,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from benchmarks.parity_rows import BASELINE, BASELINE_X2
+from launch import logs
 from vocalnet_jax.evaluation import result_file
 
 _TABLE = flags.DEFINE_list("table", [], "Result files of benchmarks/parity_table.py.")
@@ -98,4 +99,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

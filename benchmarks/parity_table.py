@@ -11,6 +11,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from benchmarks.parity_rows import evaluations, summary
+from launch import logs
 from vocalnet_jax.evaluation import result_file
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The parity script's W (one s<seed> per seed).")
@@ -46,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from data_pipelines import speech_loader
+from launch import logs
 from vocalnet_jax.decoding import step_rules
 from vocalnet_jax.decoding.lm import decoder_lm
 from vocalnet_jax.evaluation import qa_scores, result_file, text_eval
@@ -109,4 +110,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

@@ -26,6 +26,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from launch import logs
+
 _DIR = flags.DEFINE_string("dir", None, "Scratch directory (default: a new temporary one).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/pretrained_load_memory_1b_cpu8.json",
                            "Result JSON.")
@@ -45,10 +47,11 @@ def write_checkpoint(directory: str) -> int:
   """A random bf16 Llama with the config's Thinker shapes, one safetensors shard per
   layer (the host holds one layer at a time); returns its size in bytes."""
   import ml_dtypes
+  from flax import traverse_util
   from safetensors.numpy import save_file
+
   from vocalnet_jax.models import hf_export, hf_import, hf_layout
   from vocalnet_jax.models.decoder import decoder_from_config
-  from flax import traverse_util
 
   config = _config()
   config.model.scan_layers = False
@@ -95,6 +98,7 @@ def _rss_bytes() -> int:
 def measure(directory: str) -> dict:
   """Loads `directory` as a run's Thinker (bf16, fsdp=8, scanned); memory in bytes."""
   import jax
+
   from vocalnet_jax.modeling import partitioning, pretrained, restore
   from vocalnet_jax.modeling.build import build
 
@@ -168,4 +172,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

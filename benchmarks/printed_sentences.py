@@ -20,9 +20,9 @@ import sys
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from launch import logs  # noqa: E402
 from vocalnet_jax.evaluation import result_file, speech_eval  # noqa: E402
-from vocalnet_jax.evaluation.speech_evaluator import (Judges, espeak_errors,  # noqa: E402
-                                                      train_texts)
+from vocalnet_jax.evaluation.speech_evaluator import Judges, espeak_errors, train_texts  # noqa: E402
 from vocalnet_jax.modeling import run_config  # noqa: E402
 from vocalnet_jax.training.tasks import train_split, train_split_parts  # noqa: E402
 
@@ -74,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from absl import app, flags
 
+from launch import logs
 from vocalnet_jax.evaluation import result_file
 
 RESULTS_DIR = "benchmarks/results"
@@ -428,4 +429,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

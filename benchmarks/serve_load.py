@@ -35,6 +35,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data_pipelines import speech_loader  # noqa: E402
+from launch import logs  # noqa: E402
 from vocalnet_jax.decoding import speech_io  # noqa: E402
 from vocalnet_jax.evaluation import result_file  # noqa: E402
 from vocalnet_jax.modeling import build, run_config  # noqa: E402
@@ -185,4 +186,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

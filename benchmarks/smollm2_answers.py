@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from launch import logs
 from vocalnet_jax.decoding import ar
 from vocalnet_jax.decoding.lm import decoder_lm
 from vocalnet_jax.evaluation import result_file
@@ -95,4 +96,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

@@ -14,6 +14,7 @@ import sys
 
 from absl import app, flags
 
+from launch import logs
 from vocalnet_jax.evaluation import result_file, speech_eval
 
 _EVAL = flags.DEFINE_multi_string("eval", None, "LABEL=DIR of a launch.evaluate speech run.")
@@ -90,4 +91,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

@@ -22,6 +22,7 @@ from absl import app, flags
 
 from data_pipelines import features, spoken_qa, tfds_builders, tts
 from data_pipelines.prompt import prompt_head_tail
+from launch import logs
 from vocalnet_jax.decoding import speech_io, streaming
 from vocalnet_jax.evaluation import result_file, text_eval, text_metrics
 from vocalnet_jax.modeling import restore, run_config, validate
@@ -168,4 +169,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(logs.main_quietly(main))

@@ -1,6 +1,6 @@
 """Launcher logging: warnings only unless --verbosity is given (orbax is chatty at INFO);
 a ConfigError becomes a one-line usage error instead of a traceback."""
-from typing import Callable
+from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
@@ -19,3 +19,8 @@ def run_quietly(body: Callable[[], None]) -> None:
     body()
   except ConfigError as e:
     raise app.UsageError(str(e)) from None
+
+
+def main_quietly(main: Callable[[Sequence[str]], None]) -> Callable[[Sequence[str]], None]:
+  """An absl main run by `run_quietly`: `app.run(main_quietly(main))`."""
+  return lambda argv: run_quietly(lambda: main(argv))
