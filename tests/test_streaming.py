@@ -9,8 +9,9 @@ from vocalnet_jax.decoding import streaming
 from vocalnet_jax.modeling.build import build
 
 
-def _pipeline(module, shift, corpus):
+def _pipeline(module, shift, corpus, thinker_states=True):
   config = module.get_config("tiny,stage=2")
+  config.talker.thinker_states = thinker_states
   config.diffusion.shift_logits = shift  # the Thinker's (the Talker never shifts)
   config.data.dir = corpus
   config.data.update(response_len=12, max_units=44, mel_buckets=(400,))
@@ -28,7 +29,7 @@ def test_stream_equals_one_shot(module, shift, prepared_corpus):
   pipe = _pipeline(module, shift, prepared_corpus)
   wav = tts.synthesize("what is two plus three", tts.speaker_pool(1, 0)[0])
   events = list(pipe.stream(wav))
-  one_shot = list(pipe._events(wav, jax.random.key(0), interleave=False))
+  one_shot = list(pipe._events(lambda: pipe._start(wav, jax.random.key(0)), interleave=False))
   kinds = [e.kind for e in events]
   # it really streams: speech starts before the last text block (one-shot: after it)
   assert kinds.index("units") < len(kinds) - 1 - kinds[::-1].index("text")
@@ -62,6 +63,39 @@ def test_text_and_speech_draw_from_independent_keys(prepared_corpus, monkeypatch
   pipe.respond(tts.synthesize("what is two plus three", tts.speaker_pool(1, 0)[0]))
   assert keys["text"] and keys["speech"]
   assert not set(keys["text"]) & set(keys["speech"])
+
+
+@pytest.mark.parametrize("module", [mdm, ar])
+def test_speak_says_a_text_as_the_talker_says_it_behind_a_thinker_that_printed_it(
+    module, prepared_corpus, monkeypatch):
+  """`speak(text)` gives the units `stream` gives when its Thinker prints exactly `text`
+  (with states the text-only Talker must ignore), with none of the Thinker's forwards."""
+  pipe = _pipeline(module, False, prepared_corpus, thinker_states=False)
+  tok, block = pipe.text_tokenizer, pipe.cfg.text_block
+  text = "seven is odd."
+  ids = list(tok.encode(text)) + [tok.eos_id]
+  ids += [tok.eos_id] * (pipe.cfg.num_text_blocks * block - len(ids))
+
+  def printing_thinker(model, params, cache, prefix_valid, carry, j, rng, **kwargs):
+    tokens = np.asarray([ids[int(j) * block:(int(j) + 1) * block]], np.int32)
+    hidden = jax.random.normal(rng, (1, block, model.thinker.embed_dim))
+    return tokens, hidden, carry, cache, 3
+
+  wav = tts.synthesize("is seven odd or even", tts.speaker_pool(1, 0)[0])
+  said = list(pipe.speak(text))
+  monkeypatch.setattr(streaming, "thinker_block", printing_thinker)
+  streamed = list(pipe.stream(wav))
+  units = lambda events: [e.units for e in events if e.kind == "units"]  # noqa: E731
+  assert len(units(said)) == len(units(streamed)) >= 1
+  for a, b in zip(units(said), units(streamed)):
+    np.testing.assert_array_equal(a, b)
+  assert said[-1].text == streamed[-1].text == text
+  assert said[-1].thinker_nfe == 0 and said[-1].nfe == streamed[-1].nfe - streamed[-1].thinker_nfe
+
+
+def test_speak_refuses_a_talker_that_reads_thinker_states(prepared_corpus):
+  with pytest.raises(ValueError, match="thinker_states=False"):
+    _pipeline(mdm, False, prepared_corpus).speak("seven is odd.")
 
 
 def streaming_init_inputs(config):

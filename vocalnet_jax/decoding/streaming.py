@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import itertools
 import time
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -285,13 +285,32 @@ class SpeechPipeline:
     return _Answer(t0, cache, prefix_valid, carry, text_rng, talker_cache,
                    jnp.full((1,), self.speech_vocab.bos_id, jnp.int32), speech_rng)
 
+  def _start_saying(self, text: str, rng: Array) -> _Answer:
+    """An answer whose text is given (`speak`): no Thinker, an empty Talker cache."""
+    cfg, tok = self.cfg, self.text_tokenizer
+    ids = (list(tok.encode(text)) + [tok.eos_id])[:cfg.max_text_tokens]
+    ids += [tok.eos_id] * (cfg.num_text_blocks * cfg.text_block - len(ids))
+    talker_cache = part_lm(self.model, "talker").init_cache(
+        1, cfg.text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
+    _, speech_rng = jax.random.split(rng)  # the speech draws `stream` makes from `rng`
+    return _Answer(time.perf_counter(), None, None, None, None, talker_cache,
+                   jnp.full((1,), self.speech_vocab.bos_id, jnp.int32), speech_rng,
+                   given_text=ids)
+
   def _text_event(self, a: _Answer) -> StreamEvent:
-    """Decodes the next Thinker block and writes it into the Talker's text slots."""
+    """Decodes the next Thinker block (or takes it from the given text) and writes it into
+    the Talker's text slots."""
     tok, j = self.text_tokenizer, a.num_blocks
-    a.text_rng, key = jax.random.split(a.text_rng)
-    tokens, hidden, a.thinker_carry, a.thinker_cache, block_nfe = thinker_block(
-        self.model, self.params, a.thinker_cache, a.prefix_valid, a.thinker_carry, jnp.int32(j),
-        key, cfg=self.cfg, mask_id=tok.mask_id, eos_id=tok.eos_id)
+    if a.given_text is not None:
+      block = self.cfg.text_block
+      tokens = jnp.asarray([a.given_text[j * block:(j + 1) * block]], jnp.int32)  # [1, B]
+      hidden = jnp.zeros((*tokens.shape, self.model.thinker.embed_dim), jnp.float32)
+      block_nfe = 0
+    else:
+      a.text_rng, key = jax.random.split(a.text_rng)
+      tokens, hidden, a.thinker_carry, a.thinker_cache, block_nfe = thinker_block(
+          self.model, self.params, a.thinker_cache, a.prefix_valid, a.thinker_carry,
+          jnp.int32(j), key, cfg=self.cfg, mask_id=tok.mask_id, eos_id=tok.eos_id)
     a.talker_cache = talker_write_text(self.model, self.params, a.talker_cache, tokens, hidden,
                                        jnp.int32(j), cfg=self.cfg)
     a.text.extend(int(t) for t in np.asarray(tokens[0]))
@@ -326,11 +345,12 @@ class SpeechPipeline:
   def _answer_text(self, a: _Answer) -> str:
     return self.text_tokenizer.decode(a.text[:self._num_text(a)])
 
-  def _events(self, wav: np.ndarray, rng: Array, interleave: bool) -> Iterator[StreamEvent]:
-    """One answer in decoding order: a `text` event per Thinker block, a `units` event per
-    Talker chunk. Chunk k starts once the text it may see is decoded (interleave) or
-    after all text; the text is always finished, even when the speech ended first."""
-    a = self._start(wav, rng)
+  def _events(self, start: Callable[[], _Answer], interleave: bool) -> Iterator[StreamEvent]:
+    """One answer (begun by `start()` at the first event) in decoding order: a `text` event
+    per Thinker block, a `units` event per Talker chunk. Chunk k starts once the text it
+    may see is decoded (interleave) or after all text; the text is always finished, even
+    when the speech ended first."""
+    a = start()
     while not a.speech_done:
       need = talker_lib.visible_text(a.num_chunks, self.cfg.text_per_chunk)
       while not a.text_done and (not interleave or len(a.text) < need):
@@ -343,7 +363,22 @@ class SpeechPipeline:
              interleave: bool = True) -> Iterator[StreamEvent]:
     """Yields text events as blocks finish and audio events as speech chunks are voiced
     (unit events instead without a vocoder)."""
-    events = self._events(wav, jax.random.key(0) if rng is None else rng, interleave)
+    rng = jax.random.key(0) if rng is None else rng
+    return self._voiced(self._events(lambda: self._start(wav, rng), interleave))
+
+  def speak(self, text: str, rng: Optional[Array] = None) -> Iterator[StreamEvent]:
+    """The Talker saying `text` as if its Thinker had printed it, streamed as `stream`
+    streams (no Thinker runs: its forwards are 0): every Talker judged on the same texts.
+    Text-only Talkers (`talker.thinker_states=False`) only: the states of a Thinker that
+    did not print `text` are not those the Talker was trained on."""
+    if self.model.talker.thinker_states:
+      raise ValueError("speak() needs a Talker that reads the answer text alone "
+                       "(talker.thinker_states=False); this one reads the Thinker's states")
+    rng = jax.random.key(0) if rng is None else rng
+    return self._voiced(self._events(lambda: self._start_saying(text, rng), True))
+
+  def _voiced(self, events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
+    """`events` with each voiced piece of audio (unit events as they are, no vocoder)."""
     if self.vocoder is None:
       yield from events
       return
@@ -368,7 +403,8 @@ class SpeechPipeline:
 
   def respond(self, wav: np.ndarray, rng: Optional[Array] = None) -> dict[str, Any]:
     """The whole answer at once: all text first, then all speech, one-shot vocoder."""
-    events = list(self._events(wav, jax.random.key(0) if rng is None else rng, False))
+    rng = jax.random.key(0) if rng is None else rng
+    events = list(self._events(lambda: self._start(wav, rng), False))
     chunks = [e.units for e in events if e.kind == "units"]
     units = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
     audio = self.vocoder.synthesize(units) if self.vocoder is not None and units.size else None
@@ -393,6 +429,7 @@ class _Answer:
   speech_done: bool = False
   nfe: int = 0  # network forwards so far (Thinker + Talker)
   thinker_nfe: int = 0  # of which the Thinker's
+  given_text: Optional[list[int]] = None  # text ids said instead of the Thinker's (`speak`)
 
 
 class _Pending:
