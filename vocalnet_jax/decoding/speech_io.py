@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import jax
 import ml_collections
@@ -101,10 +101,20 @@ class AnswerReport:
 
 def answer(pipe: streaming.SpeechPipeline, wav: np.ndarray) -> AnswerReport:
   """Streams one answer, collecting text, audio and the latencies of first outputs."""
+  return collect(pipe.stream(wav))
+
+
+def say(pipe: streaming.SpeechPipeline, text: str) -> AnswerReport:
+  """The pipeline's Talker saying `text` (`SpeechPipeline.speak`), collected as `answer`."""
+  return collect(pipe.speak(text))
+
+
+def collect(events: Iterator[streaming.StreamEvent]) -> AnswerReport:
+  """Consumes a not yet started stream of events: text, audio and first-output latencies."""
   tick = time.perf_counter()
   first_text = first_audio = None
   audio, text, nfe, thinker_nfe = [], "", 0, 0
-  for event in pipe.stream(wav):
+  for event in events:
     if event.text and first_text is None:
       first_text = event.time_s  # when the Thinker produced it (events may be yielded later)
     if event.audio is not None:

@@ -261,9 +261,29 @@ def _answer_all(pipe: streaming.SpeechPipeline, examples: Sequence[dict],
                 train_questions: set[str]) -> list[speech_eval.SpokenAnswer]:
   """Streams every answer (after one untimed call that compiles), then scores them and
   writes answer_i.wav (silent answers: no file)."""
-  os.makedirs(out_dir, exist_ok=True)
   speech_io.answer(pipe, examples[0]["audio"])  # compile
   reports = [speech_io.answer(pipe, ex["audio"]) for ex in examples]
+  return _scored(pipe, examples, reports, voices, asr, judge, out_dir, train_questions)
+
+
+def say_all(pipe: streaming.SpeechPipeline, judges: Judges, texts: Sequence[str],
+            out_dir: str) -> list[speech_eval.SpokenAnswer]:
+  """The pipeline's Talker saying texts[i] for question i of `judges` (`speech_io.say`:
+  no Thinker; text-only Talkers), scored as answers printing texts[i]; writes
+  answer_i.wav."""
+  speech_io.say(pipe, texts[0])  # compile
+  reports = [speech_io.say(pipe, text) for text in texts]
+  return _scored(pipe, judges.examples, reports, judges.voices, judges.asr,
+                 judges.forced_choice, out_dir, judges.train_questions)
+
+
+def _scored(pipe: streaming.SpeechPipeline, examples: Sequence[dict],
+            reports: Sequence[speech_io.AnswerReport],
+            voices: Sequence[Optional[tts.Speaker]], asr: asr_lib.PocketSphinxASR,
+            judge: Optional[forced_choice.ForcedChoice], out_dir: str,
+            train_questions: set[str]) -> list[speech_eval.SpokenAnswer]:
+  """Each report judged against its own text; writes answer_i.wav (silent: no file)."""
+  os.makedirs(out_dir, exist_ok=True)
   answers = []
   for i, (ex, r) in enumerate(zip(examples, reports)):
     if r.audio is not None:

@@ -1,0 +1,104 @@
+"""The AR and MDM Talkers saying the same texts, judged as spoken answers are judged.
+
+  python -m benchmarks.talker_same_text --checkpoint=demo_out/ar_stage2 \
+      --checkpoint=demo_out/mdm_stage2 --vocoder=demo_out/vocoder/vocoder --split=heldout \
+      --n=50 --steps=1,2,4 --out=benchmarks/results/talker_same_text_heldout_tiny_cpu.json
+
+Why: `launch.evaluate` judges each spoken answer against the text its own Thinker printed,
+so two models' WERs mix what each Thinker printed with how its Talker says it. Here no
+Thinker runs: every Talker says the same texts (`SpeechPipeline.speak`), by default the
+split's reference answers, or with --texts_from=DIR the texts a model printed in an
+earlier `launch.evaluate` (DIR/eval.json, its first setting), and each is judged by the ASR
+(WER against the text) and the forced choice (identified as the text), beside both judges'
+floors on the corpus audio and the vocoder's resynthesis of the same references. MDM
+Talkers say each text at each S of --steps (chunk steps, --rule). Text-only Talkers
+(`talker.thinker_states=False`, the demo's) only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+
+from absl import app, flags
+
+from launch import logs
+from vocalnet_jax.decoding import speech_io, streaming
+from vocalnet_jax.evaluation import result_file, speech_eval, speech_evaluator
+from vocalnet_jax.modeling import run_config
+from vocalnet_jax.modeling.validate import ConfigError
+
+_CHECKPOINT = flags.DEFINE_multi_string("checkpoint", None, "Stage-2 workdirs (AR and/or MDM) "
+                                        "with text-only Talkers.")
+_VOCODER = flags.DEFINE_string("vocoder", None, "Vocoder directory.")
+_SPLIT = flags.DEFINE_string("split", "heldout", "Corpus split: its first n questions.")
+_N = flags.DEFINE_integer("n", 50, "Questions.")
+_STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM Talker steps per chunk, one row each.")
+_RULE = flags.DEFINE_string("rule", "threshold", "MDM commit rule (the demo evaluation's).")
+_TEXTS_FROM = flags.DEFINE_string("texts_from", "", "An evaluation directory (DIR/eval.json of "
+                                  "the same split) whose printed texts are said instead of "
+                                  "the reference answers.")
+_WAV_DIR = flags.DEFINE_string("wav_dir", "", "Where the WAVs go (default: a temporary folder).")
+_OUT = flags.DEFINE_string("out", None, "Result file.")
+flags.mark_flags_as_required(["checkpoint", "vocoder", "out"])
+
+
+def texts_to_say(judges: speech_evaluator.Judges, texts_from: str, split: str) -> list[str]:
+  """The reference answers of the judged questions, or the texts an evaluation printed."""
+  if not texts_from:
+    return [e["answer"] for e in judges.examples]
+  path = os.path.join(texts_from, "eval.json")
+  if not os.path.isfile(path):
+    raise ConfigError(f"--texts_from={texts_from}: {path} does not exist")
+  with open(path, encoding="utf-8") as f:
+    earlier = json.load(f)
+  examples = next(iter(earlier["settings"].values()))["examples"]
+  questions = [e["question"] for e in judges.examples]
+  if earlier["split"] != split or [e["question"] for e in examples][:len(questions)] != questions:
+    raise ConfigError(f"--texts_from={texts_from}: {path} answered other questions than the "
+                      f"first {len(questions)} of split {split!r}")
+  return [e["printed"] for e in examples[:len(questions)]]
+
+
+def main(argv):
+  del argv
+  configs = [run_config.resolve(None, c) for c in _CHECKPOINT.value]
+  for checkpoint, config in zip(_CHECKPOINT.value, configs):
+    speech_io.check_speaking_inputs(config, checkpoint, _VOCODER.value)
+    if config.talker.get("thinker_states", True):
+      raise ConfigError(f"--checkpoint={checkpoint}: its Talker reads the Thinker's states "
+                        "(talker.thinker_states=True); only text-only Talkers say given texts")
+  judges = speech_evaluator.Judges.of(configs[0], _SPLIT.value, _N.value)
+  texts = texts_to_say(judges, _TEXTS_FROM.value, _SPLIT.value)
+  wav_dir = _WAV_DIR.value or tempfile.mkdtemp(prefix="talker_same_text_")
+  vocoder, settings = None, {}
+  for checkpoint, config in zip(_CHECKPOINT.value, configs):
+    pipe = speech_io.load_pipeline(config, checkpoint, None if vocoder else _VOCODER.value)
+    vocoder = vocoder or pipe.vocoder
+    pipe = dataclasses.replace(pipe, vocoder=vocoder)
+    speech_io.check_vocoder_fits(pipe, _VOCODER.value)
+    steps = [0] if config.objective == "ar" else [int(s) for s in _STEPS.value]
+    for s in steps:
+      name = "ar" if config.objective == "ar" else f"mdm_steps{s}"
+      setting = dataclasses.replace(pipe, cfg=streaming.stream_config(
+          config, s or None, s or None, _RULE.value))
+      answers = speech_evaluator.say_all(setting, judges, texts, os.path.join(wav_dir, name))
+      settings[name] = {"checkpoint": checkpoint, "steps": s or None,
+                        "summary": speech_eval.summarize(answers),
+                        "examples": [dataclasses.asdict(a) for a in answers]}
+      summary = settings[name]["summary"]
+      print(name, {k: summary[k] for k in ("wer_vs_printed", "identified", "talker_nfe")
+                   if k in summary}, flush=True)
+  floors, _ = speech_evaluator.judge_floors(configs[0], vocoder, judges,
+                                            os.path.join(wav_dir, "floors"))
+  print(speech_eval.format_table({k: v["summary"] for k, v in settings.items()}, floors))
+  result_file.write(_OUT.value, {
+      "checkpoints": _CHECKPOINT.value, "vocoder": _VOCODER.value, "split": _SPLIT.value,
+      "n": len(texts), "texts": _TEXTS_FROM.value or "reference answers",
+      "mdm_rule": _RULE.value}, {"settings": settings, "floors": floors},
+      command=result_file.command_line(module="benchmarks.talker_same_text"))
+
+
+if __name__ == "__main__":
+  app.run(logs.main_quietly(main))
