@@ -17,7 +17,6 @@ Talkers say each text at each S of --steps (chunk steps, --rule). Text-only Talk
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 
@@ -44,23 +43,6 @@ _OUT = flags.DEFINE_string("out", None, "Result file.")
 flags.mark_flags_as_required(["checkpoint", "vocoder", "out"])
 
 
-def texts_to_say(judges: speech_evaluator.Judges, texts_from: str, split: str) -> list[str]:
-  """The reference answers of the judged questions, or the texts an evaluation printed."""
-  if not texts_from:
-    return [e["answer"] for e in judges.examples]
-  path = os.path.join(texts_from, "eval.json")
-  if not os.path.isfile(path):
-    raise ConfigError(f"--texts_from={texts_from}: {path} does not exist")
-  with open(path, encoding="utf-8") as f:
-    earlier = json.load(f)
-  examples = next(iter(earlier["settings"].values()))["examples"]
-  questions = [e["question"] for e in judges.examples]
-  if earlier["split"] != split or [e["question"] for e in examples][:len(questions)] != questions:
-    raise ConfigError(f"--texts_from={texts_from}: {path} answered other questions than the "
-                      f"first {len(questions)} of split {split!r}")
-  return [e["printed"] for e in examples[:len(questions)]]
-
-
 def main(argv):
   del argv
   configs = [run_config.resolve(None, c) for c in _CHECKPOINT.value]
@@ -70,7 +52,9 @@ def main(argv):
       raise ConfigError(f"--checkpoint={checkpoint}: its Talker reads the Thinker's states "
                         "(talker.thinker_states=True); only text-only Talkers say given texts")
   judges = speech_evaluator.Judges.of(configs[0], _SPLIT.value, _N.value)
-  texts = texts_to_say(judges, _TEXTS_FROM.value, _SPLIT.value)
+  texts = ([e["answer"] for e in judges.examples] if not _TEXTS_FROM.value else
+           speech_evaluator.printed_texts(_TEXTS_FROM.value, _SPLIT.value,
+                                          [e["question"] for e in judges.examples]))
   wav_dir = _WAV_DIR.value or tempfile.mkdtemp(prefix="talker_same_text_")
   vocoder, settings = None, {}
   for checkpoint, config in zip(_CHECKPOINT.value, configs):

@@ -212,6 +212,19 @@ def test_reused_floors_need_the_same_split_questions_and_vocoder(tmp_path):
     speech_evaluator.reused_floors(str(tmp_path / "none"), "test", ["q0"], "v")
 
 
+def test_printed_texts_are_an_earlier_evaluations_for_the_same_questions(tmp_path):
+  examples = [{"question": "q0", "printed": "a0"}, {"question": "q1", "printed": "a1"}]
+  (tmp_path / "eval.json").write_text(json.dumps(
+      {"split": "test", "settings": {"ar": {"examples": examples}}}))
+  assert speech_evaluator.printed_texts(str(tmp_path), "test", ["q0", "q1"]) == ["a0", "a1"]
+  assert speech_evaluator.printed_texts(str(tmp_path), "test", ["q0"]) == ["a0"]
+  for args in (("heldout", ["q0"]), ("test", ["q1"]), ("test", ["q0", "q1", "q2"])):
+    with pytest.raises(ConfigError, match="answered other questions"):
+      speech_evaluator.printed_texts(str(tmp_path), *args)
+  with pytest.raises(ConfigError, match="--texts_from=.* does not exist"):
+    speech_evaluator.printed_texts(str(tmp_path / "none"), "test", ["q0"])
+
+
 def _example(printed, errors, words, identified):
   return {"printed": printed, "word_errors": errors, "words": words, "identified": identified}
 

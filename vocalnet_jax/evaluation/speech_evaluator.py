@@ -239,11 +239,7 @@ def reused_floors(directory: str, split: str, questions: Sequence[str],
                   vocoder: Optional[str]) -> tuple[dict, list[dict]]:
   """The floors of DIRECTORY/eval.json, if it judged the same split, questions and vocoder
   (ConfigError naming the first difference otherwise)."""
-  path = os.path.join(directory, "eval.json")
-  if not os.path.isfile(path):
-    raise ConfigError(f"--floors_from={directory}: {path} does not exist")
-  with open(path, encoding="utf-8") as f:
-    earlier = json.load(f)
+  earlier, path = _earlier_evaluation(directory, "floors_from")
   floors = dict(earlier["floors"])
   examples = floors.pop("examples")
   for what, theirs, ours in (("split", earlier["split"], split),
@@ -253,6 +249,27 @@ def reused_floors(directory: str, split: str, questions: Sequence[str],
       raise ConfigError(f"--floors_from={directory} judged other {what} ({path}); evaluate "
                         "without it")
   return floors, examples
+
+
+def printed_texts(directory: str, split: str, questions: Sequence[str]) -> list[str]:
+  """The texts DIRECTORY/eval.json's first setting printed for `questions`, the first
+  questions of `split` (ConfigError if it answered others)."""
+  earlier, path = _earlier_evaluation(directory, "texts_from")
+  examples = next(iter(earlier["settings"].values()))["examples"][:len(questions)]
+  if earlier["split"] != split or [e["question"] for e in examples] != list(questions):
+    raise ConfigError(f"--texts_from={directory}: {path} answered other questions than the "
+                      f"first {len(questions)} of split {split!r}")
+  return [e["printed"] for e in examples]
+
+
+def _earlier_evaluation(directory: str, flag: str) -> tuple[dict[str, Any], str]:
+  """DIRECTORY/eval.json of an earlier evaluation and its path (ConfigError naming --flag
+  if it is missing)."""
+  path = os.path.join(directory, "eval.json")
+  if not os.path.isfile(path):
+    raise ConfigError(f"--{flag}={directory}: {path} does not exist")
+  with open(path, encoding="utf-8") as f:
+    return json.load(f), path
 
 
 def _answer_all(pipe: streaming.SpeechPipeline, examples: Sequence[dict],
