@@ -99,13 +99,13 @@ def _job(admitted_at, *items):
 
 def test_start_by_is_arrival_while_silent_then_end_of_audio_less_the_last_chunks_work():
   silent = _job(3.0, (0.0, 3.0, 3.5))  # a text step: still silent
-  assert silent.start_by() == 3.0 and silent.steps == 1
+  assert silent.start_by() == 3.0 and silent.first_audio_at is None
   # heard at 5.0 after 2 s of work (text 3-4, audio 4-5) carrying 0.5 s; then 1 s more
   # audio made in 0.25 s: it plays until 6.5 and its chunks take 0.25 s to make.
   playing = _job(3.0, (0.0, 3.0, 4.0), (0.5, 4.0, 5.0))
   assert playing.first_audio_at == 5.0 and playing.start_by() == 5.0 + 0.5 - 2.0
   playing.record_step(1.0, 5.0, 5.25)
-  assert playing.start_by() == 5.0 + 1.5 - 0.25 and playing.steps == 3
+  assert playing.start_by() == 5.0 + 1.5 - 0.25 and playing.first_audio_at == 5.0
 
 
 def test_the_most_urgent_is_a_playing_answer_only_when_it_would_run_dry_first():

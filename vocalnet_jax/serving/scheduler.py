@@ -10,9 +10,9 @@ goes to the active request whose listener would wait soonest (`Job.start_by`):
 - a request that is playing has until its audio runs out, less the decoding time its last
   chunk took.
 Streaming answers are decoded faster than they play, so a new question's first audio waits
-only for the one step in progress, not for the steps of every answer being spoken (as it
-does under round-robin or least-attained-service), and no playing answer runs dry while
-the decoder can keep ahead of it. Up to `max_waiting` more wait for a slot; beyond that
+for the step in progress and the silent questions that arrived before it, not for the
+steps of every answer being spoken (as under round-robin or least-attained-service), and
+no playing answer runs dry while the decoder can keep ahead of it. Up to `max_waiting` more wait for a slot; beyond that
 `submit` refuses with `Busy`. `cancel` (a client gone) drops a waiting request at once and
 an active one before its next step, closing its iterator: its slot is free for the next.
 """
@@ -42,7 +42,6 @@ class Job:
   emit: Callable[[Any], None]
   is_final: Callable[[Any], bool] = lambda item: False  # the answer is complete after it
   audio_s: Callable[[Any], float] = lambda item: 0.0
-  steps: int = 0
   cancelled: bool = False
   events: Optional[Iterator[Any]] = None
   # Scheduling state, in the scheduler's clock (seconds).
@@ -61,7 +60,6 @@ class Job:
 
   def record_step(self, item: Any, started: float, ended: float) -> None:
     """Accounts one step that emitted `item` (a no-op for its audio if it carries none)."""
-    self.steps += 1
     self.work_since_audio_s += ended - started
     seconds = self.audio_s(item)
     if seconds > 0:
