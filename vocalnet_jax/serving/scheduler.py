@@ -12,9 +12,10 @@ goes to the active request whose listener would wait soonest (`Job.start_by`):
 Streaming answers are decoded faster than they play, so a new question's first audio waits
 for the step in progress and the silent questions that arrived before it, not for the
 steps of every answer being spoken (as under round-robin or least-attained-service), and
-no playing answer runs dry while the decoder can keep ahead of it. Up to `max_waiting` more wait for a slot; beyond that
-`submit` refuses with `Busy`. `cancel` (a client gone) drops a waiting request at once and
-an active one before its next step, closing its iterator: its slot is free for the next.
+no playing answer runs dry while the decoder can keep ahead of it. Up to `max_waiting`
+more wait for a slot; beyond that `submit` refuses with `Busy`. `cancel` (a client gone)
+drops a waiting request at once and an active one before its next step, closing its
+iterator: its slot is free for the next.
 """
 from __future__ import annotations
 
