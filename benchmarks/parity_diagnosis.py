@@ -11,8 +11,10 @@ pre-training (one seed of `benchmarks/mdm_parity.sh`):
     the three models (the MDM's first token of a block is this prediction when its logits
     are shifted) and the MDM denoiser's accuracy with the earlier blocks clean and its block
     all [MASK] (the state S = 1 decodes from; other S only reorder commits inside a block)
-    or with only the scored token masked (the denoiser's best case, no decoding-order effect);
-    split into first token / later answer tokens / the eos-filled remainder, per task.
+    or with only the scored token masked (the denoiser's best case, no decoding-order effect),
+    and for a row trained and decoded left to right, from exactly the state its S = B/4
+    decoder predicts each position from; split into first token / later answer tokens /
+    the eos-filled remainder, per task.
 
   python -m benchmarks.parity_diagnosis --workdir=workdirs/mdm_parity/s2 \
       --mdm_row=mdm_adapted_shift_b4 --out=benchmarks/results/parity_diagnosis_seed2.json
@@ -83,9 +85,12 @@ def ar_teacher_forced(m: Loaded, data: dict) -> np.ndarray:
   return np.asarray(jax.nn.log_softmax(m.fns.logits(states.shifted_context())))
 
 
-def mdm_teacher_forced(m: Loaded, data: dict, leave_one_out: bool) -> np.ndarray:
-  """[n, R, vocab] log-probs of the MDM denoiser with every earlier block clean and its own
-  block all [MASK] (leave_one_out: only the predicted position masked, B passes)."""
+def mdm_teacher_forced(m: Loaded, data: dict, state: str) -> np.ndarray:
+  """[n, R, vocab] log-probs of the MDM denoiser with every earlier block clean and, in its
+  own block, `state`: `block` all [MASK] (the state S = 1 decodes from); `one` only the
+  predicted position masked (B passes: the denoiser's best case); `left_to_right` the
+  state a left-to-right decoder at S = B/4 predicts each position from (its group of B/S
+  and every later offset masked, the earlier ones clean; S passes)."""
   d, tok = m.config.diffusion, m.tokenizer
   block, rb = d.block_size, _batch(m, data)
   valid = masking.block_valid(rb.response_valid, block)
@@ -99,12 +104,29 @@ def mdm_teacher_forced(m: Loaded, data: dict, leave_one_out: bool) -> np.ndarray
     return np.asarray(jax.nn.log_softmax(logits))
 
   offset = np.arange(clean.shape[1]) % block
-  if not leave_one_out:
-    return log_probs(jnp.ones(clean.shape[1], bool))
+  # the left-to-right sampler's masked count before each step masks a block's last offsets
+  # (`masking.left_to_right_priority`); a step commits down to the next step's count
+  left = [*np.asarray(masking.topk_remaining(jnp.int32(block), decode_steps(block))), 0]
+  passes = {"block": [(offset >= 0, offset >= 0)],
+            "one": [(offset == k, offset == k) for k in range(block)],
+            "left_to_right": [(offset >= block - n, (offset >= block - n)
+                               & (offset < block - after)) for n, after in zip(left, left[1:])]
+            }[state]
   out = np.zeros(clean.shape + (m.module.vocab_size,), np.float32)
-  for k in range(block):
-    out[:, offset == k] = log_probs(jnp.asarray(offset == k))[:, offset == k]
+  for masked, predicted in passes:
+    out[:, predicted] = log_probs(jnp.asarray(masked))[:, predicted]
   return out
+
+
+def decode_steps(block: int) -> int:
+  """S = B/4, the steps every row is decoded and diagnosed at."""
+  return max(block // 4, 1)
+
+
+def decode_rule(config) -> str:
+  """The rule a row is decoded with: left to right if trained on that sampler's states."""
+  return ("left_to_right" if config.diffusion.get("commit_order", "confidence")
+          == "left_to_right" else "topk")
 
 
 def position_kinds(data: dict, block: int) -> dict[str, np.ndarray]:
@@ -141,8 +163,8 @@ def decoded_errors(m: Loaded, data: dict, mode: str, first_log_probs: np.ndarray
   their first wrong position. first_log_probs: [n, vocab] the first token's log-probs (the
   prefix's last state: the same for AR and a shifted MDM)."""
   block = m.config.diffusion.block_size
-  steps = max(block // 4, 1)
-  cfg = text_eval.decoder_config(m.config, m.tokenizer, mode, steps)
+  cfg = text_eval.decoder_config(m.config, m.tokenizer, mode, decode_steps(block),
+                                 rule=decode_rule(m.config))
   texts, _, _ = text_eval.decode_answers(decoder_lm(m.module), m.params, m.tokenizer,
                                          jnp.asarray(data["prompt"]),
                                          jnp.asarray(data["prompt_valid"]), cfg,
@@ -183,11 +205,13 @@ def main(argv):
       masking.block_valid(jnp.asarray(data["response_valid"]), block), mdm.tokenizer.eos_id))
   teacher = {"pretrained_ar": ar_teacher_forced(pre, data), "ar": ar_teacher_forced(ar, data),
              "mdm_as_ar": ar_teacher_forced(mdm, data),
-             "mdm_block_masked": mdm_teacher_forced(mdm, data, leave_one_out=False),
-             "mdm_one_masked": mdm_teacher_forced(mdm, data, leave_one_out=True)}
+             "mdm_block_masked": mdm_teacher_forced(mdm, data, "block"),
+             "mdm_one_masked": mdm_teacher_forced(mdm, data, "one")}
+  if decode_rule(mdm.config) == "left_to_right":
+    teacher["mdm_left_to_right_state"] = mdm_teacher_forced(mdm, data, "left_to_right")
   answer_kinds = {k: v for k, v in kinds.items() if k != "remainder"}
-  tables = {name: accuracy_table(lp, targets, kinds if name.startswith("mdm_block")
-                                 or name == "mdm_one_masked" else answer_kinds, data["task"])
+  tables = {name: accuracy_table(lp, targets, kinds if name.startswith("mdm_") and
+                                 name != "mdm_as_ar" else answer_kinds, data["task"])
             for name, lp in teacher.items()}
   decoded = {"pretrained_ar": decoded_errors(pre, data, "ar", teacher["pretrained_ar"][:, 0]),
              "ar": decoded_errors(ar, data, "ar", teacher["ar"][:, 0]),
