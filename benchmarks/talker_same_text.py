@@ -41,6 +41,9 @@ _TEXTS_FROM = flags.DEFINE_string("texts_from", "", "An evaluation directory (DI
 _WAV_DIR = flags.DEFINE_string("wav_dir", "", "Where the WAVs go (default: a temporary folder).")
 _OUT = flags.DEFINE_string("out", None, "Result file.")
 flags.mark_flags_as_required(["checkpoint", "vocoder", "out"])
+# what a Talker saying given texts is judged by (exact match is 1 by construction)
+SUMMARY = ("wer_vs_printed", "identified", "mel_distance", "num_with_audio", "talker_nfe",
+           "first_audio_s", "total_s", "audio_s")
 
 
 def main(argv):
@@ -56,7 +59,7 @@ def main(argv):
            speech_evaluator.printed_texts(_TEXTS_FROM.value, _SPLIT.value,
                                           [e["question"] for e in judges.examples]))
   wav_dir = _WAV_DIR.value or tempfile.mkdtemp(prefix="talker_same_text_")
-  vocoder, settings = None, {}
+  vocoder, settings, summaries = None, {}, {}
   for checkpoint, config in zip(_CHECKPOINT.value, configs):
     pipe = speech_io.load_pipeline(config, checkpoint, None if vocoder else _VOCODER.value)
     vocoder = vocoder or pipe.vocoder
@@ -68,15 +71,14 @@ def main(argv):
       setting = dataclasses.replace(pipe, cfg=streaming.stream_config(
           config, s or None, s or None, _RULE.value))
       answers = speech_evaluator.say_all(setting, judges, texts, os.path.join(wav_dir, name))
+      summary = summaries[name] = speech_eval.summarize(answers)
       settings[name] = {"checkpoint": checkpoint, "steps": s or None,
-                        "summary": speech_eval.summarize(answers),
+                        "summary": {k: summary[k] for k in SUMMARY},
                         "examples": [dataclasses.asdict(a) for a in answers]}
-      summary = settings[name]["summary"]
-      print(name, {k: summary[k] for k in ("wer_vs_printed", "identified", "talker_nfe")
-                   if k in summary}, flush=True)
+      print(name, settings[name]["summary"], flush=True)
   floors, _ = speech_evaluator.judge_floors(configs[0], vocoder, judges,
                                             os.path.join(wav_dir, "floors"))
-  print(speech_eval.format_table({k: v["summary"] for k, v in settings.items()}, floors))
+  print(speech_eval.format_table(summaries, floors))
   result_file.write(_OUT.value, {
       "checkpoints": _CHECKPOINT.value, "vocoder": _VOCODER.value, "split": _SPLIT.value,
       "n": len(texts), "texts": _TEXTS_FROM.value or "reference answers",
