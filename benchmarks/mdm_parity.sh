@@ -67,7 +67,7 @@ for seed in $SEEDS; do
         case $row in
           *uniform*) args+=(--config.diffusion.masking=uniform "${block[@]}") ;;
           *hierarchical*) args+=("${block[@]}") ;;
-          *adapted_causal_ar*) w=${row#*_causal_ar}; w=${w%%_b*}
+          *adapted_causal_ar*) w=${row#*_causal_ar}; w=${w%%_*}
             args+=(--config.init_from="$S/pretrain" "${shifted[@]}"
               --config.diffusion.clean_attention=causal --config.diffusion.ar_weight="$w") ;;
           *adapted_causal*) args+=(--config.init_from="$S/pretrain" "${shifted[@]}"
