@@ -102,5 +102,7 @@ for seed in $SEEDS; do
     mv "$S/$row/eval.json.tmp" "$S/$row/eval.json"
   done
 done
+ROWS=$(echo $ROWS)  # one line
 $PY -m benchmarks.parity_table --workdir="$W" --seeds="$SEEDS" --rows="$ROWS" \
-  --pre_steps="$PRE_STEPS" --steps="$STEPS" --out="$OUT"
+  --pre_steps="$PRE_STEPS" --steps="$STEPS" --out="$OUT" \
+  --command="W=$W SEEDS=\"$SEEDS\" EVAL=$EVAL ROWS=\"$ROWS\" PRE_STEPS=$PRE_STEPS STEPS=$STEPS OUT=$OUT bash benchmarks/mdm_parity.sh"
