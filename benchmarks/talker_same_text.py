@@ -59,12 +59,10 @@ def main(argv):
            speech_evaluator.printed_texts(_TEXTS_FROM.value, _SPLIT.value,
                                           [e["question"] for e in judges.examples]))
   wav_dir = _WAV_DIR.value or tempfile.mkdtemp(prefix="talker_same_text_")
-  vocoder, settings, summaries = None, {}, {}
-  for checkpoint, config in zip(_CHECKPOINT.value, configs):
-    pipe = speech_io.load_pipeline(config, checkpoint, None if vocoder else _VOCODER.value)
-    vocoder = vocoder or pipe.vocoder
-    pipe = dataclasses.replace(pipe, vocoder=vocoder)
-    speech_io.check_vocoder_fits(pipe, _VOCODER.value)
+  settings, summaries = {}, {}
+  pipes = speech_io.load_speaking_pipelines(list(zip(configs, _CHECKPOINT.value)),
+                                            _VOCODER.value)
+  for checkpoint, config, pipe in zip(_CHECKPOINT.value, configs, pipes):
     steps = [0] if config.objective == "ar" else [int(s) for s in _STEPS.value]
     for s in steps:
       name = "ar" if config.objective == "ar" else f"mdm_steps{s}"
@@ -76,7 +74,7 @@ def main(argv):
                         "summary": {k: summary[k] for k in SUMMARY},
                         "examples": [dataclasses.asdict(a) for a in answers]}
       print(name, settings[name]["summary"], flush=True)
-  floors, _ = speech_evaluator.judge_floors(configs[0], vocoder, judges,
+  floors, _ = speech_evaluator.judge_floors(configs[0], pipes[0].vocoder, judges,
                                             os.path.join(wav_dir, "floors"))
   print(speech_eval.format_table(summaries, floors))
   result_file.write(_OUT.value, {

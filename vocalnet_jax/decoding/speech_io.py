@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import jax
 import ml_collections
@@ -59,6 +59,22 @@ def load_pipeline(config: ml_collections.ConfigDict, checkpoint: Optional[str],
       streaming.stream_config(config, text_steps or None, speech_steps or None, rule),
       mel_config(config),
       Vocoder.load(vocoder_dir) if vocoder_dir else None)
+
+
+def load_speaking_pipelines(runs: Sequence[tuple[ml_collections.ConfigDict, str]],
+                            vocoder_dir: str, steps: int = 0,
+                            rule: str = "topk") -> list[streaming.SpeechPipeline]:
+  """A SpeechPipeline per (config, checkpoint), all speaking through one vocoder loaded
+  once from `vocoder_dir` (ConfigError if it reads other units than a model speaks)."""
+  vocoder, pipelines = None, []
+  for config, checkpoint in runs:
+    pipe = load_pipeline(config, checkpoint, None if vocoder else vocoder_dir, steps, steps,
+                         rule)
+    vocoder = vocoder or pipe.vocoder
+    pipe = dataclasses.replace(pipe, vocoder=vocoder)
+    check_vocoder_fits(pipe, vocoder_dir)
+    pipelines.append(pipe)
+  return pipelines
 
 
 def mel_config(config: ml_collections.ConfigDict) -> features.MelConfig:

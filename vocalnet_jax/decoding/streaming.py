@@ -279,23 +279,25 @@ class SpeechPipeline:
     cache, prefix_valid, carry = thinker_prefill(self.model, self.params, *self._mel(wav),
                                                  cfg=cfg, head=head, tail=tail,
                                                  mask_id=tok.mask_id)
-    talker_cache = part_lm(self.model, "talker").init_cache(
-        1, cfg.text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
     text_rng, speech_rng = jax.random.split(rng)  # independent text and speech draws
-    return _Answer(t0, cache, prefix_valid, carry, text_rng, talker_cache,
-                   jnp.full((1,), self.speech_vocab.bos_id, jnp.int32), speech_rng)
+    return _Answer(t0, cache, prefix_valid, carry, text_rng, *self._empty_talker(),
+                   speech_rng)
+
+  def _empty_talker(self) -> tuple[Cache, Array]:
+    """The Talker's empty cache and its first AR input (bos) [1]."""
+    cfg = self.cfg
+    cache = part_lm(self.model, "talker").init_cache(
+        1, cfg.text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
+    return cache, jnp.full((1,), self.speech_vocab.bos_id, jnp.int32)
 
   def _start_saying(self, text: str, rng: Array) -> _Answer:
     """An answer whose text is given (`speak`): no Thinker, an empty Talker cache."""
     cfg, tok = self.cfg, self.text_tokenizer
     ids = (list(tok.encode(text)) + [tok.eos_id])[:cfg.max_text_tokens]
     ids += [tok.eos_id] * (cfg.num_text_blocks * cfg.text_block - len(ids))
-    talker_cache = part_lm(self.model, "talker").init_cache(
-        1, cfg.text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
     _, speech_rng = jax.random.split(rng)  # the speech draws `stream` makes from `rng`
-    return _Answer(time.perf_counter(), None, None, None, None, talker_cache,
-                   jnp.full((1,), self.speech_vocab.bos_id, jnp.int32), speech_rng,
-                   given_text=ids)
+    return _Answer(time.perf_counter(), None, None, None, None, *self._empty_talker(),
+                   speech_rng, given_text=ids)
 
   def _text_event(self, a: _Answer) -> StreamEvent:
     """Decodes the next Thinker block (or takes it from the given text) and writes it into

@@ -134,12 +134,6 @@ def load_engine(checkpoints: list[str], vocoder_dir: str,
       raise ConfigError(f"--checkpoint={checkpoint}: a second {config.objective} model; give "
                         "at most one AR and one MDM checkpoint")
     configs[config.objective] = (config, checkpoint)
-  vocoder, pipelines = None, {}
-  for name, (config, checkpoint) in configs.items():
-    pipe = speech_io.load_pipeline(config, checkpoint, None if vocoder else vocoder_dir,
-                                   steps, steps, rule)
-    vocoder = vocoder or pipe.vocoder
-    pipe = dataclasses.replace(pipe, vocoder=vocoder)
-    speech_io.check_vocoder_fits(pipe, vocoder_dir)
-    pipelines[name] = pipe
-  return Engine(pipelines)
+  pipelines = speech_io.load_speaking_pipelines(list(configs.values()), vocoder_dir, steps,
+                                                rule)
+  return Engine(dict(zip(configs, pipelines)))
