@@ -159,23 +159,26 @@ class Scheduler:
 
   def _run(self) -> None:
     while (job := self._next_job()) is not None:
-      outcome = None
+      outcome, items, error = None, [], None
       try:
         if job.events is None:
           job.events = job.start()
         started = self._clock()
-        item = next(job.events)
-        job.record_step(item, started, self._clock())
-        job.emit(item)
-        outcome = "finished" if job.is_final(item) else None
+        items.append(next(job.events))
+        job.record_step(items[0], started, self._clock())
+        outcome = "finished" if job.is_final(items[0]) else None
       except StopIteration:
         outcome = "finished"
       except Exception as e:  # noqa: BLE001 -- one request's failure must not stop the server
         traceback.print_exc()
-        self._on_error(job, e)
-        outcome = "failed"
-      if outcome:
-        job.emit(END)
+        outcome, error = "failed", e
+      if outcome:  # counted and its slot freed before its client hears the end
         with self._cond:
           if job in self._active:
             self._retire(job, outcome)
+      for item in items:
+        job.emit(item)
+      if error is not None:
+        self._on_error(job, error)
+      if outcome:
+        job.emit(END)
