@@ -12,6 +12,7 @@ Why: stage 1 is judged before any Talker exists; spoken vs typed on the same que
 separates hearing (encoder + adaptor) from answering (the Thinker), and the greedy CTC
 transcript of the stage-1 transcript head (`heard_exact_match`) measures the hearing alone.
 """
+import functools
 import os
 import sys
 
@@ -23,10 +24,10 @@ from absl import app, flags
 from data_pipelines import features, spoken_qa, tfds_builders, tts
 from data_pipelines.prompt import prompt_head_tail
 from launch import logs
-from vocalnet_jax.decoding import speech_io, streaming
+from vocalnet_jax.decoding import speech_io, streaming, transcript
 from vocalnet_jax.evaluation import result_file, text_eval, text_metrics
 from vocalnet_jax.modeling import restore, run_config, validate
-from vocalnet_jax.models.speech_llm import SpeechLLM, ctc_greedy_keep
+from vocalnet_jax.models.speech_llm import SpeechLLM, ctc_greedy_keep, spells
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Speech training workdir.")
 _SPLIT = flags.DEFINE_string("split", "test", "Corpus split.")
@@ -82,13 +83,25 @@ def spoken_answer(model, params, tok, cfg: streaming.StreamConfig, wav: np.ndarr
   return tok.decode(text)
 
 
-def heard_transcript(transcribe, params, tok, frames: int, wav: np.ndarray) -> str:
+def heard_transcript(transcribe, params, tok, frames: int, wav: np.ndarray,
+                     spell=None) -> str:
   """Greedy CTC of the stage-1 transcript head (argmax per frame, repeats merged, blanks
-  = pad dropped): what the ears hear, apart from what the Thinker makes of it."""
+  = pad dropped): what the ears hear, apart from what the Thinker makes of it. `spell`
+  (`transcript.greedy_spelling`): ears whose transcriber spells characters."""
+  if spell is not None:
+    return transcript.heard_texts(*spell(params, *padded_mel(wav, frames)))[0]
   logits, frames_valid = transcribe(params, *padded_mel(wav, frames))
   best = jnp.argmax(logits, -1)  # [1, frames]
   keep = ctc_greedy_keep(best, frames_valid, tok.pad_id)
   return tok.decode(np.asarray(best[0])[np.asarray(keep[0])].tolist())
+
+
+def typed_answer(lm, params, tok, decoder, config, question: str, seed: int) -> str:
+  """The Thinker's answer to `question` typed (its tokenizer and prompt)."""
+  prefix, valid = text_eval.encode_question(tok, question, config.data.prompt_len)
+  out = text_eval.generate(lm, params, prefix, valid, jax.random.key(seed), decoder,
+                           config.data.response_len)
+  return tok.decode(np.asarray(out.tokens[0, :int(out.lengths[0])]).tolist())
 
 
 def trained_words_subset(rows: dict[str, list]) -> dict[str, float | int]:
@@ -122,6 +135,8 @@ def main(argv):
   ctc_on = config.auxiliary.get("ctc_on", "encoder")
   transcribe = jax.jit(lambda p, m, v: model.apply(
       {"params": p}, m, v, head, tail, ctc_on, method=SpeechLLM.audio_prompt_and_transcript)[2:])
+  spell = functools.partial(transcript.greedy_spelling, model) if spells(config) else None
+  reads_transcript = config.adaptor.get("read_as", "frames") == "transcript"
   rows = {"spoken": [], "typed": [], "reference": [], "heard": [], "question": [],
           "unheard_words": []}
   corpus = tfds_builders.SpokenQAConfig(
@@ -135,13 +150,14 @@ def main(argv):
       ex = synthesized_question(corpus, _SPLIT.value, i, voices_of)
     else:
       ex = speech_io.heldout_question(config, i, _SPLIT.value)
-    rows["spoken"].append(spoken_answer(model, params, tok, cfg, ex["audio"]))
-    prefix, valid = text_eval.encode_question(tok, ex["question"], config.data.prompt_len)
-    out = text_eval.generate(lm, params, prefix, valid, jax.random.key(i), decoder,
-                             config.data.response_len)
-    rows["typed"].append(tok.decode(np.asarray(out.tokens[0, :int(out.lengths[0])]).tolist()))
+    typed = functools.partial(typed_answer, lm, params, tok, decoder, config, seed=i)
+    heard = heard_transcript(transcribe, params, tok, cfg.mel_frames, ex["audio"], spell)
+    # read_as=transcript: the Thinker reads what the ears spelled, as a typed question
+    rows["spoken"].append(typed(heard) if reads_transcript
+                          else spoken_answer(model, params, tok, cfg, ex["audio"]))
+    rows["typed"].append(typed(ex["question"]))
     rows["reference"].append(ex["answer"])
-    rows["heard"].append(heard_transcript(transcribe, params, tok, cfg.mel_frames, ex["audio"]))
+    rows["heard"].append(heard)
     rows["question"].append(ex["question"])
     rows["unheard_words"].append(spoken_qa.unheard_words(ex["question"], corpus.seed))
   result = {"label": _LABEL.value, "checkpoint": _CHECKPOINT.value, "split": _SPLIT.value,

@@ -74,6 +74,9 @@ SPEECH_DATA = {
     "mel_buckets":    {"tiny": (200, 300, 400, 600), "small": (200, 300, 400, 600),
                        "1b": (1000, 2000, 3000), "8b": (1000, 2000, 3000)},
     "response_len":   {"tiny": 32, "small": 32, "1b": 256, "8b": 256},
+    # the question's characters (ears that spell: auxiliary.ctc_units=chars); the corpus's
+    # longest question is 79
+    "question_chars": {"tiny": 96, "small": 96, "1b": 448, "8b": 448},
     "max_units":      {"tiny": 104, "small": 104, "1b": 750, "8b": 750},
     # the Talker's unit vocabulary: 0 the unit tokenizer's size; 6561 = CosyVoice2
     "num_units":      {"tiny": 0, "small": 0, "1b": 6561, "8b": 6561},
@@ -135,7 +138,8 @@ MDM_RECIPE = dict(
 # Stage-1 auxiliary losses (weights; 0 turns one off). typed_weight: the answer from the
 # typed question on the same batch (a second Thinker pass per step); it did not change
 # spoken exact match, and its time buys more steps (make demo).
-AUXILIARY = dict(answer_weight=1.0, typed_weight=0.0, typed_source="batch", ctc_on="adaptor")
+AUXILIARY = dict(answer_weight=1.0, typed_weight=0.0, typed_source="batch", ctc_on="adaptor",
+                 ctc_units="tokens")
 # tiny's training steps per task (and objective where they differ): the step counts of the
 # recipes that reached parity (text: 3000 pre-training + 3000; speech: make demo's).
 TINY_STEPS = {"text_lm": 3000, "speech_typed": 1200, "speech_thinker": {"ar": 2800, "mdm": 2400},
@@ -198,13 +202,17 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
   c.encoder = ml_collections.ConfigDict(dict(
       **pick(ENCODER, preset), trainable=True,
       from_checkpoint=""))  # "hf:DIR": a Whisper encoder's shapes (and stride 2)
-  # read_as: what the Thinker reads of the audio, `frames` (the adapted frames) or
+  # read_as: what the Thinker reads of the audio, `frames` (the adapted frames),
   # `ctc_tokens` (the adaptor's greedy CTC transcript as text tokens; needs ctc_on=adaptor)
+  # or `transcript` (the transcriber's spelling, tokenized as typed; needs ctc_units=chars)
   c.adaptor = ml_collections.ConfigDict(dict(stack=ADAPTOR_STACK[preset],
                                              hidden_dim=2 * c.model.embed_dim, read_as="frames"))
   # Stage-1 auxiliary losses: AUXILIARY and the CTC weight of the preset.
   # ctc_on: `encoder` (a linear head on the encoder frames) or `adaptor` (the adapted frames
   # scored by the Thinker's token embeddings).
+  # ctc_units: the transcript's CTC targets, the Thinker's `tokens` or `chars`
+  # (`data_pipelines.spelling`: ears that can spell words they never heard; ctc_on=encoder,
+  # padded to data.question_chars).
   # answer_weight: the spoken answer's own term; 0 with typed_weight 0 and the Thinker frozen
   # trains the ears alone (CTC only, no Thinker pass for the answer).
   # typed_source: `batch` (the typed term reads the batch's own question transcripts) or
@@ -236,7 +244,7 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
       # most fit a short bucket; `data_pipelines.length_grouping`); 0: plain shuffle
       length_group_window=16,
       max_question_tokens=48, prompt_len=52, response_len=data["response_len"],
-      max_units=data["max_units"], seed=0,
+      max_units=data["max_units"], question_chars=data["question_chars"], seed=0,
       # stage 0: procedural typed questions of the corpus's train templates (no audio)
       typed_examples=1_000_000, typed_seed=17))
 

@@ -82,6 +82,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # CPU model presets read at most 600 mel frames (configs/common.py mel_buckets), and a
       # 6.00 s clip is 601 frames.
       max_seconds=5.99,
+      # General English for the read split's word sequences, beside the train lexicon: the
+      # commonest `num_read_words` whole words of a pretrained tokenizer (gguf:FILE | hf:DIR),
+      # for ears in front of a pretrained Thinker. '': the train lexicon alone, so no read
+      # word is one only held-out phrasings use.
+      read_words_from="",
+      num_read_words=2000,
       # A user corpus instead of the embedded one: split -> JSONL manifest path.
       manifest=ml_collections.ConfigDict(dict(train="", test="")),
   ))

@@ -105,6 +105,23 @@ class ChatTokenizer(TextTokenizer):
                                  eos_token=self.special_tokens.eos)
     return head + question + tail
 
+  def common_words(self, n: int) -> tuple[str, ...]:
+    """The first `n` word-initial lowercase pieces of 3+ letters in id order (BPE merge
+    order, roughly by frequency): general English words (and a few word stems), e.g. for
+    ears to hear (`spoken_qa` read split). Shorter pieces are mostly fragments ("th")."""
+    words = []
+    for i in range(self.vocab_size):
+      piece = self._backend.tok.id_to_token(i) or ""
+      if piece.startswith(_WORD_START) and piece[1:].isascii() and piece[1:].isalpha() \
+          and piece[1:].islower() and len(piece) > 3:
+        words.append(piece[1:])
+        if len(words) == n:
+          break
+    return tuple(words)
+
+
+_WORD_START = "\u0120"  # byte-level BPE's space ("Ġ"): a token that starts a word
+
 
 def _specials(special: list[str], bos: str, eos: str, unk: str, source: str) -> SpecialTokens:
   """bos/eos/unk as the checkpoint names them; [MASK] and pad from its reserved specials."""

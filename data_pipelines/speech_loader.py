@@ -12,6 +12,8 @@ Batch keys (B = per-host batch size), produced by `SpeechTransform` + `pad_batch
   mel_valid           [B, T] bool          real frames
   question_tokens     [B, Lq] int32        question transcript, right-padded with pad_id
   question_valid      [B, Lq] bool
+  question_chars      [B, Lc] int32        its characters (`spelling`), when question_chars > 0
+  question_chars_valid [B, Lc] bool
   prompt              [B, P] int32         [bos, <|user|>, question..., <|assistant|>],
                                            left-padded (text-only QA on the same corpus)
   prompt_valid        [B, P] bool
@@ -48,7 +50,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 import threadpoolctl
 
-from data_pipelines import features, loader, synthetic_text
+from data_pipelines import features, loader, spelling, synthetic_text
 from data_pipelines.prompt import prompt_ids
 from data_pipelines.text_tokenizer import TextTokenizer
 
@@ -62,6 +64,7 @@ class SpeechBatchConfig:
 
   mel_buckets: tuple[int, ...] = (300, 600, 1000)
   max_question_tokens: int = 64
+  question_chars: int = 0  # > 0: also the question's characters (`spelling`), padded to this
   prompt_len: int = 68  # question tokens + bos, user, assistant
   response_len: int = 48
   max_units: int = 300
@@ -166,6 +169,12 @@ class SpeechTransform:
                                       tok.pad_id)
     out["question_tokens"], out["question_valid"] = _padded(
         question, cfg.max_question_tokens, tok.pad_id, np.int32)
+    if cfg.question_chars:  # CTC targets of ears that spell (`auxiliary.ctc_units=chars`)
+      chars = spelling.spell(record_text(record["question_text"]), f"example {example_id}")
+      self._check(example_id, "question characters", len(chars), cfg.question_chars,
+                  "question_chars")
+      out["question_chars"], out["question_chars_valid"] = _padded(
+          chars, cfg.question_chars, spelling.BLANK, np.int32)
     out["index"] = np.int64(record["index"])
     out["mel"] = mel
 

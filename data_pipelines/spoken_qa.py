@@ -24,7 +24,9 @@ train questioner (the ears' side: speech recognition) and by the assistant (the 
 side: text to speech). About half the sentences are answers of the templates with fresh
 values, the rest short word sequences over the train split's words, so a Talker or ears
 trained on it meet word orders no answer has. No sentence equals an answer of an
-evaluation split, and no word is one that only held-out phrasings use.
+evaluation split, and no word is one that only held-out phrasings use, unless the corpus
+adds general English words (`read_words`: e.g. a pretrained tokenizer's commonest whole
+words), as ears for a pretrained Thinker need: a pretrained encoder has heard them all.
 """
 
 from __future__ import annotations
@@ -260,10 +262,11 @@ def read_lexicon(seed: int, num_examples: int = 2000) -> tuple[str, ...]:
   return tuple(sorted(words))
 
 
-def unheard_words(text: str, seed: int) -> list[str]:
-  """The words of `text` (numbers aside) outside `read_lexicon`: words no train or read
-  recording of the corpus says, which ears trained on it cannot have learned."""
-  lexicon = set(read_lexicon(seed))
+def unheard_words(text: str, seed: int, read_words: Collection[str] = ()) -> list[str]:
+  """The words of `text` (numbers aside) outside `read_lexicon` and the corpus's added
+  `read_words`: words no train or read recording of the corpus says, which ears trained on
+  it cannot have learned."""
+  lexicon = set(read_lexicon(seed)) | set(read_words)
   return [w for w in re.findall(r"[A-Za-z]+", text) if w not in lexicon]
 
 
@@ -289,12 +292,12 @@ def _read_sentence(rng: np.random.Generator, lexicon: tuple[str, ...]) -> tuple[
 
 
 def make_read_example(seed: int, index: int, num_speakers: int,
-                      exclude: Collection[str] = ()) -> QAText:
+                      exclude: Collection[str] = (), read_words: tuple[str, ...] = ()) -> QAText:
   """Example `index` of the read split (question = answer = one sentence of at most
-  READ_MAX_CHARS characters), never a sentence in `exclude`; a pure function of its
-  arguments."""
+  READ_MAX_CHARS characters), never a sentence in `exclude`; word sequences draw from the
+  train lexicon plus `read_words`; a pure function of its arguments."""
   rng = np.random.default_rng([seed, SPLITS.index(READ), index])
-  lexicon = read_lexicon(seed)
+  lexicon = _read_words(seed, read_words)
   kind, sentence = _read_sentence(rng, lexicon)
   while sentence in exclude or len(sentence) > READ_MAX_CHARS:
     kind, sentence = _read_sentence(rng, lexicon)
@@ -303,14 +306,21 @@ def make_read_example(seed: int, index: int, num_speakers: int,
                 speaker_index=int(rng.integers(num_speakers)))
 
 
+@functools.lru_cache(maxsize=8)
+def _read_words(seed: int, read_words: tuple[str, ...]) -> tuple[str, ...]:
+  """The read split's lexicon: the train lexicon and the added words, sorted, each once."""
+  return tuple(sorted(set(read_lexicon(seed)) | set(read_words)))
+
+
 def corpus_example(seed: int, split: str, index: int, num_speakers: int,
-                   counts: Mapping[str, int] | tuple[tuple[str, int], ...] = ()) -> QAText:
+                   counts: Mapping[str, int] | tuple[tuple[str, int], ...] = (),
+                   read_words: tuple[str, ...] = ()) -> QAText:
   """Example `index` of any split of a corpus with split sizes `counts` (which the read
-  split needs, to leave out the evaluation splits' answers)."""
+  split needs, to leave out the evaluation splits' answers) and added `read_words`."""
   if split != READ:
     return make_example(seed, split, index, num_speakers)
   counts = tuple(sorted(dict(counts).items()))
-  return make_read_example(seed, index, num_speakers, eval_answers(seed, counts))
+  return make_read_example(seed, index, num_speakers, eval_answers(seed, counts), read_words)
 
 
 class TypedQASource:

@@ -227,6 +227,7 @@ class SpokenQAConfig(tfds.core.BuilderConfig):
   cache_mel_bins: int = 0  # > 0: also store question_mel with this many bins
   num_workers: int = 2  # synthesis processes
   limits: AudioLimits = AudioLimits()
+  read_words: tuple[str, ...] = ()  # general English words the read split adds (spoken_qa)
 
 
 def split_speakers(config: SpokenQAConfig, split: str) -> list[tts.Speaker]:
@@ -245,7 +246,8 @@ def question_speaker(config: SpokenQAConfig, split: str, index: int,
   the split's own, as the corpus stores it). The speaker is the generator's last draw, so
   another pool changes the voice, never the text (e.g. test texts in unseen voices)."""
   speakers = split_speakers(config, voices_of or split)
-  qa = spoken_qa.corpus_example(config.seed, split, index, len(speakers), config.num_examples)
+  qa = spoken_qa.corpus_example(config.seed, split, index, len(speakers), config.num_examples,
+                                config.read_words)
   return qa, speakers[qa.speaker_index]
 
 

@@ -29,7 +29,7 @@ import tqdm
 
 from data_pipelines import features
 from data_pipelines import tfds_builders as tb
-from data_pipelines import text_tokenizer, tts
+from data_pipelines import pretrained_tokenizer, text_tokenizer, tts
 from data_pipelines.speech_loader import (IndexedSource, limit_blas_threads, record_text,
                                           save_question_frames)
 from vocalnet_jax.evaluation.plots import save_mel_panels
@@ -38,6 +38,16 @@ from vocalnet_jax.speech import units as units_lib
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Data config file[:preset].")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
 flags.mark_flags_as_required(["config", "out"])
+
+
+def general_words(spec: str, n: int) -> tuple[str, ...]:
+  """`corpus.read_words_from`'s commonest `n` words ('' -> none)."""
+  if not spec:
+    return ()
+  try:
+    return pretrained_tokenizer.load(spec).common_words(n)
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(f"corpus.read_words_from: {e}") from None
 
 
 def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tb.QABuilder:
@@ -52,14 +62,17 @@ def make_builder(config: ml_collections.ConfigDict, data_dir: str) -> tb.QABuild
   counts = (("train", c.num_train), ("test", c.num_test), ("heldout", c.num_heldout),
             ("unseen_voices", c.num_unseen_voices), ("read", c.num_read))
   assistant = tts.Speaker.from_name(c.assistant_voice)  # VoiceError names a malformed voice
+  read_words = general_words(c.read_words_from, c.num_read_words) if c.num_read else ()
   name = (f"s{c.seed}_n{c.num_train}-{c.num_test}-{c.num_heldout}-{c.num_unseen_voices}"
           f"_spk{c.num_speakers}-{c.num_heldout_speakers}_mel{c.cache_mel_bins}"
           f"_asst-{assistant.name.replace('+', '-')}"
-          + (f"_read{c.num_read}" if c.num_read else ""))
+          + (f"_read{c.num_read}" if c.num_read else "")
+          + (f"_words{len(read_words)}" if read_words else ""))
   return tb.SpokenQA(data_dir=data_dir, config=tb.SpokenQAConfig(
       name=name, num_examples=counts, seed=c.seed, num_speakers=c.num_speakers,
       num_heldout_speakers=c.num_heldout_speakers, assistant_voice=assistant.name,
-      cache_mel_bins=c.cache_mel_bins, num_workers=c.num_workers, limits=limits))
+      cache_mel_bins=c.cache_mel_bins, num_workers=c.num_workers, limits=limits,
+      read_words=read_words))
 
 
 def _records(source, desc: str, limit: int | None = None):
@@ -176,6 +189,7 @@ def main(argv):
     summary = prepare(_CONFIG.value, _OUT.value)
   except tts.VoiceError as e:
     raise app.UsageError(str(e)) from None
+
   print(json.dumps(summary, indent=1))
   skipped = summary["skipped"]
   print(f"\n{summary['total_hours']:.2f} h of audio, kept {summary['kept']}, skipped "

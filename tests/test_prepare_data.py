@@ -4,6 +4,8 @@ import json
 import os
 
 import numpy as np
+import pytest
+from absl import app
 
 from configs import data as data_config
 from data_pipelines import features, speech_loader, text_tokenizer
@@ -48,3 +50,17 @@ def test_presets_and_scale_knob():
   assert small.corpus.num_train > tiny.corpus.num_train
   big = data_config.get_config("small,scale=8")
   assert big.corpus.num_train == 8 * small.corpus.num_train
+
+
+def test_read_words_come_from_a_pretrained_tokenizer_or_a_one_line_error(tmp_path):
+  """corpus.read_words_from names a tokenizer whose commonest words the read split adds
+  (and the dataset's name counts them); a missing file is one line naming the field."""
+  assert prepare_data.general_words("", 100) == ()
+  with pytest.raises(app.UsageError, match=r"^corpus\.read_words_from: GGUF file .*nope\.gguf"):
+    prepare_data.general_words(f"gguf:{tmp_path}/nope.gguf", 100)
+  config = data_config.get_config("tiny")
+  config.corpus.update(num_read=8, read_words_from=f"gguf:{tmp_path}/nope.gguf")
+  with pytest.raises(app.UsageError):
+    prepare_data.make_builder(config, str(tmp_path))
+  config.corpus.num_read = 0  # no read split: the words are not needed
+  assert "_words" not in prepare_data.make_builder(config, str(tmp_path)).builder_config.name

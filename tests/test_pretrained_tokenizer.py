@@ -132,3 +132,17 @@ def test_bad_tokenizer_spec_is_one_config_error(tmp_path):
   config.model.tokenizer = "safetensors:x"
   with pytest.raises(ConfigError, match="use gguf:FILE or hf:DIR"):
     build.load_text_tokenizer(config)
+
+
+def test_common_words_are_word_initial_lowercase_pieces_in_vocabulary_order(standin):
+  """The read split's general English: pieces that start a word ("Ġword"), 3+ lowercase
+  letters, in id order (BPE merges come in frequency order), at most n of them."""
+  source, gguf_spec, _ = standin
+  tok = pretrained_tokenizer.load(gguf_spec)
+  words = tok.common_words(1000)
+  want = [p[1:] for p, _ in sorted(source.get_vocab().items(), key=lambda kv: kv[1])
+          if p.startswith("\u0120") and p[1:].isascii() and p[1:].isalpha()
+          and p[1:].islower() and len(p) > 3]
+  assert list(words) == want and len(want) > 10
+  assert "the" in words and "what" in words  # corpus words the stand-in BPE merged whole
+  assert tok.common_words(5) == words[:5]

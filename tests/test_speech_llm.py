@@ -3,8 +3,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import ar
+from data_pipelines import spelling
+from vocalnet_jax.decoding import transcript
 from vocalnet_jax.decoding.lm import prefill_mask
 from vocalnet_jax.diffusion.attention_masks import prefix_positions
 from vocalnet_jax.models.speech_llm import (SpeechLLM, ctc_greedy_keep, init_inputs,
@@ -69,3 +72,29 @@ def test_frames_prompt_keeps_every_adapted_frame():
   _, valid, _, audio_valid = model.apply({"params": params}, mel, mel_valid, head, tail,
                                          "adaptor", method=SpeechLLM.audio_prompt_and_transcript)
   assert int(valid.sum()) == 5 + int(audio_valid.sum())
+
+
+def test_ears_that_spell_transcribe_characters_and_build_no_audio_prompt():
+  """ctc_units=chars: the transcriber scores the spelling alphabet; `transcript.greedy_spelling` is
+  its greedy CTC path (argmax, repeats merged, blanks and padding dropped) as text; and
+  read_as=transcript refuses an in-graph audio prompt (the host tokenizes the text)."""
+  config = ar.get_config("tiny,stage=1")
+  config.auxiliary.update(ctc_units="chars", ctc_on="encoder")
+  config.adaptor.read_as = "transcript"
+  model = speech_llm_from_config(config, VOCAB, VOCAB, ctc_blank=BLANK)
+  params = nn.unbox(model.init(jax.random.key(0),
+                               *init_inputs(1, 10, config.encoder.n_mels, 4, 4)))["params"]
+  assert params["transcriber"]["kernel"].shape[-1] == spelling.VOCAB_SIZE
+  mel = jax.random.normal(jax.random.key(1), (2, 48, 80))
+  mel_valid = jnp.arange(48)[None] < jnp.array([[40], [48]])
+  logits, frames_valid = model.apply({"params": params}, mel, mel_valid,
+                                     method=SpeechLLM.transcribe)
+  best, keep = transcript.greedy_spelling(model, params, mel, mel_valid)
+  for row in range(2):
+    path = np.asarray(jnp.argmax(logits[row], -1))[np.asarray(frames_valid[row])]
+    want = [int(t) for i, t in enumerate(path)
+            if t != spelling.BLANK and (i == 0 or t != path[i - 1])]  # reference greedy CTC
+    assert transcript.heard_texts(best, keep)[row] == spelling.unspell(want)
+  with pytest.raises(ValueError, match="read_as=transcript"):
+    model.apply({"params": params}, mel, mel_valid, jnp.array([[1, 2]] * 2),
+                jnp.array([[3]] * 2), method=SpeechLLM.audio_prompt)

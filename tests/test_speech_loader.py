@@ -1,10 +1,12 @@
 """Speech grain loader: keys/shapes, bucketing, determinism, resume, per-host sharding."""
 
+import dataclasses
+
 import grain
 import numpy as np
 import pytest
 
-from data_pipelines import features, speech_loader as sl, spoken_qa, text_tokenizer, tts
+from data_pipelines import features, spelling, speech_loader as sl, spoken_qa, text_tokenizer, tts
 from vocalnet_jax.speech import units
 
 NUM = 16
@@ -129,3 +131,22 @@ def test_batches_become_global_arrays_on_a_mesh(records, transform):
     assert global_batch[key].shape == value.shape
     assert len(global_batch[key].sharding.device_set) == 8
     np.testing.assert_array_equal(np.asarray(global_batch[key]), value)
+
+
+def test_question_characters_are_spelled_when_asked_and_their_limit_is_named(records, transform):
+  """question_chars > 0 adds the question's spelling (ears that spell), padded with the
+  blank; 0 leaves it out; a question longer than the limit names example and field."""
+  assert "question_chars" not in transform(sl.IndexedSource(records)[0])
+  spelled = dataclasses.replace(
+      transform, batch_config=dataclasses.replace(transform.batch_config, question_chars=96))
+  for i in range(4):
+    rec = sl.IndexedSource(records)[i]
+    out = spelled(rec)
+    chars = out["question_chars"][out["question_chars_valid"]]
+    assert spelling.unspell(chars.tolist()) == rec["question_text"].decode()
+    assert not out["question_chars"][~out["question_chars_valid"]].any()  # the blank pads
+  short = dataclasses.replace(
+      transform, batch_config=dataclasses.replace(transform.batch_config, question_chars=5))
+  with pytest.raises(ValueError, match=r"example train-\S+: question characters .* "
+                                       r"question_chars=5"):
+    short(sl.IndexedSource(records)[0])

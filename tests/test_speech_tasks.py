@@ -11,8 +11,12 @@ import optax
 import pytest
 
 from configs import ar, mdm
+from data_pipelines import spelling
+from vocalnet_jax.diffusion import losses
 from vocalnet_jax.modeling.validate import ConfigError
-from vocalnet_jax.training import objectives, speech_tasks, tasks, train_state, trainer
+from vocalnet_jax.models.speech_llm import SpeechLLM
+from vocalnet_jax.training import (objectives, spec_augment, speech_tasks, tasks, train_state,
+                                   trainer)
 
 BATCH = 8
 
@@ -366,3 +370,25 @@ def test_training_reads_the_splits_of_data_train_split(prepared_corpus, devices)
   batches = iter(task.dataset("train+read", BATCH, seed=0))
   seen = set().union(*(batch_responses(next(batches)) for _ in range(8)))
   assert seen & read and seen & train and seen <= read | train
+
+
+def test_ears_that_spell_score_the_question_characters(prepared_corpus):
+  """ctc_units=chars: the CTC term is the path sum of the question's spelling over the
+  transcriber's frames (blank 0), and reads neither the question's tokens nor the Thinker."""
+  config = _config(ar, 1, prepared_corpus, steps=1)
+  config.auxiliary.update(answer_weight=0.0, typed_weight=0.0, ctc_weight=1.0,
+                          ctc_on="encoder", ctc_units="chars")
+  task = tasks.build_task(config)
+  batch = next(iter(task.dataset("train", 4, seed=0)))
+  assert batch["question_chars"].shape[1] == config.data.question_chars
+  params = jax.jit(task.init_params)(jax.random.key(0))
+  total, m = jax.jit(task.loss)(params, batch, jax.random.key(1))
+  augmented = spec_augment.spec_augment(batch["mel"], batch["mel_valid"],
+                                        jax.random.fold_in(jax.random.key(1), 1), task.augment)
+  logits, frames_valid = task.model.apply({"params": params}, augmented, batch["mel_valid"],
+                                          method=SpeechLLM.transcribe)
+  want = losses.ctc_per_token(logits, frames_valid, batch["question_chars"],
+                              batch["question_chars_valid"], spelling.BLANK)
+  np.testing.assert_allclose(total, want, rtol=1e-5)
+  rolled = dict(batch, question_tokens=np.roll(batch["question_tokens"], 1, axis=0))
+  assert jax.jit(task.loss)(params, rolled, jax.random.key(1))[0] == total

@@ -121,3 +121,25 @@ def test_unheard_words_are_the_words_no_train_or_read_recording_says():
   train_question = spoken_qa.make_example(0, "train", 0, 1).question
   assert spoken_qa.unheard_words(train_question, 0) == []
   assert spoken_qa.unheard_words("what is the product of 2 and 7?", 0) == ["product"]
+
+
+def test_read_words_add_general_english_and_change_nothing_else():
+  """A corpus's added read words join the train lexicon of the word sequences; answers,
+  other splits and a corpus without them are unchanged; unheard_words counts them heard."""
+  extra = ("subtract", "product", "whether")
+  plain = [spoken_qa.corpus_example(0, "read", i, 8, COUNTS) for i in range(300)]
+  added = [spoken_qa.corpus_example(0, "read", i, 8, COUNTS, extra) for i in range(300)]
+  lexicon = set(spoken_qa.read_lexicon(0)) | set(extra)
+  said = set()
+  for ex in added:
+    if ex.template == "read/words":
+      words = ex.answer.rstrip(".").split()
+      assert all(w.isdigit() or w in lexicon for w in words)
+      said.update(words)
+  assert said & set(extra)  # the added words are spoken
+  assert [e.template for e in plain] == [e.template for e in added]
+  assert [e.answer for e in plain if e.template != "read/words"] == [
+      e.answer for e in added if e.template != "read/words"]
+  assert spoken_qa.corpus_example(0, "train", 5, 8, COUNTS, extra) == \
+      spoken_qa.corpus_example(0, "train", 5, 8, COUNTS)
+  assert spoken_qa.unheard_words("what is the product of 2 and 7?", 0, extra) == []

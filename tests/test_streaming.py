@@ -126,3 +126,39 @@ def test_thinker_states_of_the_last_block_never_see_past_eos():
                                          upto_first_eos(tokens, eos))
     states.append(np.asarray(hidden[0, :3]))
   np.testing.assert_allclose(states[0], states[1], atol=1e-6)
+
+
+def test_ears_that_spell_hand_the_thinker_their_transcript_as_a_typed_question(prepared_corpus):
+  """read_as=transcript: the pipeline answers what the ears spelled exactly as the typed
+  decoder answers that text; the typed prompt's padding (one compiled prefill per length
+  bucket) leaves the Thinker's cache and first logits unchanged."""
+  import jax.numpy as jnp
+  from vocalnet_jax.decoding import transcript
+  from vocalnet_jax.evaluation import text_eval
+  config = ar.get_config("tiny,stage=2")
+  config.auxiliary.update(ctc_units="chars", ctc_on="encoder")
+  config.adaptor.read_as = "transcript"
+  config.data.dir = prepared_corpus
+  config.data.update(response_len=12, max_units=44, mel_buckets=(400,))
+  model = build(config)
+  params = jax.jit(model.module.init)(jax.random.key(0), *streaming_init_inputs(config))["params"]
+  tok = model.text_tokenizer
+  pipe = streaming.SpeechPipeline(model.module, params, tok, model.speech_vocab,
+                                  streaming.stream_config(config))
+  wav = tts.synthesize("what is two plus three", tts.speaker_pool(1, 0)[0])
+  heard = transcript.heard_texts(*transcript.greedy_spelling(model.module, params,
+                                                             *pipe._mel(wav)))[0]
+  assert heard  # random ears spell something
+  lm = streaming.part_lm(model.module, "thinker")
+  prefix, valid = text_eval.encode_question(tok, heard, config.data.prompt_len)
+  out = text_eval.generate(lm, params, prefix, valid, jax.random.key(0),
+                           text_eval.decoder_config(config, tok, "ar"),
+                           pipe.cfg.max_text_tokens)
+  typed = tok.decode(np.asarray(out.tokens[0, :int(out.lengths[0])]).tolist())
+  assert pipe.respond(wav)["text"] == typed
+  padded, unpadded = (streaming.typed_prefill(model.module, params,
+                                              *streaming.typed_prompt(tok, heard, bucket),
+                                              cfg=pipe.cfg, mask_id=tok.mask_id)
+                      for bucket in (64, 1))
+  assert int(jnp.sum(~padded[1])) > 0  # the bucket padded this prompt
+  np.testing.assert_allclose(padded[2], unpadded[2], atol=1e-5)

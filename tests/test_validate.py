@@ -81,13 +81,29 @@ def test_bad_auxiliary_values_name_the_field(field, value):
     validate_config(config)
 
 
-@pytest.mark.parametrize("read_as,ctc_on", [("text", "adaptor"), ("ctc_tokens", "encoder")])
-def test_bad_read_as_names_the_field(read_as, ctc_on):
-  """ctc_tokens reads the adaptor's CTC transcript: it needs ctc_on='adaptor'."""
+@pytest.mark.parametrize("read_as,ctc_on,units", [
+    ("text", "adaptor", "tokens"), ("ctc_tokens", "encoder", "tokens"),
+    ("transcript", "encoder", "tokens")])
+def test_bad_read_as_names_the_field(read_as, ctc_on, units):
+  """ctc_tokens reads the adaptor's CTC transcript: it needs ctc_on='adaptor'; transcript
+  reads the transcriber's spelling: it needs ctc_units='chars'."""
   config = mdm.get_config("tiny,stage=1")
   config.adaptor.read_as, config.auxiliary.ctc_on = read_as, ctc_on
+  config.auxiliary.ctc_units = units
   with pytest.raises(ConfigError, match=r"config\.adaptor\.read_as="):
     validate_config(config)
+
+
+@pytest.mark.parametrize("units,ctc_on", [("letters", "encoder"), ("chars", "adaptor")])
+def test_bad_ctc_units_name_the_field(units, ctc_on):
+  """Characters are spelled on the encoder frames (the adaptor's CTC scores tokens)."""
+  config = mdm.get_config("tiny,stage=1")
+  config.auxiliary.ctc_units, config.auxiliary.ctc_on = units, ctc_on
+  with pytest.raises(ConfigError, match=r"config\.auxiliary\.ctc_units="):
+    validate_config(config)
+  config.auxiliary.ctc_on, config.adaptor.read_as = "encoder", "transcript"
+  if units == "chars":
+    validate_config(config)  # the valid combination passes
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0])

@@ -32,6 +32,7 @@ import numpy as np
 
 from data_pipelines import features
 from data_pipelines.prompt import prompt_head_tail
+from vocalnet_jax.decoding import transcript
 from vocalnet_jax.decoding.block_diffusion import BlockDiffusionConfig, decode_block, denoise_block
 from vocalnet_jax.decoding.lm import (Cache, CachedLM, block_mask, context_keys, prefill_mask,
                                       upto_first_eos)
@@ -126,9 +127,37 @@ def thinker_prefill(model: SpeechLLM, params: Any, mel: Array, mel_valid: Array,
                     mask_id: int):
   """Audio -> prefix [head ; audio ; tail] -> Thinker cache. Returns (cache, prefix_valid
   [1, P], the prefix's next-token logits [1, vocab], [MASK] never chosen)."""
+  prefix, valid = model.apply({"params": params}, mel, mel_valid, jnp.array([head]),
+                              jnp.array([tail]), method=SpeechLLM.audio_prompt)  # [1, P, embed]
+  return _prefill(model, params, prefix, valid, cfg, mask_id)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "cfg", "mask_id"))
+def typed_prefill(model: SpeechLLM, params: Any, ids: Array, valid: Array, *,
+                  cfg: StreamConfig, mask_id: int):
+  """A typed prompt (ids [1, P], valid [1, P]: `typed_prompt`) -> what `thinker_prefill`
+  returns: the Thinker reads it as it reads a typed question."""
+  prefix = model.apply({"params": params}, ids, method=SpeechLLM.thinker_embed)
+  return _prefill(model, params, prefix, valid, cfg, mask_id)
+
+
+def typed_prompt(tok: Any, question: str, bucket: int = 16) -> tuple[Array, Array]:
+  """[head ; question ; padding ; tail] ids and validity [1, P], P a multiple of `bucket`
+  (one compiled prefill per bucket): the padding sits where an audio prompt's padded
+  frames sit, so the last position, whose logits start the answer, is the prompt's own."""
+  head, tail = prompt_head_tail(tok)
+  body = [*head, *tok.encode(question)]
+  length = -(-(len(body) + len(tail)) // bucket) * bucket
+  pad = length - len(body) - len(tail)
+  ids = np.array([body + [tok.pad_id] * pad + list(tail)], np.int32)
+  valid = np.array([[True] * len(body) + [False] * pad + [True] * len(tail)])
+  return jnp.asarray(ids), jnp.asarray(valid)
+
+
+def _prefill(model: SpeechLLM, params: Any, prefix: Array, valid: Array, cfg: StreamConfig,
+             mask_id: int):
+  """prefix [1, P, embed] with validity [1, P] -> (Thinker cache, valid, carry logits)."""
   v = {"params": params}
-  prefix, valid = model.apply(v, mel, mel_valid, jnp.array([head]), jnp.array([tail]),
-                              method=SpeechLLM.audio_prompt)  # [1, P, embed], [1, P]
   cache_len = prefix.shape[1] + cfg.num_text_blocks * cfg.text_block
   lm = part_lm(model, "thinker")
   positions = attention_masks.prefix_positions(valid, 0)
@@ -275,10 +304,18 @@ class SpeechPipeline:
   def _start(self, wav: np.ndarray, rng: Array) -> _Answer:
     """Prefills the Thinker with the question; an empty Talker cache."""
     t0, cfg, tok = time.perf_counter(), self.cfg, self.text_tokenizer
-    head, tail = prompt_head_tail(tok)
-    cache, prefix_valid, carry = thinker_prefill(self.model, self.params, *self._mel(wav),
-                                                 cfg=cfg, head=head, tail=tail,
+    mel, mel_valid = self._mel(wav)
+    if self.model.read_as == "transcript":  # the Thinker reads what the ears spelled, typed
+      heard = transcript.heard_texts(*transcript.greedy_spelling(self.model, self.params, mel,
+                                                                           mel_valid))[0]
+      cache, prefix_valid, carry = typed_prefill(self.model, self.params,
+                                                 *typed_prompt(tok, heard), cfg=cfg,
                                                  mask_id=tok.mask_id)
+    else:
+      head, tail = prompt_head_tail(tok)
+      cache, prefix_valid, carry = thinker_prefill(self.model, self.params, mel, mel_valid,
+                                                   cfg=cfg, head=head, tail=tail,
+                                                   mask_id=tok.mask_id)
     text_rng, speech_rng = jax.random.split(rng)  # independent text and speech draws
     return _Answer(t0, cache, prefix_valid, carry, text_rng, *self._empty_talker(),
                    speech_rng)

@@ -15,7 +15,8 @@ DISTILL_STATES = ("confidence", "uniform")
 NONFINITE = ("stop", "skip")
 TYPED_SOURCES = ("batch", "procedural")
 CTC_ON = ("encoder", "adaptor")  # where stage 1 scores the question transcript
-READ_AS = ("frames", "ctc_tokens")  # what the Thinker reads of the audio
+READ_AS = ("frames", "ctc_tokens", "transcript")  # what the Thinker reads of the audio
+CTC_UNITS = ("tokens", "chars")  # the question transcript's CTC targets
 
 
 class ConfigError(ValueError):
@@ -103,9 +104,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(ctc_on in CTC_ON, f"config.auxiliary.ctc_on={ctc_on!r}; choose from {CTC_ON}")
     read_as = config.get("adaptor", {}).get("read_as", "frames")
     _require(read_as in READ_AS, f"config.adaptor.read_as={read_as!r}; choose from {READ_AS}")
-    _require(read_as == "frames" or ctc_on == "adaptor",
+    _require(read_as != "ctc_tokens" or ctc_on == "adaptor",
              f"config.adaptor.read_as={read_as!r} reads the adaptor's CTC transcript: it needs "
              "config.auxiliary.ctc_on='adaptor'")
+    units = config.auxiliary.get("ctc_units", "tokens")
+    _require(units in CTC_UNITS, f"config.auxiliary.ctc_units={units!r}; choose from {CTC_UNITS}")
+    _require(units == "tokens" or ctc_on == "encoder",
+             "config.auxiliary.ctc_units='chars' spells on the encoder frames: it needs "
+             "config.auxiliary.ctc_on='encoder'")
+    _require(read_as != "transcript" or units == "chars",
+             "config.adaptor.read_as='transcript' reads the transcriber's spelling: it needs "
+             "config.auxiliary.ctc_units='chars'")
     typed_source = config.auxiliary.get("typed_source", "batch")
     _require(typed_source in TYPED_SOURCES,
              f"config.auxiliary.typed_source={typed_source!r}; choose from {TYPED_SOURCES}")

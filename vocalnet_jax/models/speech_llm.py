@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from data_pipelines import spelling
 from vocalnet_jax.models import layers
 from vocalnet_jax.models.decoder import Decoder, decoder_from_config
 from vocalnet_jax.models.encoder import Adaptor, AudioEncoder
@@ -29,9 +30,11 @@ class SpeechLLM(nn.Module):
   pad): an auxiliary ASR objective that teaches an encoder trained from scratch to hear.
   Decoding never calls it.
 
-  `read_as` is what the Thinker reads of the audio: `frames` (the adapted frames) or
+  `read_as` is what the Thinker reads of the audio: `frames` (the adapted frames),
   `ctc_tokens` (the adaptor's greedy CTC transcript, embedded as text: the Thinker reads
-  exactly the prompt it reads when typed, for ears trained by CTC alone).
+  exactly the prompt it reads when typed, for ears trained by CTC alone) or `transcript`
+  (the transcriber's greedy CTC spelling, tokenized on the host like a typed question:
+  `decoding.transcript`; this module builds no audio prompt then).
   """
   encoder: AudioEncoder
   adaptor: Adaptor
@@ -58,6 +61,9 @@ class SpeechLLM(nn.Module):
     frame validity [b, F]): over the encoder frames by the transcriber (`encoder`), or over
     the adapted frames by the Thinker's own token embeddings (`adaptor`: a frame that says a
     word is pushed towards that word's embedding, so the Thinker reads audio as text)."""
+    if self.read_as == "transcript":
+      raise ValueError("adaptor.read_as=transcript: the prompt is the transcript's text, "
+                       "tokenized on the host (vocalnet_jax.decoding.transcript)")
     frames, frames_valid = self.encoder(mel, mel_valid)  # [b, F, enc], [b, F]
     audio, audio_valid = self.adaptor(frames, frames_valid)  # [b, A, embed], [b, A]
     head_emb, tail_emb = self.thinker_embed(head), self.thinker_embed(tail)
@@ -76,6 +82,11 @@ class SpeechLLM(nn.Module):
     if transcribe == "adaptor":
       return prefix, valid, adaptor_ctc, audio_valid
     return prefix, valid, self.transcriber(frames), frames_valid
+
+  def transcribe(self, mel: Array, mel_valid: Array) -> tuple[Array, Array]:
+    """The transcriber's CTC logits over the encoder frames ([b, F, vocab], [b, F])."""
+    frames, frames_valid = self.encoder(mel, mel_valid)
+    return self.transcriber(frames), frames_valid
 
   def thinker_embed(self, tokens: Array) -> Array:
     return self.thinker.embed(tokens)
@@ -133,6 +144,12 @@ def ctc_greedy_keep(best: Array, valid: Array, blank: int) -> Array:
   return valid & new_run & (best != blank)
 
 
+def spells(config: ml_collections.ConfigDict) -> bool:
+  """Whether the transcriber's CTC targets are characters (`data_pipelines.spelling`,
+  `auxiliary.ctc_units=chars`) instead of the Thinker's tokens."""
+  return config.get("auxiliary", {}).get("ctc_units", "tokens") == "chars"
+
+
 def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
                            speech_vocab: int, ctc_blank: int = 0) -> SpeechLLM:
   """Builds the model from `config.encoder`, `config.adaptor`, `config.model` (Thinker)
@@ -152,7 +169,7 @@ def speech_llm_from_config(config: ml_collections.ConfigDict, text_vocab: int,
       thinker=thinker,
       talker=Talker(talker_decoder, t.fusion_hidden_dim,
                     thinker_states=t.get("thinker_states", True)),  # runs saved before: True
-      transcriber=nn.Dense(text_vocab, dtype=dtype,
+      transcriber=nn.Dense(spelling.VOCAB_SIZE if spells(config) else text_vocab, dtype=dtype,
                            kernel_init=nn.with_logical_partitioning(
                                nn.initializers.lecun_normal(), ("embed", "vocab"))),
       read_as=a.get("read_as", "frames"),  # runs saved before the knob: frames

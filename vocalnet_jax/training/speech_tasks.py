@@ -12,6 +12,7 @@ Talker alone.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any, Callable, Optional
@@ -23,14 +24,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from data_pipelines import features, loader, speech_loader, spoken_qa
+from data_pipelines import features, loader, speech_loader, spelling, spoken_qa
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.diffusion import attention_masks, losses
 from vocalnet_jax.modeling import partitioning, restore
 from vocalnet_jax.modeling.build import Model, check_corpus_fits, corpus_dataset_dir
 from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.models import talker as talker_lib
-from vocalnet_jax.models.speech_llm import SpeechLLM
+from vocalnet_jax.models.speech_llm import SpeechLLM, spells
 from vocalnet_jax.training import objectives, spec_augment
 from vocalnet_jax.training.tasks import Task, train_split_parts
 
@@ -47,8 +48,11 @@ class PreparedCorpus:
       check_corpus_fits(config, split)
     self.dataset_dir = corpus_dataset_dir(config)
     self.data_dir, self.group_window = config.data.dir, config.data.get("length_group_window", 0)
+    batch_config = dataclasses.replace(  # ears that spell read the question's characters
+        speech_loader.SpeechBatchConfig.from_config(config.data),
+        question_chars=(config.data.get("question_chars", 0) if spells(config) else 0))
     self.transform = speech_loader.SpeechTransform(
-        built.text_tokenizer, speech_loader.SpeechBatchConfig.from_config(config.data),
+        built.text_tokenizer, batch_config,
         features.MelConfig(n_mels=config.encoder.n_mels),
         built.unit_tokenizer if with_units else None)
 
@@ -201,10 +205,13 @@ class SpeechThinkerTask(Task):
                                            objective, diffusion)
       metrics["answer_loss"] = answer
       loss = aux.get("answer_weight", 1.0) * answer
-    if aux.ctc_weight:
-      metrics["ctc_loss"] = losses.ctc_per_token(ctc_logits, frames_valid,
-                                                 batch["question_tokens"],
-                                                 batch["question_valid"], self.ids.pad_id)
+    if aux.ctc_weight:  # ears that spell score characters, others the Thinker's tokens
+      if spells(self.config):
+        labels, valid, blank = (batch["question_chars"], batch["question_chars_valid"],
+                                spelling.BLANK)
+      else:
+        labels, valid, blank = batch["question_tokens"], batch["question_valid"], self.ids.pad_id
+      metrics["ctc_loss"] = losses.ctc_per_token(ctc_logits, frames_valid, labels, valid, blank)
       loss = loss + aux.ctc_weight * metrics["ctc_loss"]
     if aux.typed_weight:
       typed = self.typed_problem(params, batch, TYPED_PREFIX if self.typed_stream else "")
