@@ -32,6 +32,8 @@
 #                                on that sampler's states (diffusion.commit_order=left_to_right)
 #   *_committed_bB               any left-to-right row scoring only the tokens its sampler
 #                                commits from each state (diffusion.scored_tokens=committed)
+#   *_ftW_bB                     any row whose blocks' context-predicted first token is
+#                                scored with weight W (diffusion.first_token_weight; 1: the ELBO)
 #   *_x2_bB                      any row trained for 2 x STEPS (more steps than AR:
 #                                mdm_adapted_shift_x2_b4 matches the complementary row's
 #                                denoiser rows, twice the batch for STEPS steps)
@@ -61,7 +63,9 @@ for seed in $SEEDS; do
       ar_pretrained|ar_pretrained_x2) cfg=ar; args=(--config.init_from="$S/pretrain") ;;
       ar_scratch) cfg=ar; args=() ;;
       mdm_*) cfg=mdm; b=${row##*_b}; args=(--config.diffusion.block_size="$b")
-        shifted=(--config.diffusion.shift_logits=True --config.diffusion.score_first_token=True)
+        ft=1; if [[ $row =~ _ft([0-9.]+)_ ]]; then ft=${BASH_REMATCH[1]}; fi
+        shifted=(--config.diffusion.shift_logits=True --config.diffusion.score_first_token=True
+          --config.diffusion.first_token_weight="$ft")
         block=(--config.diffusion.clean_attention=block --config.diffusion.ar_weight=0
           --config.diffusion.complementary_masks=False)
         case $row in
@@ -87,7 +91,8 @@ for seed in $SEEDS; do
         if [[ $row =~ _s([0-9]+)_ ]]; then
           args+=(--config.diffusion.sampler_steps="${BASH_REMATCH[1]}"); fi
         case $row in *_l2r_*) args+=(--config.diffusion.commit_order=left_to_right) ;; esac
-        case $row in *_committed_*) args+=(--config.diffusion.scored_tokens=committed) ;; esac ;;
+        case $row in *_committed_*) args+=(--config.diffusion.scored_tokens=committed) ;; esac
+ ;;
       *) echo "unknown row $row" >&2; exit 2 ;;
     esac
     case $row in *_x2_*|*_x2) row_steps=$((2 * STEPS)) ;; *) row_steps=$STEPS ;; esac

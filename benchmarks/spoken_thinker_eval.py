@@ -13,6 +13,7 @@ separates hearing (encoder + adaptor) from answering (the Thinker), and the gree
 transcript of the stage-1 transcript head (`heard_exact_match`) measures the hearing alone.
 """
 import functools
+import json
 import os
 import sys
 
@@ -96,6 +97,15 @@ def heard_transcript(transcribe, params, tok, frames: int, wav: np.ndarray,
   return tok.decode(np.asarray(best[0])[np.asarray(keep[0])].tolist())
 
 
+def corpus_read_words(data_dir: str) -> list[str]:
+  """The general English words the corpus's read split adds (its summary.json)."""
+  path = os.path.join(data_dir, "summary.json")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f).get("read_words", [])
+
+
 def typed_answer(lm, params, tok, decoder, config, question: str, seed: int) -> str:
   """The Thinker's answer to `question` typed (its tokenizer and prompt)."""
   prefix, valid = text_eval.encode_question(tok, question, config.data.prompt_len)
@@ -143,6 +153,7 @@ def main(argv):
       name="synthesized", num_speakers=_NUM_SPEAKERS.value,
       num_heldout_speakers=_NUM_UNSEEN.value)  # defaults: seed 0, the assistant voice
   voices_of = _VOICES_OF.value or _SPLIT.value
+  read_words = corpus_read_words(config.data.dir)
   questions = (f"generator indices 0..n-1, voices of {voices_of} ({_NUM_SPEAKERS.value} train "
                "speakers)" if _SYNTHESIZE.value else "stored split, first n")
   for i in range(_N.value):
@@ -159,7 +170,8 @@ def main(argv):
     rows["reference"].append(ex["answer"])
     rows["heard"].append(heard)
     rows["question"].append(ex["question"])
-    rows["unheard_words"].append(spoken_qa.unheard_words(ex["question"], corpus.seed))
+    rows["unheard_words"].append(spoken_qa.unheard_words(ex["question"], corpus.seed,
+                                                         read_words))
   result = {"label": _LABEL.value, "checkpoint": _CHECKPOINT.value, "split": _SPLIT.value,
             "n": _N.value, "questions": questions, "objective": config.objective,
             "steps": cfg.text_steps if config.objective == "mdm" else None,

@@ -113,6 +113,9 @@ MDM_RECIPE = dict(
     # with shift_logits (two_stream): score every block's context-predicted first token on
     # every draw (same expected loss, less variance; masking.score_context_predicted)
     score_first_token=True,
+    # with score_first_token: that first token's weight (1: the ELBO's expectation; more
+    # trains the token a short answer is decided by harder; docs/parity.md)
+    first_token_weight=1.0,
     # two_stream with shift_logits (a Thinker adapted from AR; never the Talker): the clean
     # copy attends block-causally (`block`) or causally (`causal`: its states stay the AR
     # model's; the decoder writes finished blocks the same way)

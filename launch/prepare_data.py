@@ -175,6 +175,8 @@ def prepare(config: ml_collections.ConfigDict, out: str) -> dict[str, Any]:
       "max_lengths": lengths,
       "wall_times_s": times,
       "audio_hours_per_build_minute": report["total_hours"] / max(corpus_minutes, 1e-9),
+      # general English the read split adds (`spoken_qa.unheard_words` counts them heard)
+      "read_words": list(getattr(builder.builder_config, "read_words", ())),
   }
   with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)

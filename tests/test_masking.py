@@ -326,3 +326,16 @@ def test_committed_scoring_needs_left_to_right():
   with pytest.raises(ValueError, match="diffusion.scored_tokens"):
     masking.hierarchical_block_corruption(jax.random.key(0), jnp.ones((1, 8), bool), 4, 2,
                                           scored_tokens="committed")
+
+
+def test_first_token_weight_adds_its_share_of_blocks_at_unit_cross_entropy():
+  """first_token_weight w: at unit cross-entropy the loss's expectation is 1 + (w - 1) x
+  (valid blocks / valid tokens), since each valid block's first token weighs w instead of
+  the ELBO's 1; w = 1 is the unbiased estimator."""
+  valid, c = _draws("hierarchical", "two_stream", n_draws=64, batch=32, total=16)
+  blocks = np.asarray(valid).reshape(valid.shape[0], -1, BLOCK).any(-1).sum()
+  share = blocks / np.asarray(valid).sum()
+  for w in (1.0, 4.0):
+    rb = jax.vmap(lambda x: masking.score_context_predicted(x, valid, BLOCK, w))(c)  # noqa: B023
+    np.testing.assert_allclose(float(jnp.mean(_loss_at_unit_cross_entropy(rb, valid))),
+                               1.0 + (w - 1.0) * share, rtol=0.02)

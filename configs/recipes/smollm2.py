@@ -20,11 +20,17 @@ The MDM stage (400 steps; 800 measured lower) is the text adaptation recipe (shi
 logits, every block's first token scored: the config defaults) from the AR stage's weights,
 trained on the states its S = B/4 = 1 decoder meets (`sampler_steps=1`: every block all
 [MASK]; docs/parity.md).
-The ears train on CTC of the question transcript scored by SmolLM2's token embeddings
-(`answer_weight=0`: no Thinker pass per step). Those embeddings are frozen in every stage,
-so the ears train behind the GGUF's Thinker, independent of the text stages, and one set
-serves both Thinkers: `speech_ar` and `speech_mdm` put them in front of the AR and the MDM
-Thinker (`train.steps=0`: an assembly saved as a checkpoint).
+The ears spell: CTC on the question's characters (`auxiliary.ctc_units=chars`) over the
+frames of a 4-layer, 128-wide encoder at 50 frames/s, trained on the corpus's train
+questions and 16000 sentences read aloud whose word sequences add the GGUF tokenizer's 2000
+commonest words (`corpus.read_words_from`): general English, as a pretrained encoder has
+heard it. Spelled characters generalise to words whose audio the ears never met, which CTC
+over SmolLM2's 49152 word pieces cannot (`ears_ctc_units=tokens`, the earlier ears:
+docs/pretrained_smollm2.md). `speech_ar` and `speech_mdm` put the ears in front of the AR
+and the MDM Thinker (`train.steps=0`: an assembly saved as a checkpoint) with
+`adaptor.read_as=transcript`: the Thinker reads what the ears spelled as a typed question.
+The ears need no Thinker pass (its embeddings are frozen in every stage), so they train
+independently of the text stages.
 """
 from __future__ import annotations
 
@@ -50,11 +56,24 @@ DEFAULTS = dict(
     # 'causal' keeps the frozen bottom layers' context states those of the AR model
     mdm_clean_attention="block",
     mdm_ar_weight=0.0,  # the clean stream's AR loss beside the ELBO (needs 'causal')
-    ears_steps=600,
-    # the splits the ears hear: 'train+read' adds sentences read aloud (a corpus prepared
-    # with corpus.num_read > 0), text far more varied than the questions' phrasings
-    ears_train_split="train",
+    # the corpus the `data` stage prepares: sentences read aloud, their word sequences over
+    # the train lexicon and the GGUF tokenizer's commonest words
+    num_read=16000,
+    num_read_words=2000,  # 0: the train lexicon alone
+    ears_steps=4000,
+    ears_learning_rate=1e-3,
+    # the splits the ears hear: 'train+read' adds the sentences read aloud
+    ears_train_split="train+read",
+    # 'chars': ears that spell (read_as=transcript); 'tokens': CTC over SmolLM2's pieces on
+    # the adapted frames, read as tokens (read_as=ctc_tokens)
+    ears_ctc_units="chars",
 )
+
+# Ears that spell: characters need more frames than word pieces (stride 2: 50 frames/s,
+# about 3 per character) and a wider encoder than the tiny preset's 64 x 2 layers
+SPELLING_EARS = {"encoder.embed_dim": 128, "encoder.num_layers": 4, "encoder.mlp_dim": 512,
+                 "encoder.stride": 2, "auxiliary.ctc_on": "encoder",
+                 "auxiliary.ctc_units": "chars"}
 
 
 def smollm2_model(gguf: str) -> dict[str, object]:
@@ -78,18 +97,24 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   # tokens in the corpus), 6 of turn markers; answers are at most 12 tokens + eos.
   common = {"data.dir": data, "train.progress_bar": False, "seed": k["seed"],
             "data.prompt_len": 56, "data.response_len": 16, **smollm2_model(k["gguf"])}
-  # CTC on the adaptor only: the ears need no Thinker pass, so one set serves both Thinkers
+  # CTC only: the ears need no Thinker pass, so one set serves both Thinkers
   ears = {"auxiliary.answer_weight": 0.0, "auxiliary.typed_weight": 0.0,
-          "auxiliary.ctc_weight": 1.0}
-  # read sentences (the `read` split) are up to 19 BPE tokens: their padded answers need room
-  ears_split = ({"data.train_split": k["ears_train_split"], "data.response_len": 24}
+          "auxiliary.ctc_weight": 1.0,
+          **(SPELLING_EARS if k["ears_ctc_units"] == "chars" else {"auxiliary.ctc_on": "adaptor"})}
+  read_as = "transcript" if k["ears_ctc_units"] == "chars" else "ctc_tokens"
+  # read sentences (the `read` split) are up to 29 BPE tokens: their padded answers need room
+  ears_split = ({"data.train_split": k["ears_train_split"], "data.response_len": 32}
                 if k["ears_train_split"] != "train" else {})
+  speech = {**common, **ears, **ears_split, "adaptor.read_as": read_as, "train.steps": 0}
   text = {**common, "train.batch_size": k["batch_size"], "train.warmup_steps": 10,
           "train.checkpoint_every": 20}
   stages = [] if k["data"] else [
       dict(name="data", launcher="prepare_data", config="configs/data.py:tiny",
            description=f"spoken-QA corpus ({k['num_train']} train questions), units",
-           overrides={"corpus.num_train": k["num_train"]})]
+           overrides={"corpus.num_train": k["num_train"], "corpus.num_read": k["num_read"],
+                      "corpus.read_words_from": (f"gguf:{k['gguf']}" if k["num_read_words"]
+                                                 else ""),
+                      "corpus.num_read_words": k["num_read_words"]})]
   stages += [
       dict(name="ar", launcher="train", config="configs/ar.py:tiny,stage=0",
            description="SmolLM2 fine-tuned (AR) on typed train questions, chat template",
@@ -107,14 +132,17 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
                       "diffusion.clean_attention": k["mdm_clean_attention"],
                       "diffusion.ar_weight": k["mdm_ar_weight"]}),
       dict(name="ears", launcher="train", config="configs/ar.py:tiny,stage=1",
-           description="encoder + adaptor on the corpus's audio, CTC on SmolLM2's embeddings",
+           description="ears on the corpus's audio and read sentences: CTC of the spelling "
+                       "(or of SmolLM2's pieces, ears_ctc_units=tokens)",
            init_from=f"thinker=gguf:{k['gguf']}", frozen="thinker", steps=k["ears_steps"],
-           overrides={**common, **ears, **ears_split}),
+           overrides={**common, **ears, **ears_split,
+                      "train.learning_rate": k["ears_learning_rate"],
+                      "train.warmup_steps": 200}),
       dict(name="speech_ar", launcher="train", config="configs/ar.py:tiny,stage=1",
            description="the ears in front of the AR Thinker (assembled, no step)",
-           init_from="{ears},thinker={ar}", overrides={**common, **ears, "train.steps": 0}),
+           init_from="{ears},thinker={ar}", overrides=speech),
       dict(name="speech_mdm", launcher="train", config="configs/mdm.py:tiny,stage=1",
            description="the same ears in front of the MDM Thinker (assembled, no step)",
-           init_from="{ears},thinker={mdm}", overrides={**common, **ears, "train.steps": 0}),
+           init_from="{ears},thinker={mdm}", overrides=speech),
   ]
   return ml_collections.ConfigDict(dict(stages=stages))

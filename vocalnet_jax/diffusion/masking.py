@@ -204,20 +204,23 @@ def hierarchical_block_corruption(rng: Array, valid: Array, block_size: int, num
                  scored_in_block)
 
 
-def score_context_predicted(c: Corruption, valid: Array, block_size: int) -> Corruption:
-  """Scores the first token of every valid block on every draw, with weight 1.
+def score_context_predicted(c: Corruption, valid: Array, block_size: int,
+                            weight: float = 1.0) -> Corruption:
+  """Scores the first token of every valid block on every draw, with weight `weight`.
 
   With shifted logits in the two_stream layout a block's first token is predicted from
   the clean context before the block (never from the noisy block), so its prediction
   does not depend on the draw. Its ELBO term, scored when masked with a weight whose
   expectation given the draw's masking rate is 1, can then be replaced by that
   expectation: the same expected loss with less variance (a Rao-Blackwellisation), and the
-  token the first chunk waits for is trained as often as AR trains it.
+  token the first chunk waits for is trained as often as AR trains it. `weight` > 1
+  trains it more than the ELBO does (no longer an ELBO: a reweighting towards the token a
+  short answer is decided by).
   c: a two_stream corruption; valid: [batch, L]. Returns the corruption with
   `scored`/`weight` updated (`corrupted`, the model's input, unchanged).
   """
   first = (jnp.arange(valid.shape[1]) % block_size == 0)[None, :] & valid  # [batch, L]
-  return c._replace(scored=c.scored | first, weight=jnp.where(first, 1.0, c.weight))
+  return c._replace(scored=c.scored | first, weight=jnp.where(first, weight, c.weight))
 
 
 class SamplerState(NamedTuple):

@@ -145,7 +145,8 @@ def mdm_objective(fns: DecoderFns, batch: ResponseBatch, rng: Array,
     batch, valid = repeat_batch(batch, 2), jnp.tile(valid, (2, 1))  # [2 batch, ...]
   target = masking.fill_block_tail(batch.response, batch.response_valid, valid, eos_id)
   if shift and diffusion_cfg.layout == "two_stream" and diffusion_cfg.score_first_token:
-    corruption = masking.score_context_predicted(corruption, valid, block)
+    corruption = masking.score_context_predicted(
+        corruption, valid, block, diffusion_cfg.get("first_token_weight", 1.0))
   noisy = jnp.where(corruption.corrupted, mask_id, target)  # [batch, R]
   causal = attention_masks.clean_is_causal(diffusion_cfg, shift)
   states = denoiser_states(fns, batch, noisy, target, valid, block, diffusion_cfg.layout, causal)
