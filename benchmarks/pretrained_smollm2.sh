@@ -5,20 +5,22 @@
 #   pretrained_smollm2_ar_cpu.json   SmolLM2 after AR fine-tuning (stage `ar`)
 #   pretrained_smollm2_mdm_cpu.json  the MDM Thinker adapted from it (stage `mdm`), S = 1, 2, 4, B = 4
 #   pretrained_smollm2_spoken_cpu.json  the same heldout questions spoken (corpus audio), through
-#                                    the ears: AR (`speech_ar`) and MDM (`speech_mdm`) at S = 1,
-#                                    reading the adapted frames or the ears' CTC transcript
-#   W=workdirs/smollm2 DATA=demo_out/data SCRATCH=demo_out/ar_stage0 bash benchmarks/pretrained_smollm2.sh
-# DATA: a prepared corpus (launch.prepare_data --config=configs/data.py:tiny); SCRATCH: the
-# demo's stage-0 workdir (make demo). The GGUF: make smollm2 (or its first two commands).
+#                                    ears that spell: AR (`speech_ar`) and MDM (`speech_mdm`)
+#                                    at S = 1, 2, 4, reading the ears' spelling as typed
+#   W=workdirs/smollm2 DATA=workdirs/data SCRATCH=demo_out/ar_stage0 bash benchmarks/pretrained_smollm2.sh
+# DATA: the recipe's corpus (its `data` stage; '' lets the recipe prepare it under W/data);
+# SCRATCH: the demo's stage-0 workdir (make demo). The GGUF: make smollm2.
 set -eu
 PY=${PY:-.venv/bin/python}
 W=${W:-workdirs/smollm2}
-DATA=${DATA:-demo_out/data}
+DATA=${DATA:-}  # '': the recipe's own `data` stage (W/data)
 SCRATCH=${SCRATCH:-demo_out/ar_stage0}
 N=${N:-50}
 R=benchmarks/results
 KNOBS=${KNOBS:-}  # more recipe knobs, e.g. KNOBS=ears_train_split=train+read,ears_steps=2000
-$PY -m launch.recipe --recipe="configs/recipes/smollm2.py:data=$DATA${KNOBS:+,$KNOBS}" --workdir="$W"
+KNOBS=${DATA:+data=$DATA}${DATA:+${KNOBS:+,}}$KNOBS
+$PY -m launch.recipe --recipe="configs/recipes/smollm2.py${KNOBS:+:$KNOBS}" --workdir="$W"
+DATA=${DATA:-$W/data}
 evaluate() {  # CHECKPOINT OUT [flags...]
   $PY -m benchmarks.pretrained_eval --checkpoint="$1" --data_dir="$DATA" --split=heldout \
     --n="$N" --out="$2" "${@:3}"
@@ -32,9 +34,9 @@ spoken() {  # CHECKPOINT LABEL [flags...]
   $PY -m benchmarks.spoken_thinker_eval --checkpoint="$1" --split=heldout --n="$N" \
     --out="$SPOKEN" --label="$2" "${@:3}"
 }
-for read_as in frames ctc_tokens; do  # the adapted frames, or the ears' CTC transcript as text
-  spoken "$W/speech_ar" "ar_$read_as" --read_as=$read_as
-  # train phrasings, new recordings: the ears' own floor
-  spoken "$W/speech_ar" "ar_${read_as}_test_split" --split=test --read_as=$read_as
-  spoken "$W/speech_mdm" "mdm_s1_$read_as" --steps=1 --read_as=$read_as
+# the recipe's ears spell (read_as=transcript: the Thinker reads their spelling as typed)
+spoken "$W/speech_ar" ar_transcript
+spoken "$W/speech_ar" ar_transcript_test_split --split=test  # train phrasings, new recordings
+for steps in 1 2 4; do
+  spoken "$W/speech_mdm" "mdm_s${steps}_transcript" --steps=$steps
 done

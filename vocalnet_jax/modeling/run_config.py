@@ -18,10 +18,12 @@ from vocalnet_jax.modeling.validate import ConfigError
 FILENAME = "config.json"
 _ABSENT = "(absent)"
 # The params' shapes: a checkpoint restores only into a model with these.
-PARAM_FIELDS = ("model", "encoder", "adaptor", "talker.model", "talker.num_units")
-# What the trained model expects at decode time, beyond its shapes.
+PARAM_FIELDS = ("model", "encoder", "adaptor.stack", "adaptor.hidden_dim", "talker.model",
+                "talker.num_units", "auxiliary.ctc_units")
+# What the trained model expects at decode time, beyond its shapes (adaptor.read_as: what
+# the Thinker reads of the audio; an assembly of trained parts may choose another).
 HARD_FIELDS = PARAM_FIELDS + (
-    "objective", "diffusion.block_size", "diffusion.sampler_steps", "diffusion.layout",
+    "adaptor.read_as", "objective", "diffusion.block_size", "diffusion.sampler_steps", "diffusion.layout",
     "diffusion.shift_logits", "talker.chunk_size", "talker.text_per_chunk",
     "talker.thinker_states")
 # The data and the masking: another value is legitimate but worth a word.

@@ -256,7 +256,8 @@ def parse_init_from(spec: str) -> tuple[str, dict[str, str]]:
 
 # What a part's params depend on: a source run must agree on these (PARAM_FIELDS for a base).
 PART_FIELDS = {"thinker": ("model",), "encoder": ("encoder",),
-               "adaptor": ("adaptor", "encoder.embed_dim", "model.embed_dim"),
+               "adaptor": ("adaptor.stack", "adaptor.hidden_dim", "encoder.embed_dim",
+                           "model.embed_dim"),
                "talker": ("talker.model", "talker.num_units", "model.embed_dim")}
 
 
