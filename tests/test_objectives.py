@@ -151,7 +151,8 @@ def _unit_cross_entropy_fns() -> objectives.DecoderFns:
 
 def _unit_ce_loss(num_draws: int, **diffusion_fields):
   """The MDM objective at unit cross-entropy on answers of 2, 5, 9 and 12 tokens (3 blocks,
-  every target token 0 = eos), vmapped over `num_draws` keys: (loss, metrics, valid)."""
+  every target token 0 = eos), vmapped over `num_draws` keys: (loss, metrics, valid); the
+  ELBO's first-token weight (1) unless `first_token_weight` is given."""
   from configs import mdm
   lengths = [2, 5, 9, 12]
   response = jnp.zeros((len(lengths), 3 * B), jnp.int32)  # token 0 = eos: every target is 0
@@ -159,7 +160,7 @@ def _unit_ce_loss(num_draws: int, **diffusion_fields):
   rb = objectives.ResponseBatch(jnp.zeros((len(lengths), 3, 2)), jnp.ones((len(lengths), 3), bool),
                                 response, response_valid)
   diffusion = mdm.get_config("tiny,text").diffusion
-  diffusion.update(shift_logits=True, **diffusion_fields)
+  diffusion.update(shift_logits=True, **{"first_token_weight": 1.0, **diffusion_fields})
   loss_fn = jax.jit(jax.vmap(lambda r: objectives.mdm_objective(
       _unit_cross_entropy_fns(), rb, r, diffusion, mask_id=1, eos_id=0, shift=True)))
   return (*loss_fn(jax.random.split(jax.random.key(0), num_draws)), response_valid)
@@ -174,6 +175,17 @@ def test_ar_term_adds_its_weight_to_the_loss_at_unit_cross_entropy(weight):
   if weight:
     np.testing.assert_allclose(np.asarray(metrics["ar_loss"]), 1.0, rtol=1e-6)
   np.testing.assert_allclose(float(jnp.mean(loss)), 1.0 + weight, rtol=0.02)
+
+
+def test_first_token_weight_adds_its_share_to_the_objective_at_unit_cross_entropy():
+  """The objective passes diffusion.first_token_weight w to every block's context-predicted
+  first token: the loss moves by exactly (w - 1) x first tokens / valid tokens, draw by draw
+  (the same draws: only the weights differ)."""
+  plain, _, response_valid = _unit_ce_loss(16)
+  heavy, _, _ = _unit_ce_loss(16, first_token_weight=4.0)
+  valid = masking.block_valid(response_valid, B)
+  share = int((valid & (jnp.arange(3 * B) % B == 0)).sum()) / int(valid.sum())
+  np.testing.assert_allclose(np.asarray(heavy - plain), 3.0 * share, rtol=1e-5)
 
 
 @pytest.mark.parametrize("strategy", ["hierarchical", "uniform"])

@@ -14,7 +14,8 @@ from launch import recipe_runner
 
 # The demo's ten commands, pinned (D: its DEMO_DIR): launch/demo.sh's before the demo became
 # a recipe (its directories ar/stage0 ... are now the stages ar_stage0 ...), except the
-# Talker stages, which now read the answer text alone for their own step counts.
+# Talker stages, which now read the answer text alone for their own step counts, and the
+# MDM stages, which pin the first-token weight they were measured with.
 _DEMO_SH = (
     ("-m launch.prepare_data --config=configs/data.py:tiny --config.corpus.num_train=8000 "
      "--config.corpus.num_test=50 --out=D/data"),
@@ -27,7 +28,8 @@ _DEMO_SH = (
      "--config.auxiliary.typed_weight=0"),
     ("-m launch.train --config=configs/mdm.py:tiny,stage=1 --workdir=D/mdm_stage1 "
      "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
-     "--config.diffusion.shift_logits=True --config.init_from=D/ar_stage1 "
+     "--config.diffusion.shift_logits=True --config.diffusion.first_token_weight=1.0 "
+     "--config.init_from=D/ar_stage1 "
      "--config.train.frozen=encoder,thinker/embed_tokens --config.train.steps=2000 "
      "--config.auxiliary.typed_weight=0"),
     ("-m launch.train --config=configs/ar.py:tiny,stage=2 --workdir=D/ar_stage2 "
@@ -36,7 +38,8 @@ _DEMO_SH = (
      "--config.init_from=D/ar_stage1 --config.train.steps=1500"),
     ("-m launch.train --config=configs/mdm.py:tiny,stage=2 --workdir=D/mdm_stage2 "
      "--config.data.dir=D/data --config.train.progress_bar=False --config.seed=0 "
-     "--config.diffusion.shift_logits=True --config.talker.thinker_states=False "
+     "--config.diffusion.shift_logits=True --config.diffusion.first_token_weight=1.0 "
+     "--config.talker.thinker_states=False "
      "--config.init_from=D/mdm_stage1,talker=D/ar_stage2 --config.train.steps=1000"),
     ("-m launch.train_vocoder --config=configs/vocoder.py:tiny --data=D/data "
      "--workdir=D/vocoder --config.train.steps=400 --config.neural.train.steps=1000"),

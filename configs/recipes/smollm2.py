@@ -56,6 +56,7 @@ DEFAULTS = dict(
     # 'causal' keeps the frozen bottom layers' context states those of the AR model
     mdm_clean_attention="block",
     mdm_ar_weight=0.0,  # the clean stream's AR loss beside the ELBO (needs 'causal')
+    mdm_first_token_weight=1.0,  # measured here with 1 (the text recipe's default is 4)
     # the corpus the `data` stage prepares: sentences read aloud, their word sequences over
     # the train lexicon and the GGUF tokenizer's commonest words
     num_read=16000,
@@ -130,7 +131,8 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
                       # trained on the states its S = B/4 = 1 decoder meets (all-[MASK] blocks)
                       "diffusion.sampler_steps": 1,
                       "diffusion.clean_attention": k["mdm_clean_attention"],
-                      "diffusion.ar_weight": k["mdm_ar_weight"]}),
+                      "diffusion.ar_weight": k["mdm_ar_weight"],
+                      "diffusion.first_token_weight": k["mdm_first_token_weight"]}),
       dict(name="ears", launcher="train", config="configs/ar.py:tiny,stage=1",
            description="ears on the corpus's audio and read sentences: CTC of the spelling "
                        "(or of SmolLM2's pieces, ears_ctc_units=tokens)",
