@@ -4,8 +4,8 @@ The recipe of benchmarks/mdm_parity.sh's rows `ar_pretrained` and `mdm_adapted_s
 (`_sK_bB`, K = B/4, for other blocks): a shared AR pre-training on the broad procedural
 mix, then `steps` steps on the QA tasks for the AR baseline and for the MDM Thinker adapted
 from the same weights (shifted logits and every block's first token scored with weight 4:
-the config defaults; trained on the states of an S = B/4 sampler, `sampler_steps`), each scored on 512
-held-out prompts (MDM at S = 1, B/4, B/2, B steps per block). The MDM decodes left to right
+the config defaults; trained on the states of an S = B/4 sampler, `sampler_steps`), each
+scored on 512 held-out prompts (MDM at S = 1, B/4, B/2, B steps per block). The MDM decodes left to right
 within a block (`commit_order`: the top-k share from the leftmost masked tokens) and trains
 on exactly that sampler's states; at B = 4, S = 1 that is the all-[MASK] block whatever the
 order, and at B = 16, S = 4 it is what reached the parity target (docs/parity.md).

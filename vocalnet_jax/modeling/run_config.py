@@ -23,8 +23,8 @@ PARAM_FIELDS = ("model", "encoder", "adaptor.stack", "adaptor.hidden_dim", "talk
 # What the trained model expects at decode time, beyond its shapes (adaptor.read_as: what
 # the Thinker reads of the audio; an assembly of trained parts may choose another).
 HARD_FIELDS = PARAM_FIELDS + (
-    "adaptor.read_as", "objective", "diffusion.block_size", "diffusion.sampler_steps", "diffusion.layout",
-    "diffusion.shift_logits", "talker.chunk_size", "talker.text_per_chunk",
+    "adaptor.read_as", "objective", "diffusion.block_size", "diffusion.sampler_steps",
+    "diffusion.layout", "diffusion.shift_logits", "talker.chunk_size", "talker.text_per_chunk",
     "talker.thinker_states")
 # The data and the masking: another value is legitimate but worth a word.
 SOFT_FIELDS = ("preset", "task", "data", "diffusion.schedule", "diffusion.masking")
