@@ -7,8 +7,9 @@ from the same weights (shifted logits and every block's first token scored with 
 the config defaults; trained on the states of an S = B/4 sampler, `sampler_steps`), each
 scored on 512 held-out prompts (MDM at S = 1, B/4, B/2, B steps per block). The MDM decodes
 left to right within a block (`commit_order`: the top-k share from the leftmost masked
-tokens) and trains on exactly that sampler's states; at B = 4, S = 1 that is the all-[MASK] block whatever the
-order, and at B = 16, S = 4 it is what reached the parity target (docs/parity.md).
+tokens) and trains on exactly that sampler's states; at B = 4, S = 1 that is the all-[MASK]
+block whatever the order, and at B = 16, S = 4 it is what reached the parity target
+(docs/parity.md).
 
   python -m launch.recipe --recipe=configs/recipes/text_parity.py --workdir=w/parity
   python -m launch.recipe --recipe=configs/recipes/text_parity.py:seed=1,block_size=16 --workdir=W
