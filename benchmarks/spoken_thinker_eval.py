@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from data_pipelines import features, spoken_qa, tfds_builders, tts
-from data_pipelines.prompt import prompt_head_tail
+from data_pipelines.prompt import prompt_head_tail, prompt_ids
 from launch import logs
 from vocalnet_jax.decoding import speech_io, streaming, transcript
 from vocalnet_jax.evaluation import result_file, text_eval, text_metrics
@@ -107,8 +107,10 @@ def corpus_read_words(data_dir: str) -> list[str]:
 
 
 def typed_answer(lm, params, tok, decoder, config, question: str, seed: int) -> str:
-  """The Thinker's answer to `question` typed (its tokenizer and prompt)."""
-  prefix, valid = text_eval.encode_question(tok, question, config.data.prompt_len)
+  """The Thinker's answer to `question` typed (its tokenizer and prompt); a question longer
+  than the training prompt (a garbled transcript) gets a longer one, in steps of 16."""
+  needed = -(-len(prompt_ids(tok, tok.encode(question))) // 16) * 16
+  prefix, valid = text_eval.encode_question(tok, question, max(config.data.prompt_len, needed))
   out = text_eval.generate(lm, params, prefix, valid, jax.random.key(seed), decoder,
                            config.data.response_len)
   return tok.decode(np.asarray(out.tokens[0, :int(out.lengths[0])]).tolist())
