@@ -266,7 +266,7 @@ def unheard_words(text: str, seed: int, read_words: Collection[str] = ()) -> lis
   """The words of `text` (numbers aside) outside `read_lexicon` and the corpus's added
   `read_words`: words no train or read recording of the corpus says, which ears trained on
   it cannot have learned."""
-  lexicon = set(read_lexicon(seed)) | set(read_words)
+  lexicon = set(_read_words(seed, tuple(read_words)))
   return [w for w in re.findall(r"[A-Za-z]+", text) if w not in lexicon]
 
 

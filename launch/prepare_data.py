@@ -191,7 +191,6 @@ def main(argv):
     summary = prepare(_CONFIG.value, _OUT.value)
   except tts.VoiceError as e:
     raise app.UsageError(str(e)) from None
-
   print(json.dumps(summary, indent=1))
   skipped = summary["skipped"]
   print(f"\n{summary['total_hours']:.2f} h of audio, kept {summary['kept']}, skipped "

@@ -27,8 +27,9 @@ class SpeechLLM(nn.Module):
   """Parameters: {encoder, adaptor, thinker, talker, transcriber}.
 
   `transcriber` is a linear CTC head on the encoder frames (text vocabulary, blank =
-  pad): an auxiliary ASR objective that teaches an encoder trained from scratch to hear.
-  Decoding never calls it.
+  pad, or characters with `auxiliary.ctc_units=chars`): an auxiliary ASR objective that
+  teaches an encoder trained from scratch to hear. Decoding calls it only to read the
+  ears' spelling (`read_as=transcript`).
 
   `read_as` is what the Thinker reads of the audio: `frames` (the adapted frames),
   `ctc_tokens` (the adaptor's greedy CTC transcript, embedded as text: the Thinker reads
