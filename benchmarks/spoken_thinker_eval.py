@@ -13,7 +13,6 @@ separates hearing (encoder + adaptor) from answering (the Thinker), and the gree
 transcript of the stage-1 transcript head (`heard_exact_match`) measures the hearing alone.
 """
 import functools
-import json
 import os
 import sys
 
@@ -27,7 +26,7 @@ from data_pipelines.prompt import prompt_head_tail, prompt_ids
 from launch import logs
 from vocalnet_jax.decoding import speech_io, streaming, transcript
 from vocalnet_jax.evaluation import result_file, text_eval, text_metrics
-from vocalnet_jax.modeling import restore, run_config, validate
+from vocalnet_jax.modeling import build, restore, run_config, validate
 from vocalnet_jax.models.speech_llm import SpeechLLM, ctc_greedy_keep, spells
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Speech training workdir.")
@@ -97,15 +96,6 @@ def heard_transcript(transcribe, params, tok, frames: int, wav: np.ndarray,
   return tok.decode(np.asarray(best[0])[np.asarray(keep[0])].tolist())
 
 
-def corpus_read_words(data_dir: str) -> list[str]:
-  """The general English words the corpus's read split adds (its summary.json)."""
-  path = os.path.join(data_dir, "summary.json")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return json.load(f).get("read_words", [])
-
-
 def typed_answer(lm, params, tok, decoder, config, question: str, seed: int) -> str:
   """The Thinker's answer to `question` typed (its tokenizer and prompt); a question longer
   than the training prompt (a garbled transcript) gets a longer one, in steps of 16."""
@@ -155,7 +145,7 @@ def main(argv):
       name="synthesized", num_speakers=_NUM_SPEAKERS.value,
       num_heldout_speakers=_NUM_UNSEEN.value)  # defaults: seed 0, the assistant voice
   voices_of = _VOICES_OF.value or _SPLIT.value
-  read_words = corpus_read_words(config.data.dir)
+  read_words = build.corpus_read_words(config.data.dir)
   questions = (f"generator indices 0..n-1, voices of {voices_of} ({_NUM_SPEAKERS.value} train "
                "speakers)" if _SYNTHESIZE.value else "stored split, first n")
   for i in range(_N.value):

@@ -250,7 +250,11 @@ def speech_sections(c: ml_collections.ConfigDict, preset: str, stage: int) -> No
       max_question_tokens=48, prompt_len=52, response_len=data["response_len"],
       max_units=data["max_units"], question_chars=data["question_chars"], seed=0,
       # stage 0: procedural typed questions of the corpus's train templates (no audio)
-      typed_examples=1_000_000, typed_seed=17))
+      typed_examples=1_000_000, typed_seed=17,
+      # typed questions spelled as ears that spell hear them (`data_pipelines.mishearing`):
+      # `channel` (launch.mishearing's channel.json; '' off), applied to `fraction` of them
+      # at a strength uniform in [0, max_scale] times the channel's rates
+      mishear=ml_collections.ConfigDict(dict(channel="", fraction=0.5, max_scale=2.0))))
 
 
 def base_config(arg: str | None, objective: str) -> ml_collections.ConfigDict:

@@ -34,10 +34,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping, NamedTuple, Optional
 
 import numpy as np
 
+from data_pipelines import mishearing
 from data_pipelines.synthetic_text import pack_qa
 
 READ = "read"  # sentences read aloud (see the module doc), not question answering
@@ -323,6 +324,16 @@ def corpus_example(seed: int, split: str, index: int, num_speakers: int,
   return make_read_example(seed, index, num_speakers, eval_answers(seed, counts), read_words)
 
 
+MISHEAR_STREAM = 7  # the rng stream of a typed question's mishearing
+
+
+class MishearSpec(NamedTuple):
+  """Typed questions spelled as the ears hear them (`data_pipelines.mishearing`)."""
+  channel: mishearing.Channel
+  fraction: float  # of the questions
+  max_scale: float  # strength uniform in [0, max_scale] x the channel's rates
+
+
 class TypedQASource:
   """Random-access typed questions of a split, tokenized in the speech Thinker's prompt
   layout (`prompt`/`response` keys of `synthetic_text.pack_example`), no audio.
@@ -330,18 +341,32 @@ class TypedQASource:
   Why: the Thinker can learn to answer from text at a fraction of the cost of a speech
   step (stage 0), so stage 1 only has to teach the encoder and adaptor to hear. Drawn
   from the same templates and combinations as the split, so a typed `train` stream never
-  shows a held-out combination.
+  shows a held-out combination. With a `mishear` channel, a `fraction` of the questions is
+  spelled as the ears would hear it, at a strength uniform in [0, max_scale] times the
+  channel's rates (a question that then overflows the prompt stays as typed).
   """
 
   def __init__(self, tokenizer: Any, split: str, num_examples: int, prompt_len: int,
-               response_len: int, seed: int):
+               response_len: int, seed: int, mishear: Optional[MishearSpec] = None):
     self.tokenizer, self.split, self.num_examples = tokenizer, split, num_examples
     self.prompt_len, self.response_len, self.seed = prompt_len, response_len, seed
+    self.mishear = mishear
 
   def __len__(self) -> int:
     return self.num_examples
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     ex = make_example(self.seed, self.split, int(index), num_speakers=1)
+    name = f"typed example {ex.id}"
+    if self.mishear is not None:
+      rng = np.random.default_rng([self.seed, int(index), MISHEAR_STREAM])
+      if rng.random() < self.mishear.fraction:
+        heard = self.mishear.channel.corrupt(ex.question, rng,
+                                             rng.uniform(0.0, self.mishear.max_scale))
+        try:
+          return pack_qa(self.tokenizer, heard, ex.answer, self.prompt_len, self.response_len,
+                         name)
+        except ValueError:
+          pass
     return pack_qa(self.tokenizer, ex.question, ex.answer, self.prompt_len, self.response_len,
-                   f"typed example {ex.id}")
+                   name)

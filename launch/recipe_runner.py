@@ -31,6 +31,7 @@ LAUNCHERS = {
     "distill": ("launch.distill", "workdir"),
     "evaluate": ("launch.evaluate", "out"),
     "export": ("launch.export", "out"),
+    "mishearing": ("launch.mishearing", "out"),
     "demo_summary": ("launch.demo_summary", None),
 }
 TRAINING = ("train", "train_vocoder", "distill")  # launchers whose config has train.steps

@@ -35,15 +35,31 @@ def stages(tmp_path_factory):
 
 def test_recipe_stages_and_step_counts():
   names = [s["name"] for s in recipe_runner.load(RECIPE).stages]
-  assert names == ["data", "ar", "mdm", "ears", "speech_ar", "speech_mdm"]
+  assert names == ["data", "ar", "ears", "mishearing", "ar_heard", "mdm", "speech_ar",
+                   "speech_mdm"]
   reused = recipe_runner.load(f"{RECIPE}:data=demo_out/data,mdm_steps=7").stages
-  assert [s["name"] for s in reused] == ["ar", "mdm", "ears", "speech_ar", "speech_mdm"]
-  assert all(s["steps"] > 0 for s in reused[:3]) and reused[1]["steps"] == 7
-  assert all(s["overrides"]["train.steps"] == 0 for s in reused[3:])  # assemblies: no step
+  assert [s["name"] for s in reused] == names[1:]
+  trained = {s["name"]: s["steps"] for s in reused if s["launcher"] == "train"}
+  assert trained == {"ar": 1000, "ears": 4000, "ar_heard": 400, "mdm": 7, "speech_ar": 0,
+                     "speech_mdm": 0}
+  assert all(s["overrides"]["train.steps"] == 0 for s in reused[-2:])  # assemblies: no step
+  clean = recipe_runner.load(f"{RECIPE}:data=demo_out/data,heard_steps=0").stages
+  assert [s["name"] for s in clean] == ["ar", "mdm", "ears", "speech_ar", "speech_mdm"]
+  assert not any("data.mishear.channel" in s["overrides"] for s in clean)
+
+
+def test_the_thinkers_after_the_ears_read_misheard_questions(stages):
+  for name in ("ar_heard", "mdm"):
+    config = _config(stages[name])
+    assert config.data.mishear.channel == "{mishearing}/channel.json"
+    assert (config.data.mishear.fraction, config.data.mishear.max_scale) == (0.5, 2.0)
+  assert _config(stages["ar"]).data.mishear.channel == ""  # typed text only
+  assert stages["mishearing"]["flags"] == {"checkpoint": "{ears}"}
+  assert stages["speech_ar"]["init_from"] == "{ears},thinker={ar_heard}"
 
 
 def test_every_stage_validates_and_reads_the_checkpoint_tokenizer(stages):
-  for name in ("ar", "mdm", "ears", "speech_ar", "speech_mdm"):
+  for name in ("ar", "ar_heard", "mdm", "ears", "speech_ar", "speech_mdm"):
     config = _config(stages[name])
     validate_config(config)
     tok = build.load_text_tokenizer(config)
@@ -74,10 +90,11 @@ def test_each_init_from_source_has_the_model_its_stage_restores(stages):
   configs = {name: _config(s) for name, s in stages.items() if s["launcher"] == "train"}
   for name in ("ar", "ears"):
     assert parse_init_from(stages[name]["init_from"])[1]["thinker"].startswith("gguf:")
-  for name, source, fields in (("mdm", "ar", run_config.PARAM_FIELDS),
+  for name, source, fields in (("ar_heard", "ar", run_config.PARAM_FIELDS),
+                               ("mdm", "ar_heard", run_config.PARAM_FIELDS),
                                ("ears", "ar", PART_FIELDS["thinker"]),
                                ("speech_ar", "ears", run_config.PARAM_FIELDS),
-                               ("speech_ar", "ar", PART_FIELDS["thinker"]),
+                               ("speech_ar", "ar_heard", PART_FIELDS["thinker"]),
                                ("speech_mdm", "ears", run_config.PARAM_FIELDS),
                                ("speech_mdm", "mdm", PART_FIELDS["thinker"])):
     run_config.check(configs[source], configs[name], source, hard=fields, soft=())
@@ -97,6 +114,8 @@ def test_recipe_shapes_are_the_wheels_checkpoint():
     pytest.skip(f"{recipe.GGUF} is absent (make smollm2 links it)")
   hp = pretrained.decoder_hparams(f"gguf:{recipe.GGUF}")
   for stage in recipe_runner.load(f"{RECIPE}:data=corpus").stages:
+    if not stage["config"]:
+      continue
     model = _config(stage).model
     for field in pretrained.DECODER_FIELDS:
       expected = hp[field]

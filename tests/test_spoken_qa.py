@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 
 from data_pipelines import spoken_qa
@@ -75,6 +76,36 @@ def test_typed_source_is_the_split_in_the_prompt_layout():
     assert (name, int(phrasing)) not in held
   with pytest.raises(ValueError, match="prompt_len"):
     spoken_qa.TypedQASource(tok, "train", 1, prompt_len=4, response_len=48, seed=3)[0]
+
+
+def _is_subsequence(short: str, long: str) -> bool:
+  it = iter(long)
+  return all(c in it for c in short)
+
+
+def test_typed_source_misspells_a_fraction_as_its_channel_would():
+  """With a channel that only deletes (mostly 'e'), a `fraction` of the questions lose
+  characters and nothing else; answers are never touched; an index is a pure function."""
+  from data_pipelines import mishearing
+  from data_pipelines.synthetic_text import CharTokenizer
+  tok = CharTokenizer()
+  texts = [spoken_qa.make_example(0, "train", i, 1).question for i in range(50)]
+  channel = mishearing.fit((t, t.replace("e", "")) for t in texts)
+  spec = spoken_qa.MishearSpec(channel, fraction=0.5, max_scale=2.0)
+  plain = spoken_qa.TypedQASource(tok, "train", 400, prompt_len=140, response_len=48, seed=3)
+  heard = spoken_qa.TypedQASource(tok, "train", 400, prompt_len=140, response_len=48, seed=3,
+                                  mishear=spec)
+  changed = 0
+  for i in range(400):
+    a, b = plain[i], heard[i]
+    np.testing.assert_array_equal(a["response"], b["response"])
+    question = lambda item: tok.decode(item["prompt"][item["prompt_valid"]].tolist()[2:-1])  # noqa: E731
+    clean, misheard = question(a), question(b)
+    assert _is_subsequence(misheard, clean)
+    changed += misheard != clean
+    np.testing.assert_array_equal(b["prompt"], heard[i]["prompt"])
+  # chosen with chance 1/2; a chosen question keeps its every 'e' only at scales near 0
+  assert 0.35 * 400 <= changed <= 0.5 * 400 + 3 * np.sqrt(100)
 
 
 COUNTS = (("train", 800), ("test", 50), ("heldout", 50), ("unseen_voices", 50), ("read", 400))

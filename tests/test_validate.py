@@ -73,6 +73,14 @@ def test_bad_speech_data_values_name_the_field(field, value):
     validate_config(config)
 
 
+@pytest.mark.parametrize("field,value", [("fraction", 1.5), ("max_scale", -1.0)])
+def test_bad_mishear_values_name_the_field(field, value):
+  config = mdm.get_config("tiny,stage=0")
+  config.data.mishear[field] = value
+  with pytest.raises(ConfigError, match=rf"config\.data\.mishear\.{field}="):
+    validate_config(config)
+
+
 @pytest.mark.parametrize("field,value", [("typed_source", "corpus"), ("ctc_on", "thinker")])
 def test_bad_auxiliary_values_name_the_field(field, value):
   config = mdm.get_config("tiny,stage=1")

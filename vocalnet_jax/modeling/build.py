@@ -96,6 +96,15 @@ def corpus_dataset_dir(config: ml_collections.ConfigDict) -> str:
                     f"rerun launch.prepare_data --out={config.data.dir})")
 
 
+def corpus_read_words(data_dir: str) -> list[str]:
+  """The general English words the corpus's read split adds (its summary.json; none when
+  the corpus has no summary or added none)."""
+  summary = epath.Path(data_dir) / "summary.json"
+  if not summary.exists():
+    return []
+  return json.loads(summary.read_text(encoding="utf-8")).get("read_words", [])
+
+
 def check_corpus_fits(config: ml_collections.ConfigDict, split: str = "train") -> None:
   """ConfigError (one line) when the longest example of `split` in the corpus's summary.json
   (written by `launch.prepare_data`) exceeds the padded lengths of `config.data`: caught

@@ -125,6 +125,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              f"config.data.mel_buckets={buckets} must be positive and increasing")
     window = config.data.get("length_group_window", 0)
     _require(window >= 0, f"config.data.length_group_window={window} must be >= 0")
+  if "mishear" in config.data:
+    m = config.data.mishear
+    _require(0.0 <= m.fraction <= 1.0,
+             f"config.data.mishear.fraction={m.fraction} must be in [0, 1]")
+    _require(m.max_scale >= 0.0, f"config.data.mishear.max_scale={m.max_scale} must be >= 0")
   if "spec_augment" in config:
     a = config.spec_augment
     for field in ("freq_masks", "freq_width", "time_masks", "time_width"):

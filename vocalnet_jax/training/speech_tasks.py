@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from data_pipelines import features, loader, speech_loader, spelling, spoken_qa
+from data_pipelines import features, loader, mishearing, speech_loader, spelling, spoken_qa
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.diffusion import attention_masks, losses
 from vocalnet_jax.modeling import partitioning, restore
@@ -81,6 +81,17 @@ def typed_spec(data: ml_collections.ConfigDict,
           "prompt_valid": spec((data.prompt_len,), jnp.bool_),
           "response": spec((data.response_len,), jnp.int32),
           "response_valid": spec((data.response_len,), jnp.bool_)}
+
+
+def mishear_spec(mishear: Optional[ml_collections.ConfigDict]) -> Optional[spoken_qa.MishearSpec]:
+  """`config.data.mishear` as the typed source reads it (None: questions as typed)."""
+  if mishear is None or not mishear.channel:
+    return None
+  try:
+    channel = mishearing.load(mishear.channel)
+  except ValueError as e:
+    raise ConfigError(f"config.data.mishear.channel: {e}") from None
+  return spoken_qa.MishearSpec(channel, mishear.fraction, mishear.max_scale)
 
 
 def part_fns(model: SpeechLLM, params: Any, part: str) -> objectives.DecoderFns:
@@ -140,7 +151,8 @@ class SpeechThinkerTask(Task):
     """Procedural typed questions of `split`'s templates (stage 0's stream)."""
     d = self.config.data
     return spoken_qa.TypedQASource(self.built.text_tokenizer, split, d.typed_examples,
-                                   d.prompt_len, d.response_len, d.typed_seed)
+                                   d.prompt_len, d.response_len, d.typed_seed,
+                                   mishear_spec(d.get("mishear")))
 
   def dataset(self, split: str, batch_size: int, seed: int,
               shuffle: bool = True) -> grain.IterDataset:
