@@ -3,6 +3,7 @@
 # `heldout` questions (new phrasings of the templates) for every row:
 #   pretrained_scratch_ar_cpu.json   the demo's from-scratch tiny AR Thinker (stage 0): the row to beat
 #   pretrained_smollm2_ar_cpu.json   SmolLM2 after AR fine-tuning (stage `ar`)
+#   pretrained_smollm2_ar_heard_cpu.json  then taught to read misheard questions (stage `ar_heard`)
 #   pretrained_smollm2_mdm_cpu.json  the MDM Thinker adapted from it (stage `mdm`), S = 1, 2, 4, B = 4
 #   pretrained_smollm2_spoken_cpu.json  the same heldout questions spoken (corpus audio), through
 #                                    ears that spell: AR (`speech_ar`) and MDM (`speech_mdm`)
@@ -27,6 +28,7 @@ evaluate() {  # CHECKPOINT OUT [flags...]
 }
 evaluate "$SCRATCH" "$R/pretrained_scratch_ar_cpu.json"
 evaluate "$W/ar" "$R/pretrained_smollm2_ar_cpu.json"
+[ -d "$W/ar_heard" ] && evaluate "$W/ar_heard" "$R/pretrained_smollm2_ar_heard_cpu.json"
 evaluate "$W/mdm" "$R/pretrained_smollm2_mdm_cpu.json" --steps=1,2,4
 SPOKEN=$R/pretrained_smollm2_spoken_cpu.json
 rm -f "$SPOKEN"
