@@ -114,8 +114,9 @@ MDM_RECIPE = dict(
     # every draw (same expected loss, less variance; masking.score_context_predicted)
     score_first_token=True,
     # with score_first_token: that first token's weight (1: the ELBO's expectation). 4
-    # closed the first-token gap over three seeds (`count`, a one-token answer: 0.77 -> 0.99
-    # at B = 4; every task within 0.05 of AR on the mean; docs/parity.md, `_ft4_` rows)
+    # closed the first-token gap over three seeds at B = 4 (`count`, a one-token answer:
+    # 0.77 -> 0.99; every task within 0.05 of AR on the mean); at B = 16 2 does and 4 does
+    # not (configs/recipes/text_parity.py FIRST_TOKEN_WEIGHT; docs/parity.md `_ftW_` rows)
     first_token_weight=4.0,
     # two_stream with shift_logits (a Thinker adapted from AR; never the Talker): the clean
     # copy attends block-causally (`block`) or causally (`causal`: its states stay the AR

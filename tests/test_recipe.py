@@ -182,6 +182,15 @@ def test_dry_run_prints_every_command_and_writes_nothing(tmp_path, capsys):
   assert not os.path.exists(tmp_path / "w")
 
 
+def test_text_parity_weights_the_first_token_as_measured_for_its_block():
+  weight = lambda arg: {s["name"]: s for s in recipe_runner.load(  # noqa: E731
+      f"configs/recipes/text_parity.py:{arg}").stages}["mdm"]["overrides"].get(
+          "diffusion.first_token_weight")
+  assert (weight("block_size=4"), weight("block_size=16")) == (4.0, 2.0)
+  assert weight("block_size=8") is None  # the config default
+  assert weight("block_size=16,first_token_weight=3") == 3.0
+
+
 def test_text_parity_decodes_in_the_order_it_trains_on():
   for order, rule in (("left_to_right", "left_to_right"), ("confidence", "topk")):
     stages = {s["name"]: s for s in recipe_runner.load(
