@@ -75,3 +75,16 @@ def test_load_names_the_file(tmp_path):
   bad.write_text('{"chars": {}}')
   with pytest.raises(ValueError, match=f"{bad}: not a mishearing channel"):
     mishearing.load(str(bad))
+
+
+def test_the_launcher_refuses_ears_that_do_not_spell_in_one_line(tmp_path):
+  import subprocess
+  import sys
+
+  from configs import ar
+  (tmp_path / "config.json").write_text(ar.get_config("tiny,stage=1").to_json())
+  out = subprocess.run([sys.executable, "-m", "launch.mishearing", f"--checkpoint={tmp_path}",
+                        f"--out={tmp_path / 'channel'}"], capture_output=True, text=True)
+  assert out.returncode == 1 and out.stderr.strip().count("\n") == 0, out.stderr
+  assert "its ears do not spell" in out.stderr
+  assert not (tmp_path / "channel").exists()
