@@ -392,3 +392,15 @@ def test_ears_that_spell_score_the_question_characters(prepared_corpus):
   np.testing.assert_allclose(total, want, rtol=1e-5)
   rolled = dict(batch, question_tokens=np.roll(batch["question_tokens"], 1, axis=0))
   assert jax.jit(task.loss)(params, rolled, jax.random.key(1))[0] == total
+
+
+def test_a_missing_mishearing_channel_names_the_field(tmp_path):
+  import ml_collections
+  from vocalnet_jax.modeling.validate import ConfigError
+  from vocalnet_jax.training.speech_tasks import mishear_spec
+  mishear = ml_collections.ConfigDict(dict(channel=str(tmp_path / "none.json"), fraction=0.5,
+                                           max_scale=2.0))
+  with pytest.raises(ConfigError, match=r"config\.data\.mishear\.channel: .*none\.json"):
+    mishear_spec(mishear)
+  assert mishear_spec(ml_collections.ConfigDict(dict(channel="", fraction=0.5,
+                                                     max_scale=2.0))) is None
