@@ -6,9 +6,9 @@ Sentences the ears never heard (the corpus's read-sentence generator, past any i
 corpus stores, over its lexicon and read words) are spoken by voices drawn apart from the
 corpus's pools, transcribed by the ears' greedy spelling, and every character edit between
 sentence and transcript is counted. Writes OUT/channel.json (for `data.mishear.channel`)
-and OUT/heard.json (the CER and the first pairs). No evaluation split is read.
+and OUT/heard.json (the CER and the first pairs, in the `benchmarks/results` schema). No
+evaluation split is read.
 """
-import json
 import os
 import sys
 
@@ -19,6 +19,7 @@ from absl import app, flags
 from data_pipelines import mishearing, spoken_qa, tts
 from launch.logs import main_quietly
 from vocalnet_jax.decoding import streaming, transcript
+from vocalnet_jax.evaluation import result_file
 from vocalnet_jax.modeling import build, restore, run_config
 from vocalnet_jax.modeling.validate import ConfigError
 from vocalnet_jax.models.speech_llm import spells
@@ -68,12 +69,12 @@ def main(argv):
   os.makedirs(_OUT.value, exist_ok=True)
   with open(os.path.join(_OUT.value, "channel.json"), "w") as f:
     f.write(channel.to_json())
-  report = {"checkpoint": _CHECKPOINT.value, "n": channel.pairs, "cer": channel.cer,
+  report = {"n": channel.pairs, "cer": channel.cer,
             "exact": float(np.mean([t == h for (t, _), h in zip(texts, heard)])),
-            "first_indices": _FIRST.value, "voices": _VOICES.value,
             "pairs": [{"sentence": t, "heard": h} for (t, _), h in zip(texts[:50], heard)]}
-  with open(os.path.join(_OUT.value, "heard.json"), "w") as f:
-    json.dump(report, f, indent=1)
+  result_file.write(os.path.join(_OUT.value, "heard.json"),
+                    {"checkpoint": _CHECKPOINT.value, "first": _FIRST.value,
+                     "voices": _VOICES.value, "voice_seed": _VOICE_SEED.value}, report)
   print(f"{channel.pairs} new sentences: CER {channel.cer:.3f}, exact {report['exact']:.2f} "
         f"-> {_OUT.value}/channel.json")
 
