@@ -60,10 +60,8 @@ def synthesized_question(corpus: tfds_builders.SpokenQAConfig, split: str, index
 
 def padded_mel(wav: np.ndarray, frames: int) -> tuple[jax.Array, jax.Array]:
   """Question audio -> the model's padded log-mel window ([1, frames, n_mels], [1, frames])."""
-  mel = features.log_mel(wav, features.MelConfig())  # [frames, n_mels]
-  padded = np.zeros((1, frames, mel.shape[1]), np.float32)
-  padded[0, :len(mel)] = mel
-  return jnp.asarray(padded), jnp.asarray(np.arange(frames) < len(mel))[None]
+  mel, valid = features.padded_log_mels([wav], frames)
+  return jnp.asarray(mel), jnp.asarray(valid)
 
 
 def spoken_answer(model, params, tok, cfg: streaming.StreamConfig, wav: np.ndarray) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Sequence
 
 import librosa
 import numpy as np
@@ -65,3 +66,17 @@ def log_mel(wav: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
   log = np.log10(np.maximum(mel, 1e-10))
   log = np.maximum(log, log.max() - cfg.dynamic_range_db / 10.0)
   return ((log + 4.0) / 4.0).T.astype(np.float32)  # [frames, n_mels]
+
+
+def padded_log_mels(waves: Sequence[np.ndarray], frames: int, rows: int = 0,
+                    cfg: MelConfig = MelConfig()) -> tuple[np.ndarray, np.ndarray]:
+  """Waveforms -> one fixed-shape log-mel batch, so a model compiles once: mel
+  [rows, frames, n_mels] (each cut to `frames`, zero after it) and validity [rows, frames];
+  rows past the waves (rows > len(waves); 0: len(waves)) are all padding."""
+  mel = np.zeros((rows or len(waves), frames, cfg.n_mels), np.float32)
+  valid = np.zeros(mel.shape[:2], bool)
+  for row, wav in enumerate(waves):
+    m = log_mel(wav, cfg)[:frames]  # [frames, n_mels]
+    mel[row, :len(m)], valid[row, :len(m)] = m, True
+  return mel, valid
+

@@ -32,3 +32,16 @@ def test_config_from_mapping_and_frame_rate():
 def test_empty_waveform_is_rejected():
   with pytest.raises(ValueError, match="non-empty"):
     features.log_mel(np.zeros((0,), np.float32))
+
+
+def test_padded_log_mels_cut_pad_and_mark_each_row():
+  rng = np.random.default_rng(0)
+  waves = [rng.standard_normal(1600).astype(np.float32) * 0.1,
+           rng.standard_normal(8000).astype(np.float32) * 0.1]
+  alone = [features.log_mel(w) for w in waves]  # 11 and 51 frames
+  mel, valid = features.padded_log_mels(waves, frames=20, rows=3)
+  assert mel.shape == (3, 20, features.MelConfig().n_mels)
+  assert valid.sum(axis=1).tolist() == [11, 20, 0]
+  np.testing.assert_array_equal(mel[0, :11], alone[0])
+  np.testing.assert_array_equal(mel[1], alone[1][:20])
+  assert not mel[0, 11:].any() and not mel[2].any()

@@ -293,13 +293,13 @@ class SpeechPipeline:
   vocoder: Optional[Any] = None  # speech.vocoder.Vocoder; None: units only
 
   def _mel(self, wav: np.ndarray) -> tuple[Array, Array]:
-    mel = features.log_mel(np.asarray(wav, np.float32), self.mel_config)  # [frames, n_mels]
-    if mel.shape[0] > self.cfg.mel_frames:
-      raise ValueError(f"question audio has {mel.shape[0]} mel frames > "
+    wav = np.asarray(wav, np.float32)
+    frames = features.num_frames(wav.size, self.mel_config)
+    if frames > self.cfg.mel_frames:
+      raise ValueError(f"question audio has {frames} mel frames > "
                        f"mel_frames={self.cfg.mel_frames}; raise it or trim the audio")
-    padded = np.zeros((1, self.cfg.mel_frames, mel.shape[1]), np.float32)
-    padded[0, :mel.shape[0]] = mel
-    return jnp.asarray(padded), jnp.asarray(np.arange(self.cfg.mel_frames) < mel.shape[0])[None]
+    mel, valid = features.padded_log_mels([wav], self.cfg.mel_frames, cfg=self.mel_config)
+    return jnp.asarray(mel), jnp.asarray(valid)  # [1, mel_frames, n_mels], [1, mel_frames]
 
   def _start(self, wav: np.ndarray, rng: Array) -> _Answer:
     """Prefills the Thinker with the question; an empty Talker cache."""

@@ -40,14 +40,9 @@ def spell_waves(model: SpeechLLM, params: Any, waves: Sequence[np.ndarray], fram
                 batch_size: int = 16) -> list[str]:
   """What the ears spell for each 16 kHz wave, in batches of one shape ([batch_size, frames]
   log-mel, cut to `frames`), so the transcriber compiles once."""
-  mel_config = features.MelConfig()
   heard = []
   for start in range(0, len(waves), batch_size):
     chunk = waves[start:start + batch_size]
-    mel = np.zeros((batch_size, frames, mel_config.n_mels), np.float32)  # [b, F, n_mels]
-    valid = np.zeros((batch_size, frames), bool)  # [b, F]
-    for row, wav in enumerate(chunk):
-      m = features.log_mel(wav, mel_config)[:frames]  # [frames, n_mels]
-      mel[row, :len(m)], valid[row, :len(m)] = m, True
+    mel, valid = features.padded_log_mels(chunk, frames, rows=batch_size)  # [b, F, n_mels]
     heard += heard_texts(*greedy_spelling(model, params, mel, valid))[:len(chunk)]
   return heard
