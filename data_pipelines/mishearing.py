@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 from typing import Iterable, Mapping
 
@@ -41,14 +42,33 @@ class Channel:
     """Character error rate of the pairs the channel was fit on."""
     return self.errors / max(self.num_chars, 1)
 
+  # The overall counts behind every character's rates, summed once (a data loader replays
+  # the channel on every typed question).
+  @functools.cached_property
+  def _overall_delete(self) -> float:
+    return sum(self.deleted.values()) / max(self.num_chars, 1)
+
+  @functools.cached_property
+  def _replaced_to(self) -> collections.Counter:
+    """Heard character -> times any reference character was replaced by it."""
+    out = collections.Counter()
+    for row in self.replaced.values():
+      out.update(row)
+    return out
+
+  @functools.cached_property
+  def _inserted(self) -> tuple[list[str], np.ndarray]:
+    options = sorted(self.inserted)
+    counts = np.array([self.inserted[d] for d in options], float)
+    return options, counts / max(counts.sum(), 1.0)
+
   def delete_rate(self, c: str) -> float:
-    overall = sum(self.deleted.values()) / max(self.num_chars, 1)
-    return (self.deleted.get(c, 0) + PRIOR * overall) / (self.chars.get(c, 0) + PRIOR)
+    return (self.deleted.get(c, 0) + PRIOR * self._overall_delete) / (self.chars.get(c, 0) + PRIOR)
 
   def replace_rate(self, c: str) -> float:
-    total = lambda row: sum(row.values())  # noqa: E731
-    overall = sum(total(r) for r in self.replaced.values()) / max(self.num_chars, 1)
-    return (total(self.replaced.get(c, {})) + PRIOR * overall) / (self.chars.get(c, 0) + PRIOR)
+    overall = sum(self._replaced_to.values()) / max(self.num_chars, 1)
+    own = sum(self.replaced.get(c, {}).values())
+    return (own + PRIOR * overall) / (self.chars.get(c, 0) + PRIOR)
 
   def insert_rate(self) -> float:
     """Per reference character: the chance an inserted character follows it."""
@@ -57,9 +77,7 @@ class Channel:
   def replacement(self, c: str) -> tuple[list[str], np.ndarray]:
     """What `c` becomes when replaced: its own counts plus PRIOR of the overall replacements
     (never `c` itself)."""
-    overall = collections.Counter()
-    for row in self.replaced.values():
-      overall.update(row)
+    overall = self._replaced_to.copy()
     overall.pop(c, None)
     own = self.replaced.get(c, {})
     options = sorted(set(overall) | set(own))
@@ -73,8 +91,7 @@ class Channel:
     """`text` as ears with `scale` times the fit rates would spell it."""
     out = []
     insert = min(1.0, scale * self.insert_rate())
-    inserted = sorted(self.inserted)
-    inserted_p = np.array([self.inserted[d] for d in inserted], float)
+    inserted, inserted_p = self._inserted
     for c in text:
       drop, swap = scale * self.delete_rate(c), scale * self.replace_rate(c)
       if drop + swap > 1.0:
@@ -88,7 +105,7 @@ class Channel:
       else:
         out.append(c)
       if inserted and rng.random() < insert:
-        out.append(inserted[rng.choice(len(inserted), p=inserted_p / inserted_p.sum())])
+        out.append(inserted[rng.choice(len(inserted), p=inserted_p)])
     return "".join(out)
 
   def to_json(self) -> str:
