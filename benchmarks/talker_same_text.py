@@ -35,6 +35,9 @@ _SPLIT = flags.DEFINE_string("split", "heldout", "Corpus split: its first n ques
 _N = flags.DEFINE_integer("n", 50, "Questions.")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM Talker steps per chunk, one row each.")
 _RULE = flags.DEFINE_string("rule", "threshold", "MDM commit rule (the demo evaluation's).")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.9, "The threshold rule's confidence: every "
+                                "masked unit above it is committed (and at least what "
+                                "finishes the chunk in S forwards).")
 _TEXTS_FROM = flags.DEFINE_string("texts_from", "", "An evaluation directory (DIR/eval.json of "
                                   "the same split) whose printed texts are said instead of "
                                   "the reference answers.")
@@ -67,10 +70,12 @@ def main(argv):
     for s in steps:
       name = "ar" if config.objective == "ar" else f"mdm_steps{s}"
       setting = dataclasses.replace(pipe, cfg=streaming.stream_config(
-          config, s or None, s or None, _RULE.value))
+          config, s or None, s or None, _RULE.value, _THRESHOLD.value))
       answers = speech_evaluator.say_all(setting, judges, texts, os.path.join(wav_dir, name))
       summary = summaries[name] = speech_eval.summarize(answers)
       settings[name] = {"checkpoint": checkpoint, "steps": s or None,
+                        "rule": _RULE.value if s else None,
+                        "threshold": _THRESHOLD.value if s and _RULE.value == "threshold" else None,
                         "summary": {k: summary[k] for k in SUMMARY},
                         "examples": [dataclasses.asdict(a) for a in answers]}
       print(name, settings[name]["summary"], flush=True)

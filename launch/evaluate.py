@@ -45,6 +45,9 @@ _STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM steps per block to eva
 _RULE = flags.DEFINE_enum("rule", None, step_rules.RULES, "Commit rule; default: the one "
                           "the checkpoint trained for (topk, or left_to_right for "
                           "diffusion.commit_order=left_to_right).")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.9, "--rule=threshold: every masked token "
+                                "(speech: also unit) whose confidence passes it is committed, "
+                                "and at least what finishes the block in --steps forwards.")
 _CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward", CACHE_UPDATES,
                                   "Block K/V update (text).")
 _NUM = flags.DEFINE_integer("num_examples", 512,
@@ -79,7 +82,7 @@ def main(argv):
           [int(s) for s in _STEPS.value], rule,
           _OUT.value or os.path.join(_CHECKPOINT.value, f"eval_speech_{split}"),
           _DOMAIN_LM.value, _MODE.value, " ".join(["python -m launch.evaluate"] + sys.argv[1:]),
-          _FLOORS_FROM.value)
+          _FLOORS_FROM.value, _THRESHOLD.value)
     else:
       evaluate_text(config, rule)
   except ConfigError as e:
@@ -99,8 +102,9 @@ def evaluate_text(config: ml_collections.ConfigDict, rule: str) -> None:
   results = []
   for steps in ([0] if mode == "ar" else [int(s) for s in _STEPS.value]):
     cfg = text_eval.decoder_config(config, tokenizer, mode, steps, rule,
-                                   _CACHE_UPDATE.value)
+                                   _CACHE_UPDATE.value, _THRESHOLD.value)
     row = dict(mode=mode, steps=steps or None, rule=rule if mode == "mdm" else "greedy",
+               threshold=_THRESHOLD.value if mode == "mdm" and rule == "threshold" else None,
                **text_eval.evaluate(lm, params, tokenizer, prefix, valid, answers, cfg,
                                     config.data.response_len, _BATCH.value))
     print(json.dumps(row))

@@ -1,4 +1,6 @@
 """Streaming speech answers: interleaved streaming equals all-text-then-all-speech."""
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -91,6 +93,21 @@ def test_speak_says_a_text_as_the_talker_says_it_behind_a_thinker_that_printed_i
     np.testing.assert_array_equal(a, b)
   assert said[-1].text == streamed[-1].text == text
   assert said[-1].thinker_nfe == 0 and said[-1].nfe == streamed[-1].nfe - streamed[-1].thinker_nfe
+
+
+def test_the_threshold_reaches_the_talkers_commit_rule(prepared_corpus):
+  """StreamConfig.threshold is the threshold rule's: at 0 every unit of a chunk passes and
+  the chunk takes one forward, above 1 none does and it takes all S (speech_steps=3)."""
+  pipe = _pipeline(mdm, False, prepared_corpus, thinker_states=False)
+
+  def said(threshold):
+    cfg = dataclasses.replace(pipe.cfg, rule="threshold", threshold=threshold)
+    return list(dataclasses.replace(pipe, cfg=cfg).speak("seven is odd."))
+
+  eager, patient = said(0.0), said(1.01)
+  chunks = sum(e.kind == "units" for e in eager)
+  assert chunks == sum(e.kind == "units" for e in patient) >= 1
+  assert patient[-1].nfe - eager[-1].nfe == chunks * (pipe.cfg.speech_steps - 1)
 
 
 def test_speak_refuses_a_talker_that_reads_thinker_states(prepared_corpus):

@@ -57,6 +57,7 @@ class StreamConfig:
   max_text_tokens: int
   max_speech_tokens: int
   rule: str = "topk"
+  threshold: float = 0.9  # the threshold rule's confidence (step_rules.confidence_threshold)
   cache_update: str = "extra_forward"
   mel_frames: int = 600  # question mel is padded to this many frames (one compile)
   text_shift: bool = False  # the MDM Thinker's shifted logits (the Talker never shifts)
@@ -232,7 +233,7 @@ def thinker_block(model: SpeechLLM, params: Any, cache: Cache, prefix_valid: Arr
                                          positions[0, 0], block, suppress=mask_id)
     return tokens, hidden, _next_logits(lm, params, hidden, mask_id), cache, jnp.int32(block)
   bd = BlockDiffusionConfig(block, cfg.text_steps, mask_id, eos_id, rule=cfg.rule,
-                            shift_logits=cfg.text_shift,
+                            threshold=cfg.threshold, shift_logits=cfg.text_shift,
                             clean_causal=cfg.clean_causal)
   blk = denoise_block(lm, params, cache, visible, write, positions, rng, bd, carry)
   # The clean pass (the block's `extra_forward`) gives the K/V the cache keeps, the next
@@ -276,7 +277,7 @@ def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: A
                                   chunk, suppress=mask_id)
     return pred, pred[:, -1], cache, jnp.int32(chunk)
   bd = BlockDiffusionConfig(chunk, cfg.speech_steps, mask_id, eos_id, rule=cfg.rule,
-                            cache_update=cfg.cache_update)
+                            threshold=cfg.threshold, cache_update=cfg.cache_update)
   blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
   return blk.tokens, carry, blk.cache, blk.nfe
 
@@ -490,7 +491,8 @@ class _Pending:
 
 
 def stream_config(config: Any, text_steps: Optional[int] = None,
-                  speech_steps: Optional[int] = None, rule: str = "topk") -> StreamConfig:
+                  speech_steps: Optional[int] = None, rule: str = "topk",
+                  threshold: float = 0.9) -> StreamConfig:
   """StreamConfig of a training config (the objective decides AR vs MDM for both halves)."""
   d, t = config.data, config.talker
   return StreamConfig(
@@ -499,7 +501,8 @@ def stream_config(config: Any, text_steps: Optional[int] = None,
       text_steps=text_steps or config.diffusion.sampler_steps,
       speech_chunk=t.chunk_size, speech_steps=speech_steps or config.diffusion.sampler_steps,
       text_per_chunk=t.text_per_chunk, max_text_tokens=d.response_len,
-      max_speech_tokens=d.max_units + 1, rule=rule, mel_frames=d.mel_buckets[-1],
+      max_speech_tokens=d.max_units + 1, rule=rule, threshold=threshold,
+      mel_frames=d.mel_buckets[-1],
       text_shift=config.diffusion.shift_logits,
       clean_causal=attention_masks.clean_is_causal(config.diffusion,
                                                    config.diffusion.shift_logits))

@@ -40,7 +40,8 @@ def is_speech(config: ml_collections.ConfigDict) -> bool:
 def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str],
                     vocoder_dir: Optional[str], split: str, n: int, steps: Sequence[int],
                     rule: str, out_dir: str, domain_lm: bool = True, mode: Optional[str] = None,
-                    command: str = "", floors_from: Optional[str] = None) -> dict[str, Any]:
+                    command: str = "", floors_from: Optional[str] = None,
+                    threshold: float = 0.9) -> dict[str, Any]:
   """Checks the inputs (ConfigError: one line), loads the pipeline of `checkpoint` (None:
   random weights) and `vocoder_dir`, then `evaluate_pipeline`."""
   n = _check_speech_inputs(config, checkpoint, vocoder_dir, split, n, mode)
@@ -51,15 +52,17 @@ def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str]
                       f"Hz; the ASR judge needs {asr_lib.SAMPLE_RATE} Hz")
   return evaluate_pipeline(config, pipe, split, n, steps, rule, out_dir, domain_lm,
                            {"command": command, "checkpoint": checkpoint,
-                            "vocoder": vocoder_dir}, floors_from)
+                            "vocoder": vocoder_dir}, floors_from, threshold)
 
 
 def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
                       split: str, n: int, steps: Sequence[int], rule: str, out_dir: str,
                       domain_lm: bool = True, about: Optional[dict] = None,
-                      floors_from: Optional[str] = None) -> dict[str, Any]:
+                      floors_from: Optional[str] = None,
+                      threshold: float = 0.9) -> dict[str, Any]:
   """Answers the first n questions of `split` with `pipe` (with a vocoder) once per decoder
-  setting (AR; MDM: `steps` for the Thinker and the Talker both); writes out_dir/eval.json
+  setting (AR; MDM: `steps` for the Thinker and the Talker both, `rule` with `threshold`
+  for the threshold rule); writes out_dir/eval.json
   (`about` first, e.g. the command) and the WAVs, prints the table, returns eval.json.
   floors_from: an earlier evaluation directory of the same questions and vocoder whose
   floors (and question/reference WAVs) are reused instead of recomputed."""
@@ -74,11 +77,13 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
   for name, s in ([("ar", 0)] if config.objective == "ar" else
                   [(f"mdm_steps{s}", s) for s in steps]):
     setting = dataclasses.replace(pipe, cfg=streaming.stream_config(config, s or None,
-                                                                    s or None, rule))
+                                                                    s or None, rule, threshold))
     answers = _answer_all(setting, examples, voices, asr, judge, os.path.join(out_dir, name),
                           j.train_questions)
     settings[name] = {"mode": config.objective, "steps": s or None,
                       "rule": rule if config.objective == "mdm" else "greedy",
+                      "threshold": (threshold if config.objective == "mdm" and rule == "threshold"
+                                    else None),
                       "summary": speech_eval.summarize(answers),
                       "examples": [dataclasses.asdict(a) for a in answers]}
   result = {
