@@ -40,7 +40,7 @@ def test_recipe_stages_and_step_counts():
   reused = recipe_runner.load(f"{RECIPE}:data=demo_out/data,mdm_steps=7").stages
   assert [s["name"] for s in reused] == names[1:]
   trained = {s["name"]: s["steps"] for s in reused if s["launcher"] == "train"}
-  assert trained == {"ar": 1000, "ears": 4000, "ar_heard": 400, "mdm": 7, "speech_ar": 0,
+  assert trained == {"ar": 1000, "ears": 8000, "ar_heard": 400, "mdm": 7, "speech_ar": 0,
                      "speech_mdm": 0}
   assert all(s["overrides"]["train.steps"] == 0 for s in reused[-2:])  # assemblies: no step
   clean = recipe_runner.load(f"{RECIPE}:data=demo_out/data,heard_steps=0").stages
