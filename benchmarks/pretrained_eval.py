@@ -34,8 +34,10 @@ _N = flags.DEFINE_integer("n", 50, "Questions: the stored split's first n.")
 _STEPS = flags.DEFINE_list("steps", ["1"], "MDM denoising steps per block, one row each.")
 _RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES,
                           "MDM commit rule (threshold: Fast-dLLM's, at most --steps steps).")
-_THRESHOLD = flags.DEFINE_float("threshold", 0.9, "--rule=threshold: commit a masked token "
-                                "once its confidence passes this (lower: fewer forwards).")
+_THRESHOLD = flags.DEFINE_float(
+    "threshold", step_rules.THRESHOLD,
+    "--rule=threshold: commit a masked token "
+    "once its confidence passes this (lower: fewer forwards).")
 _THINKER = flags.DEFINE_string("thinker", "", "gguf:FILE | hf:DIR: the Thinker's params from "
                                "this pretrained checkpoint instead of the run's (zero-shot).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "The prepared corpus to read the questions "
@@ -90,8 +92,8 @@ def main(argv):
     results.append({"decoder": mode, "steps_per_block": steps or None,
                     "block_size": config.diffusion.block_size if mode == "mdm" else None,
                     "rule": _RULE.value if mode == "mdm" else None,
-                    "threshold": (_THRESHOLD.value if mode == "mdm" and _RULE.value == "threshold"
-                                  else None),
+                    "threshold": step_rules.recorded_threshold(
+                        _RULE.value if mode == "mdm" else None, _THRESHOLD.value),
                     **qa_scores.scores(texts, rows), "nfe_per_token": nfe_per_token,
                     "batch_size": _BATCH_SIZE.value or len(rows),
                     "decode_s_with_compile": round(seconds, 1),

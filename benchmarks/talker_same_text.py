@@ -23,7 +23,7 @@ import tempfile
 from absl import app, flags
 
 from launch import logs
-from vocalnet_jax.decoding import speech_io, streaming
+from vocalnet_jax.decoding import speech_io, step_rules, streaming
 from vocalnet_jax.evaluation import result_file, speech_eval, speech_evaluator
 from vocalnet_jax.modeling import run_config
 from vocalnet_jax.modeling.validate import ConfigError
@@ -35,9 +35,11 @@ _SPLIT = flags.DEFINE_string("split", "heldout", "Corpus split: its first n ques
 _N = flags.DEFINE_integer("n", 50, "Questions.")
 _STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM Talker steps per chunk, one row each.")
 _RULE = flags.DEFINE_string("rule", "threshold", "MDM commit rule (the demo evaluation's).")
-_THRESHOLD = flags.DEFINE_float("threshold", 0.9, "The threshold rule's confidence: every "
-                                "masked unit above it is committed (and at least what "
-                                "finishes the chunk in S forwards).")
+_THRESHOLD = flags.DEFINE_float(
+    "threshold", step_rules.THRESHOLD,
+    "The threshold rule's confidence: every "
+    "masked unit above it is committed (and at least what "
+    "finishes the chunk in S forwards).")
 _TEXTS_FROM = flags.DEFINE_string("texts_from", "", "An evaluation directory (DIR/eval.json of "
                                   "the same split) whose printed texts are said instead of "
                                   "the reference answers.")
@@ -75,7 +77,8 @@ def main(argv):
       summary = summaries[name] = speech_eval.summarize(answers)
       settings[name] = {"checkpoint": checkpoint, "steps": s or None,
                         "rule": _RULE.value if s else None,
-                        "threshold": _THRESHOLD.value if s and _RULE.value == "threshold" else None,
+                        "threshold": step_rules.recorded_threshold(_RULE.value if s else None,
+                                                                   _THRESHOLD.value),
                         "summary": {k: summary[k] for k in SUMMARY},
                         "examples": [dataclasses.asdict(a) for a in answers]}
       print(name, settings[name]["summary"], flush=True)

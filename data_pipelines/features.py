@@ -79,4 +79,3 @@ def padded_log_mels(waves: Sequence[np.ndarray], frames: int, rows: int = 0,
     m = log_mel(wav, cfg)[:frames]  # [frames, n_mels]
     mel[row, :len(m)], valid[row, :len(m)] = m, True
   return mel, valid
-

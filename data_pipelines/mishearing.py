@@ -65,10 +65,13 @@ class Channel:
   def delete_rate(self, c: str) -> float:
     return (self.deleted.get(c, 0) + PRIOR * self._overall_delete) / (self.chars.get(c, 0) + PRIOR)
 
+  @functools.cached_property
+  def _overall_replace(self) -> float:
+    return sum(self._replaced_to.values()) / max(self.num_chars, 1)
+
   def replace_rate(self, c: str) -> float:
-    overall = sum(self._replaced_to.values()) / max(self.num_chars, 1)
     own = sum(self.replaced.get(c, {}).values())
-    return (own + PRIOR * overall) / (self.chars.get(c, 0) + PRIOR)
+    return (own + PRIOR * self._overall_replace) / (self.chars.get(c, 0) + PRIOR)
 
   def insert_rate(self) -> float:
     """Per reference character: the chance an inserted character follows it."""

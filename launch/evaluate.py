@@ -45,9 +45,11 @@ _STEPS = flags.DEFINE_list("steps", ["1", "2", "4"], "MDM steps per block to eva
 _RULE = flags.DEFINE_enum("rule", None, step_rules.RULES, "Commit rule; default: the one "
                           "the checkpoint trained for (topk, or left_to_right for "
                           "diffusion.commit_order=left_to_right).")
-_THRESHOLD = flags.DEFINE_float("threshold", 0.9, "--rule=threshold: every masked token "
-                                "(speech: also unit) whose confidence passes it is committed, "
-                                "and at least what finishes the block in --steps forwards.")
+_THRESHOLD = flags.DEFINE_float(
+    "threshold", step_rules.THRESHOLD,
+    "--rule=threshold: every masked token "
+    "(speech: also unit) whose confidence passes it is committed, "
+    "and at least what finishes the block in --steps forwards.")
 _CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward", CACHE_UPDATES,
                                   "Block K/V update (text).")
 _NUM = flags.DEFINE_integer("num_examples", 512,
@@ -104,7 +106,8 @@ def evaluate_text(config: ml_collections.ConfigDict, rule: str) -> None:
     cfg = text_eval.decoder_config(config, tokenizer, mode, steps, rule,
                                    _CACHE_UPDATE.value, _THRESHOLD.value)
     row = dict(mode=mode, steps=steps or None, rule=rule if mode == "mdm" else "greedy",
-               threshold=_THRESHOLD.value if mode == "mdm" and rule == "threshold" else None,
+               threshold=step_rules.recorded_threshold(rule if mode == "mdm" else None,
+                                                       _THRESHOLD.value),
                **text_eval.evaluate(lm, params, tokenizer, prefix, valid, answers, cfg,
                                     config.data.response_len, _BATCH.value))
     print(json.dumps(row))

@@ -44,7 +44,7 @@ class BlockDiffusionConfig:
   mask_id: int
   eos_id: int
   rule: str = "topk"  # topk | threshold | ancestral (see step_rules)
-  threshold: float = 0.9
+  threshold: float = step_rules.THRESHOLD
   temperature: float = 0.0
   schedule: str = "linear"
   cache_update: str = "extra_forward"  # extra_forward | reuse_last_step

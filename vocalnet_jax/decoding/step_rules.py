@@ -14,7 +14,7 @@ into the `lax` loop.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,7 @@ from vocalnet_jax.diffusion.schedule import Schedule, get_schedule
 Array = jax.Array
 StepRule = Callable[[Array, Array, Array, int, Array], tuple[Array, Array]]
 RULES = ("topk", "threshold", "ancestral", "left_to_right")
+THRESHOLD = 0.9  # the threshold rule's default confidence (Fast-dLLM's)
 
 
 def _propose(logits: Array, rng: Array, temperature: float) -> tuple[Array, Array]:
@@ -56,7 +57,7 @@ def confidence_topk(logits: Array, is_masked: Array, step: Array, num_steps: int
 
 
 def confidence_threshold(logits: Array, is_masked: Array, step: Array, num_steps: int,
-                         rng: Array, *, threshold: float = 0.9,
+                         rng: Array, *, threshold: float = THRESHOLD,
                          temperature: float = 0.0) -> tuple[Array, Array]:
   """Fast-dLLM: commit every masked token with confidence > threshold, and at least what
   `confidence_topk` commits (its even share of what is left; one per step when S = B, as in
@@ -102,8 +103,13 @@ def default_rule(diffusion_cfg: Any) -> str:
   return "left_to_right" if order == "left_to_right" else "topk"
 
 
+def recorded_threshold(rule: Optional[str], threshold: float) -> Optional[float]:
+  """The confidence a result row records: the threshold rule's, else None."""
+  return threshold if rule == "threshold" else None
+
+
 @functools.lru_cache(maxsize=None)
-def get_rule(name: str, threshold: float = 0.9, temperature: float = 0.0,
+def get_rule(name: str, threshold: float = THRESHOLD, temperature: float = 0.0,
              schedule: str = "linear") -> StepRule:
   """The rule called `name` with its knobs bound (cached: same knobs, same object).
 

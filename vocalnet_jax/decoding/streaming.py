@@ -32,7 +32,7 @@ import numpy as np
 
 from data_pipelines import features
 from data_pipelines.prompt import prompt_head_tail
-from vocalnet_jax.decoding import transcript
+from vocalnet_jax.decoding import step_rules, transcript
 from vocalnet_jax.decoding.block_diffusion import BlockDiffusionConfig, decode_block, denoise_block
 from vocalnet_jax.decoding.lm import (Cache, CachedLM, block_mask, context_keys, prefill_mask,
                                       upto_first_eos)
@@ -57,7 +57,7 @@ class StreamConfig:
   max_text_tokens: int
   max_speech_tokens: int
   rule: str = "topk"
-  threshold: float = 0.9  # the threshold rule's confidence (step_rules.confidence_threshold)
+  threshold: float = step_rules.THRESHOLD  # the threshold rule's confidence
   cache_update: str = "extra_forward"
   mel_frames: int = 600  # question mel is padded to this many frames (one compile)
   text_shift: bool = False  # the MDM Thinker's shifted logits (the Talker never shifts)
@@ -492,7 +492,7 @@ class _Pending:
 
 def stream_config(config: Any, text_steps: Optional[int] = None,
                   speech_steps: Optional[int] = None, rule: str = "topk",
-                  threshold: float = 0.9) -> StreamConfig:
+                  threshold: float = step_rules.THRESHOLD) -> StreamConfig:
   """StreamConfig of a training config (the objective decides AR vs MDM for both halves)."""
   d, t = config.data, config.talker
   return StreamConfig(

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from data_pipelines import speech_loader, tts
-from vocalnet_jax.decoding import speech_io, streaming
+from vocalnet_jax.decoding import speech_io, step_rules, streaming
 from vocalnet_jax.evaluation import asr as asr_lib
 from vocalnet_jax.evaluation import forced_choice, speech_eval
 from vocalnet_jax.modeling import build, restore
@@ -41,7 +41,7 @@ def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str]
                     vocoder_dir: Optional[str], split: str, n: int, steps: Sequence[int],
                     rule: str, out_dir: str, domain_lm: bool = True, mode: Optional[str] = None,
                     command: str = "", floors_from: Optional[str] = None,
-                    threshold: float = 0.9) -> dict[str, Any]:
+                    threshold: float = step_rules.THRESHOLD) -> dict[str, Any]:
   """Checks the inputs (ConfigError: one line), loads the pipeline of `checkpoint` (None:
   random weights) and `vocoder_dir`, then `evaluate_pipeline`."""
   n = _check_speech_inputs(config, checkpoint, vocoder_dir, split, n, mode)
@@ -59,7 +59,7 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
                       split: str, n: int, steps: Sequence[int], rule: str, out_dir: str,
                       domain_lm: bool = True, about: Optional[dict] = None,
                       floors_from: Optional[str] = None,
-                      threshold: float = 0.9) -> dict[str, Any]:
+                      threshold: float = step_rules.THRESHOLD) -> dict[str, Any]:
   """Answers the first n questions of `split` with `pipe` (with a vocoder) once per decoder
   setting (AR; MDM: `steps` for the Thinker and the Talker both, `rule` with `threshold`
   for the threshold rule); writes out_dir/eval.json
@@ -82,8 +82,8 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
                           j.train_questions)
     settings[name] = {"mode": config.objective, "steps": s or None,
                       "rule": rule if config.objective == "mdm" else "greedy",
-                      "threshold": (threshold if config.objective == "mdm" and rule == "threshold"
-                                    else None),
+                      "threshold": step_rules.recorded_threshold(
+                          rule if config.objective == "mdm" else None, threshold),
                       "summary": speech_eval.summarize(answers),
                       "examples": [dataclasses.asdict(a) for a in answers]}
   result = {

@@ -16,7 +16,7 @@ import numpy as np
 
 from data_pipelines import synthetic_text
 from data_pipelines.prompt import prompt_ids
-from vocalnet_jax.decoding import ar, block_diffusion
+from vocalnet_jax.decoding import ar, block_diffusion, step_rules
 from vocalnet_jax.decoding.lm import CachedLM, decoder_lm
 from vocalnet_jax.diffusion import attention_masks
 from vocalnet_jax.evaluation import text_metrics
@@ -105,7 +105,8 @@ def encode_question(tokenizer: Any, question: str, prompt_len: int) -> tuple[Arr
 
 def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
                    steps: int = 0, rule: str = "topk",
-                   cache_update: str = "extra_forward", threshold: float = 0.9) -> DecoderConfig:
+                   cache_update: str = "extra_forward",
+                   threshold: float = step_rules.THRESHOLD) -> DecoderConfig:
   """AR greedy, or block diffusion with the config's block size and schedule
   (steps 0 = config.diffusion.sampler_steps; threshold: the threshold rule's confidence)."""
   if mode == "ar":
