@@ -24,6 +24,7 @@ from absl import app, flags
 from data_pipelines import speech_loader
 from launch import logs
 from vocalnet_jax.decoding import step_rules
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES, DEFAULT_CACHE_UPDATE
 from vocalnet_jax.decoding.lm import decoder_lm
 from vocalnet_jax.evaluation import qa_scores, result_file, text_eval
 from vocalnet_jax.modeling import build, partitioning, pretrained, restore, run_config
@@ -38,6 +39,10 @@ _THRESHOLD = flags.DEFINE_float(
     "threshold", step_rules.THRESHOLD,
     "--rule=threshold: commit a masked token "
     "once its confidence passes this (lower: fewer forwards).")
+_CACHE_UPDATE = flags.DEFINE_enum(
+    "cache_update", DEFAULT_CACHE_UPDATE, CACHE_UPDATES,
+    "How a finished block's clean K/V enter the cache (next_block: in the next block's first "
+    "step, no forward of its own; extra_forward: one more forward per block).")
 _THINKER = flags.DEFINE_string("thinker", "", "gguf:FILE | hf:DIR: the Thinker's params from "
                                "this pretrained checkpoint instead of the run's (zero-shot).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "The prepared corpus to read the questions "
@@ -83,7 +88,7 @@ def main(argv):
   results = []
   for mode, steps in settings:
     cfg = text_eval.decoder_config(config, tok, mode, steps=steps, rule=_RULE.value,
-                                   threshold=_THRESHOLD.value)
+                                   threshold=_THRESHOLD.value, cache_update=_CACHE_UPDATE.value)
     tick = time.perf_counter()
     texts, nfe, nfe_per_token = text_eval.decode_answers(
         lm, params, tok, prefix, valid, cfg, config.data.response_len,
@@ -94,6 +99,7 @@ def main(argv):
                     "rule": _RULE.value if mode == "mdm" else None,
                     "threshold": step_rules.recorded_threshold(
                         _RULE.value if mode == "mdm" else None, _THRESHOLD.value),
+                    "cache_update": _CACHE_UPDATE.value if mode == "mdm" else None,
                     **qa_scores.scores(texts, rows), "nfe_per_token": nfe_per_token,
                     "batch_size": _BATCH_SIZE.value or len(rows),
                     "decode_s_with_compile": round(seconds, 1),

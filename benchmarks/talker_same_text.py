@@ -24,6 +24,7 @@ from absl import app, flags
 
 from launch import logs
 from vocalnet_jax.decoding import speech_io, step_rules, streaming
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES, DEFAULT_CACHE_UPDATE
 from vocalnet_jax.evaluation import result_file, speech_eval, speech_evaluator
 from vocalnet_jax.modeling import run_config
 from vocalnet_jax.modeling.validate import ConfigError
@@ -40,6 +41,10 @@ _THRESHOLD = flags.DEFINE_float(
     "The threshold rule's confidence: every "
     "masked unit above it is committed (and at least what "
     "finishes the chunk in S forwards).")
+_CACHE_UPDATE = flags.DEFINE_enum(
+    "cache_update", DEFAULT_CACHE_UPDATE, CACHE_UPDATES,
+    "How an MDM chunk's clean K/V enter the Talker's cache (next_block: in the next chunk's "
+    "first step, no forward of its own; extra_forward: one more forward per chunk).")
 _TEXTS_FROM = flags.DEFINE_string("texts_from", "", "An evaluation directory (DIR/eval.json of "
                                   "the same split) whose printed texts are said instead of "
                                   "the reference answers.")
@@ -72,13 +77,14 @@ def main(argv):
     for s in steps:
       name = "ar" if config.objective == "ar" else f"mdm_steps{s}"
       setting = dataclasses.replace(pipe, cfg=streaming.stream_config(
-          config, s or None, s or None, _RULE.value, _THRESHOLD.value))
+          config, s or None, s or None, _RULE.value, _THRESHOLD.value, _CACHE_UPDATE.value))
       answers = speech_evaluator.say_all(setting, judges, texts, os.path.join(wav_dir, name))
       summary = summaries[name] = speech_eval.summarize(answers)
       settings[name] = {"checkpoint": checkpoint, "steps": s or None,
                         "rule": _RULE.value if s else None,
                         "threshold": step_rules.recorded_threshold(_RULE.value if s else None,
                                                                    _THRESHOLD.value),
+                        "cache_update": _CACHE_UPDATE.value if s else None,
                         "summary": {k: summary[k] for k in SUMMARY},
                         "examples": [dataclasses.asdict(a) for a in answers]}
       print(name, settings[name]["summary"], flush=True)

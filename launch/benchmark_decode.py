@@ -34,7 +34,7 @@ from launch import distributed
 from launch.logs import run_quietly
 from vocalnet_jax.decoding import benchmark, step_rules
 from vocalnet_jax.decoding import lm as lm_lib
-from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES, DEFAULT_CACHE_UPDATE
 from vocalnet_jax.evaluation import result_file, text_eval
 from vocalnet_jax.modeling import run_config
 from vocalnet_jax.modeling.validate import ConfigError
@@ -53,7 +53,7 @@ _STEPS = flags.DEFINE_list("steps", None, "MDM steps per block (default 1,2,4,8,
 _RULE = flags.DEFINE_enum("rule", "topk", step_rules.RULES, "Commit rule.")
 _CACHE_UPDATES = flags.DEFINE_list(
     "cache_updates", None, f"How a clean block's K/V enter the cache: {CACHE_UPDATES} "
-    "(default both; speech: the Talker's, default extra_forward).")
+    f"(default all; speech: the Talker's, default {DEFAULT_CACHE_UPDATE}).")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed repetitions after the warm-up.")
 # text only
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 128, "Tokens per request (text).")
@@ -197,7 +197,7 @@ def bench_speech(config) -> None:
     ar_params = speech_benchmark.load_params(config, _AR_CHECKPOINT.value)
   spec = speech_benchmark.SpeechBenchmarkSpec(
       steps=tuple(int(s) for s in _STEPS.value or (1, 2, 4)), rule=_RULE.value,
-      cache_updates=tuple(_CACHE_UPDATES.value or ("extra_forward",)), repeats=_REPEATS.value)
+      cache_updates=tuple(_CACHE_UPDATES.value or (DEFAULT_CACHE_UPDATE,)), repeats=_REPEATS.value)
   rows = speech_benchmark.run(pipe, wav, spec, ar_params)
   platform = jax.devices()[0].platform
   out = _write(*speech_benchmark.result(

@@ -29,7 +29,7 @@ from data_pipelines import question_audio
 from launch import distributed
 from launch.logs import quiet_logging
 from vocalnet_jax.decoding import speech_io, step_rules
-from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES, DEFAULT_CACHE_UPDATE
 from vocalnet_jax.speech.audio_io import write_wav
 from vocalnet_jax.evaluation import text_eval
 from vocalnet_jax.modeling import run_config
@@ -45,7 +45,7 @@ _STEPS = flags.DEFINE_integer("steps", 0, "MDM steps per block (0: config.diffus
 _RULE = flags.DEFINE_enum("rule", None, step_rules.RULES, "Commit rule; default: the one "
                           "the checkpoint trained for (topk, or left_to_right for "
                           "diffusion.commit_order=left_to_right).")
-_CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward", CACHE_UPDATES,
+_CACHE_UPDATE = flags.DEFINE_enum("cache_update", DEFAULT_CACHE_UPDATE, CACHE_UPDATES,
                                   "Block K/V update.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 0, "0: config.data.response_len.")
 _AUDIO = flags.DEFINE_string("audio", None, "Spoken question (WAV, resampled to 16 kHz).")

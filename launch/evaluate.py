@@ -30,7 +30,7 @@ from ml_collections import config_flags
 from launch import distributed
 from launch.logs import quiet_logging
 from vocalnet_jax.decoding import step_rules
-from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES
+from vocalnet_jax.decoding.block_diffusion import CACHE_UPDATES, DEFAULT_CACHE_UPDATE
 from vocalnet_jax.evaluation import speech_evaluator, text_eval
 from vocalnet_jax.modeling import run_config
 from vocalnet_jax.modeling.validate import OBJECTIVES, ConfigError
@@ -50,7 +50,7 @@ _THRESHOLD = flags.DEFINE_float(
     "--rule=threshold: every masked token "
     "(speech: also unit) whose confidence passes it is committed, "
     "and at least what finishes the block in --steps forwards.")
-_CACHE_UPDATE = flags.DEFINE_enum("cache_update", "extra_forward", CACHE_UPDATES,
+_CACHE_UPDATE = flags.DEFINE_enum("cache_update", DEFAULT_CACHE_UPDATE, CACHE_UPDATES,
                                   "Block K/V update (text).")
 _NUM = flags.DEFINE_integer("num_examples", 512,
                             "Examples (speech: the first n of --split, at most all of it).")

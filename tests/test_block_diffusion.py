@@ -1,6 +1,7 @@
 """Block diffusion: cached decode equals a no-cache recomputation (plain and shifted
 logits), S = B commits one token per step, eos stops the block loop, the last block pays
-no clean forward, threshold finishes early, one compile per config."""
+no clean forward, the clean forward riding on the next block's first step (`next_block`)
+writes the same K/V and tokens, threshold finishes early, one compile per config."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,8 @@ QUESTIONS = ("12+7=?", "reverse abc")
 
 
 def _cfg(steps=2, **kw):
+  """extra_forward unless told: its clean forward per block is what the NFE counts check."""
+  kw.setdefault("cache_update", "extra_forward")
   return BlockDiffusionConfig(B, steps, TOK.mask_id, kw.pop("eos_id", TOK.eos_id), **kw)
 
 
@@ -58,6 +61,45 @@ def test_cached_decode_equals_no_cache_recomputation(shift):
   np.testing.assert_array_equal(out.tokens, _reference(cfg))
   # S steps + the clean-block forward per block, except the last block (nothing reads it)
   assert int(out.nfe) == (N // B) * (2 + 1) - 1
+
+
+@pytest.mark.parametrize("shift,causal", [(False, False), (True, False), (True, True)])
+def test_next_block_gives_extra_forwards_tokens_without_its_forwards(shift, causal):
+  kw = dict(steps=2, shift_logits=shift, clean_causal=causal)
+  exact = _decode(_cfg(**kw), stop_at_eos=False)
+  fused = _decode(_cfg(cache_update="next_block", **kw), stop_at_eos=False)
+  np.testing.assert_array_equal(fused.tokens, exact.tokens)
+  if not causal:
+    np.testing.assert_array_equal(fused.tokens, _reference(_cfg(**kw)))
+  assert int(fused.nfe) == (N // B) * 2  # S per block: no clean forward of its own
+
+
+def test_the_owed_clean_forward_writes_the_clean_blocks_cache():
+  """Block 1's first step with block 0 owed leaves block 0's slots as block 0's own clean
+  forward writes them, and gives block 1 the logits that forward gives (shifted)."""
+  cfg = _cfg(steps=2, shift_logits=True, cache_update="next_block")
+  model, params = tiny_model()
+  lm = decoder_lm(model)
+  prefix, valid = prompts(list(QUESTIONS))
+  P, C = prefix.shape[1], prefix.shape[1] + 2 * B
+  first, cache = prefill(lm, params, prefix, valid, lm.init_cache(2, C))
+  pos0 = jnp.sum(valid, 1, keepdims=True) + jnp.arange(B)[None]
+  vis0, vis1 = context_keys(valid, C, P), context_keys(valid, C, P + B)
+  blk0 = block_diffusion.denoise_block(lm, params, cache, vis0, P, pos0, jax.random.key(0), cfg,
+                                       first)
+  clean = block_diffusion.write_clean_block(lm, params, blk0, vis0, P, pos0)
+  key = jax.random.key(1)
+  after_clean = block_diffusion.denoise_block(lm, params, clean.cache, vis1, P + B, pos0 + B,
+                                              key, cfg, clean.next_logits)
+  owed = block_diffusion.owed_block(blk0.tokens, pos0, vis0, jnp.int32(P))
+  fused = block_diffusion.denoise_block(lm, params, blk0.cache, vis1, P + B, pos0 + B, key, cfg,
+                                        owed=owed)
+  for got, want in zip(fused.cache, after_clean.cache):
+    np.testing.assert_allclose(got.k[:, :P + B], want.k[:, :P + B], atol=1e-5)
+    np.testing.assert_allclose(got.v[:, :P + B], want.v[:, :P + B], atol=1e-5)
+  np.testing.assert_array_equal(fused.tokens, after_clean.tokens)
+  np.testing.assert_allclose(fused.next_logits, after_clean.next_logits, atol=1e-4)
+  assert int(fused.nfe) == int(after_clean.nfe)
 
 
 def test_s_equals_b_commits_one_token_per_step_via_decode_block():

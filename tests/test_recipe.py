@@ -200,3 +200,13 @@ def test_text_parity_decodes_in_the_order_it_trains_on():
     assert stages["eval_mdm"]["flags"]["rule"] == rule
   with pytest.raises(recipe_runner.RecipeError, match="commit_order='sideways'"):
     recipe_runner.load("configs/recipes/text_parity.py:commit_order=sideways")
+
+
+def test_smollm2_assembles_the_mdm_thinker_with_the_diffusion_it_trained_with():
+  """The speech assembly decodes the MDM Thinker as its stage trained it (a causal clean
+  stream read as a bidirectional one would give other K/V)."""
+  stages = {s["name"]: s for s in recipe_runner.load(
+      "configs/recipes/smollm2.py:mdm_clean_attention=causal").stages}
+  for key in ("diffusion.shift_logits", "diffusion.clean_attention", "diffusion.sampler_steps"):
+    assert stages["speech_mdm"]["overrides"][key] == stages["mdm"]["overrides"][key]
+  assert stages["speech_mdm"]["overrides"]["diffusion.clean_attention"] == "causal"

@@ -150,8 +150,9 @@ def test_evaluator_writes_scores_consistent_with_its_answers_and_wavs(speech_set
     for e in examples:  # S=2 (topk commits half a block per step), Talker never ends early:
       blocks = e["thinker_nfe"] // 3  # Thinker: 2 steps + 1 clean pass per text block
       assert e["thinker_nfe"] == 3 * blocks > 0
-      # Talker: 3 chunks (31 units max) x (2 steps + 1 clean pass) + 1 per text block fused
-      assert e["talker_nfe"] == 3 * 3 + blocks
+      # Talker: 3 chunks (31 units max) x 2 steps (each chunk's clean pass rides on the
+      # next chunk's first step, `next_block`) + 1 per text block fused
+      assert e["talker_nfe"] == 3 * 2 + blocks
     assert summary["num_with_audio"] == 2
     for i, e in enumerate(examples):
       wave, rate = sf.read(os.path.join(out, name, f"answer_{i}.wav"))

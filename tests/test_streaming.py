@@ -1,4 +1,5 @@
 """Streaming speech answers: interleaved streaming equals all-text-then-all-speech."""
+import copy
 import dataclasses
 
 import jax
@@ -108,6 +109,28 @@ def test_the_threshold_reaches_the_talkers_commit_rule(prepared_corpus):
   chunks = sum(e.kind == "units" for e in eager)
   assert chunks == sum(e.kind == "units" for e in patient) >= 1
   assert patient[-1].nfe - eager[-1].nfe == chunks * (pipe.cfg.speech_steps - 1)
+
+
+def test_the_talkers_owed_clean_forward_says_the_same_units_one_forward_cheaper(
+    prepared_corpus):
+  """cache_update next_block: each chunk's clean forward rides on the next chunk's first
+  step, so the units are extra_forward's and every chunk costs one forward fewer (no unit
+  ends the speech here, so every chunk of max_speech_tokens is said)."""
+  pipe = _pipeline(mdm, False, prepared_corpus, thinker_states=False)
+  endless = copy.copy(pipe.speech_vocab)
+  endless.num_units, endless.eos_id = endless.size, endless.size + 1
+  pipe = dataclasses.replace(pipe, speech_vocab=endless)
+
+  def said(update):
+    cfg = dataclasses.replace(pipe.cfg, cache_update=update)
+    return list(dataclasses.replace(pipe, cfg=cfg).speak("seven is odd."))
+
+  exact, fused = said("extra_forward"), said("next_block")
+  units = lambda events: [e.units for e in events if e.kind == "units"]  # noqa: E731
+  assert len(units(exact)) == len(units(fused)) == pipe.cfg.num_speech_chunks > 1
+  for a, b in zip(units(exact), units(fused)):
+    np.testing.assert_array_equal(a, b)
+  assert exact[-1].nfe - fused[-1].nfe == len(units(exact))
 
 
 def test_speak_refuses_a_talker_that_reads_thinker_states(prepared_corpus):

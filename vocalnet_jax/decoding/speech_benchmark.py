@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from data_pipelines import tts
-from vocalnet_jax.decoding import benchmark, speech_io, streaming
+from vocalnet_jax.decoding import benchmark, block_diffusion, speech_io, streaming
 from vocalnet_jax.modeling import build, restore
 from vocalnet_jax.modeling.validate import ConfigError, validate_config
 from vocalnet_jax.models.decoder import Decoder
@@ -40,6 +40,9 @@ Array = jax.Array
 FIXED_LENGTH = ("the Thinker never emits eos (nor ids past its tokenizer) and the Talker never "
                 "emits a special unit: their logits are -inf, so AR and MDM answers have the "
                 "same fixed length (all text blocks, all speech chunks)")
+# the plot's label suffix of an MDM row by the Talker's cache update
+UPDATE_MARKS = {block_diffusion.DEFAULT_CACHE_UPDATE: "", "extra_forward": " x",
+                "reuse_last_step": " r"}
 ROW_KEYS = ("mode", "steps", "rule", "cache_update", "text_tokens", "units", "nfe_thinker",
             "nfe_talker", "nfe_talker_text", "nfe_total", "first_text_s", "first_units_s",
             "first_audio_s", "total_s", "compile_s", "text_tokens_per_s", "units_per_s",
@@ -173,7 +176,7 @@ class SpeechBenchmarkSpec:
   rule, the Talker's cache updates, timed rounds."""
   steps: tuple[int, ...] = (1, 2, 4)
   rule: str = "topk"
-  cache_updates: tuple[str, ...] = ("extra_forward",)
+  cache_updates: tuple[str, ...] = (block_diffusion.DEFAULT_CACHE_UPDATE,)
   repeats: int = 5
 
 
@@ -321,8 +324,7 @@ def plot(rows: list[dict], path: str) -> None:
   ax_lat.set_xlabel("MDM steps per block S (Thinker and Talker)")
   ax_lat.set_ylabel("seconds after the question ends (median)")
   ax_lat.legend(fontsize=7)
-  names = ["AR"] + [f"S={r['steps']}" + ("" if r["cache_update"] == "extra_forward" else " r")
-                    for r in mdm]
+  names = ["AR"] + [f"S={r['steps']}" + UPDATE_MARKS[r["cache_update"]] for r in mdm]
   parts = [ar] + mdm
   thinker = np.array([r["nfe_thinker"] for r in parts])
   talker = np.array([r["nfe_talker"] + r["nfe_talker_text"] for r in parts])

@@ -33,7 +33,9 @@ import numpy as np
 from data_pipelines import features
 from data_pipelines.prompt import prompt_head_tail
 from vocalnet_jax.decoding import step_rules, transcript
-from vocalnet_jax.decoding.block_diffusion import BlockDiffusionConfig, decode_block, denoise_block
+from vocalnet_jax.decoding.block_diffusion import (DEFAULT_CACHE_UPDATE, BlockDiffusionConfig,
+                                                   decode_block,
+                                                   denoise_after, denoise_block, owed_block)
 from vocalnet_jax.decoding.lm import (Cache, CachedLM, block_mask, context_keys, prefill_mask,
                                       upto_first_eos)
 from vocalnet_jax.diffusion import attention_masks
@@ -58,7 +60,8 @@ class StreamConfig:
   max_speech_tokens: int
   rule: str = "topk"
   threshold: float = step_rules.THRESHOLD  # the threshold rule's confidence
-  cache_update: str = "extra_forward"
+  # the MDM Talker's (the Thinker keeps extra_forward: its clean states condition the Talker)
+  cache_update: str = DEFAULT_CACHE_UPDATE
   mel_frames: int = 600  # question mel is padded to this many frames (one compile)
   text_shift: bool = False  # the MDM Thinker's shifted logits (the Talker never shifts)
   clean_causal: bool = False  # the MDM Thinker's clean blocks attend causally (not the Talker)
@@ -265,7 +268,9 @@ def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: A
                  num_text: Array, rng: Array, *, cfg: StreamConfig, mask_id: int, eos_id: int,
                  bos_id: int):
   """Speech chunk k, seeing text slots < min(text_per_chunk * (k + 1), num_text).
-  Returns (units [1, C], next AR carry, cache, nfe)."""
+  carry: AR's next input [1]; MDM's previous chunk [1, C], whose clean forward this
+  chunk's first step runs with `cache_update` next_block. Returns (units [1, C], the next
+  carry, cache, nfe)."""
   lm, chunk = part_lm(model, "talker"), cfg.speech_chunk
   cache_len = cache[0].k.shape[1]
   write = cfg.text_slots + k * chunk
@@ -278,8 +283,16 @@ def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: A
     return pred, pred[:, -1], cache, jnp.int32(chunk)
   bd = BlockDiffusionConfig(chunk, cfg.speech_steps, mask_id, eos_id, rule=cfg.rule,
                             threshold=cfg.threshold, cache_update=cfg.cache_update)
-  blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
-  return blk.tokens, carry, blk.cache, blk.nfe
+  if cfg.cache_update != "next_block":
+    blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
+    return blk.tokens, blk.tokens, blk.cache, blk.nfe
+  # chunk k - 1 saw the text it sees again here: the text decoded before it was at least
+  # its limit (or all of it), so min(its limit, num_text) has not changed since
+  owed = owed_block(carry, positions - chunk,
+                    talker_visible(cache_len, cfg.text_slots, k - 1, num_text, chunk,
+                                   cfg.text_per_chunk), write - chunk)
+  blk = denoise_after(lm, params, cache, visible, write, positions, rng, bd, None, owed, k > 0)
+  return blk.tokens, blk.tokens, blk.cache, blk.nfe
 
 
 @dataclasses.dataclass
@@ -318,14 +331,17 @@ class SpeechPipeline:
                                                    cfg=cfg, head=head, tail=tail,
                                                    mask_id=tok.mask_id)
     text_rng, speech_rng = jax.random.split(rng)  # independent text and speech draws
-    return _Answer(t0, cache, prefix_valid, carry, text_rng, *self._empty_talker(),
+    return _Answer(t0, cache, prefix_valid, carry, text_rng, *self.empty_talker(),
                    speech_rng)
 
-  def _empty_talker(self) -> tuple[Cache, Array]:
-    """The Talker's empty cache and its first AR input (bos) [1]."""
+  def empty_talker(self) -> tuple[Cache, Array]:
+    """The Talker's empty cache and its carry: AR's first input (bos) [1], or MDM's
+    previous chunk [1, C] (none yet)."""
     cfg = self.cfg
     cache = part_lm(self.model, "talker").init_cache(
         1, cfg.text_slots + cfg.num_speech_chunks * cfg.speech_chunk)
+    if cfg.talker_mode == "mdm":
+      return cache, jnp.full((1, cfg.speech_chunk), self.speech_vocab.mask_id, jnp.int32)
     return cache, jnp.full((1,), self.speech_vocab.bos_id, jnp.int32)
 
   def _start_saying(self, text: str, rng: Array) -> _Answer:
@@ -334,7 +350,7 @@ class SpeechPipeline:
     ids = (list(tok.encode(text)) + [tok.eos_id])[:cfg.max_text_tokens]
     ids += [tok.eos_id] * (cfg.num_text_blocks * cfg.text_block - len(ids))
     _, speech_rng = jax.random.split(rng)  # the speech draws `stream` makes from `rng`
-    return _Answer(time.perf_counter(), None, None, None, None, *self._empty_talker(),
+    return _Answer(time.perf_counter(), None, None, None, None, *self.empty_talker(),
                    speech_rng, given_text=ids)
 
   def _text_event(self, a: _Answer) -> StreamEvent:
@@ -460,7 +476,7 @@ class _Answer:
   thinker_carry: Array  # [1, vocab] the Thinker's next-token logits
   text_rng: Array
   talker_cache: Cache
-  talker_carry: Array  # [1] the Talker's next AR input
+  talker_carry: Array  # the Talker's next AR input [1] or MDM's previous chunk [1, C]
   speech_rng: Array
   text: list[int] = dataclasses.field(default_factory=list)  # text ids decoded so far
   num_blocks: int = 0  # text blocks decoded (the next one's index)
@@ -492,8 +508,10 @@ class _Pending:
 
 def stream_config(config: Any, text_steps: Optional[int] = None,
                   speech_steps: Optional[int] = None, rule: str = "topk",
-                  threshold: float = step_rules.THRESHOLD) -> StreamConfig:
-  """StreamConfig of a training config (the objective decides AR vs MDM for both halves)."""
+                  threshold: float = step_rules.THRESHOLD,
+                  cache_update: str = DEFAULT_CACHE_UPDATE) -> StreamConfig:
+  """StreamConfig of a training config (the objective decides AR vs MDM for both halves;
+  cache_update: the MDM Talker's)."""
   d, t = config.data, config.talker
   return StreamConfig(
       thinker_mode=config.objective, talker_mode=config.objective,
@@ -502,6 +520,7 @@ def stream_config(config: Any, text_steps: Optional[int] = None,
       speech_chunk=t.chunk_size, speech_steps=speech_steps or config.diffusion.sampler_steps,
       text_per_chunk=t.text_per_chunk, max_text_tokens=d.response_len,
       max_speech_tokens=d.max_units + 1, rule=rule, threshold=threshold,
+      cache_update=cache_update,
       mel_frames=d.mel_buckets[-1],
       text_shift=config.diffusion.shift_logits,
       clean_causal=attention_masks.clean_is_causal(config.diffusion,

@@ -79,13 +79,12 @@ def free_running_units(pipe: streaming.SpeechPipeline, tokens: np.ndarray, hidde
   slots = cfg.text_slots
   tokens = np.pad(tokens, (0, slots - len(tokens)))[None]  # [1, slots]
   hidden = np.pad(hidden, ((0, slots - len(hidden)), (0, 0)))[None]  # [1, slots, embed]
-  cache = streaming.part_lm(pipe.model, "talker").init_cache(
-      1, slots + cfg.num_speech_chunks * cfg.speech_chunk)
+  cache, carry = pipe.empty_talker()
   for j in range(cfg.num_text_blocks):
     cache = streaming.talker_write_text(
         pipe.model, pipe.params, cache, jnp.asarray(tokens[:, j * block:(j + 1) * block]),
         jnp.asarray(hidden[:, j * block:(j + 1) * block]), jnp.int32(j), cfg=cfg)
-  carry, rng, out = jnp.full((1,), v.bos_id, jnp.int32), jax.random.key(0), []
+  rng, out = jax.random.key(0), []
   for k in range(cfg.num_speech_chunks):
     rng, key = jax.random.split(rng)
     units, carry, cache, _ = streaming.talker_chunk(

@@ -84,6 +84,8 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
                       "rule": rule if config.objective == "mdm" else "greedy",
                       "threshold": step_rules.recorded_threshold(
                           rule if config.objective == "mdm" else None, threshold),
+                      "talker_cache_update": (setting.cfg.cache_update
+                                              if config.objective == "mdm" else None),
                       "summary": speech_eval.summarize(answers),
                       "examples": [dataclasses.asdict(a) for a in answers]}
   result = {

@@ -105,7 +105,7 @@ def encode_question(tokenizer: Any, question: str, prompt_len: int) -> tuple[Arr
 
 def decoder_config(config: ml_collections.ConfigDict, tokenizer: Any, mode: str,
                    steps: int = 0, rule: str = "topk",
-                   cache_update: str = "extra_forward",
+                   cache_update: str = block_diffusion.DEFAULT_CACHE_UPDATE,
                    threshold: float = step_rules.THRESHOLD) -> DecoderConfig:
   """AR greedy, or block diffusion with the config's block size and schedule
   (steps 0 = config.diffusion.sampler_steps; threshold: the threshold rule's confidence)."""
