@@ -65,6 +65,10 @@ _VOCODER = flags.DEFINE_string("vocoder", None,
 _DOMAIN_LM = flags.DEFINE_bool("asr_domain_lm", True, "Speech: the ASR's language model is a "
                                "3-gram of the train-split answer texts (else pocketsphinx's "
                                "generic one).")
+_TALKER_STEPS = flags.DEFINE_integer("talker_steps", 0, "Speech: the MDM Talker's steps per "
+                                     "chunk (0: each --steps value, as the Thinker's).")
+_TALKER_THRESHOLD = flags.DEFINE_float("talker_threshold", None, "Speech, --rule=threshold: "
+                                       "the MDM Talker's confidence (default: --threshold).")
 _FLOORS_FROM = flags.DEFINE_string("floors_from", None, "Speech: an earlier --out of the same "
                                    "split, questions and vocoder whose floors are reused.")
 flags.mark_flags_as_required(["checkpoint"])
@@ -84,7 +88,8 @@ def main(argv):
           [int(s) for s in _STEPS.value], rule,
           _OUT.value or os.path.join(_CHECKPOINT.value, f"eval_speech_{split}"),
           _DOMAIN_LM.value, _MODE.value, " ".join(["python -m launch.evaluate"] + sys.argv[1:]),
-          _FLOORS_FROM.value, _THRESHOLD.value)
+          _FLOORS_FROM.value, _THRESHOLD.value,
+          speech_evaluator.TalkerDecoding(_TALKER_STEPS.value, _TALKER_THRESHOLD.value))
     else:
       evaluate_text(config, rule)
   except ConfigError as e:
@@ -93,7 +98,7 @@ def main(argv):
 
 def evaluate_text(config: ml_collections.ConfigDict, rule: str) -> None:
   """Writes and prints one row per decoder setting (MDM rows with commit `rule`)."""
-  for flag in (_SPLIT, _VOCODER, _FLOORS_FROM):
+  for flag in (_SPLIT, _VOCODER, _FLOORS_FROM, _TALKER_THRESHOLD):
     if flag.value is not None:
       raise ConfigError(f"--{flag.name} evaluates spoken answers, but {_CHECKPOINT.value} is a "
                         f"text model (config.task={config.task}); drop --{flag.name} for text "

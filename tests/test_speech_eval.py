@@ -129,7 +129,8 @@ def test_evaluator_writes_scores_consistent_with_its_answers_and_wavs(speech_set
   out = str(tmp_path / "eval")
   result = speech_evaluator.evaluate_pipeline(
       config, speaking_pipeline(config, vocoder_dir), "heldout", 2, [2], "topk", out,
-      domain_lm=False)  # the generic LM loads in 1 s (a domain LM: ~25 s)
+      domain_lm=False,  # the generic LM loads in 1 s (a domain LM: ~25 s)
+      talker=speech_evaluator.TalkerDecoding(steps=3))  # the Thinker's 2 for text blocks
   with open(os.path.join(out, "eval.json")) as f:
     saved = json.load(f)
   assert saved == json.loads(json.dumps(result))
@@ -147,12 +148,13 @@ def test_evaluator_writes_scores_consistent_with_its_answers_and_wavs(speech_set
     assert summary["identified"] == np.mean([e["identified"] for e in examples])
     assert all(e["identified"] == (e["chosen"] == asr.normalize_text(e["printed"]) != "")
                for e in examples)
+    assert setting["talker_steps"] == 3
     for e in examples:  # S=2 (topk commits half a block per step), Talker never ends early:
       blocks = e["thinker_nfe"] // 3  # Thinker: 2 steps + 1 clean pass per text block
       assert e["thinker_nfe"] == 3 * blocks > 0
-      # Talker: 3 chunks (31 units max) x 2 steps (each chunk's clean pass rides on the
-      # next chunk's first step, `next_block`) + 1 per text block fused
-      assert e["talker_nfe"] == 3 * 2 + blocks
+      # Talker: 3 chunks (31 units max) x its own 3 steps (each chunk's clean pass rides
+      # on the next chunk's first step, `next_block`) + 1 per text block fused
+      assert e["talker_nfe"] == 3 * 3 + blocks
     assert summary["num_with_audio"] == 2
     for i, e in enumerate(examples):
       wave, rate = sf.read(os.path.join(out, name, f"answer_{i}.wav"))

@@ -109,6 +109,9 @@ def test_the_threshold_reaches_the_talkers_commit_rule(prepared_corpus):
   chunks = sum(e.kind == "units" for e in eager)
   assert chunks == sum(e.kind == "units" for e in patient) >= 1
   assert patient[-1].nfe - eager[-1].nfe == chunks * (pipe.cfg.speech_steps - 1)
+  # the Talker's own threshold (speech_threshold) overrides the shared one
+  cfg = dataclasses.replace(pipe.cfg, rule="threshold", threshold=1.01, speech_threshold=0.0)
+  assert list(dataclasses.replace(pipe, cfg=cfg).speak("seven is odd."))[-1].nfe == eager[-1].nfe
 
 
 def test_the_talkers_owed_clean_forward_says_the_same_units_one_forward_cheaper(

@@ -60,6 +60,7 @@ class StreamConfig:
   max_speech_tokens: int
   rule: str = "topk"
   threshold: float = step_rules.THRESHOLD  # the threshold rule's confidence
+  speech_threshold: Optional[float] = None  # the Talker's, when not `threshold`
   # the MDM Talker's (the Thinker keeps extra_forward: its clean states condition the Talker)
   cache_update: str = DEFAULT_CACHE_UPDATE
   mel_frames: int = 600  # question mel is padded to this many frames (one compile)
@@ -281,8 +282,9 @@ def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: A
     _, _, pred, cache = _ar_chunk(lm, params, cache, carry, visible, write, positions[0, 0],
                                   chunk, suppress=mask_id)
     return pred, pred[:, -1], cache, jnp.int32(chunk)
+  threshold = cfg.threshold if cfg.speech_threshold is None else cfg.speech_threshold
   bd = BlockDiffusionConfig(chunk, cfg.speech_steps, mask_id, eos_id, rule=cfg.rule,
-                            threshold=cfg.threshold, cache_update=cfg.cache_update)
+                            threshold=threshold, cache_update=cfg.cache_update)
   if cfg.cache_update != "next_block":
     blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
     return blk.tokens, blk.tokens, blk.cache, blk.nfe
@@ -509,9 +511,10 @@ class _Pending:
 def stream_config(config: Any, text_steps: Optional[int] = None,
                   speech_steps: Optional[int] = None, rule: str = "topk",
                   threshold: float = step_rules.THRESHOLD,
-                  cache_update: str = DEFAULT_CACHE_UPDATE) -> StreamConfig:
+                  cache_update: str = DEFAULT_CACHE_UPDATE,
+                  speech_threshold: Optional[float] = None) -> StreamConfig:
   """StreamConfig of a training config (the objective decides AR vs MDM for both halves;
-  cache_update: the MDM Talker's)."""
+  cache_update and speech_threshold, when given: the MDM Talker's)."""
   d, t = config.data, config.talker
   return StreamConfig(
       thinker_mode=config.objective, talker_mode=config.objective,
@@ -520,7 +523,7 @@ def stream_config(config: Any, text_steps: Optional[int] = None,
       speech_chunk=t.chunk_size, speech_steps=speech_steps or config.diffusion.sampler_steps,
       text_per_chunk=t.text_per_chunk, max_text_tokens=d.response_len,
       max_speech_tokens=d.max_units + 1, rule=rule, threshold=threshold,
-      cache_update=cache_update,
+      cache_update=cache_update, speech_threshold=speech_threshold,
       mel_frames=d.mel_buckets[-1],
       text_shift=config.diffusion.shift_logits,
       clean_causal=attention_masks.clean_is_causal(config.diffusion,

@@ -32,6 +32,14 @@ from vocalnet_jax.speech.vocoder import Vocoder
 SPEECH_TASKS = ("speech_thinker", "speech_talker")
 
 
+@dataclasses.dataclass(frozen=True)
+class TalkerDecoding:
+  """The MDM Talker's own steps per chunk and threshold, when not the Thinker's (a 15-unit
+  chunk can take more steps than a 4-token text block)."""
+  steps: int = 0  # 0: the Thinker's
+  threshold: Optional[float] = None  # None: the Thinker's
+
+
 def is_speech(config: ml_collections.ConfigDict) -> bool:
   """Whether the config answers spoken questions (else typed ones)."""
   return speech_io.answering_task(config) in SPEECH_TASKS
@@ -41,10 +49,15 @@ def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str]
                     vocoder_dir: Optional[str], split: str, n: int, steps: Sequence[int],
                     rule: str, out_dir: str, domain_lm: bool = True, mode: Optional[str] = None,
                     command: str = "", floors_from: Optional[str] = None,
-                    threshold: float = step_rules.THRESHOLD) -> dict[str, Any]:
+                    threshold: float = step_rules.THRESHOLD,
+                    talker: Optional[TalkerDecoding] = None) -> dict[str, Any]:
   """Checks the inputs (ConfigError: one line), loads the pipeline of `checkpoint` (None:
   random weights) and `vocoder_dir`, then `evaluate_pipeline`."""
   n = _check_speech_inputs(config, checkpoint, vocoder_dir, split, n, mode)
+  talker = talker or TalkerDecoding()
+  if talker.steps > config.talker.chunk_size:
+    raise ConfigError(f"--talker_steps={talker.steps} > the Talker's chunk "
+                      f"(config.talker.chunk_size={config.talker.chunk_size})")
   pipe = speech_io.load_pipeline(config, checkpoint, vocoder_dir, rule=rule)
   speech_io.check_vocoder_fits(pipe, vocoder_dir)
   if pipe.vocoder.mel_cfg.sample_rate != asr_lib.SAMPLE_RATE:
@@ -52,17 +65,18 @@ def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str]
                       f"Hz; the ASR judge needs {asr_lib.SAMPLE_RATE} Hz")
   return evaluate_pipeline(config, pipe, split, n, steps, rule, out_dir, domain_lm,
                            {"command": command, "checkpoint": checkpoint,
-                            "vocoder": vocoder_dir}, floors_from, threshold)
+                            "vocoder": vocoder_dir}, floors_from, threshold, talker)
 
 
 def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechPipeline,
                       split: str, n: int, steps: Sequence[int], rule: str, out_dir: str,
                       domain_lm: bool = True, about: Optional[dict] = None,
                       floors_from: Optional[str] = None,
-                      threshold: float = step_rules.THRESHOLD) -> dict[str, Any]:
+                      threshold: float = step_rules.THRESHOLD,
+                      talker: Optional[TalkerDecoding] = None) -> dict[str, Any]:
   """Answers the first n questions of `split` with `pipe` (with a vocoder) once per decoder
   setting (AR; MDM: `steps` for the Thinker and the Talker both, `rule` with `threshold`
-  for the threshold rule); writes out_dir/eval.json
+  for the threshold rule; `talker` overrides the Talker's); writes out_dir/eval.json
   (`about` first, e.g. the command) and the WAVs, prints the table, returns eval.json.
   floors_from: an earlier evaluation directory of the same questions and vocoder whose
   floors (and question/reference WAVs) are reused instead of recomputed."""
@@ -73,11 +87,13 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
   floors, floor_examples = (
       reused_floors(floors_from, split, [e["question"] for e in examples], vocoder)
       if floors_from else judge_floors(config, pipe.vocoder, j, out_dir))
+  talker = talker or TalkerDecoding()
   settings = {}
   for name, s in ([("ar", 0)] if config.objective == "ar" else
                   [(f"mdm_steps{s}", s) for s in steps]):
-    setting = dataclasses.replace(pipe, cfg=streaming.stream_config(config, s or None,
-                                                                    s or None, rule, threshold))
+    setting = dataclasses.replace(pipe, cfg=streaming.stream_config(
+        config, s or None, talker.steps or s or None, rule, threshold,
+        speech_threshold=talker.threshold))
     answers = _answer_all(setting, examples, voices, asr, judge, os.path.join(out_dir, name),
                           j.train_questions)
     settings[name] = {"mode": config.objective, "steps": s or None,
@@ -86,6 +102,10 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
                           rule if config.objective == "mdm" else None, threshold),
                       "talker_cache_update": (setting.cfg.cache_update
                                               if config.objective == "mdm" else None),
+                      **({"talker_steps": setting.cfg.speech_steps,
+                          "talker_threshold": step_rules.recorded_threshold(
+                              rule, talker.threshold)}
+                         if config.objective == "mdm" and talker != TalkerDecoding() else {}),
                       "summary": speech_eval.summarize(answers),
                       "examples": [dataclasses.asdict(a) for a in answers]}
   result = {
