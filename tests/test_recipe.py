@@ -82,6 +82,15 @@ def test_demo_recipe_knobs_change_their_stage_only():
   assert not any("train_split" in a for a in stages["ar_stage2_answers"])  # the answers alone
   assert "--checkpoint=D/ar_stage2_answers" in stages["eval_ar"]
   assert "--config.init_from=D/mdm_stage1,talker=D/ar_stage2" in stages["mdm_stage2"]
+  longer = {s["name"]: args for s, args in recipe_runner.commands(recipe_runner.load(
+      "configs/recipes/demo.py:mdm_talker_more_steps=7,mdm_eval_talker_steps=15,"
+      "mdm_eval_talker_threshold=0.6"), "D")}
+  assert "--config.init_from=D/mdm_stage1,talker=D/mdm_stage2" in longer["mdm_stage2_more"]
+  assert {"--config.train.steps=7", "--config.train.learning_rate=0.001"} <= set(
+      longer["mdm_stage2_more"])
+  assert {"--checkpoint=D/mdm_stage2_more", "--talker_steps=15", "--talker_threshold=0.6",
+          "--steps=4"} <= set(longer["eval_mdm"])
+  assert longer["eval_ar"] == {s["name"]: args for s, args in base}["eval_ar"]  # as before
   with pytest.raises(recipe_runner.RecipeError, match="unknown recipe option 'sede=3'"):
     recipe_runner.load("configs/recipes/demo.py:sede=3")
 

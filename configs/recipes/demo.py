@@ -15,6 +15,12 @@ per block.
   python -m launch.recipe --recipe=configs/recipes/demo.py:num_read=16000 --workdir=W  # + TTS data
   python -m launch.recipe \
       --recipe=configs/recipes/demo.py:num_read=16000,ar_talker_answer_steps=1000 --workdir=W
+  # the long Talkers of docs/talker.md (hours on a 2-core CPU): AR 3000 steps, MDM 3000 from
+  # it and 3000 more at learning rate 1e-3, the MDM Talker decoded at most 15 steps per
+  # chunk at threshold 0.6
+  python -m launch.recipe --recipe=configs/recipes/demo.py:ar_talker_steps=3000,\
+mdm_talker_steps=3000,mdm_talker_more_steps=3000,mdm_eval_talker_steps=15,\
+mdm_eval_talker_threshold=0.6 --workdir=W
 
 `seed` sets every training stage's init, noise and batch order (the corpus stays the same).
 """
@@ -43,12 +49,16 @@ DEFAULTS = dict(
     # on worse, and 1000 such steps bring them back (docs/talker.md)
     ar_talker_answer_steps=0,
     mdm_talker_steps=1000,
+    mdm_talker_more_steps=0,  # > 0: the MDM Talker goes on this many steps (mdm_stage2_more)
+    mdm_talker_more_learning_rate=1e-3,
     vocoder_steps=400,
     vocos_steps=1000,
     split="test",
     num_eval=50,
     mdm_eval_steps=4,
     mdm_eval_rule="threshold",
+    mdm_eval_talker_steps=0,  # the MDM Talker's own steps per chunk (0: mdm_eval_steps)
+    mdm_eval_talker_threshold=0.0,  # its own threshold (0: the Thinker's)
 )
 
 
@@ -72,7 +82,21 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
   no_typed = {"auxiliary.typed_weight": 0}
   evaluate = dict(steps=k["mdm_eval_steps"], rule=k["mdm_eval_rule"],
                   vocoder="{vocoder}/vocoder", split=k["split"], n=k["num_eval"])
+  mdm_eval = {**evaluate,
+              **({"talker_steps": k["mdm_eval_talker_steps"]}
+                 if k["mdm_eval_talker_steps"] else {}),
+              **({"talker_threshold": k["mdm_eval_talker_threshold"]}
+                 if k["mdm_eval_talker_threshold"] else {})}
   answer_stages, ar_talker = [], "{ar_stage2}"
+  more_stages, mdm_talker = [], "{mdm_stage2}"
+  if k["mdm_talker_more_steps"]:
+    more_stages = [dict(
+        name="mdm_stage2_more", launcher="train", config="configs/mdm.py:tiny,stage=2",
+        description="the MDM Talker, continued",
+        init_from="{mdm_stage1},talker={mdm_stage2}", steps=k["mdm_talker_more_steps"],
+        overrides={**talker, **shift,
+                   "train.learning_rate": k["mdm_talker_more_learning_rate"]})]
+    mdm_talker = "{mdm_stage2_more}"
   if k["ar_talker_answer_steps"]:
     answer_stages = [dict(
         name="ar_stage2_answers", launcher="train", config="configs/ar.py:tiny,stage=2",
@@ -108,6 +132,7 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
            init_from="{mdm_stage1},talker={ar_stage2}", steps=k["mdm_talker_steps"],
            overrides={**talker, **shift}),
       *answer_stages,
+      *more_stages,
       dict(name="vocoder", launcher="train_vocoder", config="configs/vocoder.py:tiny",
            description="vocoder (units -> mel: flow matching; mel -> waveform: Vocos)",
            steps=k["vocoder_steps"], flags={"data": "{data}"},
@@ -118,7 +143,7 @@ def get_recipe(arg: str | None = None) -> ml_collections.ConfigDict:
       # Same questions and vocoder: the MDM evaluation reuses the AR one's ASR floors.
       dict(name="eval_mdm", launcher="evaluate",
            description=f"MDM answers the same {k['num_eval']} questions",
-           flags={"checkpoint": "{mdm_stage2}", **evaluate, "floors_from": "{eval_ar}"}),
+           flags={"checkpoint": mdm_talker, **mdm_eval, "floors_from": "{eval_ar}"}),
       dict(name="summary", launcher="demo_summary",
            flags={"ar": "{eval_ar}", "mdm": "{eval_mdm}"}),
   ]
