@@ -68,20 +68,24 @@ def test_every_stage_validates_and_reads_the_checkpoint_tokenizer(stages):
   assert _config(stages["ar"]).objective == "ar"
   mdm = _config(stages["mdm"])
   assert (mdm.objective, mdm.diffusion.shift_logits, mdm.diffusion.block_size) == ("mdm", True, 4)
-  assert mdm.diffusion.sampler_steps == 1  # trained on the all-[MASK] blocks S = B/4 decodes
+  # trained on the states of the 4-step sampler the threshold rule decodes with
+  assert (mdm.diffusion.sampler_steps, mdm.diffusion.clean_attention) == (4, "causal")
 
 
 def test_mdm_clean_attention_knobs_reach_the_mdm_stage(stages):
-  assert _config(stages["mdm"]).diffusion.clean_attention == "block"  # the default
+  default = _config(stages["mdm"]).diffusion
+  assert (default.clean_attention, default.ar_weight) == ("causal", 1.0)
   gguf = stages["ar"]["init_from"].removeprefix("thinker=gguf:")
   recipe = recipe_runner.load(
-      f"{RECIPE}:gguf={gguf},data=corpus,mdm_clean_attention=causal,mdm_ar_weight=0.5")
+      f"{RECIPE}:gguf={gguf},data=corpus,mdm_clean_attention=block,mdm_ar_weight=0,"
+      "mdm_sampler_steps=1")
   mdm = _config({s["name"]: s for s in recipe.stages}["mdm"])
   validate_config(mdm)
-  assert (mdm.diffusion.clean_attention, mdm.diffusion.ar_weight) == ("causal", 0.5)
+  assert (mdm.diffusion.clean_attention, mdm.diffusion.ar_weight,
+          mdm.diffusion.sampler_steps) == ("block", 0.0, 1)
   with pytest.raises(ValueError, match="ar_weight"):  # the AR term needs the causal copy
     validate_config(_config({s["name"]: s for s in recipe_runner.load(
-        f"{RECIPE}:gguf={gguf},data=corpus,mdm_ar_weight=0.5").stages}["mdm"]))
+        f"{RECIPE}:gguf={gguf},data=corpus,mdm_clean_attention=block").stages}["mdm"]))
 
 
 def test_each_init_from_source_has_the_model_its_stage_restores(stages):
