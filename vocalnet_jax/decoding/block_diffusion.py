@@ -154,6 +154,8 @@ def denoise_block(lm: CachedLM, params: Any, cache: Cache, visible: Array, write
     x, after = commit(x, hidden, first, step, key)
     return x, cache, step + 1, rng, after, first
 
+  no_logits = jnp.zeros((batch, 0), jnp.float32)  # what stands for them unshifted
+
   def owed_step(x, cache, rng):
     """The first step and the owed clean forward in one forward [batch, B_owed + B]."""
     rng, key = jax.random.split(rng)
@@ -162,7 +164,8 @@ def denoise_block(lm: CachedLM, params: Any, cache: Cache, visible: Array, write
                                jnp.concatenate([owed.positions, positions], axis=1),
                                jnp.concatenate([owed.mask, mask], axis=1), cache,
                                owed.write_index)
-    first = lm.logits(params, hidden[:, n - 1:n])[:, 0]  # the clean context's next token
+    # the clean context's next-token logits: the block's first token when shifted
+    first = lm.logits(params, hidden[:, n - 1:n])[:, 0] if cfg.shift_logits else no_logits
     x, after = commit(x, hidden[:, n:], first, jnp.int32(0), key)
     return x, cache, jnp.int32(1), rng, after, first
 
@@ -174,7 +177,6 @@ def denoise_block(lm: CachedLM, params: Any, cache: Cache, visible: Array, write
   if owed is not None:
     first = owed_step(x, cache, rng)
   else:  # S >= 1: the first step always runs
-    no_logits = jnp.zeros((batch, 0), jnp.float32)  # unused without shifted logits
     first = step_fn(x, cache, jnp.int32(0), rng,
                     no_logits if first_logits is None else first_logits)
   x, cache, nfe, _, after, _ = jax.lax.while_loop(cond, lambda c: step_fn(*c[:4], c[5]), first)
@@ -183,12 +185,13 @@ def denoise_block(lm: CachedLM, params: Any, cache: Cache, visible: Array, write
 
 def denoise_after(lm: CachedLM, params: Any, cache: Cache, visible: Array, write_index: Array,
                   positions: Array, rng: Array, cfg: BlockDiffusionConfig,
-                  first_logits: Optional[Array], owed: CleanBlock, has_owed: Array) -> Block:
-  """`denoise_block` for a loop that carries its previous block: with `next_block` its
-  clean forward rides on this block's first step when `has_owed` ([] bool; false for a
-  loop's first block). The other cache updates owe nothing."""
+                  first_logits: Optional[Array], owed: Optional[CleanBlock],
+                  has_owed: Array) -> Block:
+  """`denoise_block` for a loop that carries its previous block (`next_block`): its clean
+  forward rides on this block's first step when `has_owed` ([] bool; false for a loop's
+  first block). owed None: nothing is owed (the other cache updates)."""
   args = (lm, params, cache, visible, write_index, positions, rng, cfg, first_logits)
-  if cfg.cache_update != "next_block":
+  if owed is None:
     return denoise_block(*args)
   return jax.lax.cond(has_owed, lambda: denoise_block(*args, owed=owed),
                       lambda: denoise_block(*args))
@@ -242,10 +245,12 @@ def generate(lm: CachedLM, params: Any, prefix: Array, prefix_valid: Array, rng:
     write = prefix_len + j * block
     positions = start[:, None] + j * block + jnp.arange(block)[None, :]  # [batch, B]
     visible = context_keys(prefix_valid, cache_len, write)  # [batch, C]
-    previous = jax.lax.dynamic_slice_in_dim(out, jnp.maximum(j - 1, 0) * block, block, axis=1)
-    owed = owed_block(previous, positions - block,
-                      context_keys(prefix_valid, cache_len, write - block), write - block,
-                      cfg.clean_causal)
+    owed = None
+    if cfg.cache_update == "next_block":  # block j - 1's clean forward (none for j = 0)
+      previous = jax.lax.dynamic_slice_in_dim(out, jnp.maximum(j - 1, 0) * block, block, axis=1)
+      owed = owed_block(previous, positions - block,
+                        context_keys(prefix_valid, cache_len, write - block), write - block,
+                        cfg.clean_causal)
     blk = denoise_after(lm, params, cache, visible, write, positions, key, cfg, first_logits,
                         owed, j > 0)
     out = jax.lax.dynamic_update_slice_in_dim(out, blk.tokens, j * block, axis=1)
