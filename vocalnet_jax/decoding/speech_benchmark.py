@@ -314,7 +314,7 @@ def plot(rows: list[dict], path: str) -> None:
   for key, color, label in (("first_units_s", "tab:green", "first units"),
                             ("first_audio_s", "tab:blue", "first audio chunk"),
                             ("total_s", "tab:orange", "whole answer")):
-    for update, style in zip(sorted({r["cache_update"] for r in mdm}), ("o-", "s--")):
+    for update, style in zip(sorted({r["cache_update"] for r in mdm}), ("o-", "s--", "^:")):
       sub = [r for r in mdm if r["cache_update"] == update]
       ax_lat.plot([r["steps"] for r in sub], [r[key] for r in sub], style, color=color,
                   label=f"MDM {label} ({update})")

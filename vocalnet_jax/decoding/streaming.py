@@ -73,6 +73,11 @@ class StreamConfig:
         raise ValueError(f"{name}={getattr(self, name)!r}: choose 'mdm' or 'ar'")
 
   @property
+  def talker_threshold(self) -> float:
+    """The threshold rule's confidence for the Talker's units."""
+    return self.threshold if self.speech_threshold is None else self.speech_threshold
+
+  @property
   def num_text_blocks(self) -> int:
     return -(-self.max_text_tokens // self.text_block)
 
@@ -282,9 +287,8 @@ def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: A
     _, _, pred, cache = _ar_chunk(lm, params, cache, carry, visible, write, positions[0, 0],
                                   chunk, suppress=mask_id)
     return pred, pred[:, -1], cache, jnp.int32(chunk)
-  threshold = cfg.threshold if cfg.speech_threshold is None else cfg.speech_threshold
   bd = BlockDiffusionConfig(chunk, cfg.speech_steps, mask_id, eos_id, rule=cfg.rule,
-                            threshold=threshold, cache_update=cfg.cache_update)
+                            threshold=cfg.talker_threshold, cache_update=cfg.cache_update)
   if cfg.cache_update != "next_block":
     blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
     return blk.tokens, blk.tokens, blk.cache, blk.nfe

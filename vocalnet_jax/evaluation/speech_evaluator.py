@@ -50,11 +50,10 @@ def evaluate_speech(config: ml_collections.ConfigDict, checkpoint: Optional[str]
                     rule: str, out_dir: str, domain_lm: bool = True, mode: Optional[str] = None,
                     command: str = "", floors_from: Optional[str] = None,
                     threshold: float = step_rules.THRESHOLD,
-                    talker: Optional[TalkerDecoding] = None) -> dict[str, Any]:
+                    talker: TalkerDecoding = TalkerDecoding()) -> dict[str, Any]:
   """Checks the inputs (ConfigError: one line), loads the pipeline of `checkpoint` (None:
   random weights) and `vocoder_dir`, then `evaluate_pipeline`."""
   n = _check_speech_inputs(config, checkpoint, vocoder_dir, split, n, mode)
-  talker = talker or TalkerDecoding()
   if talker.steps > config.talker.chunk_size:
     raise ConfigError(f"--talker_steps={talker.steps} > the Talker's chunk "
                       f"(config.talker.chunk_size={config.talker.chunk_size})")
@@ -73,7 +72,7 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
                       domain_lm: bool = True, about: Optional[dict] = None,
                       floors_from: Optional[str] = None,
                       threshold: float = step_rules.THRESHOLD,
-                      talker: Optional[TalkerDecoding] = None) -> dict[str, Any]:
+                      talker: TalkerDecoding = TalkerDecoding()) -> dict[str, Any]:
   """Answers the first n questions of `split` with `pipe` (with a vocoder) once per decoder
   setting (AR; MDM: `steps` for the Thinker and the Talker both, `rule` with `threshold`
   for the threshold rule; `talker` overrides the Talker's); writes out_dir/eval.json
@@ -87,7 +86,6 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
   floors, floor_examples = (
       reused_floors(floors_from, split, [e["question"] for e in examples], vocoder)
       if floors_from else judge_floors(config, pipe.vocoder, j, out_dir))
-  talker = talker or TalkerDecoding()
   settings = {}
   for name, s in ([("ar", 0)] if config.objective == "ar" else
                   [(f"mdm_steps{s}", s) for s in steps]):
@@ -104,7 +102,7 @@ def evaluate_pipeline(config: ml_collections.ConfigDict, pipe: streaming.SpeechP
                                               if config.objective == "mdm" else None),
                       **({"talker_steps": setting.cfg.speech_steps,
                           "talker_threshold": step_rules.recorded_threshold(
-                              rule, talker.threshold)}
+                              rule, setting.cfg.talker_threshold)}
                          if config.objective == "mdm" and talker != TalkerDecoding() else {}),
                       "summary": speech_eval.summarize(answers),
                       "examples": [dataclasses.asdict(a) for a in answers]}
