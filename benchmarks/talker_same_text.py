@@ -16,6 +16,7 @@ Talkers say each text at each S of --steps (chunk steps, --rule). Text-only Talk
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -48,7 +49,8 @@ _CACHE_UPDATE = flags.DEFINE_enum(
 _TEXTS_FROM = flags.DEFINE_string("texts_from", "", "An evaluation directory (DIR/eval.json of "
                                   "the same split) whose printed texts are said instead of "
                                   "the reference answers.")
-_WAV_DIR = flags.DEFINE_string("wav_dir", "", "Where the WAVs go (default: a temporary folder).")
+_WAV_DIR = flags.DEFINE_string("wav_dir", "", "Where the WAVs go (default: a temporary "
+                               "folder, removed once judged).")
 _OUT = flags.DEFINE_string("out", None, "Result file.")
 flags.mark_flags_as_required(["checkpoint", "vocoder", "out"])
 # what a Talker saying given texts is judged by (exact match is 1 by construction)
@@ -56,19 +58,16 @@ SUMMARY = ("wer_vs_printed", "identified", "mel_distance", "num_with_audio", "ta
            "first_audio_s", "total_s", "audio_s")
 
 
-def main(argv):
-  del argv
-  configs = [run_config.resolve(None, c) for c in _CHECKPOINT.value]
-  for checkpoint, config in zip(_CHECKPOINT.value, configs):
-    speech_io.check_speaking_inputs(config, checkpoint, _VOCODER.value)
-    if config.talker.get("thinker_states", True):
-      raise ConfigError(f"--checkpoint={checkpoint}: its Talker reads the Thinker's states "
-                        "(talker.thinker_states=True); only text-only Talkers say given texts")
-  judges = speech_evaluator.Judges.of(configs[0], _SPLIT.value, _N.value)
-  texts = ([e["answer"] for e in judges.examples] if not _TEXTS_FROM.value else
-           speech_evaluator.printed_texts(_TEXTS_FROM.value, _SPLIT.value,
-                                          [e["question"] for e in judges.examples]))
-  wav_dir = _WAV_DIR.value or tempfile.mkdtemp(prefix="talker_same_text_")
+def _wav_folder() -> contextlib.AbstractContextManager[str]:
+  """--wav_dir, kept; or a temporary folder, removed with its WAVs once judged."""
+  if _WAV_DIR.value:
+    return contextlib.nullcontext(_WAV_DIR.value)
+  return tempfile.TemporaryDirectory(prefix="talker_same_text_")
+
+
+def _say_and_judge(configs: list, judges: speech_evaluator.Judges, texts: list[str],
+                   wav_dir: str) -> tuple[dict, dict]:
+  """Every Talker (each MDM one at each S) says `texts`; its settings and the floors."""
   settings, summaries = {}, {}
   pipes = speech_io.load_speaking_pipelines(list(zip(configs, _CHECKPOINT.value)),
                                             _VOCODER.value)
@@ -91,6 +90,23 @@ def main(argv):
   floors, _ = speech_evaluator.judge_floors(configs[0], pipes[0].vocoder, judges,
                                             os.path.join(wav_dir, "floors"))
   print(speech_eval.format_table(summaries, floors))
+  return settings, floors
+
+
+def main(argv):
+  del argv
+  configs = [run_config.resolve(None, c) for c in _CHECKPOINT.value]
+  for checkpoint, config in zip(_CHECKPOINT.value, configs):
+    speech_io.check_speaking_inputs(config, checkpoint, _VOCODER.value)
+    if config.talker.get("thinker_states", True):
+      raise ConfigError(f"--checkpoint={checkpoint}: its Talker reads the Thinker's states "
+                        "(talker.thinker_states=True); only text-only Talkers say given texts")
+  judges = speech_evaluator.Judges.of(configs[0], _SPLIT.value, _N.value)
+  texts = ([e["answer"] for e in judges.examples] if not _TEXTS_FROM.value else
+           speech_evaluator.printed_texts(_TEXTS_FROM.value, _SPLIT.value,
+                                          [e["question"] for e in judges.examples]))
+  with _wav_folder() as wav_dir:
+    settings, floors = _say_and_judge(configs, judges, texts, wav_dir)
   result_file.write(_OUT.value, {
       "checkpoints": _CHECKPOINT.value, "vocoder": _VOCODER.value, "split": _SPLIT.value,
       "n": len(texts), "texts": _TEXTS_FROM.value or "reference answers",
