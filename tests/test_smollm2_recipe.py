@@ -68,8 +68,8 @@ def test_every_stage_validates_and_reads_the_checkpoint_tokenizer(stages):
   assert _config(stages["ar"]).objective == "ar"
   mdm = _config(stages["mdm"])
   assert (mdm.objective, mdm.diffusion.shift_logits, mdm.diffusion.block_size) == ("mdm", True, 4)
-  # trained on the states of the 4-step sampler the threshold rule decodes with
-  assert (mdm.diffusion.sampler_steps, mdm.diffusion.clean_attention) == (4, "causal")
+  # trained on the states of the S = B/4 = 1 sampler, with a causal clean stream
+  assert (mdm.diffusion.sampler_steps, mdm.diffusion.clean_attention) == (1, "causal")
 
 
 def test_mdm_clean_attention_knobs_reach_the_mdm_stage(stages):
@@ -78,11 +78,11 @@ def test_mdm_clean_attention_knobs_reach_the_mdm_stage(stages):
   gguf = stages["ar"]["init_from"].removeprefix("thinker=gguf:")
   recipe = recipe_runner.load(
       f"{RECIPE}:gguf={gguf},data=corpus,mdm_clean_attention=block,mdm_ar_weight=0,"
-      "mdm_sampler_steps=1")
+      "mdm_sampler_steps=4")
   mdm = _config({s["name"]: s for s in recipe.stages}["mdm"])
   validate_config(mdm)
   assert (mdm.diffusion.clean_attention, mdm.diffusion.ar_weight,
-          mdm.diffusion.sampler_steps) == ("block", 0.0, 1)
+          mdm.diffusion.sampler_steps) == ("block", 0.0, 4)
   with pytest.raises(ValueError, match="ar_weight"):  # the AR term needs the causal copy
     validate_config(_config({s["name"]: s for s in recipe_runner.load(
         f"{RECIPE}:gguf={gguf},data=corpus,mdm_clean_attention=block").stages}["mdm"]))
