@@ -25,7 +25,8 @@ forward inside the next block's first step): two seeds answer 0.70 and 0.68 of t
 `heldout` questions against AR's 0.72 at about half AR's forwards per token. At S = 1
 exactly they answer 0.56 and 0.54: SmolLM2 writes one token per digit and per spelled
 letter, and a block of them committed in one forward loses the number or the word
-(4-step states, `mdm_sampler_steps=4`, answer less by both; docs/pretrained_smollm2.md).
+(4-step states, `mdm_sampler_steps=4`, answer fewer typed questions either way but more
+spoken ones, 0.32 / 0.38 against 0.26 / 0.30; docs/pretrained_smollm2.md).
 The ears spell: CTC on the question's characters (`auxiliary.ctc_units=chars`) over the
 frames of a 4-layer, 128-wide encoder at 50 frames/s, trained on the corpus's train
 questions and 16000 sentences read aloud whose word sequences add the GGUF tokenizer's 2000
@@ -65,7 +66,8 @@ DEFAULTS = dict(
     # the sampler whose states the MDM stage trains on; decoded with the threshold rule (at
     # most 4 steps, one request at a time). Two seeds each: 1 (S = B/4) answers 0.70 / 0.68
     # typed heldout at 0.48 / 0.46 forwards per token, 0.56 / 0.54 at S = 1; 4 answers
-    # 0.66 / 0.64 at 0.55 / 0.58, 0.48 / 0.48 at S = 1 (docs/pretrained_smollm2.md)
+    # 0.66 / 0.64 at 0.55 / 0.58, 0.48 / 0.48 at S = 1, but 0.32 / 0.38 spoken against
+    # 1's 0.26 / 0.30 (docs/pretrained_smollm2.md)
     mdm_sampler_steps=1,
     # the clean copy's attention in the MDM stage (configs/common.py MDM_RECIPE):
     # 'causal' keeps the frozen bottom layers' context states those of the AR model
