@@ -289,15 +289,16 @@ def talker_chunk(model: SpeechLLM, params: Any, cache: Cache, carry: Array, k: A
     return pred, pred[:, -1], cache, jnp.int32(chunk)
   bd = BlockDiffusionConfig(chunk, cfg.speech_steps, mask_id, eos_id, rule=cfg.rule,
                             threshold=cfg.talker_threshold, cache_update=cfg.cache_update)
-  if cfg.cache_update != "next_block":
+  if cfg.cache_update == "next_block":
+    # chunk k - 1 saw the text it sees again here: the text decoded before it was at least
+    # its limit (or all of it), so min(its limit, num_text) has not changed since
+    owed = owed_block(carry, positions - chunk,
+                      talker_visible(cache_len, cfg.text_slots, k - 1, num_text, chunk,
+                                     cfg.text_per_chunk), write - chunk)
+    blk = denoise_after(lm, params, cache, visible, write, positions, rng, bd, None, owed,
+                        k > 0)
+  else:
     blk = decode_block(lm, params, cache, visible, write, positions, rng, bd)
-    return blk.tokens, blk.tokens, blk.cache, blk.nfe
-  # chunk k - 1 saw the text it sees again here: the text decoded before it was at least
-  # its limit (or all of it), so min(its limit, num_text) has not changed since
-  owed = owed_block(carry, positions - chunk,
-                    talker_visible(cache_len, cfg.text_slots, k - 1, num_text, chunk,
-                                   cfg.text_per_chunk), write - chunk)
-  blk = denoise_after(lm, params, cache, visible, write, positions, rng, bd, None, owed, k > 0)
   return blk.tokens, blk.tokens, blk.cache, blk.nfe
 
 
